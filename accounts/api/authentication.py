@@ -1,0 +1,67 @@
+"""REST authentication: API keys in the Authorization header, or the browser session with CSRF."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+from accounts.services.api_keys import api_key_authenticate
+from core import ratelimit
+from core.errors import ServiceError, TooManyRequests
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer fd_…``. A key-authenticated request ignores cookies entirely (B7)."""
+
+    keyword = "bearer"
+
+    def authenticate(self, request):  # type: ignore[no-untyped-def]
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != self.keyword or not secret.strip():
+            raise _failed("Send the API key as 'Authorization: Bearer fd_…'.", "authentication_malformed")
+        ip = ratelimit.client_ip(request)
+        try:
+            principal = api_key_authenticate(secret.strip(), ip_address=ip)
+        except ServiceError as exc:
+            allowed, retry_after = ratelimit.hit(
+                "api-key-failures", ip or "unknown", limit=settings.API_KEY_FAILURE_LIMIT_PER_IP, window_seconds=60
+            )
+            if not allowed:
+                raise TooManyRequests(
+                    "Too many failed API key attempts from this address; wait and retry.", retry_after=retry_after
+                ) from None
+            raise _failed(exc.message, exc.code) from None
+        return (principal.user or _ServiceAccountUser(principal), principal)
+
+    def authenticate_header(self, request) -> str:  # type: ignore[no-untyped-def]
+        return 'Bearer realm="flowdeck"'
+
+
+class _ServiceAccountUser:
+    """Stands in for request.user when a service account calls (it is no Django user)."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, principal):  # type: ignore[no-untyped-def]
+        self.service_account = principal.service_account
+
+    def __str__(self) -> str:
+        return f"service account {self.service_account.name}"
+
+
+def _failed(message: str, code: str) -> exceptions.AuthenticationFailed:
+    exc = exceptions.AuthenticationFailed(message)
+    exc.auth_code = code  # type: ignore[attr-defined]
+    return exc
+
+
+class CsrfSessionAuthentication(authentication.SessionAuthentication):
+    """The browser's session; unsafe methods need the CSRF token (DRF enforces it here)."""

@@ -1,0 +1,180 @@
+"""Who may do what: the one place access is decided.
+
+Every adapter (REST, GraphQL, websockets, admin actions) builds a :class:`Principal` and calls
+:func:`authorize` before it calls a service. A role grants a set of actions (:data:`ROLE_ACTIONS`);
+django-guardian object permissions widen that per object (a Developer granted ``manage`` on one
+service account may mint its keys), and an object marked ``is_restricted`` is narrowed to Admins and
+to the people granted ``view`` on it. Another workspace's object is never "forbidden": it does not
+exist (:class:`NotFound`), so nothing leaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from guardian.shortcuts import get_perms
+
+from .models import ApiKey, Membership, Role, ServiceAccount, User, Workspace
+
+
+class NotFound(Exception):
+    """The object does not exist for this principal (missing and not-yours look the same)."""
+
+
+class PermissionDenied(Exception):
+    """The principal can see the object but its role does not allow the action."""
+
+    def __init__(self, action: str, role: str | None):
+        self.action = action
+        self.role = role
+        super().__init__(f"Your role ({role or 'none'}) does not allow '{action}' in this workspace.")
+
+
+RANK = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3, Role.OWNER: 4}
+
+_READ = {"workspace:read", "member:read", "project:read"}
+_DEVELOP = {
+    "api_key:create_own",
+    "project:write",
+    "flow:register",
+    "flow_run:create",
+    "flow_run:update",
+    "log:read",
+}
+_ADMIN = {
+    "workspace:update",
+    "member:update_role",
+    "member:remove",
+    "invitation:read",
+    "invitation:create",
+    "invitation:revoke",
+    "service_account:read",
+    "service_account:create",
+    "service_account:update",
+    "service_account:delete",
+    "service_account:manage_keys",
+    "api_key:read_all",
+    "api_key:revoke_any",
+    "audit_log:read",
+    "object_permission:manage",
+}
+_OWNER = {"workspace:delete", "billing:manage"}
+# The Agent role is narrow on purpose: register, heartbeat, claim, report. Nothing else.
+_AGENT = {"agent:register", "agent:heartbeat", "flow_run:claim", "flow_run:report_state", "log:write"}
+
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    Role.VIEWER: frozenset(_READ | {"log:read"}),
+    Role.DEVELOPER: frozenset(_READ | _DEVELOP | _AGENT),
+    Role.ADMIN: frozenset(_READ | _DEVELOP | _AGENT | _ADMIN),
+    Role.OWNER: frozenset(_READ | _DEVELOP | _AGENT | _ADMIN | _OWNER),
+    Role.AGENT: frozenset(_AGENT),
+}
+ALL_ACTIONS: frozenset[str] = frozenset().union(*ROLE_ACTIONS.values())
+
+# Object-permission codenames that widen a role for one object: action -> codename prefix.
+OBJECT_GRANTS = {
+    "service_account:manage_keys": "manage",
+    "service_account:update": "manage",
+    "service_account:read": "view",
+    "project:write": "manage",
+    "project:read": "view",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting, in which workspace, with which effective role."""
+
+    workspace: Workspace
+    role: str
+    user: User | None = None
+    service_account: ServiceAccount | None = None
+    api_key: ApiKey | None = None
+    ip_address: str | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        if self.user is not None:
+            return self.user.email
+        if self.service_account is not None:
+            return f"service account {self.service_account.name}"
+        return "system"
+
+
+def role_at_most(role: str, ceiling: str) -> str:
+    """The lower of two human roles (keys never act above their owner)."""
+    if role == Role.AGENT or ceiling == Role.AGENT:
+        return Role.AGENT
+    return role if RANK[Role(role)] <= RANK[Role(ceiling)] else ceiling
+
+
+def can_grant_role(granter_role: str, role: str) -> bool:
+    """Nobody hands out a role above their own; only Owners make Owners."""
+    if role == Role.AGENT:
+        return granter_role in (Role.OWNER, Role.ADMIN)
+    return granter_role in RANK and RANK[Role(granter_role)] >= RANK[Role(role)]
+
+
+def principal_for_user(user: User | AnonymousUser, workspace: Workspace, ip_address: str | None = None) -> Principal:
+    """The principal for a signed-in user, or NotFound when they are not a member."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        raise NotFound()
+    membership = Membership.objects.filter(workspace=workspace, user=user).only("role").first()
+    if membership is None:
+        raise NotFound()
+    return Principal(workspace=workspace, role=membership.role, user=user, ip_address=ip_address)  # type: ignore[arg-type]
+
+
+def _object_workspace_id(obj: Any) -> Any:
+    if isinstance(obj, Workspace):
+        return obj.pk
+    return getattr(obj, "workspace_id", None)
+
+
+def authorize(principal: Principal, action: str, obj: Any = None) -> None:
+    """Raise unless ``principal`` may do ``action`` (to ``obj``, when given).
+
+    Objects of another workspace raise :class:`NotFound`; an allowed-to-see but not-allowed-to-do
+    raises :class:`PermissionDenied`.
+    """
+    if action not in ALL_ACTIONS:
+        raise ValueError(f"Unknown action {action!r}")
+    if obj is not None and _object_workspace_id(obj) != principal.workspace.pk:
+        raise NotFound()
+    allowed = action in ROLE_ACTIONS.get(principal.role, frozenset())
+    if obj is None or isinstance(obj, Workspace):
+        if not allowed:
+            raise PermissionDenied(action, principal.role)
+        return
+    object_perms = _object_perms(principal, obj)
+    if getattr(obj, "is_restricted", False) and not _sees_restricted(principal, object_perms):
+        # A restricted object is invisible to those it is not shared with.
+        raise NotFound()
+    if allowed:
+        return
+    codename = OBJECT_GRANTS.get(action)
+    if codename and f"{codename}_{obj._meta.model_name}" in object_perms:
+        return
+    raise PermissionDenied(action, principal.role)
+
+
+def can(principal: Principal, action: str, obj: Any = None) -> bool:
+    try:
+        authorize(principal, action, obj)
+    except (NotFound, PermissionDenied):
+        return False
+    return True
+
+
+def _object_perms(principal: Principal, obj: Any) -> set[str]:
+    if principal.user is None or principal.api_key is not None and principal.api_key.kind != ApiKey.Kind.USER:
+        return set()
+    return set(get_perms(principal.user, obj))
+
+
+def _sees_restricted(principal: Principal, object_perms: set[str]) -> bool:
+    if principal.role in (Role.OWNER, Role.ADMIN):
+        return True
+    return any(p.startswith(("view_", "manage_")) for p in object_perms)

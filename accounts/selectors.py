@@ -1,0 +1,63 @@
+"""Read queries for accounts data, always given the workspace (or the user, for their own list)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.authz import NotFound, Principal, authorize
+from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, ServiceAccount, User, Workspace
+
+
+def workspace_list_for_user(user: User) -> QuerySet[Workspace]:
+    return Workspace.objects.filter(memberships__user=user).order_by("name")
+
+
+def workspace_get_for_user(user: User, slug: str) -> Workspace:
+    """The workspace a member asks for by slug; NotFound for non-members and missing slugs alike."""
+    workspace = Workspace.objects.filter(slug=slug, memberships__user=user).first() if user.is_authenticated else None
+    if workspace is None:
+        raise NotFound()
+    return workspace
+
+
+def membership_list(principal: Principal) -> QuerySet[Membership]:
+    authorize(principal, "member:read", principal.workspace)
+    return Membership.objects.filter(workspace=principal.workspace).select_related("user").order_by("created_at", "id")
+
+
+def membership_get(principal: Principal, membership_id) -> Membership:  # type: ignore[no-untyped-def]
+    authorize(principal, "member:read", principal.workspace)
+    membership = (
+        Membership.objects.filter(workspace=principal.workspace, pk=membership_id).select_related("user", "workspace").first()
+    )
+    if membership is None:
+        raise NotFound()
+    return membership
+
+
+def invitation_list(principal: Principal) -> QuerySet[Invitation]:
+    authorize(principal, "invitation:read", principal.workspace)
+    return Invitation.objects.for_workspace(principal.workspace).select_related("invited_by")
+
+
+def service_account_list(principal: Principal) -> list[ServiceAccount]:
+    """Service accounts the principal may see (restricted ones only where shared with them)."""
+    from accounts.authz import can
+
+    accounts = ServiceAccount.objects.for_workspace(principal.workspace).filter(is_active=True)
+    return [a for a in accounts if can(principal, "service_account:read", a)]
+
+
+def api_key_list(principal: Principal) -> QuerySet[ApiKey]:
+    """Admins see every key; others see their own personal keys."""
+    qs = ApiKey.objects.for_workspace(principal.workspace).select_related("user", "service_account")
+    from accounts.authz import can
+
+    if can(principal, "api_key:read_all", principal.workspace):
+        return qs
+    return qs.filter(kind=ApiKey.Kind.USER, user=principal.user)
+
+
+def audit_log_list(principal: Principal) -> QuerySet[AuditLogEntry]:
+    authorize(principal, "audit_log:read", principal.workspace)
+    return AuditLogEntry.objects.for_workspace(principal.workspace)

@@ -1,0 +1,96 @@
+"""Team membership: roles, removal, leaving. A workspace always keeps at least one Owner."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.authz import RANK, PermissionDenied, Principal, authorize, can_grant_role
+from accounts.models import ApiKey, Invitation, Membership, Role, ServiceAccount, Workspace
+from core.errors import Conflict, InvalidInput
+
+from .audit import audit_record
+
+HUMAN_ROLES = (Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER)
+
+
+def seat_count(workspace: Workspace) -> int:
+    """Seats billed for a workspace: its human members plus pending invitations. Billing enforces
+    its plan's limit on this one number."""
+    members = Membership.objects.filter(workspace=workspace).count()
+    pending = (
+        Invitation.objects.for_workspace(workspace)
+        .filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+        .count()
+    )
+    return members + pending
+
+
+def _locked_owners(workspace: Workspace) -> list[Membership]:
+    # Lock every Owner row so two concurrent demotions cannot both pass the last-owner check.
+    return list(Membership.objects.select_for_update().filter(workspace=workspace, role=Role.OWNER).order_by("id"))
+
+
+def validate_human_role(role: str) -> str:
+    if role not in HUMAN_ROLES:
+        raise InvalidInput(
+            f"'{role}' is not a member role; choose one of owner, admin, developer, viewer.",
+            code="invalid_role",
+            details={"role": [f"Choose one of {', '.join(HUMAN_ROLES)}."]},
+        )
+    return role
+
+
+@transaction.atomic
+def membership_change_role(*, actor: Principal, membership: Membership, role: str) -> Membership:
+    authorize(actor, "member:update_role", membership.workspace)
+    validate_human_role(role)
+    if not can_grant_role(actor.role, role) or (
+        membership.role == Role.OWNER and actor.role != Role.OWNER
+    ):
+        raise PermissionDenied("member:update_role", actor.role)
+    owners = _locked_owners(membership.workspace)
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    if membership.role == Role.OWNER and len(owners) <= 1:
+        raise Conflict("A workspace must keep at least one Owner; make someone else Owner first.", code="last_owner")
+    previous = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        workspace=membership.workspace, action="member.role_changed", target=membership.user, actor=actor,
+        data={"from": previous, "to": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor: Principal, membership: Membership) -> None:
+    """Remove a member (or, when the actor is that member, leave)."""
+    leaving = actor.user is not None and membership.user_id == actor.user.pk
+    if not leaving:
+        authorize(actor, "member:remove", membership.workspace)
+        if RANK.get(Role(membership.role), 0) > RANK.get(Role(actor.role), 0):
+            raise PermissionDenied("member:remove", actor.role)
+    owners = _locked_owners(membership.workspace)
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == Role.OWNER and len(owners) <= 1:
+        raise Conflict(
+            "The last Owner cannot leave or be removed; make someone else Owner first, or delete the workspace.",
+            code="last_owner",
+        )
+    user = membership.user
+    membership.delete()
+    # Their user keys for this workspace stop working at once.
+    ApiKey.objects.for_workspace(membership.workspace).filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    audit_record(
+        workspace=membership.workspace, action="member.left" if leaving else "member.removed", target=user,
+        actor=actor, data={"role": membership.role},
+    )
+
+
+def active_service_accounts(workspace: Workspace):
+    return ServiceAccount.objects.for_workspace(workspace).filter(is_active=True)

@@ -1,0 +1,3 @@
+"""Websocket routes. The live-updates issue fills these in."""
+
+websocket_urlpatterns: list = []

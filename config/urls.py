@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.graphql_view import FlowdeckGraphQLView
+from core.views import healthz, not_found_json
+from frontend.views import spa
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("_allauth/", include("allauth.headless.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include(("accounts.api.urls", "accounts"), namespace="v1")),
+    re_path(r"^api/", not_found_json),
+    path("graphql", FlowdeckGraphQLView.as_view(), name="graphql"),
+    re_path(r"^(?!static/)(?P<path>.*)$", spa, name="spa"),
+]

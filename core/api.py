@@ -1,0 +1,63 @@
+"""The guarded base for every workspace-scoped REST endpoint (PostHog/Sentry style).
+
+The workspace comes from the URL (``/api/v1/workspaces/{slug}/…``). Before any handler runs, the
+base view resolves it, turns the request's credentials into a :class:`Principal` (a key only ever
+acts in its own workspace; a user must be a member), checks the scope the endpoint declares for
+the HTTP method, and scopes the database transaction to that workspace for row-level security.
+Subclasses declare ``scope_map`` and write handlers; they cannot override the guard.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts.authz import NotFound, Principal, authorize, principal_for_user
+from accounts.models import Workspace
+from core import ratelimit, tenancy
+
+GUARDED = ("initial", "finalize_response", "get_principal")
+
+
+class WorkspaceAPIView(APIView):
+    #: HTTP method -> action checked before the handler (object-level checks happen in services).
+    scope_map: ClassVar[dict[str, str]] = {}
+    principal: Principal
+    workspace: Workspace
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in GUARDED:
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__} must not override {name}: the workspace guard lives there.")
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, DRF permissions, throttles
+        self.principal = self.get_principal(request, kwargs["workspace_slug"])
+        self.workspace = self.principal.workspace
+        self._rls_token = tenancy.enter_workspaces([self.workspace.pk])
+        action = self.scope_map.get(request.method or "")
+        if action is None and request.method not in ("OPTIONS", "HEAD"):
+            raise NotFound()
+        if action:
+            authorize(self.principal, action, self.workspace)
+
+    def get_principal(self, request: Request, slug: str) -> Principal:
+        principal = request.auth
+        if isinstance(principal, Principal):
+            if principal.workspace.slug != slug:
+                raise NotFound()  # a key acts only within its own workspace
+            return principal
+        workspace = Workspace.objects.filter(slug=slug).first()
+        if workspace is None:
+            raise NotFound()
+        return principal_for_user(request.user, workspace, ratelimit.client_ip(request))
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        token = getattr(self, "_rls_token", None)
+        if token is not None:
+            tenancy.restore(token)
+            self._rls_token = None
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -1,0 +1,36 @@
+"""Fixed-window rate limits on atomic cache counters (B5).
+
+``cache.add`` creates the window's counter and ``cache.incr`` bumps it; both are single atomic
+commands on Redis, so fifty concurrent attempts cannot all read "4 so far" and slip through.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+
+
+def window_key(scope: str, key: str, window_seconds: int) -> str:
+    return f"rl:{scope}:{key}:{int(time.time() // window_seconds)}"
+
+
+def hit(scope: str, key: str, *, limit: int, window_seconds: int) -> tuple[bool, int]:
+    """Count one attempt; return (allowed, seconds until the window resets)."""
+    cache_key = window_key(scope, key, window_seconds)
+    cache.add(cache_key, 0, timeout=window_seconds + 5)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.add(cache_key, 1, timeout=window_seconds + 5)
+        count = 1
+    retry_after = window_seconds - int(time.time()) % window_seconds
+    return count <= limit, retry_after
+
+
+def reset(scope: str, key: str, *, window_seconds: int) -> None:
+    cache.delete(window_key(scope, key, window_seconds))
+
+
+def client_ip(request) -> str | None:  # type: ignore[no-untyped-def]
+    return request.META.get("REMOTE_ADDR") or None

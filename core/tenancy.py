@@ -1,0 +1,108 @@
+"""Tenancy plumbing: every tenant-owned row carries a workspace, and querying one without naming
+the workspace is refused.
+
+``Model.objects.for_workspace(ws)`` is the normal path. ``Model.objects.unscoped()`` is the loud
+escape hatch for the few places that must look across workspaces (authentication, a user's own
+workspace list); on PostgreSQL those places also need :func:`rls_bypass`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, models
+
+
+class UnscopedQueryError(RuntimeError):
+    """A tenant model was queried without naming the workspace."""
+
+
+class TenantManager(models.Manager):
+    """The manager for tenant models: it refuses to build a queryset without a workspace."""
+
+    def get_queryset(self) -> models.QuerySet:
+        raise UnscopedQueryError(
+            f"{self.model.__name__}.objects needs a workspace: use "
+            f"{self.model.__name__}.objects.for_workspace(ws) (or .unscoped() where a cross-workspace "
+            "read is really meant)."
+        )
+
+    def for_workspace(self, workspace: Any) -> models.QuerySet:
+        return super().get_queryset().filter(workspace=workspace)
+
+    def unscoped(self) -> models.QuerySet:
+        return super().get_queryset()
+
+
+class TenantModel(models.Model):
+    """Abstract base of every tenant-owned model.
+
+    ``all_objects`` is declared first so that it is the default manager Django's own machinery
+    (related managers, cascades, the admin) uses; application code goes through ``objects``.
+    """
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+")
+
+    all_objects = models.Manager()
+    objects = TenantManager()
+
+    class Meta:
+        abstract = True
+        default_manager_name = "all_objects"
+
+
+def tenant_models() -> list[type[models.Model]]:
+    from django.apps import apps
+
+    return [m for m in apps.get_models() if issubclass(m, TenantModel)]
+
+
+def _set_config(name: str, value: str) -> str:
+    """Set a transaction-local setting and return its previous value ("" when unset)."""
+    if not settings.IS_POSTGRES:
+        return ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(current_setting(%s, true), ''), set_config(%s, %s, true)", [name, name, value]
+        )
+        return cursor.fetchone()[0]
+
+
+RlsToken = tuple[str, str]
+
+
+def enter_workspaces(workspace_ids: Iterable[Any]) -> RlsToken:
+    """Scope the rest of the current transaction to these workspaces for row-level security, with
+    the bypass off. Returns what to hand to :func:`restore` when the scope ends."""
+    previous_ids = _set_config("app.workspace_id", ",".join(str(w) for w in workspace_ids))
+    previous_bypass = _set_config("app.rls_bypass", "off")
+    return previous_ids, previous_bypass
+
+
+def restore(token: RlsToken) -> None:
+    _set_config("app.workspace_id", token[0])
+    _set_config("app.rls_bypass", token[1])
+
+
+@contextlib.contextmanager
+def workspace_scope(workspace_ids: Iterable[Any]) -> Iterator[None]:
+    token = enter_workspaces(workspace_ids)
+    try:
+        yield
+    finally:
+        restore(token)
+
+
+@contextlib.contextmanager
+def rls_bypass() -> Iterator[None]:
+    """Let the current transaction see every workspace's rows. Only for code that must look across
+    tenants before a workspace is known (key authentication, invitation tokens, workspace
+    creation). Must run inside a transaction; the setting ends with it at the latest."""
+    previous = _set_config("app.rls_bypass", "on")
+    try:
+        yield
+    finally:
+        _set_config("app.rls_bypass", previous)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class FrontendConfig(AppConfig):
+    """Serves the single-page web app built from frontend/app."""
+
+    name = "frontend"

@@ -1,0 +1,18 @@
+"""The web app is one HTML shell; React routes everything under it."""
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+
+@ensure_csrf_cookie
+def spa(request: HttpRequest, path: str = "") -> HttpResponse:
+    manifest = settings.DJANGO_VITE["default"]["manifest_path"]
+    if not settings.DJANGO_VITE["default"]["dev_mode"] and not manifest.exists():
+        return HttpResponse(
+            "The web app is not built yet: run `npm --prefix frontend/app ci && npm --prefix frontend/app run build`.",
+            status=503,
+            content_type="text/plain",
+        )
+    return render(request, "frontend/index.html")
