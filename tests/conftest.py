@@ -1,0 +1,107 @@
+"""Shared fixtures. The suite runs against real PostgreSQL and Redis (see scripts/test): the test
+database is created and migrated as the owner role, then every test connects as the application
+role that row-level security applies to, exactly as production does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
+from rest_framework.test import APIClient
+
+from accounts.models import Role, ServiceAccount, User, Workspace
+from tests.factories import MembershipFactory, ServiceAccountFactory, UserFactory, WorkspaceFactory, make_key
+
+HUMAN_ROLES = [Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """After pytest-django creates and migrates the test database as the owner, switch every
+    connection to the application role (not owner, not superuser, no BYPASSRLS)."""
+    if not settings.IS_POSTGRES:
+        yield
+        return
+    app_role = settings.RLS_APP_ROLE
+    with django_db_blocker.unblock():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [app_role])
+            has_role = cursor.fetchone() is not None
+            if has_role:
+                # Test teardown flushes tables with TRUNCATE, which production never needs.
+                cursor.execute(f'GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO "{app_role}"')
+        owner = connections["default"].settings_dict["USER"]
+        if has_role:
+            for conn in connections.all():
+                conn.close()
+                conn.settings_dict["USER"] = app_role
+    yield
+    if settings.IS_POSTGRES and has_role:
+        for conn in connections.all():
+            conn.close()
+            conn.settings_dict["USER"] = owner
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():  # type: ignore[no-untyped-def]
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _mail_in_memory(settings):  # type: ignore[no-untyped-def]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@dataclass
+class WorkspaceWorld:
+    """One workspace with a member of every role and an agent service account, each with a key."""
+
+    workspace: Workspace
+    users: dict[str, User] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    agent: ServiceAccount | None = None
+
+    def client(self, role: str, *, key: bool = False) -> APIClient:
+        """An API client for a role: session login, or its API key with ``key=True`` (the agent
+        role only has a key)."""
+        client = APIClient()
+        if key or role == Role.AGENT:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.keys[role]}")
+        else:
+            client.force_login(self.users[role])
+        return client
+
+    def url(self, suffix: str = "") -> str:
+        return f"/api/v1/workspaces/{self.workspace.slug}/{suffix}"
+
+
+def build_world(name: str) -> WorkspaceWorld:
+    workspace = WorkspaceFactory(name=name.title(), slug=name)
+    world = WorkspaceWorld(workspace=workspace)
+    for role in HUMAN_ROLES:
+        user = UserFactory(email=f"{role}@{name}.example.com")
+        MembershipFactory(workspace=workspace, user=user, role=role)
+        world.users[role] = user
+        world.keys[role] = make_key(workspace=workspace, user=user)[1]
+    world.agent = ServiceAccountFactory(workspace=workspace, name="agent", role=Role.AGENT)
+    world.keys[Role.AGENT] = make_key(workspace=workspace, service_account=world.agent)[1]
+    return world
+
+
+@pytest.fixture
+def world_a(db) -> WorkspaceWorld:  # type: ignore[no-untyped-def]
+    return build_world("acme")
+
+
+@pytest.fixture
+def world_b(db) -> WorkspaceWorld:  # type: ignore[no-untyped-def]
+    return build_world("globex")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
