@@ -82,7 +82,20 @@ def enter_workspaces(workspace_ids: Iterable[Any]) -> RlsToken:
     return previous_ids, previous_bypass
 
 
+def _transaction_failed() -> bool:
+    if not settings.IS_POSTGRES:
+        return False
+    raw = connection.connection
+    if raw is None:
+        return False
+    from psycopg.pq import TransactionStatus
+
+    return connection.needs_rollback or raw.info.transaction_status == TransactionStatus.INERROR
+
+
 def restore(token: RlsToken) -> None:
+    if _transaction_failed():
+        return  # the rollback that follows discards the settings anyway
     _set_config("app.workspace_id", token[0])
     _set_config("app.rls_bypass", token[1])
 
@@ -105,4 +118,5 @@ def rls_bypass() -> Iterator[None]:
     try:
         yield
     finally:
-        _set_config("app.rls_bypass", previous)
+        if not _transaction_failed():
+            _set_config("app.rls_bypass", previous)

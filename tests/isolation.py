@@ -1,0 +1,112 @@
+"""The reusable cross-workspace helper (C1).
+
+Every REST route under ``/api/v1/workspaces/{slug}/`` is found through the URL resolver, so a new
+route is covered without anyone remembering. For each route and each method its view declares, a
+member of workspace B calls it on workspace A (A's slug, A's object ids) and must get 404: not 403,
+not data. Object ids come from ``ID_PROVIDERS``: one function per URL keyword that returns the id of
+an object belonging to workspace A. A route with a keyword that has no provider fails the meta-test,
+so later issues add their provider here alongside their routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from core.tenancy import rls_bypass
+
+IdProvider = Callable[[Any], str]
+ID_PROVIDERS: dict[str, IdProvider] = {}
+
+
+def id_provider(kwarg: str) -> Callable[[IdProvider], IdProvider]:
+    def register(fn: IdProvider) -> IdProvider:
+        ID_PROVIDERS[kwarg] = fn
+        return fn
+
+    return register
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str  # e.g. "api/v1/workspaces/<slug:workspace_slug>/members/<uuid:member_id>/"
+    view_class: type
+    kwargs: tuple[str, ...]
+
+    @property
+    def methods(self) -> list[str]:
+        scope_map = getattr(self.view_class, "scope_map", {})
+        return sorted(m for m in scope_map if m not in ("OPTIONS", "HEAD"))
+
+    def url_for(self, world: Any) -> str:
+        values = {"workspace_slug": world.workspace.slug}
+        with rls_bypass():
+            for name in self.kwargs:
+                if name != "workspace_slug":
+                    values[name] = ID_PROVIDERS[name](world)
+        path = self.template
+        for name, value in values.items():
+            for converter in ("slug", "uuid", "str", "int", "path"):
+                path = path.replace(f"<{converter}:{name}>", str(value))
+        return "/" + path
+
+
+def _walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern
+
+
+def workspace_routes() -> list[Route]:
+    import re
+
+    routes = []
+    for template, pattern in _walk(get_resolver().url_patterns):
+        if "<slug:workspace_slug>" not in template:
+            continue
+        view_class = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
+        kwargs = tuple(re.findall(r"<\w+:(\w+)>", template))
+        routes.append(Route(template=template, view_class=view_class, kwargs=kwargs))
+    return routes
+
+
+# --- providers for accounts routes (later apps register theirs in their own test helpers) --------
+
+
+@id_provider("member_id")
+def _member(world: Any) -> str:
+    from accounts.models import Membership
+
+    return str(Membership.objects.filter(workspace=world.workspace, role="viewer").values_list("id", flat=True)[0])
+
+
+@id_provider("invitation_id")
+def _invitation(world: Any) -> str:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import Invitation
+
+    invitation = Invitation.all_objects.create(
+        workspace=world.workspace, email="invitee@example.com", role="viewer", token_hash=f"h{timezone.now().timestamp()}",
+        expires_at=timezone.now() + timedelta(days=7),
+    )
+    return str(invitation.pk)
+
+
+@id_provider("account_id")
+def _service_account(world: Any) -> str:
+    return str(world.agent.pk)
+
+
+@id_provider("key_id")
+def _key(world: Any) -> str:
+    from accounts.models import ApiKey
+
+    return str(ApiKey.all_objects.filter(workspace=world.workspace, user=world.users["viewer"]).values_list("id", flat=True)[0])
