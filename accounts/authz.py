@@ -73,13 +73,14 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
 }
 ALL_ACTIONS: frozenset[str] = frozenset().union(*ROLE_ACTIONS.values())
 
-# Object-permission codenames that widen a role for one object: action -> codename prefix.
-OBJECT_GRANTS = {
-    "service_account:manage_keys": "manage",
-    "service_account:update": "manage",
-    "service_account:read": "view",
-    "project:write": "manage",
-    "project:read": "view",
+# Object-permission levels that widen a role for one object: action -> levels that allow it
+# (``manage`` implies ``view``). The guardian codename is ``<level>_<model name>``.
+OBJECT_GRANTS: dict[str, tuple[str, ...]] = {
+    "service_account:manage_keys": ("manage",),
+    "service_account:update": ("manage",),
+    "service_account:read": ("view", "manage"),
+    "project:write": ("manage",),
+    "project:read": ("view", "manage"),
 }
 
 
@@ -154,8 +155,8 @@ def authorize(principal: Principal, action: str, obj: Any = None) -> None:
         raise NotFound()
     if allowed:
         return
-    codename = OBJECT_GRANTS.get(action)
-    if codename and f"{codename}_{obj._meta.model_name}" in object_perms:
+    model_name = obj._meta.model_name
+    if any(f"{level}_{model_name}" in object_perms for level in OBJECT_GRANTS.get(action, ())):
         return
     raise PermissionDenied(action, principal.role)
 

@@ -185,6 +185,9 @@ class Invitation(TenantModel):
         indexes = [models.Index(fields=["workspace", "email"])]
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"invitation for {self.email}"
+
     @property
     def status(self) -> str:
         if self.accepted_at:

@@ -34,9 +34,11 @@ def apply_rls(using: str = "default") -> None:
     if connection.vendor != "postgresql":
         return
     app_role = settings.RLS_APP_ROLE
+    if connection.settings_dict["USER"] == app_role:
+        return  # only the owner role (which runs migrations) may change policies
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [app_role])
-        if cursor.fetchone() is not None and connection.settings_dict["USER"] != app_role:
+        if cursor.fetchone() is not None:
             cursor.execute(f'GRANT USAGE ON SCHEMA public TO "{app_role}"')
             cursor.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{app_role}"')
             cursor.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{app_role}"')

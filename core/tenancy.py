@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 
 class UnscopedQueryError(RuntimeError):
@@ -102,21 +102,25 @@ def restore(token: RlsToken) -> None:
 
 @contextlib.contextmanager
 def workspace_scope(workspace_ids: Iterable[Any]) -> Iterator[None]:
-    token = enter_workspaces(workspace_ids)
-    try:
-        yield
-    finally:
-        restore(token)
+    """Run a block scoped to these workspaces (in a transaction, opened here if need be)."""
+    with transaction.atomic():
+        token = enter_workspaces(workspace_ids)
+        try:
+            yield
+        finally:
+            restore(token)
 
 
 @contextlib.contextmanager
 def rls_bypass() -> Iterator[None]:
     """Let the current transaction see every workspace's rows. Only for code that must look across
     tenants before a workspace is known (key authentication, invitation tokens, workspace
-    creation). Must run inside a transaction; the setting ends with it at the latest."""
-    previous = _set_config("app.rls_bypass", "on")
-    try:
-        yield
-    finally:
-        if not _transaction_failed():
-            _set_config("app.rls_bypass", previous)
+    creation). The block runs in a transaction (opened here if need be), since the setting is
+    transaction-local."""
+    with transaction.atomic():
+        previous = _set_config("app.rls_bypass", "on")
+        try:
+            yield
+        finally:
+            if not _transaction_failed():
+                _set_config("app.rls_bypass", previous)

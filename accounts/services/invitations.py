@@ -73,13 +73,15 @@ def invitation_create(*, actor: Principal, email: str, role: str) -> tuple[Invit
     if pending:
         raise Conflict(f"{email} already has a pending invitation; resend or revoke it.", code="already_invited")
     token = secrets.token_urlsafe(32)
+    now = timezone.now()
     invitation = Invitation.objects.unscoped().create(
         workspace=workspace,
         email=email,
         role=role,
         token_hash=_hash(token),
         invited_by=actor.user,
-        expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS),
+        created_at=now,
+        expires_at=now + timedelta(days=settings.INVITATION_TTL_DAYS),
     )
     _send(invitation, token, actor.label)
     audit_record(workspace=workspace, action="invitation.created", target=invitation, actor=actor,
