@@ -9,7 +9,7 @@ from accounts.models import Role, ServiceAccount, Workspace
 from accounts.services.object_permissions import object_permission_grant
 from core.tenancy import workspace_scope
 
-O, A, D, V, G = "owner", "admin", "developer", "viewer", "agent"
+O, A, D, V, G = "owner", "admin", "developer", "viewer", "agent"  # noqa: E741 (short names keep the matrix readable)
 # The policy, written out by hand: which roles may do each action.
 EXPECTED: dict[str, set[str]] = {
     "workspace:read": {O, A, D, V},
