@@ -8,6 +8,7 @@ from django.utils import timezone
 from accounts.authz import RANK, PermissionDenied, Principal, authorize, can_grant_role
 from accounts.models import ApiKey, Invitation, Membership, Role, ServiceAccount, Workspace
 from core.errors import Conflict, InvalidInput
+from core.tenancy import workspace_scope
 
 from .audit import audit_record
 
@@ -17,12 +18,14 @@ HUMAN_ROLES = (Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER)
 def seat_count(workspace: Workspace) -> int:
     """Seats billed for a workspace: its human members plus pending invitations. Billing enforces
     its plan's limit on this one number."""
-    members = Membership.objects.filter(workspace=workspace).count()
-    pending = (
-        Invitation.objects.for_workspace(workspace)
-        .filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
-        .count()
-    )
+    # Scoped here because billing calls it outside requests too (usage sync, quota checks).
+    with workspace_scope([workspace.pk]):
+        members = Membership.objects.filter(workspace=workspace).count()
+        pending = (
+            Invitation.objects.for_workspace(workspace)
+            .filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+            .count()
+        )
     return members + pending
 
 
