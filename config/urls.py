@@ -17,3 +17,5 @@ urlpatterns = [
     path("graphql", FlowdeckGraphQLView.as_view(), name="graphql"),
     re_path(r"^(?!static/)(?P<path>.*)$", spa, name="spa"),
 ]
+
+handler500 = "core.views.server_error"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -40,7 +41,8 @@ class WorkspaceAPIView(APIView):
         self._rls_token = tenancy.enter_workspaces([self.workspace.pk])
         action = self.scope_map.get(request.method or "")
         if action is None and request.method not in ("OPTIONS", "HEAD"):
-            raise NotFound()
+            # Only said once membership is proven, so it reveals nothing about other workspaces.
+            raise MethodNotAllowed(request.method or "")
         if action:
             authorize(self.principal, action, self.workspace)
 

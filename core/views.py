@@ -1,5 +1,5 @@
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .errors import error_response
 
@@ -12,3 +12,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def not_found_json(request: HttpRequest) -> JsonResponse:
     return error_response("not_found", "No API endpoint at this path.", 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 in the one error shape for API clients; a plain page for people."""
+    if request.path.startswith(("/api/", "/graphql", "/_allauth/")):
+        return error_response("server_error", "Something went wrong on our side; it has been logged. Retry shortly.", 500)
+    return HttpResponse("Something went wrong on our side. Please retry shortly.", status=500, content_type="text/plain")

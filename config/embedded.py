@@ -1,0 +1,196 @@
+"""Embedded mode: one process serves the API, websockets and the web app, and runs the periodic
+services on an in-process loop (DESIGN.md §8).
+
+``scripts/start`` runs ``python -m config.embedded``, which
+
+1. imports :mod:`config.asgi` (that sets Django up),
+2. starts :class:`PeriodicLoop` on a daemon thread when ``settings.FLOWDECK_INPROCESS_PERIODIC`` is
+   true (the default when ``REDIS_URL`` is unset, i.e. in embedded mode), and
+3. serves ``config.asgi:application`` with uvicorn (one process, one event loop).
+
+In production the same service functions run under Celery beat (django-celery-beat) instead, so
+``FLOWDECK_INPROCESS_PERIODIC`` is false there and this loop never starts.
+
+Registering a periodic service is a one-line change to :data:`SERVICES`::
+
+    PeriodicService("orchestration.services.scheduler.schedule_due_runs", every=10),
+
+The callable takes no arguments and is a plain service function: it opens its own transactions,
+scopes itself to workspaces (or uses ``core.tenancy.rls_bypass`` on purpose), and is safe to run
+twice at once, because Celery beat may overlap a slow run with the next one. The loop runs the
+registered services one after another, each at most once per ``every`` seconds; an exception is
+logged and the loop carries on.
+
+Other entry points: ``python -m config.embedded --once`` runs every registered service once and
+exits (useful from cron or while debugging a service); ``--no-periodic`` serves without the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+logger = logging.getLogger("flowdeck.embedded")
+
+DEFAULT_INTERVAL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class PeriodicService:
+    """A service callable (dotted path, no arguments) run every ``every`` seconds."""
+
+    path: str
+    every: float = DEFAULT_INTERVAL_SECONDS
+
+
+# The registry of periodic services run in embedded mode. One line per service.
+# (The production beat schedule for the same functions is kept in the database by django-celery-beat.)
+SERVICES: tuple[PeriodicService, ...] = (
+    # PeriodicService("orchestration.services.scheduler.schedule_due_runs", every=10),
+    # PeriodicService("orchestration.services.reaper.reap_lost_runs", every=30),
+)
+
+
+@dataclass
+class _Entry:
+    service: PeriodicService
+    func: Callable[[], object]
+    next_run: float
+
+
+class PeriodicLoop:
+    """Runs periodic service callables on one daemon thread.
+
+    ``clock`` is injectable so that tests can drive :meth:`run_due` without sleeping.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[PeriodicService],
+        *,
+        tick_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        resolve: Callable[[str], Callable[[], object]] | None = None,
+    ) -> None:
+        if resolve is None:
+            from django.utils.module_loading import import_string
+
+            resolve = import_string
+        self.tick_seconds = tick_seconds
+        self._clock = clock
+        now = clock()
+        # Resolve every path up front: a typo in the registry fails at start-up, not an hour later.
+        self._entries = [_Entry(service=s, func=resolve(s.path), next_run=now) for s in services]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def services(self) -> list[PeriodicService]:
+        return [e.service for e in self._entries]
+
+    def run_due(self, now: float | None = None) -> list[str]:
+        """Run every service whose time has come; return the paths that ran (failed ones included)."""
+        now = self._clock() if now is None else now
+        ran = []
+        for entry in self._entries:
+            if self._stop.is_set():
+                break
+            if entry.next_run > now:
+                continue
+            self._run_one(entry)
+            entry.next_run = now + entry.service.every
+            ran.append(entry.service.path)
+        return ran
+
+    def run_all_once(self) -> list[str]:
+        """Run every registered service once, regardless of its schedule."""
+        for entry in self._entries:
+            self._run_one(entry)
+        return [e.service.path for e in self._entries]
+
+    def _run_one(self, entry: _Entry) -> None:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        started = time.monotonic()
+        try:
+            entry.func()
+        except Exception:
+            logger.exception("Periodic service %s failed", entry.service.path)
+        else:
+            logger.debug("Periodic service %s ran in %.3fs", entry.service.path, time.monotonic() - started)
+        finally:
+            close_old_connections()
+
+    def _run(self) -> None:
+        logger.info("Periodic loop started with %d service(s)", len(self._entries))
+        while not self._stop.is_set():
+            self.run_due()
+            self._stop.wait(self.tick_seconds)
+        from django.db import connections
+
+        connections.close_all()
+        logger.info("Periodic loop stopped")
+
+    def start(self) -> threading.Thread:
+        if self._thread is not None:
+            raise RuntimeError("The periodic loop is already running.")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="flowdeck-periodic", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+def serve(host: str, port: int, *, periodic: bool = True, log_level: str = "info") -> None:
+    """Serve the ASGI application with uvicorn, with the periodic loop beside it when enabled."""
+    import uvicorn
+    from django.conf import settings
+
+    from config.asgi import application  # sets Django up
+
+    loop = None
+    if periodic and settings.FLOWDECK_INPROCESS_PERIODIC:
+        loop = PeriodicLoop(SERVICES)
+        loop.start()
+    elif periodic:
+        logger.info("FLOWDECK_INPROCESS_PERIODIC is off: periodic services are left to Celery beat.")
+    try:
+        # Channels' router does not speak the ASGI lifespan protocol; the loop is started above.
+        uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="off")
+    finally:
+        if loop is not None:
+            loop.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    parser = argparse.ArgumentParser(prog="python -m config.embedded", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--host", default=os.environ.get("FLOWDECK_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FLOWDECK_PORT", "8000")))
+    parser.add_argument("--log-level", default=os.environ.get("FLOWDECK_LOG_LEVEL", "info"))
+    parser.add_argument("--no-periodic", action="store_true", help="Serve without the periodic loop.")
+    parser.add_argument("--once", action="store_true", help="Run every periodic service once and exit.")
+    args = parser.parse_args(argv)
+    if args.once:
+        import django
+
+        django.setup()
+        ran = PeriodicLoop(SERVICES).run_all_once()
+        print(f"Ran {len(ran)} periodic service(s): {', '.join(ran) or 'none registered'}")
+        return
+    serve(args.host, args.port, periodic=not args.no_periodic, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()
