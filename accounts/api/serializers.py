@@ -96,6 +96,12 @@ class ObjectPermissionIn(StrictInputSerializer):
     level = serializers.ChoiceField(choices=["view", "manage"])
 
 
+class ObjectGrantOut(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    email = serializers.EmailField()
+    permissions = serializers.ListField(child=serializers.CharField())
+
+
 class ApiKeyOut(serializers.ModelSerializer):
     owner = serializers.SerializerMethodField()
 

@@ -261,7 +261,7 @@ class ServiceAccountPermissionsView(WorkspaceAPIView):
             raise NotFound()
         return account, membership.user
 
-    @extend_schema(summary="Who has object-level grants on this service account")
+    @extend_schema(responses=s.ObjectGrantOut(many=True), summary="Who has object-level grants on this service account")
     def get(self, request: Request, workspace_slug: str, account_id: str) -> Response:
         account, _ = self._target(account_id)
         grants = object_permissions.object_permission_list(actor=self.principal, obj=account)

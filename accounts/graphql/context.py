@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
@@ -17,6 +18,7 @@ from accounts import selectors
 from accounts.authz import NotFound, Principal, principal_for_user
 from accounts.models import Membership, User, Workspace
 from core import ratelimit, tenancy
+from core.errors import TooManyRequests
 
 from .dataloaders import Loaders
 
@@ -74,6 +76,15 @@ class GraphQLContext:
                 if role is None
                 else Principal(workspace=workspace, role=role, user=self.user, ip_address=self.ip_address)  # type: ignore[arg-type]
             )
+
+    def limit_invitation_attempts(self) -> None:
+        """Count one invitation-token attempt in the same per-IP bucket as REST's invitation
+        endpoints (B5); TooManyRequests over the limit."""
+        allowed, retry_after = ratelimit.hit(
+            "invitation", self.ip_address or "unknown", limit=settings.INVITATION_ACCEPT_LIMIT_PER_IP, window_seconds=60
+        )
+        if not allowed:
+            raise TooManyRequests("Too many invitation attempts; wait a minute and retry.", retry_after=retry_after)
 
     def member_workspace_ids(self) -> list[Any]:
         if not self.is_authenticated:
