@@ -29,7 +29,7 @@ CSRF_TRUSTED_ORIGINS = env.list(
 PUBLIC_URL = env("FLOWDECK_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core.admin_apps.FlowdeckAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -11,3 +11,4 @@ class CoreConfig(AppConfig):
 
         # Infrastructure, not domain logic: keep grants and RLS policies in step with the schema.
         post_migrate.connect(on_post_migrate, dispatch_uid="core.rls")
+
