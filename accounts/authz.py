@@ -149,12 +149,16 @@ def authorize(principal: Principal, action: str, obj: Any = None) -> None:
         if not allowed:
             raise PermissionDenied(action, principal.role)
         return
-    object_perms = _object_perms(principal, obj)
-    if getattr(obj, "is_restricted", False) and not _sees_restricted(principal, object_perms):
-        # A restricted object is invisible to those it is not shared with.
-        raise NotFound()
+    # Object permissions cost a query, so they are read only when the role alone does not decide.
+    object_perms: set[str] | None = None
+    if getattr(obj, "is_restricted", False) and principal.role not in (Role.OWNER, Role.ADMIN):
+        object_perms = _object_perms(principal, obj)
+        if not any(p.startswith(("view_", "manage_")) for p in object_perms):
+            raise NotFound()  # a restricted object is invisible to those it is not shared with
     if allowed:
         return
+    if object_perms is None:
+        object_perms = _object_perms(principal, obj)
     model_name = obj._meta.model_name
     if any(f"{level}_{model_name}" in object_perms for level in OBJECT_GRANTS.get(action, ())):
         return
@@ -173,9 +177,3 @@ def _object_perms(principal: Principal, obj: Any) -> set[str]:
     if principal.user is None or principal.api_key is not None and principal.api_key.kind != ApiKey.Kind.USER:
         return set()
     return set(get_perms(principal.user, obj))
-
-
-def _sees_restricted(principal: Principal, object_perms: set[str]) -> bool:
-    if principal.role in (Role.OWNER, Role.ADMIN):
-        return True
-    return any(p.startswith(("view_", "manage_")) for p in object_perms)

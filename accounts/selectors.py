@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from guardian.shortcuts import get_objects_for_user
 
-from accounts.authz import NotFound, Principal, authorize
+from accounts.authz import NotFound, Principal, authorize, can
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, ServiceAccount, User, Workspace
 
 
@@ -41,18 +42,23 @@ def invitation_list(principal: Principal) -> QuerySet[Invitation]:
 
 
 def service_account_list(principal: Principal) -> list[ServiceAccount]:
-    """Service accounts the principal may see (restricted ones only where shared with them)."""
-    from accounts.authz import can
-
+    """Service accounts the principal may see: all of them for roles that read service accounts,
+    otherwise those shared with the person through an object grant (one query either way)."""
     accounts = ServiceAccount.objects.for_workspace(principal.workspace).filter(is_active=True)
-    return [a for a in accounts if can(principal, "service_account:read", a)]
+    if can(principal, "service_account:read", principal.workspace):
+        return list(accounts)
+    if principal.user is None or principal.api_key is not None and principal.api_key.kind != ApiKey.Kind.USER:
+        return []
+    shared = get_objects_for_user(
+        principal.user, ["accounts.view_serviceaccount", "accounts.manage_serviceaccount"], klass=accounts,
+        any_perm=True, accept_global_perms=False, with_superuser=False,
+    )
+    return list(shared)
 
 
 def api_key_list(principal: Principal) -> QuerySet[ApiKey]:
     """Admins see every key; others see their own personal keys."""
     qs = ApiKey.objects.for_workspace(principal.workspace).select_related("user", "service_account")
-    from accounts.authz import can
-
     if can(principal, "api_key:read_all", principal.workspace):
         return qs
     return qs.filter(kind=ApiKey.Kind.USER, user=principal.user)

@@ -193,7 +193,8 @@ class InvitationAcceptView(APIView):
 
 
 class ServiceAccountListView(WorkspaceAPIView):
-    scope_map = {"GET": "service_account:read", "POST": "service_account:create"}
+    # Listing is open to members: the selector shows each person what their role or grants allow.
+    scope_map = {"GET": "workspace:read", "POST": "service_account:create"}
 
     @extend_schema(responses=s.ServiceAccountOut(many=True))
     def get(self, request: Request, workspace_slug: str) -> Response:

@@ -138,3 +138,24 @@ def test_restricted_account_is_hidden_over_rest_until_granted(world_a):
                           {"user_id": str(world_a.users[Role.DEVELOPER].pk), "level": "manage"}, format="json")
     assert revoke.status_code == 204
     assert developer.get(world_a.url(f"service-accounts/{account_id}/")).status_code == 404
+
+
+def test_developer_lists_only_service_accounts_shared_with_them(world_a):
+    admin = world_a.client(Role.ADMIN)
+    shared = admin.post(world_a.url("service-accounts/"), {"name": "shared", "role": "viewer"}, format="json").json()
+    admin.post(world_a.url("service-accounts/"), {"name": "hidden", "role": "viewer", "is_restricted": True}, format="json")
+    admin.post(world_a.url(f"service-accounts/{shared['id']}/permissions/"),
+               {"user_id": str(world_a.users[Role.DEVELOPER].pk), "level": "view"}, format="json")
+    names = [a["name"] for a in world_a.client(Role.DEVELOPER).get(world_a.url("service-accounts/")).json()]
+    assert names == ["shared"]
+    assert {a["name"] for a in admin.get(world_a.url("service-accounts/")).json()} == {"agent", "shared", "hidden"}
+
+
+def test_listing_costs_a_constant_number_of_queries(world_a, django_assert_max_num_queries):
+    admin = world_a.client(Role.ADMIN)
+    for i in range(10):
+        admin.post(world_a.url("service-accounts/"), {"name": f"sa-{i}", "role": "agent"}, format="json")
+        world_a.client(Role.OWNER).post(world_a.url("invitations/"), {"email": f"i{i}@example.com", "role": "viewer"}, format="json")
+    for path in ("service-accounts/", "members/", "invitations/", "api-keys/", "audit-log/"):
+        with django_assert_max_num_queries(12):
+            assert admin.get(world_a.url(path)).status_code == 200
