@@ -94,7 +94,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'flowdeck.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+# Persistent connections: opening a PostgreSQL connection per request costs more than the request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + immediate transactions + a busy timeout: concurrent writers queue instead of
     # failing with "database is locked".

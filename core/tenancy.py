@@ -60,15 +60,18 @@ def tenant_models() -> list[type[models.Model]]:
     return [m for m in apps.get_models() if issubclass(m, TenantModel)]
 
 
-def _set_config(name: str, value: str) -> str:
-    """Set a transaction-local setting and return its previous value ("" when unset)."""
+def _set_configs(values: dict[str, str]) -> list[str]:
+    """Set transaction-local settings in one round trip; return their previous values."""
     if not settings.IS_POSTGRES:
-        return ""
+        return ["" for _ in values]
+    columns = ", ".join("coalesce(current_setting(%s, true), ''), set_config(%s, %s, true)" for _ in values)
+    params: list[str] = []
+    for name, value in values.items():
+        params += [name, name, value]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(current_setting(%s, true), ''), set_config(%s, %s, true)", [name, name, value]
-        )
-        return cursor.fetchone()[0]
+        cursor.execute(f"SELECT {columns}", params)  # noqa: S608 (only placeholders are interpolated)
+        row = cursor.fetchone()
+    return [row[i * 2] for i in range(len(values))]
 
 
 RlsToken = tuple[str, str]
@@ -77,9 +80,9 @@ RlsToken = tuple[str, str]
 def enter_workspaces(workspace_ids: Iterable[Any]) -> RlsToken:
     """Scope the rest of the current transaction to these workspaces for row-level security, with
     the bypass off. Returns what to hand to :func:`restore` when the scope ends."""
-    previous_ids = _set_config("app.workspace_id", ",".join(str(w) for w in workspace_ids))
-    previous_bypass = _set_config("app.rls_bypass", "off")
-    return previous_ids, previous_bypass
+    ids = ",".join(str(w) for w in workspace_ids)
+    previous = _set_configs({"app.workspace_id": ids, "app.rls_bypass": "off"})
+    return previous[0], previous[1]
 
 
 def _transaction_failed() -> bool:
@@ -96,14 +99,14 @@ def _transaction_failed() -> bool:
 def restore(token: RlsToken) -> None:
     if _transaction_failed():
         return  # the rollback that follows discards the settings anyway
-    _set_config("app.workspace_id", token[0])
-    _set_config("app.rls_bypass", token[1])
+    _set_configs({"app.workspace_id": token[0], "app.rls_bypass": token[1]})
 
 
 @contextlib.contextmanager
 def workspace_scope(workspace_ids: Iterable[Any]) -> Iterator[None]:
     """Run a block scoped to these workspaces (in a transaction, opened here if need be)."""
-    with transaction.atomic():
+    # savepoint=False: an error rolls back the caller's transaction, which ends the scope too.
+    with transaction.atomic(savepoint=False):
         token = enter_workspaces(workspace_ids)
         try:
             yield
@@ -117,10 +120,10 @@ def rls_bypass() -> Iterator[None]:
     tenants before a workspace is known (key authentication, invitation tokens, workspace
     creation). The block runs in a transaction (opened here if need be), since the setting is
     transaction-local."""
-    with transaction.atomic():
-        previous = _set_config("app.rls_bypass", "on")
+    with transaction.atomic(savepoint=False):
+        (previous,) = _set_configs({"app.rls_bypass": "on"})
         try:
             yield
         finally:
             if not _transaction_failed():
-                _set_config("app.rls_bypass", previous)
+                _set_configs({"app.rls_bypass": previous})

@@ -25,21 +25,29 @@ from accounts.models import ServiceAccount
 from .errors import EXPECTED_ERRORS, graphql_error
 
 
-def _per_workspace(principals: Sequence[Principal], selector: Callable[[Principal], QuerySet]) -> list[Any]:
+def _per_workspace(principals: Sequence[Principal], selector: Callable[[Principal], Any]) -> list[Any]:
     refused: dict[Principal, Exception] = {}
+    ready: dict[Principal, list[Any]] = {}
     querysets: list[QuerySet] = []
     for principal in principals:
         try:
-            querysets.append(selector(principal))
+            found = selector(principal)
         except EXPECTED_ERRORS as exc:
             refused[principal] = graphql_error(exc)
+            continue
+        if isinstance(found, QuerySet):
+            querysets.append(found)
+        else:
+            ready[principal] = list(found)
     rows: dict[Any, list[Any]] = defaultdict(list)
     if querysets:
         # Each selector's queryset is already filtered to its workspace; OR-ing them keeps those
         # filters (and the selectors' select_related and ordering) in one SQL query.
         for row in reduce(operator.or_, querysets):
             rows[row.workspace_id].append(row)
-    return [refused[p] if p in refused else rows.get(p.workspace.pk, []) for p in principals]
+    return [
+        refused[p] if p in refused else ready[p] if p in ready else rows.get(p.workspace.pk, []) for p in principals
+    ]
 
 
 def load_members(principals: Sequence[Principal]) -> list[Any]:
@@ -54,16 +62,20 @@ def load_api_keys(principals: Sequence[Principal]) -> list[Any]:
     return _per_workspace(principals, selectors.api_key_list)
 
 
+def _service_accounts(principal: Principal) -> QuerySet[ServiceAccount] | list[ServiceAccount]:
+    """:func:`accounts.selectors.service_account_list`, kept lazy where the role decides.
+
+    The selector returns a list (already evaluated), which would cost a query per workspace. For a
+    role that reads every service account it is exactly "the workspace's active accounts", so that
+    case is handed back as a queryset to batch; people below Admin, who see only the accounts shared
+    with them, get the selector's own answer."""
+    if can(principal, "service_account:read", principal.workspace):
+        return ServiceAccount.objects.for_workspace(principal.workspace).filter(is_active=True)
+    return selectors.service_account_list(principal)
+
+
 def load_service_accounts(principals: Sequence[Principal]) -> list[Any]:
-    """What :func:`accounts.selectors.service_account_list` returns, for many workspaces at once:
-    the active accounts, each kept only if ``authorize`` lets the principal read it."""
-    by_workspace = {p.workspace.pk: p for p in principals}
-    querysets = [ServiceAccount.objects.for_workspace(p.workspace).filter(is_active=True) for p in principals]
-    visible: dict[Any, list[ServiceAccount]] = defaultdict(list)
-    for account in reduce(operator.or_, querysets):
-        if can(by_workspace[account.workspace_id], "service_account:read", account):
-            visible[account.workspace_id].append(account)
-    return [visible.get(p.workspace.pk, []) for p in principals]
+    return _per_workspace(principals, _service_accounts)
 
 
 class Loaders:

@@ -182,6 +182,8 @@ def _effective_role(key: ApiKey) -> str:
 def _touch(key: ApiKey, now: datetime) -> None:
     """Record use at most once per resolution window (B2): a cheap conditional UPDATE."""
     threshold = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if key.last_used_at is not None and key.last_used_at >= threshold:
+        return  # recorded recently: no write at all on the hot path
     ApiKey.objects.unscoped().filter(pk=key.pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold)).update(
         last_used_at=now
     )

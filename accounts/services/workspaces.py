@@ -98,4 +98,6 @@ def workspace_delete(*, actor: Principal, workspace: Workspace, confirm_slug: st
     authorize(actor, "workspace:delete", workspace)
     if confirm_slug != workspace.slug:
         raise InvalidInput("Type the workspace's slug to confirm deletion.", code="confirmation_mismatch")
-    workspace.delete()
+    # The cascade must see every tenant row of this workspace, whatever scope the caller had.
+    with workspace_scope([workspace.pk]):
+        workspace.delete()

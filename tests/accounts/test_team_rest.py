@@ -180,3 +180,18 @@ def test_developer_cannot_revoke_someone_elses_key(world_a):
     admin_keys = world_a.client(Role.ADMIN).get(world_a.url("api-keys/")).json()["results"]
     viewer_key = next(k for k in admin_keys if k["owner"] == world_a.users[Role.VIEWER].email)
     assert world_a.client(Role.DEVELOPER).delete(world_a.url(f"api-keys/{viewer_key['id']}/")).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_workspace_commits_and_removes_its_tenant_rows():
+    from accounts.models import ApiKey, ServiceAccount
+    from tests.conftest import build_world
+
+    world = build_world("doomed")
+    survivor = build_world("survivor")
+    response = world.client(Role.OWNER).delete(world.url(), {"confirm_slug": "doomed"}, format="json")
+    assert response.status_code == 204  # committed: deferred foreign keys were checked
+    with rls_bypass():
+        assert not ApiKey.objects.for_workspace(world.workspace).exists()
+        assert not ServiceAccount.objects.for_workspace(world.workspace).exists()
+        assert ApiKey.objects.for_workspace(survivor.workspace).count() == 5
