@@ -41,19 +41,19 @@ def invitation_list(principal: Principal) -> QuerySet[Invitation]:
     return Invitation.objects.for_workspace(principal.workspace).select_related("invited_by")
 
 
-def service_account_list(principal: Principal) -> list[ServiceAccount]:
+def service_account_list(principal: Principal) -> QuerySet[ServiceAccount]:
     """Service accounts the principal may see: all of them for roles that read service accounts,
     otherwise those shared with the person through an object grant (one query either way)."""
     accounts = ServiceAccount.objects.for_workspace(principal.workspace).filter(is_active=True)
     if can(principal, "service_account:read", principal.workspace):
-        return list(accounts)
+        return accounts
     if principal.user is None or principal.api_key is not None and principal.api_key.kind != ApiKey.Kind.USER:
-        return []
+        return accounts.none()
     shared = get_objects_for_user(
         principal.user, ["accounts.view_serviceaccount", "accounts.manage_serviceaccount"], klass=accounts,
         any_perm=True, accept_global_perms=False, with_superuser=False,
     )
-    return list(shared)
+    return shared
 
 
 def api_key_list(principal: Principal) -> QuerySet[ApiKey]:

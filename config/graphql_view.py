@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseNotAllowed
 from graphene_django.settings import graphene_settings
 from graphene_django.utils.utils import set_rollback
@@ -43,7 +43,11 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql.pyutils import Path, Undefined
+from graphql.error import located_error
+from graphql.execution import ExecutionContext
+from graphql.execution.execute import get_field_def
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, Undefined, is_iterable
 from graphql_sync_dataloaders import DeferredExecutionContext, SyncFuture
 
 from accounts.graphql.context import context_for
@@ -58,30 +62,205 @@ HTTP_ERROR_CODES = {400: "malformed_request", 405: "method_not_allowed"}
 
 
 # --- Execution ---------------------------------------------------------------------------------
+#
+# DataLoaders hand back SyncFutures that settle only when their batch runs, after the synchronous
+# pass over the document. graphql-sync-dataloaders 0.1.1's DeferredExecutionContext has two faults
+# with graphql-core 3.2.14: it calls ``handle_field_error`` without the ``path`` argument, and an
+# error on a non-null field inside a deferred callback escapes the callback instead of nulling the
+# nearest nullable parent (the whole operation then fails with "deferred execution failed to
+# complete"). The context below keeps its approach (SyncFutures, deferred batch callbacks) and
+# redoes the completion so that every future settles with a value or with the error to propagate,
+# exactly as graphql-core's own (sync and async) paths behave.
+
+
+def _when_done(future: SyncFuture, callback: Callable[[], None]) -> None:
+    if future.done():
+        callback()
+    else:
+        future.add_done_callback(callback)
+
+
+def _follow(source: SyncFuture, target: SyncFuture) -> None:
+    def settle() -> None:
+        error = source.exception()
+        if error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(source.result())
+
+    _when_done(source, settle)
+
+
+def _then(source: SyncFuture, on_value: Callable[[Any], Any]) -> SyncFuture:
+    """A future of ``on_value(source's value)``; an error (from the source or ``on_value``) passes on."""
+    target = SyncFuture()
+
+    def settle() -> None:
+        try:
+            value = on_value(source.result())
+        except Exception as error:
+            target.set_exception(error)
+            return
+        if isinstance(value, SyncFuture):
+            _follow(value, target)
+        else:
+            target.set_result(value)
+
+    _when_done(source, settle)
+    return target
+
+
+def _recover(source: SyncFuture, on_error: Callable[[Exception], Any]) -> Any:
+    """The source's value, or ``on_error(error)``, which returns a replacement (null) or raises to
+    propagate. Settled results come back as plain values (or raised), pending ones as a future."""
+    target = SyncFuture()
+
+    def settle() -> None:
+        error = source.exception()
+        if error is None:
+            target.set_result(source.result())
+            return
+        try:
+            target.set_result(on_error(error))
+        except Exception as propagated:
+            target.set_exception(propagated)
+
+    _when_done(source, settle)
+    if target.done():
+        return target.result()
+    return target
+
+
+def _gather(container: Any, keys: list[Any]) -> SyncFuture:
+    """A future of ``container`` once the futures at ``keys`` have settled into it; the first error
+    to propagate fails the whole container (its parent becomes null)."""
+    target = SyncFuture()
+    remaining = len(keys)
+
+    def settle(key: Any, future: SyncFuture) -> None:
+        nonlocal remaining
+        if target.done():
+            return
+        error = future.exception()
+        if error is not None:
+            target.set_exception(error)
+            return
+        container[key] = future.result()
+        remaining -= 1
+        if not remaining:
+            target.set_result(container)
+
+    for key in keys:
+        future = container[key]
+        _when_done(future, lambda key=key, future=future: settle(key, future))
+    return target
 
 
 class FlowdeckExecutionContext(DeferredExecutionContext):
-    """Deferred execution for DataLoaders, with mutations kept serial.
+    """Execution for request-scoped DataLoaders: batches run after the synchronous pass, errors
+    null the nearest nullable field as the spec says, and root mutation fields still complete one
+    after another (their payloads included) before the next one starts."""
 
-    ``DeferredExecutionContext`` runs the DataLoader batches once, after the whole operation. For a
-    mutation document that would let the second mutation run before the first one's payload is
-    read. The spec says each root mutation field completes, selections included, before the next
-    starts, so the batches are drained after each one.
-    """
+    def execute_operation(self, operation: OperationDefinitionNode, root_value: Any) -> Any:
+        self._deferred_callbacks = []
+        result = ExecutionContext.execute_operation(self, operation, root_value)
+        self._drain()
+        if isinstance(result, SyncFuture):
+            return result.result()  # an error that propagated to the root is raised for execute()
+        return result
+
+    def _drain(self) -> None:
+        callbacks = self._deferred_callbacks
+        while callbacks:
+            callbacks.pop(0)()
+
+    def _defer(self, future: SyncFuture) -> None:
+        if not future.done() and future.deferred_callback:
+            self._deferred_callbacks.append(future.deferred_callback)
 
     def execute_fields_serially(self, parent_type: Any, source_value: Any, path: Any, fields: Any) -> Any:
         results: dict[str, Any] = {}
         for response_name, field_nodes in fields.items():
-            field_path = Path(path, response_name, parent_type.name)
-            result = self.execute_field(parent_type, source_value, field_nodes, field_path)
-            callbacks = self._deferred_callbacks
-            while callbacks:
-                callbacks.pop(0)()
+            result = self.execute_field(parent_type, source_value, field_nodes, Path(path, response_name, parent_type.name))
+            self._drain()
             if isinstance(result, SyncFuture):
                 result = result.result()
             if result is not Undefined:
                 results[response_name] = result
         return results
+
+    def execute_fields(self, parent_type: Any, source_value: Any, path: Any, fields: Any) -> Any:
+        results: dict[str, Any] = {}
+        pending: list[str] = []
+        for response_name, field_nodes in fields.items():
+            result = self.execute_field(parent_type, source_value, field_nodes, Path(path, response_name, parent_type.name))
+            if result is Undefined:
+                continue
+            results[response_name] = result
+            if isinstance(result, SyncFuture):
+                pending.append(response_name)
+        return _gather(results, pending) if pending else results
+
+    def execute_field(self, parent_type: Any, source: Any, field_nodes: Any, path: Path) -> Any:
+        field_def = get_field_def(self.schema, parent_type, field_nodes[0])
+        if not field_def:
+            return Undefined
+        return_type = field_def.type
+        resolve_fn = field_def.resolve or self.field_resolver
+        if self.middleware_manager:
+            resolve_fn = self.middleware_manager.get_field_resolver(resolve_fn)
+        info = self.build_resolve_info(field_def, field_nodes, parent_type, path)
+
+        def on_error(raw_error: Exception) -> None:
+            error = located_error(raw_error, field_nodes, path.as_list())
+            self.handle_field_error(error, return_type, path)  # raises when the field is non-null
+
+        try:
+            args = get_argument_values(field_def, field_nodes[0], self.variable_values)
+            result = resolve_fn(source, info, **args)
+            if isinstance(result, SyncFuture):
+                self._defer(result)
+                completed = _then(result, lambda value: self.complete_value(return_type, field_nodes, info, path, value))
+            else:
+                completed = self.complete_value(return_type, field_nodes, info, path, result)
+        except Exception as raw_error:
+            return on_error(raw_error)
+        if isinstance(completed, SyncFuture):
+            return _recover(completed, on_error)
+        return completed
+
+    def complete_list_value(self, return_type: Any, field_nodes: Any, info: Any, path: Path, result: Any) -> Any:
+        if not is_iterable(result):
+            raise GraphQLError(
+                f"Expected Iterable, but did not find one for field '{info.parent_type.name}.{info.field_name}'."
+            )
+        item_type = return_type.of_type
+        completed: list[Any] = []
+        pending: list[int] = []
+        for index, item in enumerate(result):
+            item_path = path.add_key(index, None)
+
+            def on_error(raw_error: Exception, item_path: Path = item_path) -> None:
+                error = located_error(raw_error, field_nodes, item_path.as_list())
+                self.handle_field_error(error, item_type, item_path)
+
+            try:
+                if isinstance(item, SyncFuture):
+                    self._defer(item)
+                    value = _then(
+                        item,
+                        lambda v, item_path=item_path: self.complete_value(item_type, field_nodes, info, item_path, v),
+                    )
+                else:
+                    value = self.complete_value(item_type, field_nodes, info, item_path, item)
+            except Exception as raw_error:
+                value = on_error(raw_error)
+            if isinstance(value, SyncFuture):
+                value = _recover(value, on_error)
+            if isinstance(value, SyncFuture):
+                pending.append(index)
+            completed.append(value)
+        return _gather(completed, pending) if pending else completed
 
 
 # --- Validation rules (B8) ---------------------------------------------------------------------
@@ -151,19 +330,27 @@ class _Measure:
     def page_size(self, node: FieldNode, definition: Any) -> int:
         if definition is None or "first" not in definition.args:
             return 1
-        value: Any = definition.args["first"].default_value
+        default = definition.args["first"].default_value
+        value: Any = default
         for argument in node.arguments:
-            if argument.name.value != "first":
-                continue
-            value_node = argument.value
-            if isinstance(value_node, VariableNode):
-                name = value_node.name.value
-                value_node = self.variable_defaults.get(name, value_node)
-                if name in self.variables:
-                    value = self.variables[name]
-                    break
-            value = int(value_node.value) if isinstance(value_node, IntValueNode) else None
+            if argument.name.value == "first":
+                value = self.argument_value(argument.value, default)
+        if value is None:
+            value = default  # an explicit null asks for the default page
         return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 1
+
+    def argument_value(self, node: Any, default: Any) -> Any:
+        """The value an argument will have at execution, as far as validation can know it."""
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name in self.variables:
+                return self.variables[name]
+            if name not in self.variable_defaults:
+                return default  # an omitted variable leaves the argument's default in place
+            node = self.variable_defaults[name]
+        if isinstance(node, IntValueNode):
+            return int(node.value)
+        return None
 
 
 def _measure(rule: ValidationRule, node: OperationDefinitionNode, variables: dict[str, Any]) -> tuple[int, int] | None:
@@ -251,7 +438,13 @@ class FlowdeckGraphQLView(GraphQLView):
         self.graphiql = bool(settings.GRAPHQL_INTROSPECTION)
 
     def parse_body(self, request: HttpRequest) -> Any:
-        if self.get_content_type(request) != "application/json":
+        content_type = self.get_content_type(request)
+        if content_type == "application/graphql":
+            try:
+                return {"query": request.body.decode("utf-8")}
+            except UnicodeDecodeError:
+                raise HttpError(HttpResponseBadRequest("The request body is not UTF-8 text."))
+        if content_type != "application/json":
             return super().parse_body(request)
         try:
             data = json.loads(request.body.decode("utf-8"))
@@ -322,7 +515,7 @@ class FlowdeckGraphQLView(GraphQLView):
         except Exception as error:  # the executor reports resolver errors itself; this is a bug
             return ExecutionResult(data=None, errors=[error])  # type: ignore[list-item]
         finally:
-            _restore(rls_token)
+            tenancy.restore(rls_token)  # a no-op when the transaction failed: its rollback drops the setting
 
     def get_response(self, request: HttpRequest, data: Any, show_graphiql: bool = False) -> tuple[str | None, int]:
         query, variables, operation_name, _id = self.get_graphql_params(request, data)
@@ -337,8 +530,10 @@ class FlowdeckGraphQLView(GraphQLView):
             # mutation already rolled back its own savepoint when it failed. A bug rolls back the request.
             if any(_is_unexpected(error) for error in result.errors):
                 set_rollback()
-            if any(not getattr(error, "path", None) for error in result.errors):
-                status_code = 400
+            whole = [error for error in result.errors if not getattr(error, "path", None)]
+            if whole:
+                # The document was refused as a whole: a bad request, or a bug outside any field.
+                status_code = 500 if any(_is_unexpected(error) for error in whole) else 400
         if status_code == 200:
             body["data"] = result.data
         return self.json_encode(request, body, pretty=show_graphiql), status_code
@@ -360,14 +555,3 @@ class FlowdeckGraphQLView(GraphQLView):
         if isinstance(error, GraphQLError):
             masked.update({k: v for k, v in error.formatted.items() if k in ("locations", "path")})
         return masked
-
-
-def _restore(token: tenancy.RlsToken) -> None:
-    """Put the request's row-level-security setting back. A transaction that is being rolled back
-    drops the setting anyway (and takes no more queries)."""
-    if connection.needs_rollback:
-        return
-    try:
-        tenancy.restore(token)
-    except DatabaseError:
-        transaction.set_rollback(True)

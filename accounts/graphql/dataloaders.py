@@ -78,11 +78,24 @@ def load_service_accounts(principals: Sequence[Principal]) -> list[Any]:
     return _per_workspace(principals, _service_accounts)
 
 
+def _each_key_fails_alone(batch: Callable[[Sequence[Principal]], list[Any]]) -> Callable[[Sequence[Principal]], list[Any]]:
+    """An exception escaping a batch would abort the whole operation; hand it to every key
+    instead, so it becomes an error on the fields that asked (and is reported as a bug)."""
+
+    def load(principals: Sequence[Principal]) -> list[Any]:
+        try:
+            return batch(principals)
+        except Exception as exc:
+            return [exc] * len(principals)
+
+    return load
+
+
 class Loaders:
     """One set per request (renewed after each mutation)."""
 
     def __init__(self) -> None:
-        self.members = SyncDataLoader(load_members)
-        self.invitations = SyncDataLoader(load_invitations)
-        self.service_accounts = SyncDataLoader(load_service_accounts)
-        self.api_keys = SyncDataLoader(load_api_keys)
+        self.members = SyncDataLoader(_each_key_fails_alone(load_members))
+        self.invitations = SyncDataLoader(_each_key_fails_alone(load_invitations))
+        self.service_accounts = SyncDataLoader(_each_key_fails_alone(load_service_accounts))
+        self.api_keys = SyncDataLoader(_each_key_fails_alone(load_api_keys))

@@ -17,6 +17,7 @@ from core.errors import InvalidInput, Unauthenticated
 from core.tenancy import rls_bypass
 
 from .audit import audit_record
+from .members import validate_human_role
 
 MAX_ROTATION_GRACE = timedelta(days=7)
 
@@ -55,7 +56,9 @@ def api_key_create_for_user(
     if actor.user is None or actor.api_key is not None and actor.api_key.kind != ApiKey.Kind.USER:
         raise PermissionDenied("api_key:create_own", actor.role)
     name = _validate(name, expires_at)
-    if role is not None and (role == "agent" or not can_grant_role(actor.role, role)):
+    if role is not None:
+        validate_human_role(role)
+    if role is not None and not can_grant_role(actor.role, role):
         raise InvalidInput("A key's role cannot exceed yours.", code="invalid_role", details={"role": ["Too high."]})
     created = _mint(actor=actor, kind=ApiKey.Kind.USER, name=name, expires_at=expires_at, role=role, user=actor.user)
     audit_record(workspace=actor.workspace, action="api_key.created", target=created.key, actor=actor,

@@ -198,3 +198,10 @@ def test_invalid_input_raises_from_service(world_a):
     principal = principal_for_user(world_a.users[Role.OWNER], world_a.workspace)
     with pytest.raises(InvalidInput):
         api_keys.api_key_create_for_user(actor=principal, name="")
+
+
+def test_unknown_role_for_a_key_is_invalid_input_not_a_crash(world_a):
+    principal = principal_for_user(world_a.users[Role.OWNER], world_a.workspace)
+    with pytest.raises(InvalidInput) as exc, workspace_scope([world_a.workspace.pk]):
+        api_keys.api_key_create_for_user(actor=principal, name="x", role="superhero")
+    assert exc.value.code == "invalid_role"
