@@ -1,0 +1,179 @@
+"""Validation rules that cap a GraphQL document before it runs (B8): depth, cost, introspection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    VariableNode,
+    get_named_type,
+    specified_rules,
+)
+
+INTROSPECTION_FIELDS = ("__schema", "__type")
+
+
+# --- Validation rules (B8) ---------------------------------------------------------------------
+
+
+class _Measure:
+    """Depth and cost of one operation, following fragments (each measured once).
+
+    Cost counts every field once, and a field with a ``first`` argument (a page) counts its
+    selections that many times. Depth counts nested fields. ``__typename`` is free; when
+    introspection is allowed its fields are not measured (they are refused outright otherwise).
+    """
+
+    def __init__(self, context: ValidationContext, operation: OperationDefinitionNode, variables: dict[str, Any]):
+        self.context = context
+        self.schema = context.schema
+        self.variables = variables
+        self.variable_defaults = {
+            d.variable.name.value: d.default_value for d in operation.variable_definitions or () if d.default_value
+        }
+        self.fragments: dict[str, tuple[int, int]] = {}
+        self.visiting: set[str] = set()
+
+    def operation(self, operation: OperationDefinitionNode) -> tuple[int, int]:
+        return self.selection_set(operation.selection_set, self.schema.get_root_type(operation.operation))
+
+    def selection_set(self, selection_set: SelectionSetNode | None, parent_type: Any) -> tuple[int, int]:
+        depth = cost = 0
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                d, c = self.field(selection, parent_type)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                d, c = self.selection_set(
+                    selection.selection_set, self.schema.get_type(condition.name.value) if condition else parent_type
+                )
+            elif isinstance(selection, FragmentSpreadNode):
+                d, c = self.fragment(selection.name.value)
+            else:  # pragma: no cover - the AST has no other selection kinds
+                continue
+            depth, cost = max(depth, d), cost + c
+        return depth, cost
+
+    def fragment(self, name: str) -> tuple[int, int]:
+        if name in self.fragments:
+            return self.fragments[name]
+        fragment = self.context.get_fragment(name)
+        if fragment is None or name in self.visiting:
+            return 0, 0  # unknown fragments and cycles are reported by the standard rules
+        self.visiting.add(name)
+        measured = self.selection_set(fragment.selection_set, self.schema.get_type(fragment.type_condition.name.value))
+        self.visiting.discard(name)
+        self.fragments[name] = measured
+        return measured
+
+    def field(self, node: FieldNode, parent_type: Any) -> tuple[int, int]:
+        name = node.name.value
+        if name == "__typename":
+            return 1, 0
+        if name in INTROSPECTION_FIELDS:
+            return 0, 0
+        definition = getattr(parent_type, "fields", {}).get(name)
+        child_type = get_named_type(definition.type) if definition else None
+        depth, cost = self.selection_set(node.selection_set, child_type)
+        return 1 + depth, 1 + self.page_size(node, definition) * cost
+
+    def page_size(self, node: FieldNode, definition: Any) -> int:
+        if definition is None or "first" not in definition.args:
+            return 1
+        default = definition.args["first"].default_value
+        value: Any = default
+        for argument in node.arguments:
+            if argument.name.value == "first":
+                value = self.argument_value(argument.value, default)
+        if value is None:
+            value = default  # an explicit null asks for the default page
+        return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 1
+
+    def argument_value(self, node: Any, default: Any) -> Any:
+        """The value an argument will have at execution, as far as validation can know it."""
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name in self.variables:
+                return self.variables[name]
+            if name not in self.variable_defaults:
+                return default  # an omitted variable leaves the argument's default in place
+            node = self.variable_defaults[name]
+        if isinstance(node, IntValueNode):
+            return int(node.value)
+        return None
+
+
+def _measure(rule: ValidationRule, node: OperationDefinitionNode, variables: dict[str, Any]) -> tuple[int, int] | None:
+    try:
+        return _Measure(rule.context, node, variables).operation(node)
+    except RecursionError:
+        rule.report_error(
+            GraphQLError("This document is nested too deeply to read.", node, extensions={"code": "query_too_deep"})
+        )
+        return None
+
+
+def depth_limit_rule(max_depth: int, variables: dict[str, Any]) -> type[ValidationRule]:
+    class DepthLimitRule(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+            measured = _measure(self, node, variables)
+            if measured and measured[0] > max_depth:
+                self.report_error(
+                    GraphQLError(
+                        f"This operation nests fields {measured[0]} levels deep; the limit is {max_depth}. "
+                        "Ask for fewer nested levels or split it into several operations.",
+                        node,
+                        extensions={"code": "query_too_deep", "depth": measured[0], "maxDepth": max_depth},
+                    )
+                )
+
+    return DepthLimitRule
+
+
+def cost_limit_rule(max_cost: int, variables: dict[str, Any]) -> type[ValidationRule]:
+    class CostLimitRule(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+            measured = _measure(self, node, variables)
+            if measured and measured[1] > max_cost:
+                self.report_error(
+                    GraphQLError(
+                        f"This operation costs {measured[1]}; the limit is {max_cost} (each field costs 1 and a page "
+                        "of 'first: n' counts its fields n times). Ask for fewer fields or smaller pages.",
+                        node,
+                        extensions={"code": "query_too_costly", "cost": measured[1], "maxCost": max_cost},
+                    )
+                )
+
+    return CostLimitRule
+
+
+class NoIntrospectionRule(ValidationRule):
+    """``__schema`` and ``__type`` are refused; ``__typename`` stays (clients use it for caching)."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        if node.name.value in INTROSPECTION_FIELDS:
+            self.report_error(
+                GraphQLError(
+                    "Introspection is disabled on this server.", node, extensions={"code": "introspection_disabled"}
+                )
+            )
+
+
+def validation_rules(variables: dict[str, Any]) -> list[type[ValidationRule]]:
+    rules: list[type[ValidationRule]] = [
+        depth_limit_rule(settings.GRAPHQL_MAX_DEPTH, variables),
+        cost_limit_rule(settings.GRAPHQL_MAX_COST, variables),
+    ]
+    if not settings.GRAPHQL_INTROSPECTION:
+        rules.append(NoIntrospectionRule)
+    return [*rules, *specified_rules]
