@@ -1,0 +1,194 @@
+"""infra/ cannot be run here (no Docker engine, no cluster), so these tests hold its shape: the YAML
+parses, beat is a singleton, migrations run as the owner role and everything else as the app role."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = REPO / "infra"
+CHART = INFRA / "helm" / "flowdeck"
+SERVER_SERVICES = ("migrate", "web", "worker", "beat")
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load(INFRA / "compose.yaml")
+
+
+@pytest.fixture(scope="module")
+def values() -> dict[str, Any]:
+    return load(CHART / "values.yaml")
+
+
+def template(name: str) -> str:
+    return (CHART / "templates" / name).read_text()
+
+
+# --- compose -------------------------------------------------------------------------------------
+
+
+def test_compose_has_every_service(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) >= {"postgres", "redis", "migrate", "web", "worker", "beat"}
+
+
+def test_compose_beat_is_exactly_one_with_the_database_scheduler(compose: dict[str, Any]) -> None:
+    beat = compose["services"]["beat"]
+    assert beat["deploy"]["replicas"] == 1
+    command = " ".join(beat["command"])
+    assert "beat" in command
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in command
+
+
+def test_compose_migrate_runs_as_owner_and_the_rest_as_app_role(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    migrate = services["migrate"]
+    assert migrate["command"][-2:] == ["migrate", "--noinput"]
+    assert migrate["environment"]["DATABASE_URL"].startswith("postgres://flowdeck_owner:")
+    for name in ("web", "worker", "beat"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://flowdeck_app:"), name
+        assert env["FLOWDECK_DB_APP_ROLE"] == "flowdeck_app"
+        assert env["FLOWDECK_INPROCESS_PERIODIC"] == "false", name
+        assert env["REDIS_URL"].startswith("redis://")
+        # Nothing long-running starts before migrations succeeded.
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_web_is_replicated_behind_the_proxy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert "ports" not in services["web"]  # replicas cannot share a host port; the proxy publishes it
+    assert services["proxy"]["ports"]
+    conf = (INFRA / "nginx" / "flowdeck.conf").read_text()
+    assert "server web:8000" in conf
+    assert "Upgrade $http_upgrade" in conf  # websockets
+
+
+def test_compose_server_services_share_the_server_image(compose: dict[str, Any]) -> None:
+    for name in SERVER_SERVICES:
+        build = compose["services"][name]["build"]
+        assert build["dockerfile"] == "infra/docker/Dockerfile"
+        assert (INFRA / build["context"] / build["dockerfile"]).resolve().is_file()
+
+
+def test_compose_mounted_files_exist(compose: dict[str, Any]) -> None:
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (INFRA / source).exists(), source
+
+
+def test_postgres_init_creates_both_roles_without_rls_bypass() -> None:
+    script = (INFRA / "postgres" / "init-roles.sh").read_text()
+    for role in ("flowdeck_owner", "flowdeck_app"):
+        assert re.search(rf"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS", script), role
+    assert "CREATE DATABASE flowdeck OWNER flowdeck_owner" in script
+
+
+# --- Dockerfiles ---------------------------------------------------------------------------------
+
+
+def test_server_dockerfile() -> None:
+    text = (INFRA / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM node:\S+ AS webapp", text, re.M)
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert "requirements/base.txt" in text  # installs the lock, not loose ranges
+    assert "npm --prefix frontend/app ci" in text
+    assert '"uvicorn", "config.asgi:application"' in text
+    assert "USER 10001" in text
+
+
+def test_agent_dockerfile_has_no_server() -> None:
+    text = (INFRA / "docker" / "Dockerfile.agent").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert "agents_sdk" in text
+    assert "requirements/" not in text and "manage.py" not in text
+    assert 'ENTRYPOINT ["flowdeck"]' in text
+
+
+# --- Helm ----------------------------------------------------------------------------------------
+
+
+def test_chart_metadata() -> None:
+    chart = load(CHART / "Chart.yaml")
+    assert chart["apiVersion"] == "v2"
+    assert chart["name"] == "flowdeck"
+    assert chart["type"] == "application"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", chart["version"])
+    assert chart["appVersion"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_helpers.tpl",
+        "configmap.yaml",
+        "secret.yaml",
+        "web-deployment.yaml",
+        "web-service.yaml",
+        "worker-deployment.yaml",
+        "beat-deployment.yaml",
+        "migrate-secret.yaml",
+        "migrate-job.yaml",
+        "ingress.yaml",
+    ],
+)
+def test_chart_template_exists(name: str) -> None:
+    assert (CHART / "templates" / name).is_file()
+
+
+def test_values_separate_the_owner_and_app_database_urls(values: dict[str, Any]) -> None:
+    db = values["database"]
+    assert db["appRole"] == "flowdeck_app"
+    assert db["appUrl"].startswith("postgres://flowdeck_app:")
+    assert db["ownerUrl"].startswith("postgres://flowdeck_owner:")
+    assert values["ingress"]["enabled"] is False  # optional
+    assert values["web"]["replicas"] >= 1 and values["worker"]["replicas"] >= 1
+
+
+def test_beat_is_a_singleton(values: dict[str, Any]) -> None:
+    assert "replicas" not in values["beat"]  # not configurable on purpose
+    beat = template("beat-deployment.yaml")
+    assert re.search(r"^  replicas: 1$", beat, re.M)
+    assert ".Values.beat.replicas" not in beat
+    assert "type: Recreate" in beat
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in beat
+
+
+def test_migrate_job_is_a_pre_install_hook_using_the_owner_url() -> None:
+    job = template("migrate-job.yaml")
+    assert '"helm.sh/hook": pre-install,pre-upgrade' in job
+    assert "kind: Job" in job
+    assert '["python", "manage.py", "migrate", "--noinput"]' in job
+    assert "key: OWNER_DATABASE_URL" in job
+    assert "flowdeck.envFrom" not in job  # never the app secret
+    secret = template("migrate-secret.yaml")
+    assert '"helm.sh/hook": pre-install,pre-upgrade' in secret
+    assert ".Values.database.ownerUrl" in secret
+    # The hook secret exists before the job that reads it.
+    weight = re.compile(r'"helm.sh/hook-weight": "(-?\d+)"')
+    assert int(weight.search(secret).group(1)) < int(weight.search(job).group(1))  # type: ignore[union-attr]
+
+
+def test_long_running_pods_never_see_the_owner_url() -> None:
+    for name in ("web-deployment.yaml", "worker-deployment.yaml", "beat-deployment.yaml", "secret.yaml"):
+        text = template(name)
+        assert "ownerUrl" not in text and "OWNER_DATABASE_URL" not in text, name
+    assert ".Values.database.appUrl" in template("secret.yaml")
+
+
+def test_web_replicas_come_from_values() -> None:
+    web = template("web-deployment.yaml")
+    assert "replicas: {{ .Values.web.replicas }}" in web
+    assert "path: /healthz" in web
+    assert "config.asgi:application" in web
