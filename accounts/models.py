@@ -25,7 +25,7 @@ class Role(models.TextChoices):
     AGENT = "agent", "Agent"
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def _create_user(self, email: str, password: str | None, **extra):
@@ -48,14 +48,14 @@ class UserManager(BaseUserManager):
 
 class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    username = None  # type: ignore[assignment]
+    username = None  # type: ignore[assignment,misc]
     email = models.EmailField("email address", unique=True)
     full_name = models.CharField(max_length=150, blank=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: list[str] = []  # type: ignore[misc]
 
-    objects = UserManager()  # type: ignore[misc]
+    objects = UserManager()  # type: ignore[misc,assignment]
 
     def __str__(self) -> str:
         return self.email

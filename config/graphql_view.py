@@ -176,7 +176,7 @@ class FlowdeckGraphQLView(GraphQLView):
             return formatted
         original = getattr(error, "original_error", None) or error
         logger.error("GraphQL request failed", exc_info=(type(original), original, original.__traceback__))
-        masked = {"message": "Internal server error.", "extensions": {"code": "internal_error"}}
+        masked: dict[str, Any] = {"message": "Internal server error.", "extensions": {"code": "internal_error"}}
         if isinstance(error, GraphQLError):
             masked.update({k: v for k, v in error.formatted.items() if k in ("locations", "path")})
         return masked

@@ -58,8 +58,7 @@ class WorkspaceAPIView(APIView):
         return principal_for_user(request.user, workspace, ratelimit.client_ip(request))
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        token = getattr(self, "_rls_token", None)
+        token = self.__dict__.pop("_rls_token", None)
         if token is not None:
             tenancy.restore(token)
-            self._rls_token = None
         return super().finalize_response(request, response, *args, **kwargs)

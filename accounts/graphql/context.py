@@ -65,7 +65,7 @@ class GraphQLContext:
         roles: dict[Any, str] = {}
         if self.is_authenticated:
             roles = dict(
-                Membership.objects.filter(user=self.user, workspace__in=[w.pk for w in missing]).values_list(
+                Membership.objects.filter(user=self.user, workspace__in=[w.pk for w in missing]).values_list(  # type: ignore[misc]
                     "workspace_id", "role"
                 )
             )

@@ -64,7 +64,7 @@ class InvitationType(graphene.ObjectType):
 
     @staticmethod
     def resolve_invited_by(invitation: Invitation, info: Any) -> str | None:
-        return invitation.invited_by.email if invitation.invited_by_id else None
+        return invitation.invited_by.email if invitation.invited_by is not None else None
 
 
 class InvitationPreviewType(graphene.ObjectType):
@@ -91,7 +91,7 @@ class InvitationPreviewType(graphene.ObjectType):
 
     @staticmethod
     def resolve_invited_by(invitation: Invitation, info: Any) -> str | None:
-        return invitation.invited_by.email if invitation.invited_by_id else None
+        return invitation.invited_by.email if invitation.invited_by is not None else None
 
 
 class ServiceAccountType(graphene.ObjectType):

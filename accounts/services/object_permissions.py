@@ -41,4 +41,7 @@ def object_permission_revoke(*, actor: Principal, obj, user: User, level: str) -
 
 def object_permission_list(*, actor: Principal, obj) -> dict[User, list[str]]:  # type: ignore[no-untyped-def]
     authorize(actor, "object_permission:manage", obj)
-    return get_users_with_perms(obj, attach_perms=True, with_superusers=False, with_group_users=False)
+    grants: dict[User, list[str]] = get_users_with_perms(  # type: ignore[assignment]
+        obj, attach_perms=True, with_superusers=False, with_group_users=False
+    )
+    return grants

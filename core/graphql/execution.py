@@ -107,7 +107,7 @@ def _gather(container: Any, keys: list[Any]) -> SyncFuture:
 
     for key in keys:
         future = container[key]
-        _when_done(future, lambda key=key, future=future: settle(key, future))
+        _when_done(future, lambda key=key, future=future: settle(key, future))  # type: ignore[misc]
     return target
 
 
@@ -117,7 +117,7 @@ class FlowdeckExecutionContext(DeferredExecutionContext):
     after another (their payloads included) before the next one starts."""
 
     def execute_operation(self, operation: OperationDefinitionNode, root_value: Any) -> Any:
-        self._deferred_callbacks = []
+        self._deferred_callbacks: list[Any] = []
         result = ExecutionContext.execute_operation(self, operation, root_value)
         self._drain()
         if isinstance(result, SyncFuture):
@@ -204,12 +204,14 @@ class FlowdeckExecutionContext(DeferredExecutionContext):
                     self._defer(item)
                     value = _then(
                         item,
-                        lambda v, item_path=item_path: self.complete_value(item_type, field_nodes, info, item_path, v),
+                        lambda v, item_path=item_path: self.complete_value(  # type: ignore[misc]
+                            item_type, field_nodes, info, item_path, v
+                        ),
                     )
                 else:
                     value = self.complete_value(item_type, field_nodes, info, item_path, item)
             except Exception as raw_error:
-                value = on_error(raw_error)
+                value = on_error(raw_error)  # type: ignore[func-returns-value]
             if isinstance(value, SyncFuture):
                 value = _recover(value, on_error)
             if isinstance(value, SyncFuture):

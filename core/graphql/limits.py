@@ -176,4 +176,4 @@ def validation_rules(variables: dict[str, Any]) -> list[type[ValidationRule]]:
     ]
     if not settings.GRAPHQL_INTROSPECTION:
         rules.append(NoIntrospectionRule)
-    return [*rules, *specified_rules]
+    return [*rules, *specified_rules]  # type: ignore[list-item]

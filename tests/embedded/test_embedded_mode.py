@@ -33,7 +33,8 @@ def embedded_server(tmp_path_factory):
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        # Exactly what scripts/start ends in: one process, the in-process periodic loop included.
+        [sys.executable, "-m", "config.embedded", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
     base = f"http://127.0.0.1:{port}"

@@ -1,0 +1,59 @@
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { BrowserRouter, Navigate, Route, Routes } from "react-router";
+
+import { AppLayout } from "./components/Layout";
+import { AuditLogPage } from "./pages/AuditLogPage";
+import {
+  LoginPage,
+  PasswordResetKeyPage,
+  PasswordResetRequestPage,
+  SignupPage,
+  VerifyEmailPage,
+} from "./pages/auth";
+import { ApiKeysPage, ServiceAccountsPage } from "./pages/keys";
+import { CreateWorkspacePage, HomeRedirect, InvitationPage, NotFoundPage } from "./pages/misc";
+import { SettingsPage } from "./pages/SettingsPage";
+import { TeamPage } from "./pages/TeamPage";
+import { WorkspaceLayout } from "./pages/WorkspaceLayout";
+import { SessionProvider } from "./session";
+import "./styles.css";
+
+function App() {
+  return (
+    <Routes>
+      <Route path="/" element={<HomeRedirect />} />
+      <Route path="/account/login" element={<LoginPage />} />
+      <Route path="/account/signup" element={<SignupPage />} />
+      <Route path="/account/verify-email/:key" element={<VerifyEmailPage />} />
+      <Route path="/account/password/reset" element={<PasswordResetRequestPage />} />
+      <Route path="/account/password/reset/key/:key" element={<PasswordResetKeyPage />} />
+      <Route path="/invitations/:token" element={<InvitationPage />} />
+      <Route element={<AppLayout />}>
+        <Route path="/workspaces/new" element={<CreateWorkspacePage />} />
+        <Route path="/w/:slug" element={<WorkspaceLayout />}>
+          <Route index element={<Navigate to="team" replace />} />
+          <Route path="team" element={<TeamPage />} />
+          <Route path="service-accounts" element={<ServiceAccountsPage />} />
+          <Route path="api-keys" element={<ApiKeysPage />} />
+          <Route path="audit-log" element={<AuditLogPage />} />
+          <Route path="settings" element={<SettingsPage />} />
+        </Route>
+      </Route>
+      <Route path="*" element={<NotFoundPage />} />
+    </Routes>
+  );
+}
+
+const root = document.getElementById("root");
+if (root) {
+  createRoot(root).render(
+    <StrictMode>
+      <BrowserRouter>
+        <SessionProvider>
+          <App />
+        </SessionProvider>
+      </BrowserRouter>
+    </StrictMode>,
+  );
+}

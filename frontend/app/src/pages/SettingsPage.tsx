@@ -1,0 +1,103 @@
+import { useState, type FormEvent } from "react";
+import { useNavigate } from "react-router";
+
+import { errorMessage } from "../api/graphql";
+import { leaveWorkspace, updateWorkspace } from "../api/operations";
+import { TextField } from "../components/Field";
+import { Alert, ConfirmButton, Time } from "../components/ui";
+import { useSession } from "../session";
+import { useWorkspace } from "./WorkspaceLayout";
+
+export function SettingsPage() {
+  const { workspace, manager, reloadWorkspace } = useWorkspace();
+  const { reloadWorkspaces } = useSession();
+  const navigate = useNavigate();
+  const [name, setName] = useState(workspace.name);
+  const [slug, setSlug] = useState(workspace.slug);
+  const [busy, setBusy] = useState(false);
+  const [notice, setNotice] = useState<{ kind: "success" | "error"; text: string } | null>(null);
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setNotice(null);
+    try {
+      const newSlug = await updateWorkspace(workspace.slug, name.trim(), slug.trim());
+      await reloadWorkspaces();
+      if (newSlug !== workspace.slug) {
+        navigate(`/w/${newSlug}/settings`, { replace: true });
+      } else {
+        await reloadWorkspace();
+        setNotice({ kind: "success", text: "Workspace settings saved." });
+      }
+    } catch (err) {
+      setNotice({ kind: "error", text: errorMessage(err) });
+    }
+    setBusy(false);
+  };
+
+  return (
+    <div className="stack-lg">
+      <section className="card" aria-labelledby="general-title">
+        <div className="card-head">
+          <h2 id="general-title">General</h2>
+        </div>
+        {notice ? <Alert kind={notice.kind}>{notice.text}</Alert> : null}
+        {manager ? (
+          <form onSubmit={submit} className="form narrow-form">
+            <TextField label="Workspace name" name="name" required maxLength={100} value={name} onChange={(e) => setName(e.target.value)} />
+            <TextField
+              label="URL slug"
+              name="slug"
+              required
+              maxLength={48}
+              hint="Changing it changes every link to this workspace."
+              value={slug}
+              onChange={(e) => setSlug(e.target.value.toLowerCase())}
+            />
+            <div className="form-actions">
+              <button type="submit" className="btn btn-primary" disabled={busy}>
+                {busy ? "Saving…" : "Save changes"}
+              </button>
+            </div>
+          </form>
+        ) : (
+          <dl className="facts">
+            <div>
+              <dt>Name</dt>
+              <dd>{workspace.name}</dd>
+            </div>
+            <div>
+              <dt>Slug</dt>
+              <dd>{workspace.slug}</dd>
+            </div>
+          </dl>
+        )}
+        <p className="hint">
+          Created <Time value={workspace.createdAt} dateOnly />.
+        </p>
+      </section>
+      <section className="card danger-zone" aria-labelledby="leave-title">
+        <div className="card-head">
+          <h2 id="leave-title">Leave this workspace</h2>
+        </div>
+        <p className="muted">You lose access to its flows, runs and keys. Your personal keys here stop working.</p>
+        <ConfirmButton
+          className="btn btn-danger-outline"
+          confirmLabel="Yes, leave workspace"
+          onConfirm={async () => {
+            try {
+              await leaveWorkspace(workspace.slug);
+              await reloadWorkspaces();
+              navigate("/", { replace: true });
+            } catch (err) {
+              setNotice({ kind: "error", text: errorMessage(err) });
+            }
+          }}
+        >
+          Leave workspace
+        </ConfirmButton>
+      </section>
+    </div>
+  );
+}
