@@ -94,9 +94,17 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'flowdeck.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
-# Persistent connections: opening a PostgreSQL connection per request costs more than the request.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+if IS_POSTGRES and env.bool("DATABASE_POOL", default=True):
+    # Opening a PostgreSQL connection per request costs more than the request, and Django's docs
+    # advise a pool rather than persistent connections under ASGI. Row-level-security settings are
+    # transaction-local, so nothing leaks from one pooled use to the next.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+        "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + immediate transactions + a busy timeout: concurrent writers queue instead of
     # failing with "database is locked".
@@ -105,7 +113,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 # Row-level security is a PostgreSQL feature; the app role it applies to is named here.
 RLS_APP_ROLE = env("FLOWDECK_DB_APP_ROLE", default="flowdeck_app")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -35,14 +35,19 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
                 cursor.execute(f'GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO "{app_role}"')
         owner = connections["default"].settings_dict["USER"]
         if has_role:
-            for conn in connections.all():
-                conn.close()
-                conn.settings_dict["USER"] = app_role
+            _reconnect_as(app_role)
     yield
     if settings.IS_POSTGRES and has_role:
-        for conn in connections.all():
-            conn.close()
-            conn.settings_dict["USER"] = owner
+        _reconnect_as(owner)
+
+
+def _reconnect_as(user: str) -> None:
+    """Drop every open (and pooled) connection so the next one logs in as ``user``."""
+    for conn in connections.all():
+        conn.close()
+        if conn.alias in getattr(conn, "_connection_pools", {}):
+            conn.close_pool()
+        conn.settings_dict["USER"] = user
 
 
 @pytest.fixture(autouse=True)
