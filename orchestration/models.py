@@ -1,0 +1,367 @@
+"""Orchestration metadata and state. Flowdeck stores only what the SDK registers about a flow (its
+DAG, parameters, schedule, where the code lives) and the states its runs go through; customers'
+code and data never arrive here (A1). Result fields are references the agent chooses to report.
+
+A flow run's current state is denormalised onto the run for fast lists; the full history is in the
+``*State`` tables. Nothing outside ``orchestration.engine`` assigns a run's state.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+from core.tenancy import TenantModel
+
+
+class StateType(models.TextChoices):
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+    PAUSED = "PAUSED"
+
+
+TERMINAL_STATES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
+
+
+class Catchup(models.TextChoices):
+    ALL = "all", "Run every missed run"
+    LATEST = "latest", "Run only the latest missed run"
+    NONE = "none", "Skip missed runs"
+
+
+class Project(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=1000, blank=True)
+    # Restricted: visible only to Admins and to those granted view/manage on it (guardian).
+    is_restricted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        permissions = [("manage_project", "Manage this project and its flows")]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="project_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Flow(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="flows")
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=2000, blank=True)
+    # The active version is the newest unarchived one unless a version is pinned.
+    pinned_version = models.ForeignKey(
+        "FlowVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Late-run policy: how late a run may start, and what happens to runs missed during an outage.
+    max_lateness_seconds = models.PositiveIntegerField(null=True, blank=True)
+    catchup = models.CharField(max_length=8, choices=Catchup.choices, default=Catchup.ALL)
+    # At most this many runs of the flow RUNNING at once (None: no limit).
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Crashed runs (lost agent or process) are retried up to this many extra attempts.
+    max_crash_retries = models.PositiveIntegerField(default=2)
+    is_archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["workspace", "project", "name"], name="flow_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FlowVersion(TenantModel):
+    """The metadata the SDK registered for one version of a flow. Never code, never data."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64)
+    # [{"key", "name", "tags": [...], "retries", "retry_delay_seconds", "timeout_seconds"}]
+    tasks = models.JSONField(default=list)
+    # [{"upstream", "downstream", "key": data key or null}]
+    edges = models.JSONField(default=list)
+    # [{"name", "type", "default", "required"}]
+    parameters = models.JSONField(default=list)
+    schedule = models.JSONField(null=True, blank=True)
+    # How the agent finds the code: {"type": "module" | "file" | "git" | "image", ...}
+    storage = models.JSONField(default=dict)
+    labels = models.JSONField(default=list)
+    # {"agent_type", "image", "env": [names only, never values], ...}
+    run_config = models.JSONField(default=dict)
+    is_archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=now)
+    registered_by = models.CharField(max_length=254, blank=True)
+
+    class Meta(TenantModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "version"], name="flow_version_unique_number"),
+            models.UniqueConstraint(fields=["flow", "content_hash"], name="flow_version_unique_hash"),
+        ]
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"{self.flow_id} v{self.version}"
+
+
+class Schedule(TenantModel):
+    class Kind(models.TextChoices):
+        INTERVAL = "interval"
+        CRON = "cron"
+        RRULE = "rrule"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="schedules")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    anchor_date = models.DateTimeField(null=True, blank=True)
+    cron = models.CharField(max_length=200, blank=True)
+    rrule = models.TextField(blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    start_date = models.DateTimeField(null=True, blank=True)
+    end_date = models.DateTimeField(null=True, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        indexes = [models.Index(fields=["is_active"], name="schedule_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} schedule of {self.flow_id}"
+
+
+class Agent(TenantModel):
+    class Type(models.TextChoices):
+        PROCESS = "process"
+        DOCKER = "docker"
+        KUBERNETES = "kubernetes"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.PROCESS)
+    labels = models.JSONField(default=list)
+    version = models.CharField(max_length=64, blank=True)
+    service_account = models.ForeignKey(
+        "accounts.ServiceAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    poll_interval_seconds = models.PositiveIntegerField(default=10)
+    created_at = models.DateTimeField(default=now)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The claim loop's last cycle: an agent that heartbeats but stopped polling is unhealthy.
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="agent_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FlowRun(TenantModel):
+    class CreatedBy(models.TextChoices):
+        USER = "user"
+        SCHEDULE = "schedule"
+        API = "api"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs")
+    flow_version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT, related_name="runs")
+    name = models.CharField(max_length=200)
+    parameters = models.JSONField(default=dict)
+    labels = models.JSONField(default=list)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (None = no key)
+    created_by_kind = models.CharField(max_length=16, choices=CreatedBy.choices, default=CreatedBy.API)
+    created_by_user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    schedule = models.ForeignKey(Schedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    scheduled_start = models.DateTimeField(default=now)
+    # Current state, denormalised from the newest FlowRunState row.
+    state_type = models.CharField(max_length=16, choices=StateType.choices, default=StateType.SCHEDULED)
+    state_name = models.CharField(max_length=32, default="Scheduled")
+    state_message = models.TextField(blank=True)
+    state_timestamp = models.DateTimeField(default=now)
+    # Bumped on every accepted transition; a write with a stale expected_version is refused (D3).
+    state_version = models.PositiveIntegerField(default=0)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    # Leases (D2, D5): a claim must turn into RUNNING, and a RUNNING run must heartbeat, in time.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    run_count = models.PositiveIntegerField(default=0)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    cancellation_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="flow_run_unique_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_start"],
+                condition=Q(schedule__isnull=False),
+                name="flow_run_unique_schedule_start",
+            ),
+        ]
+        indexes = [
+            # D8: claims read only due SCHEDULED runs; a partial index keeps that fast with 1M runs.
+            models.Index(
+                fields=["scheduled_start"], condition=Q(state_type="SCHEDULED"), name="flow_run_due_idx"
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(state_type__in=["PENDING", "RUNNING", "CANCELLING"]),
+                name="flow_run_lease_idx",
+            ),
+            models.Index(fields=["workspace", "state_type", "-created_at"], name="flow_run_ws_state_idx"),
+            models.Index(fields=["workspace", "-created_at"], name="flow_run_ws_created_idx"),
+            models.Index(fields=["flow", "-created_at"], name="flow_run_flow_idx"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskRun(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="task_runs")
+    task_key = models.CharField(max_length=200)
+    map_index = models.IntegerField(default=-1)
+    attempt = models.PositiveIntegerField(default=1)
+    state_type = models.CharField(max_length=16, choices=StateType.choices, default=StateType.PENDING)
+    state_name = models.CharField(max_length=32, default="Pending")
+    state_message = models.TextField(blank=True)
+    state_timestamp = models.DateTimeField(default=now)
+    state_version = models.PositiveIntegerField(default=0)
+    result_ref = models.CharField(max_length=1000, blank=True)
+    tags = models.JSONField(default=list)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["flow_run", "task_key", "map_index"], name="task_run_unique_key")
+        ]
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.task_key}[{self.map_index}]"
+
+
+class FlowRunState(TenantModel):
+    id = models.BigAutoField(primary_key=True)
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="states")
+    type = models.CharField(max_length=16, choices=StateType.choices)
+    name = models.CharField(max_length=32)
+    message = models.TextField(blank=True)
+    timestamp = models.DateTimeField(default=now)
+    result_ref = models.CharField(max_length=1000, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta(TenantModel.Meta):
+        indexes = [models.Index(fields=["flow_run", "timestamp"], name="flow_run_state_run_idx")]
+        ordering = ["timestamp", "id"]
+
+
+class TaskRunState(TenantModel):
+    id = models.BigAutoField(primary_key=True)
+    task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="states")
+    type = models.CharField(max_length=16, choices=StateType.choices)
+    name = models.CharField(max_length=32)
+    message = models.TextField(blank=True)
+    timestamp = models.DateTimeField(default=now)
+    result_ref = models.CharField(max_length=1000, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta(TenantModel.Meta):
+        indexes = [models.Index(fields=["task_run", "timestamp"], name="task_run_state_run_idx")]
+        ordering = ["timestamp", "id"]
+
+
+class ConcurrencyLimit(TenantModel):
+    """A task-level limit: at most ``limit`` task runs carrying ``tag`` RUNNING at once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tag = models.CharField(max_length=100)
+    limit = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["workspace", "tag"], name="concurrency_limit_unique_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.tag} ≤ {self.limit}"
+
+
+class ConcurrencySlot(TenantModel):
+    """One occupied slot of a limit, held by one running task run; deleted in the same transaction
+    that ends (or crashes) the run, so a dead agent cannot leak slots."""
+
+    id = models.BigAutoField(primary_key=True)
+    limit = models.ForeignKey(ConcurrencyLimit, on_delete=models.CASCADE, related_name="slots")
+    task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="slots")
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["limit", "task_run"], name="concurrency_slot_unique")]
+
+
+class LogEntry(TenantModel):
+    id = models.BigAutoField(primary_key=True)
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="logs")
+    task_run = models.ForeignKey(TaskRun, null=True, blank=True, on_delete=models.CASCADE, related_name="logs")
+    # Per-run sequence number chosen by the sender: a re-sent batch inserts nothing twice (D4).
+    sequence = models.BigIntegerField()
+    level = models.PositiveSmallIntegerField()
+    timestamp = models.DateTimeField()
+    logger = models.CharField(max_length=200, blank=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["flow_run", "sequence"], name="log_unique_sequence")]
+        indexes = [
+            models.Index(fields=["flow_run", "timestamp", "id"], name="log_run_time_idx"),
+            models.Index(fields=["workspace", "created_at"], name="log_ws_created_idx"),
+        ]
+        ordering = ["timestamp", "id"]
+
+
+class IdempotencyRecord(TenantModel):
+    """The stored response of an agent POST, keyed by its idempotency key (D4): a replay returns
+    it; the same key with a different body is refused."""
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=200)
+    scope = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(default=now)
+
+    class Meta(TenantModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "scope", "key"], name="idempotency_unique_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
