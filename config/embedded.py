@@ -51,8 +51,11 @@ class PeriodicService:
 # The registry of periodic services run in embedded mode. One line per service.
 # (The production beat schedule for the same functions is kept in the database by django-celery-beat.)
 SERVICES: tuple[PeriodicService, ...] = (
-    # PeriodicService("orchestration.services.scheduler.schedule_due_runs", every=10),
-    # PeriodicService("orchestration.services.reaper.reap_lost_runs", every=30),
+    PeriodicService("orchestration.services.scheduler.schedule_due_runs", every=10),
+    PeriodicService("orchestration.services.late_runs.mark_late_runs", every=15),
+    PeriodicService("orchestration.services.late_runs.apply_catchup_policy", every=15),
+    PeriodicService("orchestration.services.reaper.reap_lost_runs", every=30),
+    PeriodicService("orchestration.services.logs.purge_expired_logs", every=3600),
 )
 
 

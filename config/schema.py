@@ -3,13 +3,14 @@
 import graphene
 
 from accounts.graphql.schema import AccountsMutation, AccountsQuery
+from orchestration.graphql.schema import OrchestrationMutation, OrchestrationQuery
 
 
-class Query(AccountsQuery, graphene.ObjectType):
+class Query(AccountsQuery, OrchestrationQuery, graphene.ObjectType):
     pass
 
 
-class Mutation(AccountsMutation, graphene.ObjectType):
+class Mutation(AccountsMutation, OrchestrationMutation, graphene.ObjectType):
     pass
 
 

@@ -110,3 +110,60 @@ def _key(world: Any) -> str:
     from accounts.models import ApiKey
 
     return str(ApiKey.all_objects.filter(workspace=world.workspace, user=world.users["viewer"]).values_list("id", flat=True)[0])
+
+
+# --- providers for orchestration routes -----------------------------------------------------------
+
+
+def _iso_flow(world: Any) -> Any:
+    """One flow (with a version, a schedule and a run) per world, reused by every orchestration
+    provider so that nested ids (flow + version, flow + schedule) belong together."""
+    from orchestration.models import Flow
+
+    flow = Flow.all_objects.filter(workspace=world.workspace, name="isolation-flow").first()
+    if flow is not None:
+        return flow
+    from orchestration.models import Schedule
+    from tests.orchestration.factories import FlowRunFactory, FlowVersionFactory, ProjectFactory
+
+    project = ProjectFactory(workspace=world.workspace, name="isolation-project")
+    version = FlowVersionFactory(flow__project=project, flow__workspace=world.workspace, flow__name="isolation-flow")
+    Schedule.all_objects.create(workspace=world.workspace, flow=version.flow, kind="interval", interval_seconds=60)
+    FlowRunFactory(flow_version=version)
+    return version.flow
+
+
+@id_provider("project_id")
+def _project(world: Any) -> str:
+    return str(_iso_flow(world).project_id)
+
+
+@id_provider("flow_id")
+def _flow(world: Any) -> str:
+    return str(_iso_flow(world).pk)
+
+
+@id_provider("version_id")
+def _flow_version(world: Any) -> str:
+    return str(_iso_flow(world).versions.values_list("id", flat=True)[0])
+
+
+@id_provider("schedule_id")
+def _schedule(world: Any) -> str:
+    return str(_iso_flow(world).schedules.values_list("id", flat=True)[0])
+
+
+@id_provider("flow_run_id")
+def _flow_run(world: Any) -> str:
+    return str(_iso_flow(world).runs.values_list("id", flat=True)[0])
+
+
+@id_provider("agent_id")
+def _agent(world: Any) -> str:
+    from orchestration.models import Agent
+    from tests.orchestration.factories import AgentFactory
+
+    agent = Agent.all_objects.filter(workspace=world.workspace, name="isolation-agent").first()
+    if agent is None:
+        agent = AgentFactory(workspace=world.workspace, name="isolation-agent", service_account=world.agent)
+    return str(agent.pk)

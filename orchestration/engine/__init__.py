@@ -6,11 +6,18 @@ from .core import (
     OrchestrationResult,
     ProposedState,
     SetStateStatus,
+    db_now,
     flow_run_set_state,
     task_run_set_state,
 )
+from .policies import CorePolicy, ForcePolicy, ReaperPolicy, TaskPolicy
 
 __all__ = [
+    "CorePolicy",
+    "ForcePolicy",
+    "ReaperPolicy",
+    "TaskPolicy",
+    "db_now",
     "OrchestrationResult",
     "ProposedState",
     "SetStateStatus",

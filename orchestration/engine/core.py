@@ -8,6 +8,7 @@ are exclusive, retries, cancellation wins, concurrency slots…) plug in through
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,10 +58,24 @@ class OrchestrationResult:
     state_version: int
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    run_id: Any = None
+    attempt: int | None = None
+
+    @property
+    def http_status(self) -> int:
+        """How the REST adapter answers: ACCEPT 201, REJECT/WAIT 200 (with the reason), ABORT 409
+        (a stale attempt or a run the caller no longer owns: stop it, D2)."""
+        return {SetStateStatus.ACCEPT: 201, SetStateStatus.ABORT: 409}.get(self.status, 200)
 
 
 class Policy(Protocol):
     def apply(self, context: Any) -> None: ...
+
+
+def _after(policy: Policy, context: Context) -> None:
+    after = getattr(policy, "after", None)
+    if after is not None:
+        after(context)
 
 
 @dataclass
@@ -74,6 +89,51 @@ class Context:
     status: SetStateStatus = SetStateStatus.ACCEPT
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+    # Set by the engine: the state the run is in (the FROM of the proposal), the database clock at
+    # the start of the transaction (D6), the run fields rules changed (saved with the state).
+    from_type: str = ""
+    from_name: str = ""
+    now: dt.datetime | None = None
+    updates: set[str] = field(default_factory=set)
+    # Per-call memo for look-ups rules share (a batch fills it once: limits, the version's tasks…).
+    cache: dict[str, Any] = field(default_factory=dict)
+    entered: list[Any] = field(default_factory=list)
+    originals: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.from_type:
+            self.from_type = self.run.state_type
+            self.from_name = self.run.state_name
+        if self.now is None:
+            self.now = getattr(self.run, "db_now", None)
+
+    @property
+    def to_type(self) -> str:
+        return self.proposed.type
+
+    @property
+    def is_flow_run(self) -> bool:
+        return isinstance(self.run, FlowRun)
+
+    def set(self, **values: Any) -> None:
+        """Change fields of the run; they are saved with the new state when it is accepted."""
+        for name, value in values.items():
+            self.originals.setdefault(name, getattr(self.run, name))
+            setattr(self.run, name, value)
+            self.updates.add(name)
+
+    def undo(self) -> None:
+        """Put back the run fields rules changed (the proposal was refused)."""
+        for name, value in self.originals.items():
+            setattr(self.run, name, value)
+        self.updates.clear()
+        self.originals.clear()
+
+    def clock(self) -> dt.datetime:
+        if self.now is None:
+            self.now = db_now()
+        return self.now
 
     def reject(self, reason: str, **details: Any) -> None:
         self.status, self.reason = SetStateStatus.REJECT, reason
@@ -96,11 +156,29 @@ class AcceptAll:
 
 
 def _default_policy() -> Policy:
-    try:
-        from .policies import CorePolicy  # the full rule set, when present
-    except ImportError:
-        return AcceptAll()
+    from .policies import CorePolicy
+
     return CorePolicy()
+
+
+def _default_task_policy() -> Policy:
+    from .policies import TaskPolicy
+
+    return TaskPolicy()
+
+
+def db_now() -> dt.datetime:
+    """The database clock (D6): leases, lateness and state times never trust a client's clock."""
+    from django.conf import settings
+    from django.db import connection
+
+    if not settings.IS_POSTGRES:
+        from django.utils import timezone
+
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]  # type: ignore[index]
 
 
 def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:
@@ -111,6 +189,16 @@ def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:
         state_version=run.state_version,
         reason=context.reason,
         details=context.details,
+        run_id=run.pk,
+        attempt=run.attempt,
+    )
+
+
+def _stale(run: FlowRun | TaskRun, what: str) -> Conflict:
+    return Conflict(
+        f"The {what}'s state changed since you read it; re-read and retry.",
+        code="stale_state_version",
+        details={"state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
     )
 
 
@@ -125,21 +213,29 @@ def flow_run_set_state(
     attempt: int | None = None,
     policy: Policy | None = None,
 ) -> OrchestrationResult:
-    """Propose ``state`` for a flow run of ``workspace_id``. Stale ``expected_version`` → 409."""
-    run = FlowRun.objects.for_workspace(workspace_id).select_for_update().filter(pk=flow_run_id).first()
+    """Propose ``state`` for a flow run of ``workspace_id``. Stale ``expected_version`` → 409.
+
+    The caller's transaction must be scoped to the workspace (a request is; a service scopes
+    itself; platform services use ``rls_bypass``)."""
+    run = (
+        FlowRun.objects.for_workspace(workspace_id)
+        .select_for_update(of=("self",))
+        .select_related("flow", "agent")
+        .annotate(db_now=Now())
+        .filter(pk=flow_run_id)
+        .first()
+    )
     if run is None:
         raise NotFound()
     if expected_version is not None and expected_version != run.state_version:
-        raise Conflict(
-            "The run's state changed since you read it; re-read and retry.",
-            code="stale_state_version",
-            details={"state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
-        )
+        raise _stale(run, "run")
     context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
-    (policy or _default_policy()).apply(context)
+    policy = policy or _default_policy()
+    policy.apply(context)
     if context.status is not SetStateStatus.ACCEPT:
         return _result(run, context)
-    _record(run, context.proposed, FlowRunState, "flow_run")
+    _record(run, context, FlowRunState, "flow_run")
+    _after(policy, context)
     publish(
         workspace_id=run.workspace_id,
         type="flow_run.state_changed",
@@ -160,20 +256,24 @@ def task_run_set_state(
     attempt: int | None = None,
     policy: Policy | None = None,
 ) -> OrchestrationResult:
-    run = TaskRun.objects.for_workspace(workspace_id).select_for_update().filter(pk=task_run_id).first()
+    run = (
+        TaskRun.objects.for_workspace(workspace_id)
+        .select_for_update()
+        .annotate(db_now=Now())
+        .filter(pk=task_run_id)
+        .first()
+    )
     if run is None:
         raise NotFound()
     if expected_version is not None and expected_version != run.state_version:
-        raise Conflict(
-            "The task run's state changed since you read it; re-read and retry.",
-            code="stale_state_version",
-            details={"state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
-        )
+        raise _stale(run, "task run")
     context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
-    (policy or _default_policy()).apply(context)
+    policy = policy or _default_task_policy()
+    policy.apply(context)
     if context.status is not SetStateStatus.ACCEPT:
         return _result(run, context)
-    _record(run, context.proposed, TaskRunState, "task_run")
+    _record(run, context, TaskRunState, "task_run")
+    _after(policy, context)
     publish(
         workspace_id=run.workspace_id,
         type="task_run.state_changed",
@@ -184,15 +284,55 @@ def task_run_set_state(
     return _result(run, context)
 
 
-def _record(run: FlowRun | TaskRun, state: ProposedState, history_model: Any, fk: str) -> None:
-    history = history_model.objects.unscoped().create(
-        workspace_id=run.workspace_id, type=state.type, name=state.name, message=state.message,
-        result_ref=state.result_ref, details=state.details, timestamp=Now(), **{fk: run},
+STATE_FIELDS = ["state_type", "state_name", "state_message", "state_timestamp", "state_version"]
+
+
+def history_row(run: FlowRun | TaskRun, state: ProposedState, history_model: Any, fk: str, at: dt.datetime) -> Any:
+    return history_model(
+        workspace_id=run.workspace_id, type=state.type, name=state.name[:32], message=state.message,
+        result_ref=state.result_ref[:1000], details=state.details, timestamp=at, **{f"{fk}_id": run.pk},
     )
-    history.refresh_from_db(fields=["timestamp"])
+
+
+def apply_accepted(run: FlowRun | TaskRun, context: Context) -> None:
+    """Move the in-memory run to the accepted state (the caller saves it)."""
+    state = context.proposed
     run.state_type = state.type
-    run.state_name = state.name
+    run.state_name = state.name[:32]
     run.state_message = state.message
-    run.state_timestamp = history.timestamp
+    run.state_timestamp = context.clock()
     run.state_version += 1
-    run.save(update_fields=["state_type", "state_name", "state_message", "state_timestamp", "state_version"])
+    if isinstance(run, TaskRun) and state.result_ref:
+        context.set(result_ref=state.result_ref[:1000])
+
+
+def _record(run: FlowRun | TaskRun, context: Context, history_model: Any, fk: str) -> None:
+    """Write the history row and the run's new state: on PostgreSQL in one round trip (a CTE that
+    inserts the history row and updates the run), elsewhere with the ORM."""
+    from django.conf import settings
+
+    apply_accepted(run, context)
+    fields = STATE_FIELDS + sorted(context.updates)
+    if not settings.IS_POSTGRES:
+        history_model.objects.unscoped().bulk_create(
+            [history_row(run, context.proposed, history_model, fk, context.clock())]
+        )
+        run.save(update_fields=fields)
+        return
+    from django.db import connection
+
+    state = context.proposed
+    model = type(run)
+    columns: list[Any] = [model._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f'"{f.column}" = %s' for f in columns)
+    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in columns]
+    sql = (
+        f'WITH h AS (INSERT INTO "{history_model._meta.db_table}" '  # noqa: S608 (names from the models)
+        f'("workspace_id", "{fk}_id", "type", "name", "message", "result_ref", "details", "timestamp") '
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)) "
+        f'UPDATE "{model._meta.db_table}" SET {assignments} WHERE "id" = %s'
+    )
+    details = history_model._meta.get_field("details").get_db_prep_save(state.details, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run.workspace_id, run.pk, state.type, state.name[:32], state.message,
+                             state.result_ref[:1000], details, context.clock(), *values, run.pk])

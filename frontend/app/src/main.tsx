@@ -13,6 +13,13 @@ import {
 } from "./pages/auth";
 import { ApiKeysPage, ServiceAccountsPage } from "./pages/keys";
 import { CreateWorkspacePage, HomeRedirect, InvitationPage, NotFoundPage } from "./pages/misc";
+import { AgentsPage } from "./pages/orchestration/AgentsPage";
+import { DashboardPage } from "./pages/orchestration/DashboardPage";
+import { FlowPage } from "./pages/orchestration/FlowPage";
+import { FlowsPage } from "./pages/orchestration/FlowsPage";
+import { QuickRunPage } from "./pages/orchestration/QuickRunPage";
+import { RunPage } from "./pages/orchestration/RunPage";
+import { RunsPage } from "./pages/orchestration/RunsPage";
 import { SettingsPage } from "./pages/SettingsPage";
 import { TeamPage } from "./pages/TeamPage";
 import { WorkspaceLayout } from "./pages/WorkspaceLayout";
@@ -33,6 +40,13 @@ function App() {
         <Route path="/workspaces/new" element={<CreateWorkspacePage />} />
         <Route path="/w/:slug" element={<WorkspaceLayout />}>
           <Route index element={<Navigate to="team" replace />} />
+          <Route path="dashboard" element={<DashboardPage />} />
+          <Route path="flows" element={<FlowsPage />} />
+          <Route path="flows/:flowId" element={<FlowPage />} />
+          <Route path="flows/:flowId/run" element={<QuickRunPage />} />
+          <Route path="runs" element={<RunsPage />} />
+          <Route path="runs/:runId" element={<RunPage />} />
+          <Route path="agents" element={<AgentsPage />} />
           <Route path="team" element={<TeamPage />} />
           <Route path="service-accounts" element={<ServiceAccountsPage />} />
           <Route path="api-keys" element={<ApiKeysPage />} />

@@ -180,6 +180,10 @@ export function FullPageError({ message, onRetry }: { message: string; onRetry?:
 
 export function WorkspaceTabs({ slug, manager }: { slug: string; manager: boolean }) {
   const tabs = [
+    { to: "dashboard", label: "Dashboard" },
+    { to: "flows", label: "Flows" },
+    { to: "runs", label: "Runs" },
+    { to: "agents", label: "Agents" },
     { to: "team", label: "Team" },
     { to: "service-accounts", label: "Service accounts" },
     { to: "api-keys", label: "API keys" },

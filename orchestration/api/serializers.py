@@ -1,0 +1,377 @@
+"""Input (strict: unknown fields are 400) and output serializers for the orchestration REST API.
+Validation of meaning (the DAG, parameter types, state rules) lives in the services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from core.serializers import StrictInputSerializer
+from orchestration.models import (
+    Agent,
+    Catchup,
+    ConcurrencyLimit,
+    Flow,
+    FlowRun,
+    FlowRunState,
+    FlowVersion,
+    LogEntry,
+    Project,
+    Schedule,
+    StateType,
+    TaskRun,
+)
+
+MAX_PARAMETERS_BYTES = 512 * 1024
+
+
+def check_parameters_size(value: Any) -> Any:
+    dumped = json.dumps(value, separators=(",", ":"), default=str)
+    if "\\u0000" in dumped:
+        raise serializers.ValidationError("Parameters cannot contain NUL characters (\\u0000).")
+    size = len(dumped.encode())
+    if size > MAX_PARAMETERS_BYTES:
+        raise serializers.ValidationError(
+            f"Parameters are {size:,} bytes; the limit is {MAX_PARAMETERS_BYTES:,} bytes (512 KB). "
+            "Pass references to data, not the data itself."
+        )
+    return value
+
+
+class StrList(serializers.ListField):
+    child = serializers.CharField(max_length=100, allow_blank=False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 100)
+        super().__init__(**kwargs)
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+class ProjectCreateIn(StrictInputSerializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    is_restricted = serializers.BooleanField(required=False, default=False)
+
+
+class ProjectUpdateIn(StrictInputSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    description = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    is_restricted = serializers.BooleanField(required=False)
+
+
+class FlowUpdateIn(StrictInputSerializer):
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    max_lateness_seconds = serializers.IntegerField(min_value=0, max_value=10**9, required=False, allow_null=True)
+    catchup = serializers.ChoiceField(choices=Catchup.values, required=False)
+    concurrency_limit = serializers.IntegerField(min_value=0, max_value=10**6, required=False, allow_null=True)
+    max_crash_retries = serializers.IntegerField(min_value=0, max_value=100, required=False)
+
+
+class FlowRegisterIn(StrictInputSerializer):
+    project = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=200)
+    metadata = serializers.JSONField()
+
+
+class VersionArchiveIn(StrictInputSerializer):
+    archived = serializers.BooleanField(required=False, default=True)
+
+
+class VersionPinIn(StrictInputSerializer):
+    pinned = serializers.BooleanField(required=False, default=True)
+
+
+class ScheduleIn(StrictInputSerializer):
+    kind = serializers.ChoiceField(choices=Schedule.Kind.values)
+    interval_seconds = serializers.IntegerField(min_value=1, max_value=10**9, required=False, allow_null=True)
+    anchor_date = serializers.DateTimeField(required=False, allow_null=True)
+    cron = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    rrule = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    timezone = serializers.CharField(max_length=64, required=False)
+    start_date = serializers.DateTimeField(required=False, allow_null=True)
+    end_date = serializers.DateTimeField(required=False, allow_null=True)
+    parameters = serializers.DictField(required=False, validators=[check_parameters_size])
+    is_active = serializers.BooleanField(required=False)
+
+
+class ScheduleUpdateIn(ScheduleIn):
+    kind = serializers.ChoiceField(choices=Schedule.Kind.values, required=False)
+
+
+class SchedulePauseIn(StrictInputSerializer):
+    active = serializers.BooleanField()
+
+
+class FlowRunCreateIn(StrictInputSerializer):
+    flow = serializers.UUIDField()
+    flow_version = serializers.UUIDField(required=False, allow_null=True)
+    parameters = serializers.DictField(required=False, allow_null=True, validators=[check_parameters_size])
+    labels = StrList(required=False, allow_null=True)
+    scheduled_start = serializers.DateTimeField(required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
+    name = serializers.CharField(max_length=200, required=False, allow_null=True)
+
+
+class BulkRunIn(StrictInputSerializer):
+    parameters = serializers.DictField(required=False, allow_null=True, validators=[check_parameters_size])
+    labels = StrList(required=False, allow_null=True)
+    scheduled_start = serializers.DateTimeField(required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
+    name = serializers.CharField(max_length=200, required=False, allow_null=True)
+
+
+class FlowRunBulkCreateIn(StrictInputSerializer):
+    flow = serializers.UUIDField()
+    runs = serializers.ListField(child=BulkRunIn(), min_length=1, max_length=5000)
+
+
+class BulkFiltersIn(StrictInputSerializer):
+    flow = serializers.UUIDField(required=False)
+    state_type = serializers.ListField(child=serializers.ChoiceField(choices=StateType.values), required=False,
+                                       max_length=20)
+    labels = StrList(required=False)
+    scheduled_before = serializers.DateTimeField(required=False)
+    scheduled_after = serializers.DateTimeField(required=False)
+
+
+class FlowRunBulkActionIn(StrictInputSerializer):
+    action = serializers.ChoiceField(choices=["cancel", "mark", "clear_late"])
+    filters = BulkFiltersIn()
+    state_type = serializers.ChoiceField(choices=StateType.values, required=False, allow_null=True)
+
+
+class StateIn(StrictInputSerializer):
+    type = serializers.ChoiceField(choices=StateType.values)
+    name = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    message = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    result_ref = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+
+class SetStateIn(StrictInputSerializer):
+    state = StateIn()
+    expected_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    attempt = serializers.IntegerField(min_value=1, max_value=10**6, required=False, allow_null=True)
+
+
+class MarkIn(StrictInputSerializer):
+    state_type = serializers.ChoiceField(choices=StateType.values)
+    message = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+
+
+class TaskRunReportIn(StrictInputSerializer):
+    task_key = serializers.CharField(max_length=200)
+    map_index = serializers.IntegerField(min_value=-1, max_value=10**7, required=False, default=-1)
+    state = StateIn()
+    expected_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class TaskRunBatchIn(StrictInputSerializer):
+    attempt = serializers.IntegerField(min_value=1, max_value=10**6)
+    reports = serializers.ListField(child=TaskRunReportIn(), min_length=1, max_length=5000)
+
+
+class LevelField(serializers.Field):
+    """A level number 0–100 or a name (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, (int, str)):
+            raise serializers.ValidationError("A level is a number 0–100 or a level name.")
+        if isinstance(data, str) and len(data) > 20:
+            raise serializers.ValidationError("Unknown level name.")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class LogLineIn(StrictInputSerializer):
+    sequence = serializers.IntegerField(min_value=0, max_value=2**62)
+    level = LevelField()
+    timestamp = serializers.DateTimeField()
+    logger = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    message = serializers.CharField(max_length=10_000, allow_blank=True, trim_whitespace=False)
+    task_run_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+class LogBatchIn(StrictInputSerializer):
+    lines = serializers.ListField(child=LogLineIn(), min_length=1, max_length=1000)
+
+
+class AttemptIn(StrictInputSerializer):
+    attempt = serializers.IntegerField(min_value=1, max_value=10**6)
+
+
+class AgentRegisterIn(StrictInputSerializer):
+    name = serializers.CharField(max_length=100)
+    type = serializers.ChoiceField(choices=Agent.Type.values)
+    labels = StrList(required=False, default=list)
+    version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    poll_interval_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False, default=10)
+
+
+class AgentHeartbeatIn(StrictInputSerializer):
+    polled = serializers.BooleanField(required=False, default=False)
+
+
+class ClaimIn(StrictInputSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False, default=1)
+    lease_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False, default=60)
+
+
+class ConcurrencyLimitIn(StrictInputSerializer):
+    tag = serializers.CharField(max_length=100)
+    limit = serializers.IntegerField(min_value=0, max_value=10**6)
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+class ProjectOut(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "is_restricted", "created_at"]
+
+
+class FlowVersionOut(serializers.ModelSerializer):
+    flow = serializers.UUIDField(source="flow_id")
+
+    class Meta:
+        model = FlowVersion
+        fields = ["id", "flow", "version", "content_hash", "tasks", "edges", "parameters", "schedule", "storage",
+                  "labels", "run_config", "is_archived", "created_at", "registered_by"]
+
+
+class FlowVersionSummaryOut(serializers.ModelSerializer):
+    class Meta:
+        model = FlowVersion
+        fields = ["id", "version", "content_hash", "is_archived", "created_at", "registered_by"]
+
+
+class FlowOut(serializers.ModelSerializer):
+    project = serializers.UUIDField(source="project_id")
+    project_name = serializers.CharField(source="project.name")
+    pinned_version = serializers.UUIDField(source="pinned_version_id", allow_null=True)
+
+    class Meta:
+        model = Flow
+        fields = ["id", "project", "project_name", "name", "description", "pinned_version", "max_lateness_seconds",
+                  "catchup", "concurrency_limit", "max_crash_retries", "is_archived", "created_at"]
+
+
+class FlowRegisterOut(serializers.Serializer):
+    created = serializers.BooleanField()
+    flow = FlowOut()
+    version = FlowVersionOut()
+
+
+class ScheduleOut(serializers.ModelSerializer):
+    flow = serializers.UUIDField(source="flow_id")
+
+    class Meta:
+        model = Schedule
+        fields = ["id", "flow", "kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date",
+                  "end_date", "parameters", "is_active", "created_at", "updated_at"]
+
+
+class FlowRunOut(serializers.ModelSerializer):
+    flow = serializers.UUIDField(source="flow_id")
+    flow_version = serializers.UUIDField(source="flow_version_id")
+    agent = serializers.UUIDField(source="agent_id", allow_null=True)
+    schedule = serializers.UUIDField(source="schedule_id", allow_null=True)
+    created_by_user = serializers.UUIDField(source="created_by_user_id", allow_null=True)
+
+    class Meta:
+        model = FlowRun
+        fields = ["id", "flow", "flow_version", "name", "parameters", "labels", "idempotency_key", "created_by_kind",
+                  "created_by_user", "schedule", "scheduled_start", "state_type", "state_name", "state_message",
+                  "state_timestamp", "state_version", "agent", "lease_expires_at", "attempt", "run_count",
+                  "start_time", "end_time", "cancellation_requested", "created_at"]
+
+
+class TaskRunOut(serializers.ModelSerializer):
+    flow_run = serializers.UUIDField(source="flow_run_id")
+
+    class Meta:
+        model = TaskRun
+        fields = ["id", "flow_run", "task_key", "map_index", "attempt", "state_type", "state_name", "state_message",
+                  "state_timestamp", "state_version", "result_ref", "tags", "start_time", "end_time", "created_at"]
+
+
+class StateOut(serializers.ModelSerializer):
+    class Meta:
+        model = FlowRunState
+        fields = ["id", "type", "name", "message", "timestamp", "result_ref", "details"]
+
+
+class FlowRunDetailOut(FlowRunOut):
+    task_runs = TaskRunOut(many=True)
+    states = StateOut(many=True)
+
+    class Meta(FlowRunOut.Meta):
+        fields = [*FlowRunOut.Meta.fields, "task_runs", "states"]
+
+
+class ClaimedRunOut(FlowRunOut):
+    """What an agent needs to start a run it claimed: the run and the registered metadata."""
+
+    version = FlowVersionOut(source="flow_version")
+    task_runs = TaskRunOut(many=True)
+
+    class Meta(FlowRunOut.Meta):
+        fields = [*FlowRunOut.Meta.fields, "version", "task_runs"]
+
+
+class CurrentStateOut(serializers.Serializer):
+    type = serializers.CharField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class SetStateOut(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ACCEPT", "REJECT", "WAIT", "ABORT"])
+    state = CurrentStateOut()
+    reason = serializers.CharField(allow_blank=True)
+    details = serializers.DictField()
+    retry_after_seconds = serializers.IntegerField(required=False)
+
+
+class LogEntryOut(serializers.ModelSerializer):
+    flow_run = serializers.UUIDField(source="flow_run_id")
+    task_run = serializers.UUIDField(source="task_run_id", allow_null=True)
+
+    class Meta:
+        model = LogEntry
+        fields = ["id", "flow_run", "task_run", "sequence", "level", "timestamp", "logger", "message"]
+
+
+class AgentOut(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = ["id", "name", "type", "labels", "version", "poll_interval_seconds", "created_at",
+                  "last_heartbeat_at", "last_poll_at", "status"]
+
+    def get_status(self, agent: Agent) -> str:
+        from orchestration.services.agents import agent_status
+
+        now = self.context.get("now")
+        if now is None:
+            from django.utils import timezone
+
+            now = timezone.now()
+        return agent_status(agent, now)
+
+
+class ConcurrencyLimitOut(serializers.ModelSerializer):
+    class Meta:
+        model = ConcurrencyLimit
+        fields = ["id", "tag", "limit", "created_at"]
+
+
+class CountOut(serializers.Serializer):
+    count = serializers.IntegerField()

@@ -1,0 +1,36 @@
+from django.urls import path
+
+from . import views
+
+ws = "workspaces/<slug:workspace_slug>/"
+flow = ws + "flows/<uuid:flow_id>/"
+run = ws + "flow-runs/<uuid:flow_run_id>/"
+
+urlpatterns = [
+    path(ws + "projects/", views.ProjectListView.as_view(), name="project-list"),
+    path(ws + "projects/<uuid:project_id>/", views.ProjectDetailView.as_view(), name="project-detail"),
+    path(ws + "flows/", views.FlowListView.as_view(), name="flow-list"),
+    path(ws + "flows/register/", views.FlowRegisterView.as_view(), name="flow-register"),
+    path(flow, views.FlowDetailView.as_view(), name="flow-detail"),
+    path(flow + "versions/", views.FlowVersionListView.as_view(), name="flow-version-list"),
+    path(flow + "versions/<uuid:version_id>/archive/", views.FlowVersionArchiveView.as_view(), name="flow-version-archive"),
+    path(flow + "versions/<uuid:version_id>/pin/", views.FlowVersionPinView.as_view(), name="flow-version-pin"),
+    path(flow + "schedules/", views.ScheduleListView.as_view(), name="schedule-list"),
+    path(flow + "schedules/<uuid:schedule_id>/", views.ScheduleDetailView.as_view(), name="schedule-detail"),
+    path(flow + "schedules/<uuid:schedule_id>/pause/", views.SchedulePauseView.as_view(), name="schedule-pause"),
+    path(ws + "flow-runs/", views.FlowRunListView.as_view(), name="flow-run-list"),
+    path(ws + "flow-runs/bulk/", views.FlowRunBulkCreateView.as_view(), name="flow-run-bulk-create"),
+    path(ws + "flow-runs/bulk-action/", views.FlowRunBulkActionView.as_view(), name="flow-run-bulk-action"),
+    path(run, views.FlowRunDetailView.as_view(), name="flow-run-detail"),
+    path(run + "set-state/", views.FlowRunSetStateView.as_view(), name="flow-run-set-state"),
+    path(run + "cancel/", views.FlowRunCancelView.as_view(), name="flow-run-cancel"),
+    path(run + "restart/", views.FlowRunRestartView.as_view(), name="flow-run-restart"),
+    path(run + "mark/", views.FlowRunMarkView.as_view(), name="flow-run-mark"),
+    path(run + "task-runs/", views.FlowRunTaskRunsView.as_view(), name="flow-run-task-runs"),
+    path(run + "logs/", views.FlowRunLogsView.as_view(), name="flow-run-logs"),
+    path(run + "heartbeat/", views.FlowRunHeartbeatView.as_view(), name="flow-run-heartbeat"),
+    path(ws + "agents/", views.AgentListView.as_view(), name="agent-list"),
+    path(ws + "agents/<uuid:agent_id>/heartbeat/", views.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
+    path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
+    path(ws + "concurrency-limits/", views.ConcurrencyLimitView.as_view(), name="concurrency-limits"),
+]

@@ -1,0 +1,61 @@
+"""Request-scoped DataLoaders for orchestration lists: the task runs of every flow run on a page
+cost one query, however many runs the page has.
+
+They hang off the accounts :class:`~accounts.graphql.context.GraphQLContext`'s ``loaders`` object,
+so they are renewed with it after every mutation (``GraphQLContext.reset``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from graphql_sync_dataloaders import SyncDataLoader
+
+from accounts.authz import Principal
+from accounts.graphql.context import get_context
+from orchestration.selectors import db_now
+
+from . import selectors
+
+_ATTRIBUTE = "orchestration"
+
+
+def _load_task_runs(keys: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """Keys are ``(workspace_id, flow_run_id)``; one query per workspace in the batch."""
+    try:
+        by_workspace: dict[Any, list[Any]] = defaultdict(list)
+        for workspace_id, run_id in keys:
+            by_workspace[workspace_id].append(run_id)
+        found: dict[Any, list[Any]] = defaultdict(list)
+        for workspace_id, run_ids in by_workspace.items():
+            for task_run in selectors.task_runs_for(workspace_id, run_ids):
+                found[task_run.flow_run_id].append(task_run)
+        return [found.get(run_id, []) for _workspace_id, run_id in keys]
+    except Exception as exc:  # becomes an error on the fields that asked, not the whole operation
+        return [exc] * len(keys)
+
+
+class OrchestrationLoaders:
+    def __init__(self) -> None:
+        self.task_runs = SyncDataLoader(_load_task_runs)
+        self._now: datetime | None = None
+        # The viewer's Principal per workspace id, set by the ``orchestration`` root field.
+        self.principals: dict[Any, Principal] = {}
+
+    def now(self) -> datetime:
+        """The database clock, read once per request (agent liveness)."""
+        if self._now is None:
+            self._now = db_now()
+        return self._now
+
+
+def loaders(info: Any) -> OrchestrationLoaders:
+    holder = get_context(info).loaders
+    found = getattr(holder, _ATTRIBUTE, None)
+    if found is None:
+        found = OrchestrationLoaders()
+        setattr(holder, _ATTRIBUTE, found)
+    return found

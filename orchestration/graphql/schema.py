@@ -1,0 +1,58 @@
+"""The orchestration part of the GraphQL schema: one root field per workspace and the UI's actions
+on runs.
+
+    orchestration(workspace: "acme") {
+      dashboard { countsByState { stateType count } runsByStateOverTime(hours: 24) { bucket stateType count }
+                  lateRuns(first: 10) { … } failingRuns { … } upcomingRuns { … } agents { name status } }
+      projects { id name flows { id name } }
+      flow(id: …) { activeVersion { tasks edges parameters } versions { … } schedules { … } recentRuns { … } }
+      flowRuns(filter: {flowId, stateTypes, stateName, labels}, first: 25, after: …) { edges { node { … } } pageInfo { … } }
+      flowRun(id: …) { stateHistory { … } taskRuns { … } logs(first: 200, afterSequence: …) { … } }
+      agents { name status lastHeartbeatAt }
+    }
+
+``orchestration`` is null for a slug the viewer is not a member of (like ``workspace(slug)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+
+from accounts import selectors as account_selectors
+from accounts.authz import NotFound, Principal
+from accounts.graphql.context import get_context
+
+from . import mutations as m
+from .dataloaders import loaders
+from .types import OrchestrationType
+
+
+class OrchestrationQuery(graphene.ObjectType):
+    orchestration = graphene.Field(
+        OrchestrationType,
+        workspace=graphene.String(required=True, description="The workspace's slug."),
+        description="Flows, runs and agents of a workspace you are a member of; null for any other slug.",
+    )
+
+    @staticmethod
+    def resolve_orchestration(root: Any, info: Any, workspace: str) -> Principal | None:
+        context = get_context(info)
+        if not context.is_authenticated or "\x00" in workspace:
+            return None
+        try:
+            found = account_selectors.workspace_get_for_user(context.user, workspace)  # type: ignore[arg-type]
+            principal = context.principal(found)
+        except NotFound:
+            return None
+        loaders(info).principals[found.pk] = principal
+        return principal
+
+
+class OrchestrationMutation(graphene.ObjectType):
+    quick_run = m.QuickRun.Field()
+    cancel_flow_run = m.CancelFlowRun.Field()
+    restart_flow_run = m.RestartFlowRun.Field()
+    mark_flow_run = m.MarkFlowRun.Field()
+    delete_flow_run = m.DeleteFlowRun.Field()

@@ -1,0 +1,527 @@
+"""GraphQL object types for orchestration. Fields are listed explicitly.
+
+The root is :class:`OrchestrationType`, reached through ``orchestration(workspace: String!)``; its
+source is the viewer's :class:`~accounts.authz.Principal` in that workspace, and every field below
+reads through :mod:`orchestration.graphql.selectors` with it. A list or object the viewer may not
+read is null with the error's code (``not_found``, ``permission_denied``) on that field; an id that
+is missing, malformed, another workspace's or in a restricted project is simply null.
+
+Paging: ``flowRuns`` is a cursor connection (newest first); other lists take ``first``. Arguments
+out of range answer ``invalid_argument`` and a cursor this API did not give out ``invalid_cursor``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import graphene
+from django.db import connection
+from django.db.models import Q
+from graphene.types.generic import GenericScalar
+from graphql import GraphQLError
+
+from accounts.authz import NotFound, Principal
+from accounts.graphql.context import get_context
+from accounts.graphql.errors import EXPECTED_ERRORS, graphql_error
+from orchestration.models import Agent, Flow, FlowRun, StateType
+
+from . import selectors
+from .dataloaders import loaders
+
+DEFAULT_PAGE = 25
+MAX_PAGE = 100
+MAX_LOG_PAGE = 1000
+DEFAULT_HOURS = 24
+MAX_HOURS = 24 * 14
+MAX_FILTER_ITEMS = 50
+
+
+def _invalid(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "invalid_argument"})
+
+
+def _page(first: int | None, default: int = DEFAULT_PAGE, limit: int = MAX_PAGE) -> int:
+    first = default if first is None else first
+    if not 0 <= first <= limit:
+        raise _invalid(f"'first' must be between 0 and {limit}.")
+    return first
+
+
+def _hours(hours: int | None) -> int:
+    hours = DEFAULT_HOURS if hours is None else hours
+    if not 1 <= hours <= MAX_HOURS:
+        raise _invalid(f"'hours' must be between 1 and {MAX_HOURS}.")
+    return hours
+
+
+def _reading(fn: Any, *args: Any) -> Any:
+    """Run a selector; an expected refusal becomes this field's error."""
+    try:
+        return fn(*args)
+    except EXPECTED_ERRORS as exc:
+        raise graphql_error(exc) from None
+
+
+def _maybe(fn: Any, *args: Any) -> Any:
+    """Like :func:`_reading`, but "not found" is a plain null (ids of other workspaces included)."""
+    try:
+        return fn(*args)
+    except NotFound:
+        return None
+    except EXPECTED_ERRORS as exc:
+        raise graphql_error(exc) from None
+
+
+# --- Leaf types -------------------------------------------------------------------------------
+
+
+class StateCountType(graphene.ObjectType):
+    class Meta:
+        name = "StateCount"
+
+    state_type = graphene.String(required=True)
+    count = graphene.Int(required=True)
+
+    @staticmethod
+    def resolve_state_type(row: dict, info: Any) -> str:
+        return row["state_type"]
+
+    @staticmethod
+    def resolve_count(row: dict, info: Any) -> int:
+        return row["count"]
+
+
+class StateBucketType(graphene.ObjectType):
+    class Meta:
+        name = "StateBucket"
+
+    bucket = graphene.DateTime(required=True, description="The start of the hour (UTC).")
+    state_type = graphene.String(required=True)
+    count = graphene.Int(required=True)
+
+    @staticmethod
+    def resolve_bucket(row: dict, info: Any) -> datetime:
+        return row["bucket"]
+
+    @staticmethod
+    def resolve_state_type(row: dict, info: Any) -> str:
+        return row["state_type"]
+
+    @staticmethod
+    def resolve_count(row: dict, info: Any) -> int:
+        return row["count"]
+
+
+class ProjectRefType(graphene.ObjectType):
+    class Meta:
+        name = "ProjectRef"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+
+
+class FlowRefType(graphene.ObjectType):
+    class Meta:
+        name = "FlowRef"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+
+
+class AgentType(graphene.ObjectType):
+    class Meta:
+        name = "Agent"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+    type = graphene.String(required=True, description="process, docker or kubernetes.")
+    labels = graphene.List(graphene.NonNull(graphene.String), required=True)
+    version = graphene.String(required=True)
+    poll_interval_seconds = graphene.Int(required=True)
+    status = graphene.String(
+        required=True,
+        description="healthy; unhealthy (heartbeats but its claim loop stopped polling); offline (no heartbeat).",
+    )
+    created_at = graphene.DateTime(required=True)
+    last_heartbeat_at = graphene.DateTime()
+    last_poll_at = graphene.DateTime()
+
+    @staticmethod
+    def resolve_status(agent: Agent, info: Any) -> str:
+        return selectors.agent_status(agent, loaders(info).now())
+
+
+class AgentRefType(graphene.ObjectType):
+    class Meta:
+        name = "AgentRef"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+
+
+class FlowVersionType(graphene.ObjectType):
+    """What the SDK registered for one version: the DAG, parameters, storage reference… never code."""
+
+    class Meta:
+        name = "FlowVersion"
+
+    id = graphene.ID(required=True)
+    version = graphene.Int(required=True)
+    created_at = graphene.DateTime(required=True)
+    is_archived = graphene.Boolean(required=True)
+    registered_by = graphene.String(required=True)
+    tasks = GenericScalar(required=True, description='[{"key", "name", "tags", "retries", …}]')
+    edges = GenericScalar(required=True, description='[{"upstream", "downstream", "key"}]')
+    parameters = GenericScalar(required=True, description='[{"name", "type", "default", "required"}]')
+    labels = GenericScalar(required=True)
+    storage = GenericScalar(required=True)
+    run_config = GenericScalar(required=True)
+    schedule = GenericScalar()
+
+
+class ScheduleType(graphene.ObjectType):
+    class Meta:
+        name = "Schedule"
+
+    id = graphene.ID(required=True)
+    kind = graphene.String(required=True, description="interval, cron or rrule.")
+    cron = graphene.String(required=True)
+    interval_seconds = graphene.Int()
+    rrule = graphene.String(required=True)
+    timezone = graphene.String(required=True)
+    start_date = graphene.DateTime()
+    end_date = graphene.DateTime()
+    parameters = GenericScalar(required=True)
+    is_active = graphene.Boolean(required=True)
+
+
+class StateType_(graphene.ObjectType):  # noqa: N801 (StateType is the model's enum)
+    class Meta:
+        name = "State"
+
+    type = graphene.String(required=True)
+    name = graphene.String(required=True)
+    message = graphene.String(required=True)
+    timestamp = graphene.DateTime(required=True)
+
+
+class TaskRunType(graphene.ObjectType):
+    class Meta:
+        name = "TaskRun"
+
+    id = graphene.ID(required=True)
+    task_key = graphene.String(required=True)
+    map_index = graphene.Int(required=True)
+    state_type = graphene.String(required=True)
+    state_name = graphene.String(required=True)
+    state_message = graphene.String(required=True)
+    start_time = graphene.DateTime()
+    end_time = graphene.DateTime()
+    attempt = graphene.Int(required=True)
+
+
+class LogLineType(graphene.ObjectType):
+    class Meta:
+        name = "LogLine"
+
+    sequence = graphene.Float(required=True, description="The per-run sequence number (a 64-bit integer).")
+    level = graphene.Int(required=True, description="Python logging level: 10 debug … 50 critical.")
+    timestamp = graphene.DateTime(required=True)
+    logger = graphene.String(required=True)
+    message = graphene.String(required=True)
+    task_run_id = graphene.ID()
+
+
+# --- Flow runs --------------------------------------------------------------------------------
+
+
+class FlowRunType(graphene.ObjectType):
+    class Meta:
+        name = "FlowRun"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+    state_type = graphene.String(required=True)
+    state_name = graphene.String(required=True)
+    state_message = graphene.String(required=True)
+    state_timestamp = graphene.DateTime(required=True)
+    state_version = graphene.Int(required=True)
+    parameters = GenericScalar(required=True)
+    labels = graphene.List(graphene.NonNull(graphene.String), required=True)
+    scheduled_start = graphene.DateTime(required=True)
+    start_time = graphene.DateTime()
+    end_time = graphene.DateTime()
+    created_at = graphene.DateTime(required=True)
+    created_by_kind = graphene.String(required=True, description="user, schedule or api.")
+    attempt = graphene.Int(required=True)
+    cancellation_requested = graphene.Boolean(required=True)
+    agent = graphene.Field(AgentRefType)
+    flow = graphene.Field(FlowRefType, required=True)
+    flow_version = graphene.Field(FlowVersionType, required=True)
+    state_history = graphene.List(graphene.NonNull(StateType_), required=True, description="Oldest first.")
+    task_runs = graphene.List(graphene.NonNull(TaskRunType), required=True)
+    logs = graphene.List(
+        graphene.NonNull(LogLineType),
+        first=graphene.Int(default_value=200),
+        after_sequence=graphene.Float(description="Only lines after this sequence number (to tail)."),
+        description="In sequence order. Null with permission_denied for roles without log:read.",
+    )
+
+    @staticmethod
+    def resolve_state_history(run: FlowRun, info: Any) -> Any:
+        return selectors.flow_run_states(run)
+
+    @staticmethod
+    def resolve_task_runs(run: FlowRun, info: Any) -> Any:
+        return loaders(info).task_runs.load((run.workspace_id, run.pk))
+
+    @staticmethod
+    def resolve_logs(run: FlowRun, info: Any, first: int | None = None, after_sequence: float | None = None) -> Any:
+        limit = _page(first, 200, MAX_LOG_PAGE)
+        lines = _reading(selectors.log_list, _principal_of(info, run), run)
+        if after_sequence is not None:
+            lines = lines.filter(sequence__gt=int(after_sequence))
+        return lines[:limit]
+
+
+def _principal_of(info: Any, obj: Any) -> Principal:
+    """The viewer's Principal in ``obj``'s workspace: as the ``orchestration`` root resolved it, or
+    (in a mutation's payload) built afresh by the request's context."""
+    principal = loaders(info).principals.get(obj.workspace_id)
+    if principal is not None:
+        return principal
+    try:
+        return get_context(info).principal(obj.workspace)
+    except NotFound as exc:
+        raise graphql_error(exc) from None
+
+
+class FlowRunConnection(graphene.relay.Connection):
+    """Flow runs, newest first."""
+
+    class Meta:
+        node = FlowRunType
+
+
+class FlowRunFilter(graphene.InputObjectType):
+    flow_id = graphene.ID()
+    state_types = graphene.List(graphene.NonNull(graphene.String), description="Any of these state types.")
+    state_name = graphene.String()
+    labels = graphene.List(graphene.NonNull(graphene.String), description="Runs carrying all of these labels.")
+
+
+def _encode_cursor(run: FlowRun) -> str:
+    return base64.urlsafe_b64encode(f"{run.created_at.isoformat()}|{run.pk}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created_at), uuid.UUID(pk)
+    except (ValueError, binascii.Error):
+        raise GraphQLError("The cursor is not one this API gave out.", extensions={"code": "invalid_cursor"}) from None
+
+
+def _filtered(runs: Any, filter: dict | None) -> Any:
+    if not filter:
+        return runs
+    if filter.get("flow_id") is not None:
+        try:
+            runs = runs.filter(flow_id=selectors.parse_id(filter["flow_id"]))
+        except NotFound:
+            return runs.none()
+    state_types = filter.get("state_types")
+    if state_types is not None:
+        unknown = sorted(set(state_types) - set(StateType.values))
+        if unknown or len(state_types) > MAX_FILTER_ITEMS:
+            raise _invalid(f"Unknown state types: {', '.join(unknown)}; use {', '.join(StateType.values)}.")
+        runs = runs.filter(state_type__in=state_types)
+    if filter.get("state_name"):
+        runs = runs.filter(state_name=filter["state_name"])
+    labels = filter.get("labels")
+    if labels:
+        if len(labels) > MAX_FILTER_ITEMS or any("\x00" in label for label in labels):
+            raise _invalid(f"At most {MAX_FILTER_ITEMS} labels, without NUL characters.")
+        if connection.vendor == "postgresql":
+            runs = runs.filter(labels__contains=list(labels))
+        else:  # SQLite (embedded mode) has no JSON containment: match each label's JSON text
+            for label in labels:
+                runs = runs.filter(labels__icontains=json.dumps(label))
+    return runs
+
+
+def flow_run_page(principal: Principal, filter: dict | None, first: int | None, after: str | None) -> FlowRunConnection:
+    limit = _page(first)
+    runs = _filtered(_reading(selectors.flow_run_list, principal), filter)
+    if after:
+        created_at, pk = _decode_cursor(after)
+        runs = runs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+    page = list(runs[: limit + 1])
+    edges = [FlowRunConnection.Edge(node=run, cursor=_encode_cursor(run)) for run in page[:limit]]
+    return FlowRunConnection(
+        edges=edges,
+        page_info=graphene.relay.PageInfo(
+            has_next_page=len(page) > limit,
+            has_previous_page=bool(after),
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
+
+
+# --- Flows and projects -----------------------------------------------------------------------
+
+
+class FlowType(graphene.ObjectType):
+    class Meta:
+        name = "Flow"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+    description = graphene.String(required=True)
+    created_at = graphene.DateTime(required=True)
+    concurrency_limit = graphene.Int()
+    catchup = graphene.String(required=True)
+    max_lateness_seconds = graphene.Int()
+    project = graphene.Field(ProjectRefType, required=True)
+    active_version = graphene.Field(FlowVersionType, description="The pinned version, else the newest unarchived.")
+    versions = graphene.List(graphene.NonNull(FlowVersionType), required=True, description="Newest first.")
+    schedules = graphene.List(graphene.NonNull(ScheduleType), required=True)
+    recent_runs = graphene.List(graphene.NonNull(FlowRunType), required=True, first=graphene.Int(default_value=10))
+
+    @staticmethod
+    def resolve_active_version(flow: Flow, info: Any) -> Any:
+        return selectors.flow_active_version(flow)
+
+    @staticmethod
+    def resolve_versions(flow: Flow, info: Any) -> Any:
+        return selectors.flow_version_list(flow)
+
+    @staticmethod
+    def resolve_schedules(flow: Flow, info: Any) -> Any:
+        return selectors.schedule_list(flow)
+
+    @staticmethod
+    def resolve_recent_runs(flow: Flow, info: Any, first: int | None = None) -> Any:
+        limit = _page(first, 10)
+        return list(_reading(selectors.flow_run_list, _principal_of(info, flow)).filter(flow=flow)[:limit])
+
+
+class ProjectType(graphene.ObjectType):
+    class Meta:
+        name = "Project"
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+    description = graphene.String(required=True)
+    is_restricted = graphene.Boolean(required=True)
+    flows = graphene.List(graphene.NonNull(FlowRefType), required=True, description="Unarchived flows by name.")
+
+    @staticmethod
+    def resolve_flows(project: Any, info: Any) -> Any:
+        return project.flows.all()  # prefetched by the selector
+
+
+# --- Dashboard and root -----------------------------------------------------------------------
+
+
+class DashboardType(graphene.ObjectType):
+    class Meta:
+        name = "Dashboard"
+
+    now = graphene.DateTime(required=True, description="The server's clock, to align the chart's buckets.")
+    counts_by_state = graphene.List(
+        graphene.NonNull(StateCountType),
+        required=True,
+        hours=graphene.Int(default_value=DEFAULT_HOURS),
+        description="Runs per state among those scheduled to start in the last `hours` hours or later.",
+    )
+    runs_by_state_over_time = graphene.List(
+        graphene.NonNull(StateBucketType),
+        required=True,
+        hours=graphene.Int(default_value=DEFAULT_HOURS),
+        description="Runs per hour of scheduled start and state, over the last `hours` hours; empty buckets left out.",
+    )
+    late_runs = graphene.List(graphene.NonNull(FlowRunType), required=True, first=graphene.Int(default_value=10))
+    failing_runs = graphene.List(graphene.NonNull(FlowRunType), required=True, first=graphene.Int(default_value=10))
+    upcoming_runs = graphene.List(graphene.NonNull(FlowRunType), required=True, first=graphene.Int(default_value=10))
+    agents = graphene.List(graphene.NonNull(AgentType), required=True)
+
+    @staticmethod
+    def resolve_now(principal: Principal, info: Any) -> datetime:
+        return loaders(info).now()
+
+    @staticmethod
+    def resolve_counts_by_state(principal: Principal, info: Any, hours: int | None = None) -> Any:
+        return _reading(selectors.counts_by_state, principal, _hours(hours))
+
+    @staticmethod
+    def resolve_runs_by_state_over_time(principal: Principal, info: Any, hours: int | None = None) -> Any:
+        return _reading(selectors.runs_by_state_over_time, principal, _hours(hours))
+
+    @staticmethod
+    def resolve_late_runs(principal: Principal, info: Any, first: int | None = None) -> Any:
+        return list(_reading(selectors.late_runs, principal)[: _page(first, 10)])
+
+    @staticmethod
+    def resolve_failing_runs(principal: Principal, info: Any, first: int | None = None) -> Any:
+        return list(_reading(selectors.failing_runs, principal)[: _page(first, 10)])
+
+    @staticmethod
+    def resolve_upcoming_runs(principal: Principal, info: Any, first: int | None = None) -> Any:
+        return list(_reading(selectors.upcoming_runs, principal)[: _page(first, 10)])
+
+    @staticmethod
+    def resolve_agents(principal: Principal, info: Any) -> Any:
+        return _reading(selectors.agent_list, principal)
+
+
+class OrchestrationType(graphene.ObjectType):
+    """One workspace's flows, runs and agents, as the viewer may see them."""
+
+    class Meta:
+        name = "Orchestration"
+
+    dashboard = graphene.Field(DashboardType, required=True)
+    projects = graphene.List(graphene.NonNull(ProjectType), description="Projects you can see, by name.")
+    flow = graphene.Field(FlowType, id=graphene.ID(required=True), description="Null for any id you cannot see.")
+    flow_runs = graphene.Field(
+        FlowRunConnection,
+        filter=FlowRunFilter(),
+        first=graphene.Int(default_value=DEFAULT_PAGE),
+        after=graphene.String(),
+        description="Newest first.",
+    )
+    flow_run = graphene.Field(FlowRunType, id=graphene.ID(required=True), description="Null for any id you cannot see.")
+    agents = graphene.List(graphene.NonNull(AgentType), description="By name, with their liveness.")
+
+    @staticmethod
+    def resolve_dashboard(principal: Principal, info: Any) -> Principal:
+        return principal
+
+    @staticmethod
+    def resolve_projects(principal: Principal, info: Any) -> Any:
+        return _reading(selectors.project_list, principal)
+
+    @staticmethod
+    def resolve_flow(principal: Principal, info: Any, id: str) -> Any:
+        return _maybe(selectors.flow_get, principal, id)
+
+    @staticmethod
+    def resolve_flow_runs(
+        principal: Principal, info: Any, filter: dict | None = None, first: int | None = None, after: str | None = None
+    ) -> Any:
+        return flow_run_page(principal, filter, first, after)
+
+    @staticmethod
+    def resolve_flow_run(principal: Principal, info: Any, id: str) -> Any:
+        return _maybe(selectors.flow_run_get, principal, id)
+
+    @staticmethod
+    def resolve_agents(principal: Principal, info: Any) -> Any:
+        return _reading(selectors.agent_list, principal)

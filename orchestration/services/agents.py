@@ -1,0 +1,235 @@
+"""Agents: the customer-side processes that claim and run flow runs (hybrid model).
+
+An agent registers with a service-account API key (idempotent upsert by name), heartbeats, and
+reports each cycle of its claim loop. Liveness is about the claim loop, not just the process: an
+agent that heartbeats but has stopped polling is *unhealthy*; one that stopped heartbeating is
+*offline*. All times are the database clock's (D6).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Now
+
+from accounts.authz import Principal, authorize
+from core.errors import Forbidden, InvalidInput
+from core.events import publish
+from core.tenancy import workspace_scope
+from orchestration.models import Agent, FlowRun, StateType
+from orchestration.selectors import agents_covering_labels, db_now
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+OFFLINE = "offline"
+
+# An agent is offline after this many missed heartbeats, and unhealthy after this many missed polls.
+MISSED_INTERVALS = 3
+# ...but never sooner than this, so a 1-second poll interval does not flap on a GC pause.
+LIVENESS_FLOOR_SECONDS = 60
+MAX_LABELS = 50
+MAX_LABEL_LENGTH = 100
+
+
+def _window(agent: Agent) -> timedelta:
+    return timedelta(seconds=max(agent.poll_interval_seconds * MISSED_INTERVALS, LIVENESS_FLOOR_SECONDS))
+
+
+def agent_status(agent: Agent, now: datetime) -> str:
+    """``offline`` with no heartbeat within the window, ``unhealthy`` when it heartbeats but its
+    claim loop has not polled within the window (a never-polled agent gets one window from
+    registration), ``healthy`` otherwise."""
+    window = _window(agent)
+    if agent.last_heartbeat_at is None or agent.last_heartbeat_at < now - window:
+        return OFFLINE
+    last_poll = agent.last_poll_at or agent.created_at
+    if last_poll < now - window:
+        return UNHEALTHY
+    return HEALTHY
+
+
+def _validate_labels(labels: Any) -> list[str]:
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise InvalidInput("labels must be a list of strings.", details={"labels": ["Invalid."]})
+    if len(labels) > MAX_LABELS or any(not label or len(label) > MAX_LABEL_LENGTH for label in labels):
+        raise InvalidInput(
+            f"An agent has at most {MAX_LABELS} labels of 1–{MAX_LABEL_LENGTH} characters.",
+            details={"labels": ["Invalid."]},
+        )
+    return sorted(set(labels))
+
+
+def _validate(name: str, type: str, version: str, poll_interval_seconds: int) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("An agent needs a name of 1–100 characters.", details={"name": ["Invalid."]})
+    if type not in Agent.Type.values:
+        raise InvalidInput(
+            f"'{type}' is not an agent type; use one of {', '.join(Agent.Type.values)}.",
+            code="invalid_agent_type",
+            details={"type": ["Invalid."]},
+        )
+    if len(version or "") > 64:
+        raise InvalidInput("version is at most 64 characters.", details={"version": ["Invalid."]})
+    if not isinstance(poll_interval_seconds, int) or not 1 <= poll_interval_seconds <= 3600:
+        raise InvalidInput(
+            "poll_interval_seconds must be between 1 and 3600.", details={"poll_interval_seconds": ["Invalid."]}
+        )
+    return name
+
+
+@transaction.atomic
+def agent_register(
+    *,
+    actor: Principal,
+    name: str,
+    type: str,
+    labels: list[str],
+    version: str = "",
+    poll_interval_seconds: int = 10,
+) -> Agent:
+    """Create or update the workspace's agent called ``name`` (re-registering after a restart
+    returns the same agent). Only a service account's API key may register an agent."""
+    authorize(actor, "agent:register", actor.workspace)
+    if actor.service_account is None:
+        raise Forbidden(
+            "Agents register with a service account's API key, not a user's credentials.",
+            code="service_account_required",
+        )
+    name = _validate(name, type, version, poll_interval_seconds)
+    labels = _validate_labels(labels)
+    fields = {
+        "type": type, "labels": labels, "version": version or "", "poll_interval_seconds": poll_interval_seconds,
+        "service_account": actor.service_account,
+    }
+    with workspace_scope([actor.workspace.pk]):
+        agents = Agent.objects.for_workspace(actor.workspace).select_for_update()
+        agent = agents.filter(name=name).first()
+        created = agent is None
+        if agent is None:
+            try:
+                with transaction.atomic():
+                    agent = Agent.objects.unscoped().create(
+                        workspace=actor.workspace, name=name, last_heartbeat_at=Now(), **fields
+                    )
+            except IntegrityError:
+                # A concurrent registration of the same name won; update that one instead.
+                created = False
+                agent = agents.get(name=name)
+        if not created:
+            for attr, value in fields.items():
+                setattr(agent, attr, value)
+            agent.last_heartbeat_at = Now()  # type: ignore[assignment]
+            agent.save(update_fields=[*fields, "last_heartbeat_at"])
+        agent.refresh_from_db(fields=["last_heartbeat_at"])
+        publish(
+            workspace_id=actor.workspace.pk,
+            type="agent.registered",
+            data={"id": str(agent.pk), "name": agent.name, "type": agent.type, "labels": agent.labels,
+                  "version": agent.version, "created": created},
+        )
+    return agent
+
+
+def ensure_own_agent(actor: Principal, agent: Agent, action: str) -> None:
+    """Authorize ``action`` on ``agent`` and check the actor is the agent's own service account
+    (one agent's key cannot heartbeat or claim as another agent of the workspace)."""
+    authorize(actor, action, agent)
+    if actor.service_account is None or agent.service_account_id != actor.service_account.pk:
+        raise Forbidden(
+            f"Only the service account that registered agent '{agent.name}' may act as it.",
+            code="not_agent_owner",
+        )
+
+
+@transaction.atomic
+def agent_heartbeat(*, actor: Principal, agent: Agent, polled: bool = False) -> dict[str, Any]:
+    """Record a sign of life (and, with ``polled``, a claim-loop cycle) on the database clock.
+    Returns what the agent should know: its status, the server time, its poll interval, and the
+    runs it holds whose cancellation was requested."""
+    ensure_own_agent(actor, agent, "agent:heartbeat")
+    with workspace_scope([agent.workspace_id]):
+        locked, now = _record_sign_of_life(agent, polled=polled)
+        status = agent_status(locked, now)
+        cancel_ids = list(
+            FlowRun.objects.for_workspace(agent.workspace_id)
+            .filter(agent=locked, state_type=StateType.CANCELLING)
+            .values_list("pk", flat=True)
+        )
+    agent.last_heartbeat_at, agent.last_poll_at = locked.last_heartbeat_at, locked.last_poll_at
+    return {
+        "agent_id": str(locked.pk),
+        "status": status,
+        "server_time": now.isoformat(),
+        "poll_interval_seconds": locked.poll_interval_seconds,
+        "cancel_flow_run_ids": [str(pk) for pk in cancel_ids],
+    }
+
+
+def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime]:
+    """Lock the agent, stamp a heartbeat (and a poll) with the database clock, and publish
+    ``agent.status_changed`` when that changes its status. The caller scopes the transaction."""
+    locked = (
+        Agent.objects.for_workspace(agent.workspace_id).select_for_update().annotate(db_now=Now()).get(pk=agent.pk)
+    )
+    now: datetime = locked.db_now  # type: ignore[attr-defined]
+    previous = agent_status(locked, now)
+    locked.last_heartbeat_at = now
+    update = ["last_heartbeat_at"]
+    if polled:
+        locked.last_poll_at = now
+        update.append("last_poll_at")
+    locked.save(update_fields=update)
+    status = agent_status(locked, now)
+    if status != previous:
+        _publish_status(locked, previous, status)
+    return locked, now
+
+
+def agent_record_poll(agent: Agent) -> None:
+    """A claim-loop cycle (a claim is also a sign of life), on the claim's hot path: one
+    statement on PostgreSQL (lock, read the previous stamps, write the new ones)."""
+    if not settings.IS_POSTGRES:
+        _record_sign_of_life(agent, polled=True)
+        return
+    table = Agent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} AS a SET last_poll_at = clock.ts, last_heartbeat_at = clock.ts
+                FROM (SELECT last_poll_at, last_heartbeat_at FROM {table}
+                      WHERE id = %s AND workspace_id = %s FOR UPDATE) AS old,
+                     (SELECT statement_timestamp() AS ts) AS clock
+                WHERE a.id = %s
+                RETURNING old.last_heartbeat_at, old.last_poll_at, a.created_at, a.poll_interval_seconds, clock.ts""",  # noqa: S608 (table name from the model)
+            [agent.pk, agent.workspace_id, agent.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return
+    old_heartbeat, old_poll, created_at, interval, now = row
+    snapshot = Agent(pk=agent.pk, workspace_id=agent.workspace_id, name=agent.name, created_at=created_at,
+                     poll_interval_seconds=interval, last_heartbeat_at=old_heartbeat, last_poll_at=old_poll)
+    previous = agent_status(snapshot, now)
+    snapshot.last_heartbeat_at = snapshot.last_poll_at = now
+    status = agent_status(snapshot, now)
+    if status != previous:
+        _publish_status(snapshot, previous, status)
+
+
+def _publish_status(agent: Agent, previous: str, status: str) -> None:
+    publish(
+        workspace_id=agent.workspace_id,
+        type="agent.status_changed",
+        data={"id": str(agent.pk), "name": agent.name, "previous": previous, "status": status},
+    )
+
+
+def run_has_live_agent(flow_run: FlowRun) -> bool:
+    """Whether some healthy agent of the run's workspace covers its labels (run ⊆ agent)."""
+    with workspace_scope([flow_run.workspace_id]):
+        now = db_now()
+        candidates = agents_covering_labels(workspace=flow_run.workspace_id, labels=flow_run.labels)
+        return any(agent_status(agent, now) == HEALTHY for agent in candidates)

@@ -1,0 +1,537 @@
+"""Flows and their versions. ``flow_register`` is the SDK's call: it validates the metadata (the DAG,
+parameters, storage reference, run config, size limits), hashes it canonically, and returns the
+existing version when nothing changed, so re-registering unchanged code creates nothing.
+
+Only metadata is stored, never code or data (A1); ``run_config.env`` holds variable *names* only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, ProtectedError, QuerySet
+
+from accounts.authz import NotFound, Principal, authorize
+from core.errors import Conflict, InvalidInput
+from core.events import publish
+from orchestration.models import Catchup, Flow, FlowRun, FlowVersion, Project
+
+MAX_TASKS = 2_000
+MAX_EDGES = 10_000
+MAX_METADATA_BYTES = 1024 * 1024
+MAX_PARAMETERS = 200
+MAX_LABELS = 100
+MAX_TAGS = 50
+MAX_KEY = 200
+MAX_NAME = 200
+MAX_STRING = 1_000
+PARAMETER_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
+STORAGE_TYPES = ("module", "file", "git", "image")
+AGENT_TYPES = ("process", "docker", "kubernetes")
+METADATA_FIELDS = ("tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+class _Errors:
+    """Collects problems by JSON path so one answer lists them all (bounded)."""
+
+    def __init__(self) -> None:
+        self.details: dict[str, list[str]] = {}
+
+    def add(self, path: str, message: str) -> None:
+        if len(self.details) < 50:
+            self.details.setdefault(path, []).append(message)
+
+    def raise_if_any(self, message: str = "The flow metadata is invalid.", code: str = "invalid_metadata") -> None:
+        if self.details:
+            first_path, first = next(iter(self.details.items()))
+            raise InvalidInput(f"{message} {first_path}: {first[0]}", code=code, details=self.details)
+
+
+def _string(errors: _Errors, path: str, value: Any, *, limit: int, required: bool = True) -> str:
+    if value is None or value == "":
+        if required:
+            errors.add(path, "Required.")
+        return ""
+    if not isinstance(value, str):
+        errors.add(path, "Must be a string.")
+        return ""
+    if len(value) > limit:
+        errors.add(path, f"At most {limit} characters.")
+    return value
+
+
+def _str_list(errors: _Errors, path: str, value: Any, *, limit: int, item_limit: int = MAX_STRING) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        errors.add(path, "Must be a list of strings.")
+        return []
+    if len(value) > limit:
+        errors.add(path, f"At most {limit} items.")
+    if any(len(v) > item_limit for v in value):
+        errors.add(path, f"Each item is at most {item_limit} characters.")
+    return list(value)
+
+
+def _non_negative_int(errors: _Errors, path: str, value: Any, *, nullable: bool = True) -> int | None:
+    if value is None:
+        if not nullable:
+            errors.add(path, "Required.")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errors.add(path, "Must be an integer ≥ 0.")
+        return None
+    if value > 10**9:
+        errors.add(path, "Too large.")
+    return value
+
+
+def _check_object(errors: _Errors, path: str, value: Any, allowed: set[str]) -> dict:
+    if not isinstance(value, dict):
+        errors.add(path, "Must be an object.")
+        return {}
+    for key in sorted(set(value) - allowed):
+        errors.add(f"{path}.{key}", "Unknown field.")
+    return value
+
+
+def _validate_tasks(errors: _Errors, tasks: Any) -> tuple[list[dict], list[str]]:
+    if not isinstance(tasks, list):
+        errors.add("tasks", "Must be a list.")
+        return [], []
+    if not tasks:
+        errors.add("tasks", "A flow needs at least one task.")
+    if len(tasks) > MAX_TASKS:
+        errors.add("tasks", f"At most {MAX_TASKS} tasks per flow (got {len(tasks)}).")
+        return [], []
+    allowed = {"key", "name", "tags", "retries", "retry_delay_seconds", "timeout_seconds", "trigger", "mapped",
+               "cache_key", "cache_expiration_seconds"}
+    clean, keys, seen = [], [], set()
+    for i, task in enumerate(tasks):
+        path = f"tasks[{i}]"
+        task = _check_object(errors, path, task, allowed)
+        if not task:
+            continue
+        key = _string(errors, f"{path}.key", task.get("key"), limit=MAX_KEY)
+        if key in seen:
+            errors.add(f"{path}.key", f"Duplicate task key '{key}'.")
+        seen.add(key)
+        keys.append(key)
+        item = {
+            "key": key,
+            "name": _string(errors, f"{path}.name", task.get("name", key), limit=MAX_NAME),
+            "tags": _str_list(errors, f"{path}.tags", task.get("tags"), limit=MAX_TAGS, item_limit=100),
+            "retries": _non_negative_int(errors, f"{path}.retries", task.get("retries", 0)) or 0,
+            "retry_delay_seconds": _non_negative_int(errors, f"{path}.retry_delay_seconds", task.get("retry_delay_seconds")),
+            "timeout_seconds": _non_negative_int(errors, f"{path}.timeout_seconds", task.get("timeout_seconds")),
+        }
+        for extra in ("trigger", "cache_key"):
+            if extra in task:
+                item[extra] = _string(errors, f"{path}.{extra}", task[extra], limit=MAX_NAME, required=False)
+        if "mapped" in task:
+            if not isinstance(task["mapped"], bool):
+                errors.add(f"{path}.mapped", "Must be a boolean.")
+            item["mapped"] = bool(task["mapped"])
+        if "cache_expiration_seconds" in task:
+            item["cache_expiration_seconds"] = _non_negative_int(
+                errors, f"{path}.cache_expiration_seconds", task["cache_expiration_seconds"]
+            )
+        clean.append(item)
+    return clean, keys
+
+
+def _find_cycle(keys: list[str], edges: list[dict]) -> list[str] | None:
+    """A cycle in the task graph as a list of keys (first repeated at the end), or None."""
+    graph: dict[str, list[str]] = {k: [] for k in keys}
+    for edge in edges:
+        graph.setdefault(edge["upstream"], []).append(edge["downstream"])
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(graph, white)
+    for start in graph:
+        if colour[start] != white:
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = [start]
+        colour[start] = grey
+        while stack:
+            node, index = stack[-1]
+            children = graph.get(node, [])
+            if index < len(children):
+                stack[-1] = (node, index + 1)
+                child = children[index]
+                if colour.get(child, white) == grey:
+                    return path[path.index(child):] + [child]
+                if colour.get(child, white) == white:
+                    colour[child] = grey
+                    stack.append((child, 0))
+                    path.append(child)
+            else:
+                colour[node] = black
+                stack.pop()
+                path.pop()
+    return None
+
+
+def _validate_edges(errors: _Errors, edges: Any, keys: list[str]) -> list[dict]:
+    if edges is None:
+        return []
+    if not isinstance(edges, list):
+        errors.add("edges", "Must be a list.")
+        return []
+    if len(edges) > MAX_EDGES:
+        errors.add("edges", f"At most {MAX_EDGES} edges per flow (got {len(edges)}).")
+        return []
+    known = set(keys)
+    clean = []
+    for i, edge in enumerate(edges):
+        path = f"edges[{i}]"
+        edge = _check_object(errors, path, edge, {"upstream", "downstream", "key", "mapped"})
+        if not edge:
+            continue
+        up = _string(errors, f"{path}.upstream", edge.get("upstream"), limit=MAX_KEY)
+        down = _string(errors, f"{path}.downstream", edge.get("downstream"), limit=MAX_KEY)
+        for end, value in (("upstream", up), ("downstream", down)):
+            if value and value not in known:
+                errors.add(f"{path}.{end}", f"Refers to an unknown task key '{value}'.")
+        if up and up == down:
+            errors.add(path, f"A task cannot depend on itself ('{up}').")
+        data_key = edge.get("key")
+        if data_key is not None:
+            data_key = _string(errors, f"{path}.key", data_key, limit=MAX_KEY)
+        item: dict[str, Any] = {"upstream": up, "downstream": down, "key": data_key or None}
+        if "mapped" in edge:
+            item["mapped"] = bool(edge["mapped"])
+        clean.append(item)
+    return clean
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "any" or value is None:
+        return True
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
+
+
+def _validate_parameters(errors: _Errors, parameters: Any) -> list[dict]:
+    if parameters is None:
+        return []
+    if not isinstance(parameters, list):
+        errors.add("parameters", "Must be a list.")
+        return []
+    if len(parameters) > MAX_PARAMETERS:
+        errors.add("parameters", f"At most {MAX_PARAMETERS} parameters.")
+        return []
+    clean, seen = [], set()
+    for i, param in enumerate(parameters):
+        path = f"parameters[{i}]"
+        param = _check_object(errors, path, param, {"name", "type", "default", "required", "description"})
+        if not param:
+            continue
+        name = _string(errors, f"{path}.name", param.get("name"), limit=MAX_KEY)
+        if name in seen:
+            errors.add(f"{path}.name", f"Duplicate parameter '{name}'.")
+        seen.add(name)
+        kind = param.get("type", "any")
+        if kind not in PARAMETER_TYPES:
+            errors.add(f"{path}.type", f"Must be one of {', '.join(PARAMETER_TYPES)}.")
+            kind = "any"
+        required = param.get("required", False)
+        if not isinstance(required, bool):
+            errors.add(f"{path}.required", "Must be a boolean.")
+        default = param.get("default")
+        if not _type_ok(kind, default):
+            errors.add(f"{path}.default", f"Does not match the declared type '{kind}'.")
+        item = {"name": name, "type": kind, "default": default, "required": bool(required)}
+        if "description" in param:
+            item["description"] = _string(errors, f"{path}.description", param["description"], limit=MAX_STRING,
+                                          required=False)
+        clean.append(item)
+    return clean
+
+
+def _validate_storage(errors: _Errors, storage: Any) -> dict:
+    if storage is None:
+        errors.add("storage", "Required: tell the agent where the code lives.")
+        return {}
+    storage = _check_object(errors, "storage", storage, {"type", "module", "path", "repo", "ref", "image",
+                                                          "flow_name", "entrypoint"})
+    if not storage:
+        return {}
+    kind = storage.get("type")
+    if kind not in STORAGE_TYPES:
+        errors.add("storage.type", f"Must be one of {', '.join(STORAGE_TYPES)}.")
+    for key, value in storage.items():
+        if key != "type":
+            _string(errors, f"storage.{key}", value, limit=MAX_STRING, required=False)
+    needed = {"module": "module", "file": "path", "git": "repo", "image": "image"}.get(kind or "")
+    if needed and not storage.get(needed):
+        errors.add(f"storage.{needed}", f"Required for '{kind}' storage.")
+    return dict(storage)
+
+
+def _validate_run_config(errors: _Errors, run_config: Any) -> dict:
+    if run_config is None:
+        return {}
+    run_config = _check_object(errors, "run_config", run_config, {"agent_type", "image", "env", "labels"})
+    if not run_config and run_config != {}:
+        return {}
+    clean: dict[str, Any] = {}
+    if "agent_type" in run_config:
+        if run_config["agent_type"] not in AGENT_TYPES:
+            errors.add("run_config.agent_type", f"Must be one of {', '.join(AGENT_TYPES)}.")
+        clean["agent_type"] = run_config["agent_type"]
+    if "image" in run_config:
+        clean["image"] = _string(errors, "run_config.image", run_config["image"], limit=MAX_STRING, required=False)
+    if "labels" in run_config:
+        clean["labels"] = _str_list(errors, "run_config.labels", run_config["labels"], limit=MAX_LABELS, item_limit=100)
+    env = run_config.get("env")
+    if env is not None:
+        if isinstance(env, dict):
+            errors.add("run_config.env", "Send environment variable NAMES only (a list), never values: secrets "
+                                         "must not be sent to Flowdeck; the agent reads them where it runs.")
+        elif not isinstance(env, list) or not all(isinstance(v, str) for v in env):
+            errors.add("run_config.env", "Must be a list of environment variable names.")
+        else:
+            for i, name in enumerate(env):
+                if "=" in name:
+                    errors.add(f"run_config.env[{i}]", "Looks like NAME=value: send names only; secrets must not "
+                                                       "be sent to Flowdeck.")
+                elif not _ENV_NAME.match(name) or len(name) > 200:
+                    errors.add(f"run_config.env[{i}]", "Not a valid environment variable name.")
+            clean["env"] = list(env)
+    return clean
+
+
+def validate_metadata(metadata: Any) -> dict[str, Any]:
+    """The cleaned metadata, or InvalidInput listing every problem by path."""
+    if not isinstance(metadata, dict):
+        raise InvalidInput("The flow metadata must be a JSON object.", code="invalid_metadata",
+                           details={"metadata": ["Must be an object."]})
+    try:
+        dumped = json.dumps(metadata, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        raise InvalidInput("The flow metadata must be plain JSON.", code="invalid_metadata") from None
+    if "\\u0000" in dumped:
+        raise InvalidInput("The flow metadata cannot contain NUL characters (\\u0000).", code="invalid_metadata",
+                           details={"metadata": ["Contains \\u0000."]})
+    size = len(dumped.encode())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(
+            f"The flow metadata is {size:,} bytes; the limit is {MAX_METADATA_BYTES:,} bytes.",
+            code="metadata_too_large", details={"metadata": [f"At most {MAX_METADATA_BYTES} bytes."]},
+        )
+    errors = _Errors()
+    for key in sorted(set(metadata) - set(METADATA_FIELDS)):
+        errors.add(key, "Unknown field.")
+    tasks, keys = _validate_tasks(errors, metadata.get("tasks"))
+    edges = _validate_edges(errors, metadata.get("edges"), keys)
+    clean = {
+        "tasks": tasks,
+        "edges": edges,
+        "parameters": _validate_parameters(errors, metadata.get("parameters")),
+        "schedule": metadata.get("schedule"),
+        "storage": _validate_storage(errors, metadata.get("storage")),
+        "labels": _str_list(errors, "labels", metadata.get("labels"), limit=MAX_LABELS, item_limit=100),
+        "run_config": _validate_run_config(errors, metadata.get("run_config")),
+    }
+    if clean["schedule"] is not None and not isinstance(clean["schedule"], dict):
+        errors.add("schedule", "Must be an object or null.")
+    errors.raise_if_any()
+    cycle = _find_cycle(keys, edges)
+    if cycle:
+        raise InvalidInput(
+            f"The task graph has a cycle: {' → '.join(cycle)}.", code="dag_cycle", details={"edges": {"cycle": cycle}}
+        )
+    return clean
+
+
+def content_hash(metadata: dict[str, Any]) -> str:
+    canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+def flow_get(*, actor: Principal, flow_id: Any, action: str = "project:read") -> Flow:
+    flow = Flow.objects.for_workspace(actor.workspace).select_related("project").filter(pk=flow_id).first()
+    if flow is None:
+        raise NotFound()
+    authorize(actor, action, flow.project)
+    return flow
+
+
+def flow_list(*, actor: Principal, project_id: Any = None, name: str | None = None) -> QuerySet[Flow]:
+    from orchestration.services.projects import project_list
+
+    flows = Flow.objects.for_workspace(actor.workspace).filter(project__in=project_list(actor=actor))
+    if project_id is not None:
+        flows = flows.filter(project_id=project_id)
+    if name:
+        flows = flows.filter(name=name)
+    return flows.select_related("project").order_by("name", "id")
+
+
+def flow_version_get(*, actor: Principal, flow: Flow, version_id: Any) -> FlowVersion:
+    version = FlowVersion.objects.for_workspace(actor.workspace).filter(flow=flow, pk=version_id).first()
+    if version is None:
+        raise NotFound()
+    return version
+
+
+def flow_version_list(*, actor: Principal, flow: Flow) -> QuerySet[FlowVersion]:
+    return FlowVersion.objects.for_workspace(actor.workspace).filter(flow=flow).order_by("-version")
+
+
+def flow_active_version(flow: Flow) -> FlowVersion | None:
+    """The pinned version, else the newest unarchived one."""
+    if flow.pinned_version_id is not None:
+        return FlowVersion.objects.for_workspace(flow.workspace_id).filter(pk=flow.pinned_version_id).first()
+    return (
+        FlowVersion.objects.for_workspace(flow.workspace_id)
+        .filter(flow=flow, is_archived=False)
+        .order_by("-version")
+        .first()
+    )
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def _upsert_project(actor: Principal, project_name: str) -> Project:
+    from orchestration.services.projects import _clean_name
+
+    name = _clean_name(project_name)
+    project = Project.objects.for_workspace(actor.workspace).filter(name=name).first()
+    if project is None:
+        authorize(actor, "project:write", actor.workspace)
+        with transaction.atomic():
+            project, _ = Project.objects.unscoped().get_or_create(workspace=actor.workspace, name=name)
+    authorize(actor, "flow:register", project)
+    return project
+
+
+@transaction.atomic
+def flow_register(*, actor: Principal, project_name: str, name: str, metadata: dict) -> tuple[FlowVersion, bool]:
+    """Register a flow's metadata: the existing version when unchanged (created=False), else n+1."""
+    authorize(actor, "flow:register", actor.workspace)
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name or len(name) > MAX_NAME:
+        raise InvalidInput(f"A flow needs a name of 1–{MAX_NAME} characters.", details={"name": ["Invalid."]})
+    clean = validate_metadata(metadata)
+    digest = content_hash(clean)
+    project = _upsert_project(actor, project_name)
+    with transaction.atomic():
+        flow, _ = Flow.objects.unscoped().get_or_create(workspace=actor.workspace, project=project, name=name)
+    # Serialise registrations of one flow so version numbers and the hash check cannot race.
+    flow = Flow.objects.for_workspace(actor.workspace).select_for_update().get(pk=flow.pk)
+    versions = FlowVersion.objects.for_workspace(actor.workspace).filter(flow=flow)
+    existing = versions.filter(content_hash=digest).first()
+    if existing is not None:
+        return existing, False
+    number = (versions.aggregate(n=Max("version"))["n"] or 0) + 1
+    version = FlowVersion.objects.unscoped().create(
+        workspace=actor.workspace, flow=flow, version=number, content_hash=digest, registered_by=actor.label[:254],
+        **clean,
+    )
+    if flow.is_archived:
+        flow.is_archived = False
+        flow.save(update_fields=["is_archived"])
+    publish(
+        workspace_id=actor.workspace.pk, type="flow.registered",
+        data={"flow_id": str(flow.pk), "flow_version_id": str(version.pk), "version": number, "name": name,
+              "project": project.name},
+    )
+    return version, True
+
+
+@transaction.atomic
+def flow_update(
+    *, actor: Principal, flow: Flow, description: str | None = None, max_lateness_seconds: int | None = None,
+    catchup: str | None = None, concurrency_limit: int | None = None, max_crash_retries: int | None = None,
+    fields: set[str] | None = None,
+) -> Flow:
+    """Update the given fields. ``fields`` names those to set (so a field can be set to null)."""
+    authorize(actor, "project:write", flow.project)
+    values = {
+        "description": description, "max_lateness_seconds": max_lateness_seconds, "catchup": catchup,
+        "concurrency_limit": concurrency_limit, "max_crash_retries": max_crash_retries,
+    }
+    chosen = fields if fields is not None else {k for k, v in values.items() if v is not None}
+    if "description" in chosen and len(description or "") > 2000:
+        raise InvalidInput("A description is at most 2,000 characters.", details={"description": ["Too long."]})
+    if "catchup" in chosen and catchup not in Catchup.values:
+        raise InvalidInput(f"catchup must be one of {', '.join(Catchup.values)}.", details={"catchup": ["Invalid."]})
+    if "max_crash_retries" in chosen and max_crash_retries is None:
+        raise InvalidInput("max_crash_retries cannot be null.", details={"max_crash_retries": ["Required."]})
+    for key in sorted(chosen):
+        value = values[key]
+        setattr(flow, key, (value or "") if key == "description" else value)
+    flow.save(update_fields=sorted(chosen) or None)
+    publish(workspace_id=actor.workspace.pk, type="flow.updated", data={"id": str(flow.pk)})
+    return flow
+
+
+@transaction.atomic
+def flow_version_archive(*, actor: Principal, version: FlowVersion, archived: bool = True) -> FlowVersion:
+    flow = Flow.objects.for_workspace(actor.workspace).select_related("project").get(pk=version.flow_id)
+    authorize(actor, "flow:register", flow.project)
+    version.is_archived = archived
+    version.save(update_fields=["is_archived"])
+    if archived and flow.pinned_version_id == version.pk:
+        flow.pinned_version = None
+        flow.save(update_fields=["pinned_version"])
+    publish(workspace_id=actor.workspace.pk, type="flow.version_archived" if archived else "flow.version_restored",
+            data={"flow_id": str(flow.pk), "flow_version_id": str(version.pk)})
+    return version
+
+
+@transaction.atomic
+def flow_pin_version(*, actor: Principal, flow: Flow, version: FlowVersion) -> Flow:
+    authorize(actor, "flow:register", flow.project)
+    if version.flow_id != flow.pk:
+        raise NotFound()
+    if version.is_archived:
+        raise Conflict("An archived version cannot be pinned; restore it first.", code="version_archived")
+    flow.pinned_version = version
+    flow.save(update_fields=["pinned_version"])
+    publish(workspace_id=actor.workspace.pk, type="flow.updated",
+            data={"id": str(flow.pk), "pinned_version_id": str(version.pk)})
+    return flow
+
+
+@transaction.atomic
+def flow_unpin_version(*, actor: Principal, flow: Flow) -> Flow:
+    authorize(actor, "flow:register", flow.project)
+    flow.pinned_version = None
+    flow.save(update_fields=["pinned_version"])
+    publish(workspace_id=actor.workspace.pk, type="flow.updated", data={"id": str(flow.pk), "pinned_version_id": None})
+    return flow
+
+
+@transaction.atomic
+def flow_delete(*, actor: Principal, flow: Flow) -> None:
+    authorize(actor, "project:write", flow.project)
+    flow_id = str(flow.pk)
+    try:
+        with transaction.atomic():
+            # Runs go first: they PROTECT the versions the flow's deletion cascades to.
+            FlowRun.objects.for_workspace(actor.workspace).filter(flow=flow).delete()
+            flow.delete()
+    except ProtectedError:
+        raise Conflict("This flow still has runs that cannot be deleted.", code="flow_in_use") from None
+    except IntegrityError:
+        raise Conflict("This flow is still referenced.", code="flow_in_use") from None
+    publish(workspace_id=actor.workspace.pk, type="flow.deleted", data={"id": flow_id})
+

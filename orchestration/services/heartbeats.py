@@ -1,0 +1,59 @@
+"""Flow-run heartbeats: the flow-run process extends its run's lease while it works (D2, D5).
+
+The lease ends at the database's ``now()`` + :data:`HEARTBEAT_LEASE_SECONDS` (D6: the process's
+clock plays no part). A heartbeat for an attempt that is no longer the run's current one, or for
+a run that is no longer held (crashed by the reaper, finished, cancelled), is answered 409: the
+agent must then stop that process, because the run has moved on without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from accounts.authz import Principal, authorize
+from core.errors import Conflict
+from core.tenancy import workspace_scope
+from orchestration.models import FlowRun, StateType
+from orchestration.services.claims import lease_until
+
+# Processes heartbeat every ~15 s; a lease survives a few lost heartbeats.
+HEARTBEAT_LEASE_SECONDS = 60
+LEASED_STATES = (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)
+
+
+class StaleAttempt(Conflict):
+    code = "stale_attempt"
+
+
+@transaction.atomic
+def flow_run_heartbeat(*, actor: Principal, flow_run: FlowRun, attempt: int) -> dict[str, Any]:
+    """Extend the run's lease for ``attempt``. Returns ``{"cancellation_requested",
+    "lease_expires_at", "state_type", "attempt"}``; a stale attempt or a run that is no longer
+    held (``run_not_held``) → 409, and the agent stops the run."""
+    authorize(actor, "flow_run:report_state", flow_run)
+    with workspace_scope([flow_run.workspace_id]):
+        run = FlowRun.objects.for_workspace(flow_run.workspace_id).select_for_update().get(pk=flow_run.pk)
+        if attempt != run.attempt:
+            raise StaleAttempt(
+                f"Attempt {attempt} of this run is over (the run is on attempt {run.attempt}); stop it.",
+                details={"attempt": run.attempt, "state_type": run.state_type, "state_name": run.state_name},
+            )
+        if run.state_type not in LEASED_STATES:
+            raise StaleAttempt(
+                f"This run is {run.state_name} and no longer held by an agent; stop it.",
+                code="run_not_held",
+                details={"attempt": run.attempt, "state_type": run.state_type, "state_name": run.state_name},
+            )
+        FlowRun.objects.for_workspace(run.workspace_id).filter(pk=run.pk).update(
+            lease_expires_at=lease_until(HEARTBEAT_LEASE_SECONDS)
+        )
+        run.refresh_from_db(fields=["lease_expires_at"])
+    assert run.lease_expires_at is not None
+    return {
+        "cancellation_requested": run.cancellation_requested or run.state_type == StateType.CANCELLING,
+        "lease_expires_at": run.lease_expires_at.isoformat(),
+        "state_type": run.state_type,
+        "attempt": run.attempt,
+    }

@@ -1,0 +1,192 @@
+"""Flow-run logs: batched ingestion from the flow-run process, listing, retention.
+
+Each line carries a per-run ``sequence`` chosen by the sender; (flow run, sequence) is unique, so a
+batch re-sent after a lost response inserts nothing twice (D4). Messages and batches are bounded.
+A workspace that turned log upload off gets its posts accepted and nothing stored (A3). Logs
+expire after :data:`LOG_RETENTION_DAYS` (a constant until billing sets it per plan).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.authz import Principal, authorize
+from accounts.models import Workspace
+from core.errors import InvalidInput
+from core.events import publish
+from core.tenancy import rls_bypass, workspace_scope
+from orchestration.models import FlowRun, LogEntry, TaskRun
+
+LOG_RETENTION_DAYS = 7
+MAX_MESSAGE_LENGTH = 10_000
+MAX_BATCH_LINES = 1_000
+MAX_LIST_LIMIT = 1_000
+MAX_LOGGER_LENGTH = 200
+PURGE_CHUNK = 10_000
+LEVELS = {"NOTSET": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
+
+
+def _bad(index: int, field: str, message: str, code: str = "invalid_log_line") -> InvalidInput:
+    return InvalidInput(f"Log line {index}: {message}", code=code, details={"lines": {str(index): {field: [message]}}})
+
+
+def _level(value: Any, index: int) -> int:
+    if isinstance(value, bool):
+        raise _bad(index, "level", "level is a number 0–100 or a level name.")
+    if isinstance(value, int) and 0 <= value <= 100:
+        return value
+    if isinstance(value, str) and value.upper() in LEVELS:
+        return LEVELS[value.upper()]
+    raise _bad(index, "level", f"level is a number 0–100 or one of {', '.join(sorted(set(LEVELS)))}.")
+
+
+def _timestamp(value: Any, index: int) -> datetime:
+    parsed = value if isinstance(value, datetime) else parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise _bad(index, "timestamp", "timestamp must be an ISO 8601 date-time.")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+
+
+def _clean(lines: Any) -> list[dict[str, Any]]:
+    if not isinstance(lines, list):
+        raise InvalidInput("lines must be a list of log lines.", details={"lines": ["Invalid."]})
+    if len(lines) > MAX_BATCH_LINES:
+        raise InvalidInput(
+            f"A batch holds at most {MAX_BATCH_LINES} log lines (got {len(lines)}); send them in smaller batches.",
+            code="log_batch_too_large",
+            details={"lines": [f"At most {MAX_BATCH_LINES}."]},
+        )
+    cleaned: list[dict[str, Any]] = []
+    for index, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise _bad(index, "line", "each line is an object.")
+        sequence = line.get("sequence")
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+            raise _bad(index, "sequence", "sequence is a non-negative integer.")
+        message = line.get("message")
+        if not isinstance(message, str):
+            raise _bad(index, "message", "message is a string.")
+        if len(message) > MAX_MESSAGE_LENGTH:
+            raise _bad(
+                index, "message", f"message is at most {MAX_MESSAGE_LENGTH} characters (got {len(message)}).",
+                code="log_message_too_long",
+            )
+        logger_name = line.get("logger", "") or ""
+        if not isinstance(logger_name, str) or len(logger_name) > MAX_LOGGER_LENGTH:
+            raise _bad(index, "logger", f"logger is a string of at most {MAX_LOGGER_LENGTH} characters.")
+        task_run_id = line.get("task_run_id")
+        if task_run_id is not None:
+            try:
+                task_run_id = uuid.UUID(str(task_run_id))
+            except ValueError:
+                raise _bad(index, "task_run_id", "task_run_id is a UUID.") from None
+        cleaned.append({
+            "sequence": sequence, "level": _level(line.get("level"), index),
+            "timestamp": _timestamp(line.get("timestamp"), index), "logger": logger_name, "message": message,
+            "task_run_id": task_run_id,
+        })
+    return cleaned
+
+
+@transaction.atomic
+def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> int:
+    """Store a batch of log lines of ``flow_run``; returns how many were new. Lines whose sequence
+    is already stored are ignored (a re-sent batch is a no-op)."""
+    authorize(actor, "log:write", flow_run)
+    cleaned = _clean(lines)
+    upload_enabled = Workspace.objects.filter(pk=flow_run.workspace_id).values_list("log_upload_enabled", flat=True)
+    if not cleaned or not upload_enabled.first():
+        return 0  # A3: accepted, nothing stored
+    workspace_id = flow_run.workspace_id
+    with workspace_scope([workspace_id]):
+        task_run_ids = {line["task_run_id"] for line in cleaned if line["task_run_id"] is not None}
+        if task_run_ids:
+            known = set(
+                TaskRun.objects.for_workspace(workspace_id)
+                .filter(flow_run=flow_run, pk__in=task_run_ids)
+                .values_list("pk", flat=True)
+            )
+            unknown = task_run_ids - known
+            if unknown:
+                raise InvalidInput(
+                    "task_run_id must name a task run of this flow run.",
+                    code="unknown_task_run",
+                    details={"task_run_id": sorted(str(pk) for pk in unknown)},
+                )
+        by_sequence: dict[int, dict[str, Any]] = {}
+        for line in cleaned:
+            by_sequence.setdefault(line["sequence"], line)
+        stored = set(
+            LogEntry.objects.for_workspace(workspace_id)
+            .filter(flow_run=flow_run, sequence__in=list(by_sequence))
+            .values_list("sequence", flat=True)
+        )
+        fresh = [line for seq, line in sorted(by_sequence.items()) if seq not in stored]
+        if not fresh:
+            return 0
+        now = timezone.now()
+        # ignore_conflicts: a concurrent re-send of the same batch inserts nothing twice (D4).
+        LogEntry.objects.unscoped().bulk_create(
+            [LogEntry(workspace_id=workspace_id, flow_run=flow_run, created_at=now, **line) for line in fresh],
+            ignore_conflicts=True,
+        )
+        publish(
+            workspace_id=workspace_id,
+            type="logs.appended",
+            data={"flow_run_id": str(flow_run.pk), "count": len(fresh),
+                  "first_sequence": fresh[0]["sequence"], "last_sequence": fresh[-1]["sequence"]},
+            flow_run_id=flow_run.pk,
+        )
+    return len(fresh)
+
+
+def logs_list(
+    *,
+    actor: Principal,
+    flow_run: FlowRun,
+    level_gte: int | str | None = None,
+    task_run_id: Any = None,
+    after_sequence: int | None = None,
+    search: str | None = None,
+    limit: int = 200,
+) -> list[LogEntry]:
+    """A page of ``flow_run``'s logs in sequence order. The cursor is the last line's sequence:
+    pass it back as ``after_sequence`` for the next page."""
+    authorize(actor, "log:read", flow_run)
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}.", details={"limit": ["Invalid."]})
+    with workspace_scope([flow_run.workspace_id]):
+        logs = LogEntry.objects.for_workspace(flow_run.workspace_id).filter(flow_run=flow_run)
+        if level_gte is not None:
+            logs = logs.filter(level__gte=_level(level_gte, 0))
+        if task_run_id is not None:
+            logs = logs.filter(task_run_id=task_run_id)
+        if after_sequence is not None:
+            logs = logs.filter(sequence__gt=after_sequence)
+        if search:
+            logs = logs.filter(message__icontains=search[:200])
+        return list(logs.order_by("sequence")[:limit])
+
+
+def purge_expired_logs(*, now: datetime | None = None, retention_days: int = LOG_RETENTION_DAYS) -> int:
+    """Delete logs stored more than ``retention_days`` ago, in every workspace, in chunks (each its
+    own short transaction). Returns how many were deleted. Safe to run concurrently."""
+    cutoff = (now or timezone.now()) - timedelta(days=retention_days)
+    total = 0
+    while True:
+        with transaction.atomic(), rls_bypass():
+            ids = list(
+                LogEntry.objects.unscoped().filter(created_at__lt=cutoff)
+                .select_for_update(skip_locked=True).values_list("pk", flat=True)[:PURGE_CHUNK]
+            )
+            if ids:
+                LogEntry.objects.unscoped().filter(pk__in=ids).delete()
+        total += len(ids)
+        if len(ids) < PURGE_CHUNK:
+            return total

@@ -1,0 +1,168 @@
+"""Schedules of a flow: create, change, pause/resume and delete.
+
+A schedule only describes *when* a flow runs; the scheduler tick
+(:func:`orchestration.services.scheduler.schedule_due_runs`) turns it into runs. When a schedule
+changes, is paused or is deleted, its future runs that no agent holds yet are deleted here, in the
+same transaction, and the next tick materialises the right ones again; ``updated_at`` moves to the
+change so that the tick never back-fills the time before it (a resumed schedule does not catch up
+on the pause).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models.functions import Now
+from django.utils import timezone as django_timezone
+
+from accounts.authz import Principal, authorize
+from core.errors import InvalidInput
+from core.events import publish
+from core.tenancy import workspace_scope
+from orchestration import schedules as timemaths
+from orchestration.models import Flow, FlowRun, Schedule, StateType
+from orchestration.services.flows import flow_active_version
+
+MAX_SCHEDULES_PER_FLOW = 20
+MAX_PARAMETERS_BYTES = 512 * 1024
+
+_SPEC_FIELDS = ("kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date", "end_date")
+UPDATABLE_FIELDS = frozenset({*_SPEC_FIELDS, "parameters", "is_active"})
+
+
+def _validate_parameters(flow: Flow, parameters: Any) -> dict[str, Any]:
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("Schedule parameters must be an object of name → value.",
+                           details={"parameters": ["Not an object."]})
+    import json
+
+    if len(json.dumps(parameters, default=str)) > MAX_PARAMETERS_BYTES:
+        raise InvalidInput("Schedule parameters are too large (512 KB at most).", code="parameters_too_large",
+                           details={"parameters": ["Too large."]})
+    version = flow_active_version(flow)
+    if version is not None:
+        known = {p.get("name") for p in version.parameters if isinstance(p, dict)}
+        unknown = sorted(str(name) for name in parameters if name not in known)
+        if unknown:
+            raise InvalidInput(
+                f"Unknown parameter(s) for flow '{flow.name}': {', '.join(unknown)}.",
+                code="unknown_parameters",
+                details={"parameters": {name: ["Unknown parameter."] for name in unknown}},
+            )
+    return dict(parameters)
+
+
+def _normalise(fields: dict[str, Any]) -> dict[str, Any]:
+    fields["cron"] = (fields.get("cron") or "").strip()
+    fields["rrule"] = (fields.get("rrule") or "").strip()
+    fields["timezone"] = (fields.get("timezone") or "").strip()
+    if fields["kind"] in ("interval", "rrule") and fields.get("anchor_date") is None:
+        # Without an anchor the grid starts at the schedule's start date, or at this minute.
+        fields["anchor_date"] = fields.get("start_date") or django_timezone.now().replace(second=0, microsecond=0)
+    spec: dict[str, Any] = {k: fields.get(k) for k in _SPEC_FIELDS}
+    timemaths.validate_spec(timemaths.ScheduleSpec(**spec))
+    return fields
+
+
+def _delete_unclaimed_future_runs(schedule: Schedule) -> int:
+    """Future SCHEDULED runs of the schedule that no agent holds; the next tick re-materialises."""
+    runs = FlowRun.objects.for_workspace(schedule.workspace_id).filter(
+        schedule=schedule, state_type=StateType.SCHEDULED, agent__isnull=True, scheduled_start__gt=Now()
+    )
+    deleted_ids = [str(pk) for pk in runs.values_list("pk", flat=True)]
+    if deleted_ids:
+        FlowRun.objects.for_workspace(schedule.workspace_id).filter(pk__in=deleted_ids).delete()
+        publish(workspace_id=schedule.workspace_id, type="flow_run.deleted",
+                data={"ids": deleted_ids, "reason": "schedule_changed", "schedule_id": str(schedule.pk)})
+    return len(deleted_ids)
+
+
+def _publish(schedule: Schedule, type: str) -> None:
+    publish(workspace_id=schedule.workspace_id, type=type,
+            data={"id": str(schedule.pk), "flow_id": str(schedule.flow_id), "is_active": schedule.is_active})
+
+
+@transaction.atomic
+def schedule_create(
+    *,
+    actor: Principal,
+    flow: Flow,
+    kind: str,
+    interval_seconds: int | None = None,
+    anchor_date: datetime | None = None,
+    cron: str = "",
+    rrule: str = "",
+    timezone: str = "UTC",  # noqa: A002 - the field's name
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    parameters: dict[str, Any] | None = None,
+    is_active: bool = True,
+) -> Schedule:
+    """A new schedule for ``flow``; its runs appear at the next scheduler tick."""
+    authorize(actor, "flow:register", flow)
+    with workspace_scope([actor.workspace.pk]):
+        fields = _normalise({
+            "kind": kind, "interval_seconds": interval_seconds, "anchor_date": anchor_date, "cron": cron,
+            "rrule": rrule, "timezone": timezone, "start_date": start_date, "end_date": end_date,
+        })
+        fields["parameters"] = _validate_parameters(flow, parameters)
+        if Schedule.objects.for_workspace(flow.workspace_id).filter(flow=flow).count() >= MAX_SCHEDULES_PER_FLOW:
+            raise InvalidInput(f"A flow has at most {MAX_SCHEDULES_PER_FLOW} schedules.", code="too_many_schedules")
+        schedule = Schedule.objects.unscoped().create(
+            workspace_id=flow.workspace_id, flow=flow, is_active=bool(is_active), **fields
+        )
+        _publish(schedule, "schedule.created")
+    return schedule
+
+
+@transaction.atomic
+def schedule_update(*, actor: Principal, schedule: Schedule, **changes: Any) -> Schedule:
+    """Change some of a schedule's fields (see :data:`UPDATABLE_FIELDS`). Its unclaimed future runs
+    are deleted when anything that decides them changes."""
+    authorize(actor, "flow:register", schedule)
+    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"These schedule fields cannot be changed: {', '.join(unknown)}.",
+                           details={name: ["Not updatable."] for name in unknown})
+    with workspace_scope([actor.workspace.pk]):
+        schedule = Schedule.objects.for_workspace(schedule.workspace_id).select_for_update().get(pk=schedule.pk)
+        fields = {k: getattr(schedule, k) for k in _SPEC_FIELDS}
+        if "kind" in changes and changes["kind"] != schedule.kind:
+            # Switching kind drops the other kinds' settings unless they are given too.
+            fields.update(interval_seconds=None, cron="", rrule="")
+        fields.update({k: v for k, v in changes.items() if k in _SPEC_FIELDS})
+        fields = _normalise(fields)
+        if "parameters" in changes:
+            flow = Flow.objects.for_workspace(schedule.workspace_id).get(pk=schedule.flow_id)
+            fields["parameters"] = _validate_parameters(flow, changes["parameters"])
+        if "is_active" in changes:
+            fields["is_active"] = bool(changes["is_active"])
+        changed = [k for k, v in fields.items() if getattr(schedule, k) != v]
+        if not changed:
+            return schedule
+        for key in changed:
+            setattr(schedule, key, fields[key])
+        schedule.updated_at = django_timezone.now()
+        schedule.save(update_fields=[*changed, "updated_at"])
+        _delete_unclaimed_future_runs(schedule)
+        _publish(schedule, "schedule.updated")
+    return schedule
+
+
+def schedule_set_active(*, actor: Principal, schedule: Schedule, is_active: bool) -> Schedule:
+    """Pause (``False``: unclaimed future runs are deleted) or resume (no catch-up on the pause)."""
+    return schedule_update(actor=actor, schedule=schedule, is_active=is_active)
+
+
+@transaction.atomic
+def schedule_delete(*, actor: Principal, schedule: Schedule) -> None:
+    """Delete a schedule and its unclaimed future runs; its past runs stay (without a schedule)."""
+    authorize(actor, "flow:register", schedule)
+    with workspace_scope([actor.workspace.pk]):
+        _delete_unclaimed_future_runs(schedule)
+        _publish(schedule, "schedule.deleted")
+        Schedule.objects.for_workspace(schedule.workspace_id).filter(pk=schedule.pk).delete()
