@@ -1,0 +1,81 @@
+"""publish(): events go out after commit, only to the workspace's (and run's) groups, and a broken
+channel layer never fails the write that caused them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import transaction
+
+from core.events import flow_run_group, publish, workspace_group
+
+
+def _layer():
+    # A fresh layer per call: channels-redis binds its buffers to one event loop, and each
+    # async_to_sync below runs its own loop.
+    from channels_redis.core import RedisChannelLayer
+    from django.conf import settings
+
+    return RedisChannelLayer(hosts=[settings.REDIS_URL], prefix="fd")
+
+
+def _subscribe(group: str) -> str:
+    channel = f"test-events.{uuid.uuid4().hex}"
+
+    async def add():
+        await _layer().group_add(group, channel)
+
+    async_to_sync(add)()
+    return channel
+
+
+def _receive(channel: str, timeout: float = 1.0):
+    async def receive():
+        try:
+            return await asyncio.wait_for(_layer().receive(channel), timeout)
+        except TimeoutError:
+            return None
+
+    return async_to_sync(receive)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_is_delivered_after_commit_to_workspace_and_run_groups():
+    ws, other, run = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    mine, theirs, run_channel = _subscribe(workspace_group(ws)), _subscribe(workspace_group(other)), _subscribe(flow_run_group(run))
+    with transaction.atomic():
+        publish(workspace_id=ws, type="flow_run.state_changed", data={"id": str(run)}, flow_run_id=run)
+        assert _receive(mine, timeout=0.2) is None  # nothing before commit
+    message = _receive(mine)
+    assert message["event"]["type"] == "flow_run.state_changed"
+    assert message["event"]["workspace_id"] == str(ws)
+    assert _receive(run_channel)["event"]["data"] == {"id": str(run)}
+    assert _receive(theirs, timeout=0.2) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_change_is_never_announced():
+    ws = uuid.uuid4()
+    channel = _subscribe(workspace_group(ws))
+    with pytest.raises(RuntimeError), transaction.atomic():
+        publish(workspace_id=ws, type="flow_run.created", data={})
+        raise RuntimeError("roll back")
+    assert _receive(channel, timeout=0.3) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_down_channel_layer_does_not_fail_the_write(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}
+    }
+    from channels.layers import channel_layers
+
+    channel_layers.backends.pop("default", None)
+    try:
+        with transaction.atomic():
+            publish(workspace_id=uuid.uuid4(), type="flow_run.created", data={})
+    finally:
+        channel_layers.backends.pop("default", None)
