@@ -310,9 +310,17 @@ class StateOut(serializers.ModelSerializer):
 class FlowRunDetailOut(FlowRunOut):
     task_runs = TaskRunOut(many=True)
     states = StateOut(many=True)
+    has_live_agent = serializers.SerializerMethodField(
+        help_text="Whether a healthy agent of the workspace covers this run's labels right now."
+    )
 
     class Meta(FlowRunOut.Meta):
-        fields = [*FlowRunOut.Meta.fields, "task_runs", "states"]
+        fields = [*FlowRunOut.Meta.fields, "task_runs", "states", "has_live_agent"]
+
+    def get_has_live_agent(self, run: FlowRun) -> bool:
+        from orchestration.services.agents import run_has_live_agent
+
+        return run_has_live_agent(run)
 
 
 class ClaimedRunOut(FlowRunOut):

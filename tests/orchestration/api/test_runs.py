@@ -181,7 +181,7 @@ def test_flow_run_detail_query_count_does_not_grow_with_task_runs(world_a, flow_
         run = FlowRunFactory(flow_version=FlowVersion.all_objects.get(flow=flow_a))
         TaskRunFactory(flow_run=run)
     client = world_a.client(Role.VIEWER)
-    with django_assert_max_num_queries(14) as one:
+    with django_assert_max_num_queries(17) as one:
         client.get(world_a.url(f"flow-runs/{run.pk}/"))
     with rls_bypass():
         for _ in range(19):
@@ -287,3 +287,14 @@ def test_state_types_are_the_engine_types():
 def test_nul_characters_in_parameters_are_a_clear_400(world_a, flow):
     error = assert_error(_run(world_a, flow, parameters={"day": "mon\u0000day"}), 400)
     assert "NUL" in error["message"]
+
+
+def test_run_detail_tells_whether_a_live_agent_covers_its_labels(world_a, flow):
+    run = _run(world_a, flow, parameters={"limit": 1}, labels=["gpu"]).json()
+    reader = world_a.client(Role.VIEWER)
+    assert reader.get(world_a.url(f"flow-runs/{run['id']}/")).json()["has_live_agent"] is False
+    agent = world_a.client(Role.AGENT)
+    registered = agent.post(world_a.url("agents/"), {"name": "gpu-box", "type": "process", "labels": ["gpu", "prod"]}, format="json")
+    assert registered.status_code in (200, 201), registered.content
+    agent.post(world_a.url(f"agents/{registered.json()['id']}/heartbeat/"), {"polled": True}, format="json")
+    assert reader.get(world_a.url(f"flow-runs/{run['id']}/")).json()["has_live_agent"] is True
