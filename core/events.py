@@ -4,18 +4,21 @@ Every state change, run creation, agent status change and log batch calls :func:
 event is sent only once the transaction commits (``transaction.on_commit``), to the channel-layer
 group of its workspace (and, when given, of one flow run), so a rolled-back change is never
 announced and a subscriber only ever hears about its own workspace. A channel layer that is down
-(Redis stopped) loses the live event but never fails the write that caused it (G3): clients fill
-gaps from REST.
+(Redis stopped) loses the live event but never fails or delays the write that caused it (G3):
+events to Redis go through a background sender; clients fill gaps from REST.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
@@ -41,15 +44,71 @@ def publish(*, workspace_id: Any, type: str, data: dict[str, Any], flow_run_id: 
 
 
 def _send(groups: list[str], event: dict[str, Any]) -> None:
+    """Called on commit. An in-memory layer (embedded mode) is sent to directly, on the server's own
+    event loop; any other layer goes through the background sender, so a write never waits for
+    Redis (or hangs when it is down) and the connection pool lives on one long-running loop."""
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        # One hop into the event loop for every group: each async_to_sync costs milliseconds.
-        async_to_sync(_send_all)(layer, groups, {"type": "flowdeck.event", "event": event})
-    except Exception:  # noqa: BLE001 - a down channel layer must not fail the write (G3)
-        logger.warning("could not publish %s to %s", event["type"], groups, exc_info=True)
+    message = {"type": "flowdeck.event", "event": event}
+    if isinstance(layer, InMemoryChannelLayer):
+        try:
+            async_to_sync(_send_all)(layer, groups, message)
+        except Exception:  # noqa: BLE001 - never fail the write (G3)
+            logger.warning("could not publish %s to %s", event["type"], groups, exc_info=True)
+        return
+    _sender.submit(layer, groups, message)
 
 
 async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
     await asyncio.gather(*(layer.group_send(group, message) for group in groups))
+
+
+class _BackgroundSender:
+    """One daemon thread per process with its own event loop, sending queued events in order. The
+    queue is bounded: if the channel layer cannot keep up (or is down), newer events are dropped
+    with a warning rather than growing memory; clients fill gaps from REST."""
+
+    MAX_QUEUED = 10_000
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Any, list[str], dict[str, Any]]] = queue.Queue(self.MAX_QUEUED)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+        self._ensure_running()
+        try:
+            self._queue.put_nowait((layer, groups, message))
+        except queue.Full:
+            logger.warning("event queue full; dropped %s", message["event"]["type"])
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far was sent (tests, graceful shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def _ensure_running(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="flowdeck-events", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        while True:
+            layer, groups, message = self._queue.get()
+            try:
+                loop.run_until_complete(_send_all(layer, groups, message))
+            except Exception:  # noqa: BLE001 - keep sending the next ones
+                logger.warning("could not publish %s to %s", message["event"]["type"], groups, exc_info=True)
+            finally:
+                self._queue.task_done()
+
+
+_sender = _BackgroundSender()
