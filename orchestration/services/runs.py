@@ -543,6 +543,28 @@ def _filtered(actor: Principal, filters: dict[str, Any]) -> QuerySet[FlowRun]:
 
 
 @transaction.atomic
+def _visible_to(actor: Principal, runs: Any) -> Any:
+    """Leave out runs of restricted projects not shared with the actor (Owners and Admins see all)."""
+    from django.db.models import Q
+    from guardian.shortcuts import get_objects_for_user
+
+    from accounts.models import ApiKey, Role
+    from orchestration.models import Project
+
+    if actor.role in (Role.OWNER, Role.ADMIN):
+        return runs
+    shared: list[Any] = []
+    if actor.user is not None and (actor.api_key is None or actor.api_key.kind == ApiKey.Kind.USER):
+        projects = Project.objects.for_workspace(actor.workspace).filter(is_restricted=True)
+        shared = list(
+            get_objects_for_user(
+                actor.user, ["orchestration.view_project", "orchestration.manage_project"], klass=projects,
+                any_perm=True, accept_global_perms=False, with_superuser=False,
+            ).values_list("pk", flat=True)
+        )
+    return runs.filter(Q(flow__project__is_restricted=False) | Q(flow__project__in=shared))
+
+
 def flow_run_bulk_action(
     *, actor: Principal, action: str, filters: dict[str, Any], state_type: str | None = None
 ) -> int:
@@ -555,7 +577,7 @@ def flow_run_bulk_action(
         raise InvalidInput("mark needs a state_type.", code="invalid_state", details={"state_type": ["Invalid."]})
     with workspace_scope([actor.workspace.pk]):
         authorize(actor, "flow_run:update", actor.workspace)
-        qs = _filtered(actor, filters)
+        qs = _visible_to(actor, _filtered(actor, filters))
         if action == "cancel":
             qs = qs.exclude(state_type__in=[*TERMINAL_STATES, StateType.CANCELLING])
         elif action == "clear_late":
