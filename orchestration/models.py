@@ -134,6 +134,8 @@ class Schedule(TenantModel):
     end_date = models.DateTimeField(null=True, blank=True)
     parameters = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
+    # Created from the schedule in registered metadata: replaced when a new version brings another.
+    from_registration = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=now)
     updated_at = models.DateTimeField(default=now)
 

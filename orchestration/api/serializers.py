@@ -274,7 +274,7 @@ class ScheduleOut(serializers.ModelSerializer):
     class Meta:
         model = Schedule
         fields = ["id", "flow", "kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date",
-                  "end_date", "parameters", "is_active", "created_at", "updated_at"]
+                  "end_date", "parameters", "is_active", "from_registration", "created_at", "updated_at"]
 
 
 class FlowRunOut(serializers.ModelSerializer):

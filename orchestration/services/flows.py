@@ -448,6 +448,11 @@ def flow_register(*, actor: Principal, project_name: str, name: str, metadata: d
     if flow.is_archived:
         flow.is_archived = False
         flow.save(update_fields=["is_archived"])
+    from orchestration.services.schedules import schedules_sync_from_registration
+
+    # A schedule in the metadata becomes the flow's registered schedule(s); a bad one fails the whole
+    # registration, so nothing is half-written.
+    schedules_sync_from_registration(actor=actor, flow=flow, spec=clean["schedule"])
     publish(
         workspace_id=actor.workspace.pk, type="flow.registered",
         data={"flow_id": str(flow.pk), "flow_version_id": str(version.pk), "version": number, "name": name,

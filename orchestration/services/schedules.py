@@ -166,3 +166,55 @@ def schedule_delete(*, actor: Principal, schedule: Schedule) -> None:
         _delete_unclaimed_future_runs(schedule)
         _publish(schedule, "schedule.deleted")
         Schedule.objects.for_workspace(schedule.workspace_id).filter(pk=schedule.pk).delete()
+
+
+REGISTRATION_CLOCK_KEYS = {"kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date", "end_date",
+                           "parameters"}
+
+
+def _clock_dates(clock: dict[str, Any], index: int) -> dict[str, Any]:
+    from django.utils.dateparse import parse_datetime
+
+    values: dict[str, Any] = {}
+    for key in ("anchor_date", "start_date", "end_date"):
+        raw = clock.get(key)
+        if raw in (None, ""):
+            continue
+        parsed = parse_datetime(raw) if isinstance(raw, str) else None
+        if parsed is None or parsed.tzinfo is None:
+            raise InvalidInput(
+                f"schedule.clocks[{index}].{key} must be an ISO 8601 date-time with an offset.",
+                code="invalid_schedule", details={f"schedule.clocks[{index}].{key}": ["Invalid."]},
+            )
+        values[key] = parsed
+    return values
+
+
+@transaction.atomic
+def schedules_sync_from_registration(*, actor: Principal, flow: Flow, spec: dict[str, Any] | None) -> list[Schedule]:
+    """Make the flow's registered schedules match ``spec`` (the ``schedule`` of newly registered
+    metadata): ``{"clocks": [clock, ...]}`` or one clock, each clock being the fields of
+    :func:`schedule_create` (``kind`` plus its expression). Schedules made through the API are left
+    alone; the previous registered ones are deleted (with their future unclaimed runs)."""
+    clocks: Any = []
+    if spec:
+        clocks = spec.get("clocks", [spec])
+    if not isinstance(clocks, list):
+        raise InvalidInput("schedule.clocks must be a list of clocks.", code="invalid_schedule",
+                           details={"schedule.clocks": ["Invalid."]})
+    for old in Schedule.objects.for_workspace(actor.workspace).filter(flow=flow, from_registration=True):
+        schedule_delete(actor=actor, schedule=old)
+    created = []
+    for index, clock in enumerate(clocks):
+        if not isinstance(clock, dict) or set(clock) - REGISTRATION_CLOCK_KEYS or "kind" not in clock:
+            raise InvalidInput(
+                f"schedule.clocks[{index}] must be an object with 'kind' and only these fields: "
+                f"{', '.join(sorted(REGISTRATION_CLOCK_KEYS))}.",
+                code="invalid_schedule", details={f"schedule.clocks[{index}]": ["Invalid."]},
+            )
+        fields = {k: v for k, v in clock.items() if k not in ("anchor_date", "start_date", "end_date")}
+        schedule = schedule_create(actor=actor, flow=flow, **fields, **_clock_dates(clock, index))
+        schedule.from_registration = True
+        schedule.save(update_fields=["from_registration"])
+        created.append(schedule)
+    return created
