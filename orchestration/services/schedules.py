@@ -45,13 +45,18 @@ def _validate_parameters(flow: Flow, parameters: Any) -> dict[str, Any]:
                            details={"parameters": ["Too large."]})
     version = flow_active_version(flow)
     if version is not None:
-        known = {p.get("name") for p in version.parameters if isinstance(p, dict)}
-        unknown = sorted(str(name) for name in parameters if name not in known)
-        if unknown:
+        # The same check a run's parameters get: unknown names, wrong types, missing required ones.
+        from orchestration.services.runs import validate_parameters
+
+        _, errors = validate_parameters(version.parameters, parameters)
+        if errors:
+            unknown = sorted(k.split(".", 1)[1] for k, v in errors.items() if v[0].startswith("Unknown"))
             raise InvalidInput(
-                f"Unknown parameter(s) for flow '{flow.name}': {', '.join(unknown)}.",
-                code="unknown_parameters",
-                details={"parameters": {name: ["Unknown parameter."] for name in unknown}},
+                f"Unknown parameter(s) for flow '{flow.name}': {', '.join(unknown)}." if unknown
+                else f"The schedule's parameters do not fit flow '{flow.name}': " + "; ".join(
+                    f"{k}: {v[0]}" for k, v in sorted(errors.items())),
+                code="unknown_parameters" if unknown else "invalid_parameters",
+                details={"parameters": {k.split(".", 1)[-1]: v for k, v in errors.items()}},
             )
     return dict(parameters)
 

@@ -159,3 +159,20 @@ def test_deleting_a_schedule_deletes_unclaimed_future_runs_and_keeps_the_rest(de
         remaining = set(FlowRun.objects.unscoped().filter(flow=flow_a).values_list("pk", "schedule_id"))
         assert remaining == {(claimed.pk, None), (past.pk, None)}
         assert FlowRun.objects.unscoped().get(pk=past.pk).state_type == StateType.SCHEDULED
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field"),
+    [({"x": "not an int"}, "x"), ({}, "needed")],
+)
+def test_schedule_parameters_are_type_checked_and_required_ones_demanded(developer_a, world_a, parameters, field):
+    version = FlowVersionFactory(
+        flow__workspace=world_a.workspace, flow__project__workspace=world_a.workspace,
+        parameters=[{"name": "x", "type": "int", "default": 1, "required": False},
+                    {"name": "needed", "type": "str", "required": True}],
+    )
+    with pytest.raises(InvalidInput) as error:
+        schedule_create(actor=developer_a, flow=version.flow, kind="cron", cron="0 9 * * *",
+                        parameters={"needed": "yes", **parameters} if field == "x" else parameters)
+    assert error.value.code == "invalid_parameters"
+    assert field in error.value.details["parameters"]
