@@ -28,9 +28,5 @@ def hit(scope: str, key: str, *, limit: int, window_seconds: int) -> tuple[bool,
     return count <= limit, retry_after
 
 
-def reset(scope: str, key: str, *, window_seconds: int) -> None:
-    cache.delete(window_key(scope, key, window_seconds))
-
-
 def client_ip(request) -> str | None:  # type: ignore[no-untyped-def]
     return request.META.get("REMOTE_ADDR") or None

@@ -270,34 +270,34 @@ class TaskRun(TenantModel):
         return f"{self.task_key}[{self.map_index}]"
 
 
-class FlowRunState(TenantModel):
+class StateRecord(TenantModel):
+    """One row of a run's state history (the run keeps the newest one denormalised)."""
+
     id = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=16, choices=StateType.choices)
+    name = models.CharField(max_length=32)
+    message = models.TextField(blank=True)
+    timestamp = models.DateTimeField(default=now)
+    result_ref = models.CharField(max_length=1000, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta(TenantModel.Meta):
+        abstract = True
+        ordering = ["timestamp", "id"]
+
+
+class FlowRunState(StateRecord):
     flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="states")
-    type = models.CharField(max_length=16, choices=StateType.choices)
-    name = models.CharField(max_length=32)
-    message = models.TextField(blank=True)
-    timestamp = models.DateTimeField(default=now)
-    result_ref = models.CharField(max_length=1000, blank=True)
-    details = models.JSONField(default=dict, blank=True)
 
-    class Meta(TenantModel.Meta):
+    class Meta(StateRecord.Meta):
         indexes = [models.Index(fields=["flow_run", "timestamp"], name="flow_run_state_run_idx")]
-        ordering = ["timestamp", "id"]
 
 
-class TaskRunState(TenantModel):
-    id = models.BigAutoField(primary_key=True)
+class TaskRunState(StateRecord):
     task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="states")
-    type = models.CharField(max_length=16, choices=StateType.choices)
-    name = models.CharField(max_length=32)
-    message = models.TextField(blank=True)
-    timestamp = models.DateTimeField(default=now)
-    result_ref = models.CharField(max_length=1000, blank=True)
-    details = models.JSONField(default=dict, blank=True)
 
-    class Meta(TenantModel.Meta):
+    class Meta(StateRecord.Meta):
         indexes = [models.Index(fields=["task_run", "timestamp"], name="task_run_state_run_idx")]
-        ordering = ["timestamp", "id"]
 
 
 class ConcurrencyLimit(TenantModel):

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.authz import RANK, PermissionDenied, Principal, authorize, can_grant_role
-from accounts.models import ApiKey, Invitation, Membership, Role, ServiceAccount, Workspace
+from accounts.models import ApiKey, Invitation, Membership, Role, Workspace
 from core.errors import Conflict, InvalidInput
 from core.tenancy import workspace_scope
 
@@ -93,7 +93,3 @@ def membership_remove(*, actor: Principal, membership: Membership) -> None:
         workspace=membership.workspace, action="member.left" if leaving else "member.removed", target=user,
         actor=actor, data={"role": membership.role},
     )
-
-
-def active_service_accounts(workspace: Workspace):
-    return ServiceAccount.objects.for_workspace(workspace).filter(is_active=True)

@@ -148,13 +148,6 @@ class Context:
         self.details.update(details)
 
 
-class AcceptAll:
-    """The empty policy (every proposal accepted). The engine's CorePolicy replaces it."""
-
-    def apply(self, context: Context) -> None:
-        return None
-
-
 def _default_policy() -> Policy:
     from .policies import CorePolicy
 

@@ -13,7 +13,7 @@ from accounts.models import Role
 from core.rls import POLICY, tenant_tables
 from core.tenancy import enter_workspaces, restore, rls_bypass, workspace_scope
 
-pytestmark = pytest.mark.skipif(not settings.IS_POSTGRES, reason="row-level security is a PostgreSQL feature")
+# Row-level security is a PostgreSQL feature; the suite always runs on PostgreSQL (scripts/test).
 
 
 def _scalar(sql, params=None):
