@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 logger = logging.getLogger("flowdeck.embedded")
 
@@ -155,7 +155,17 @@ class PeriodicLoop:
             self._thread = None
 
 
-def serve(host: str, port: int, *, periodic: bool = True, log_level: str = "info") -> None:
+def with_max_interval(services: Iterable[PeriodicService], every: float | None) -> tuple[PeriodicService, ...]:
+    """The services with no interval longer than ``every`` seconds (demos and end-to-end tests
+    want the reaper and the scheduler to sweep every second or two, not every 30 s)."""
+    if not every:
+        return tuple(services)
+    return tuple(replace(s, every=min(s.every, every)) for s in services)
+
+
+def serve(
+    host: str, port: int, *, periodic: bool = True, log_level: str = "info", periodic_every: float | None = None
+) -> None:
     """Serve the ASGI application with uvicorn, with the periodic loop beside it when enabled."""
     import uvicorn
     from django.conf import settings
@@ -164,7 +174,7 @@ def serve(host: str, port: int, *, periodic: bool = True, log_level: str = "info
 
     loop = None
     if periodic and settings.FLOWDECK_INPROCESS_PERIODIC:
-        loop = PeriodicLoop(SERVICES)
+        loop = PeriodicLoop(with_max_interval(SERVICES, periodic_every))
         loop.start()
     elif periodic:
         logger.info("FLOWDECK_INPROCESS_PERIODIC is off: periodic services are left to Celery beat.")
@@ -184,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log-level", default=os.environ.get("FLOWDECK_LOG_LEVEL", "info"))
     parser.add_argument("--no-periodic", action="store_true", help="Serve without the periodic loop.")
     parser.add_argument("--once", action="store_true", help="Run every periodic service once and exit.")
+    parser.add_argument(
+        "--periodic-every", type=float, default=float(os.environ.get("FLOWDECK_PERIODIC_EVERY", "0")) or None,
+        help="Run each periodic service at least this often (seconds); for demos and end-to-end tests.",
+    )
     args = parser.parse_args(argv)
     if args.once:
         import django
@@ -192,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ran = PeriodicLoop(SERVICES).run_all_once()
         print(f"Ran {len(ran)} periodic service(s): {', '.join(ran) or 'none registered'}")
         return
-    serve(args.host, args.port, periodic=not args.no_periodic, log_level=args.log_level)
+    serve(args.host, args.port, periodic=not args.no_periodic, log_level=args.log_level,
+          periodic_every=args.periodic_every)
 
 
 if __name__ == "__main__":

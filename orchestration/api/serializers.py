@@ -195,6 +195,9 @@ class LogLineIn(StrictInputSerializer):
     logger = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     message = serializers.CharField(max_length=10_000, allow_blank=True, trim_whitespace=False)
     task_run_id = serializers.UUIDField(required=False, allow_null=True)
+    # What the SDK knows in the flow-run process: the task's key and map index (resolved here).
+    task_key = serializers.CharField(max_length=200, required=False, allow_null=True)
+    map_index = serializers.IntegerField(min_value=-1, max_value=10**7, required=False)
 
 
 class LogBatchIn(StrictInputSerializer):

@@ -86,12 +86,37 @@ def _clean(lines: Any) -> list[dict[str, Any]]:
                 task_run_id = uuid.UUID(str(task_run_id))
             except ValueError:
                 raise _bad(index, "task_run_id", "task_run_id is a UUID.") from None
+        task_key = line.get("task_key")
+        map_index = line.get("map_index", -1)
+        if task_key is not None:
+            if task_run_id is not None:
+                raise _bad(index, "task_key", "Give task_run_id or task_key (+ map_index), not both.")
+            if not isinstance(task_key, str) or not 0 < len(task_key) <= 200:
+                raise _bad(index, "task_key", "task_key is a task's key of 1–200 characters.")
+            if isinstance(map_index, bool) or not isinstance(map_index, int) or map_index < -1:
+                raise _bad(index, "map_index", "map_index is -1 (not mapped) or a child's index.")
         cleaned.append({
             "sequence": sequence, "level": _level(line.get("level"), index),
             "timestamp": _timestamp(line.get("timestamp"), index), "logger": logger_name, "message": message,
-            "task_run_id": task_run_id,
+            "task_run_id": task_run_id, "task": (task_key, map_index) if task_key is not None else None,
         })
     return cleaned
+
+
+def _resolve_task_keys(workspace_id: Any, flow_run: FlowRun, cleaned: list[dict[str, Any]]) -> None:
+    """Turn (task_key, map_index) into the task run's id. A line for a task run the server has
+    not heard of yet (its state batch is still on the way) is kept, without the link."""
+    wanted = {line["task"] for line in cleaned if line["task"] is not None}
+    found: dict[tuple[str, int], Any] = {}
+    if wanted:
+        rows = (TaskRun.objects.for_workspace(workspace_id)
+                .filter(flow_run=flow_run, task_key__in={key for key, _ in wanted})
+                .values_list("task_key", "map_index", "pk"))
+        found = {(key, index): pk for key, index, pk in rows}
+    for line in cleaned:
+        task = line.pop("task")
+        if task is not None:
+            line["task_run_id"] = found.get(task)
 
 
 @transaction.atomic
@@ -105,6 +130,7 @@ def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> in
         return 0  # A3: accepted, nothing stored
     workspace_id = flow_run.workspace_id
     with workspace_scope([workspace_id]):
+        _resolve_task_keys(workspace_id, flow_run, cleaned)
         task_run_ids = {line["task_run_id"] for line in cleaned if line["task_run_id"] is not None}
         if task_run_ids:
             known = set(

@@ -83,3 +83,9 @@ def test_run_all_once_ignores_the_schedule() -> None:
     loop.run_due()
     assert loop.run_all_once() == ["a"]
     assert calls == ["a", "a"]
+
+
+def test_periodic_every_caps_each_interval_and_keeps_shorter_ones() -> None:
+    services = (PeriodicService("a.b", every=30), PeriodicService("c.d", every=0.5))
+    assert [s.every for s in embedded.with_max_interval(services, 2.0)] == [2.0, 0.5]
+    assert embedded.with_max_interval(services, None) == services

@@ -90,6 +90,9 @@ def test_a3_with_log_upload_off_posts_are_accepted_and_nothing_is_stored(world_a
         ([line(1, level="LOUD")], "invalid_log_line"),
         ([{**line(1), "timestamp": "yesterday"}], "invalid_log_line"),
         ([line(1, task_run_id="not-a-uuid")], "invalid_log_line"),
+        ([line(1, task_key="")], "invalid_log_line"),
+        ([line(1, task_key="extract", map_index=-2)], "invalid_log_line"),
+        ([line(1, task_key="extract", task_run_id="6f1c5b1e-1111-4111-8111-111111111111")], "invalid_log_line"),
         ("not a list", "invalid"),
     ],
 )
@@ -118,6 +121,22 @@ def test_a_task_run_of_another_flow_run_is_refused(actor_a, run_a, version_a):
     with pytest.raises(InvalidInput) as excinfo:
         logs_ingest(actor=actor_a, flow_run=run_a, lines=[line(1, task_run_id=str(foreign_task.pk))])
     assert excinfo.value.code == "unknown_task_run"
+
+
+def test_lines_name_their_task_run_by_key_and_map_index(actor_a, run_a):
+    # given: the flow-run process knows task keys, not task-run ids
+    parent = TaskRunFactory(flow_run=run_a, task_key="load", map_index=-1)
+    child = TaskRunFactory(flow_run=run_a, task_key="load", map_index=3)
+    # when
+    count = logs_ingest(actor=actor_a, flow_run=run_a, lines=[
+        line(1, task_key="load"), line(2, task_key="load", map_index=3),
+        line(3, task_key="not-reported-yet", map_index=0), line(4),
+    ])
+    # then: resolved where the task run exists; a line whose task run is still on its way is kept
+    assert count == 4
+    with rls_bypass():
+        links = dict(LogEntry.objects.unscoped().filter(flow_run=run_a).values_list("sequence", "task_run_id"))
+    assert links == {1: parent.pk, 2: child.pk, 3: None, 4: None}
 
 
 def test_another_workspaces_run_is_not_found(actor_b, run_a):

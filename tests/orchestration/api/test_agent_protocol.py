@@ -74,7 +74,8 @@ def test_full_protocol_from_register_to_completed(world_a, registered):
     # log lines in a batch
     logs = agent_client.post(url + "logs/", {"lines": [
         {"sequence": 1, "level": 20, "timestamp": "2026-01-01T00:00:00Z", "message": "hello"},
-        {"sequence": 2, "level": "ERROR", "timestamp": "2026-01-01T00:00:01Z", "message": "oops", "logger": "etl"},
+        {"sequence": 2, "level": "ERROR", "timestamp": "2026-01-01T00:00:01Z", "message": "oops", "logger": "etl",
+         "task_key": "extract", "map_index": -1},
     ]}, format="json")
     assert logs.status_code == 200 and logs.json()["count"] == 2
     # final state
@@ -90,6 +91,7 @@ def test_full_protocol_from_register_to_completed(world_a, registered):
     assert [s["type"] for s in detail["states"]][-3:] == ["PENDING", "RUNNING", "COMPLETED"]
     listed = developer.get(url + "logs/", {"level_gte": 30}).json()
     assert [line["message"] for line in listed["results"]] == ["oops"]
+    assert listed["results"][0]["task_run"] == detail["task_runs"][0]["id"]
     assert developer.get(url + "task-runs/").json()["results"][0]["state_type"] == "COMPLETED"
 
 
