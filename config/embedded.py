@@ -55,6 +55,7 @@ SERVICES: tuple[PeriodicService, ...] = (
     PeriodicService("orchestration.services.late_runs.mark_late_runs", every=15),
     PeriodicService("orchestration.services.late_runs.apply_catchup_policy", every=15),
     PeriodicService("orchestration.services.reaper.reap_lost_runs", every=30),
+    PeriodicService("orchestration.services.agents.announce_silent_agents", every=15),
     PeriodicService("orchestration.services.logs.purge_expired_logs", every=3600),
 )
 

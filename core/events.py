@@ -1,9 +1,12 @@
 """Publishing events after commit (DESIGN.md §5).
 
 Every state change, run creation, agent status change and log batch calls :func:`publish`. The
-event is sent only once the transaction commits (``transaction.on_commit``), to the channel-layer
-group of its workspace (and, when given, of one flow run), so a rolled-back change is never
-announced and a subscriber only ever hears about its own workspace. A channel layer that is down
+event is sent only once the transaction commits (``transaction.on_commit``), so a rolled-back change
+is never announced, to one channel-layer group, so a subscriber only ever hears about its own
+workspace: events about the workspace's objects (runs created, flow-run states, agents …) go to the
+workspace's group; what happens *inside* one flow run (task-run states, log lines) goes to that
+run's group only, heard by whoever is looking at the run, so busy runs never flood dashboards and
+each event costs one send. A channel layer that is down
 (Redis stopped) loses the live event but never fails or delays the write that caused it (G3):
 events to Redis go through a background sender; clients fill gaps from REST.
 """
@@ -34,12 +37,11 @@ def flow_run_group(flow_run_id: Any) -> str:
 
 
 def publish(*, workspace_id: Any, type: str, data: dict[str, Any], flow_run_id: Any = None) -> None:
-    """Send ``{"type": type, "workspace_id", "data", "at"}`` to the workspace's subscribers (and the
-    run's, when ``flow_run_id`` is given) after the current transaction commits."""
+    """Send ``{"type": type, "workspace_id", "data", "at"}`` after the current transaction commits:
+    to the subscribers of flow run ``flow_run_id`` when given (events inside a run), otherwise to the
+    workspace's subscribers."""
     event = {"type": type, "workspace_id": str(workspace_id), "data": data, "at": timezone.now().isoformat()}
-    groups = [workspace_group(workspace_id)]
-    if flow_run_id is not None:
-        groups.append(flow_run_group(flow_run_id))
+    groups = [workspace_group(workspace_id) if flow_run_id is None else flow_run_group(flow_run_id)]
     transaction.on_commit(lambda: _send(groups, event))
 
 
@@ -70,6 +72,7 @@ class _BackgroundSender:
     with a warning rather than growing memory; clients fill gaps from REST."""
 
     MAX_QUEUED = 10_000
+    BATCH = 500
 
     def __init__(self) -> None:
         self._queue: queue.Queue[tuple[Any, list[str], dict[str, Any]]] = queue.Queue(self.MAX_QUEUED)
@@ -102,13 +105,26 @@ class _BackgroundSender:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         while True:
-            layer, groups, message = self._queue.get()
+            batch = [self._queue.get()]
+            # Whatever queued meanwhile goes out in the same pass of the loop, still in order.
+            while len(batch) < self.BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                loop.run_until_complete(_send_all(layer, groups, message))
+                loop.run_until_complete(self._send_batch(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    @staticmethod
+    async def _send_batch(batch: list[tuple[Any, list[str], dict[str, Any]]]) -> None:
+        for layer, groups, message in batch:
+            try:
+                await _send_all(layer, groups, message)
             except Exception:  # noqa: BLE001 - keep sending the next ones
                 logger.warning("could not publish %s to %s", message["event"]["type"], groups, exc_info=True)
-            finally:
-                self._queue.task_done()
 
 
 _sender = _BackgroundSender()

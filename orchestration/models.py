@@ -165,6 +165,9 @@ class Agent(TenantModel):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The claim loop's last cycle: an agent that heartbeats but stopped polling is unhealthy.
     last_poll_at = models.DateTimeField(null=True, blank=True)
+    # The last status a sweep announced: silence is noticed by the periodic sweep (nobody calls in
+    # to say they stopped), recovery by the heartbeat that ends it.
+    announced_status = models.CharField(max_length=16, default="offline")
 
     class Meta(TenantModel.Meta):
         constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="agent_unique_name")]

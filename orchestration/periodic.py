@@ -31,6 +31,8 @@ PLATFORM_TICKS: tuple[PlatformTick, ...] = (
     # orchestration.services.reaper.reap_lost_runs and orchestration.services.logs.purge_expired_logs.
     PlatformTick("flowdeck: reap lost runs", "orchestration.tasks.reap_lost_runs_task", 30,
                  "Crash runs whose lease expired and retry them per policy."),
+    PlatformTick("flowdeck: announce silent agents", "orchestration.tasks.announce_silent_agents_task", 15,
+                 "Announce agents that went unhealthy or offline without a word."),
     PlatformTick("flowdeck: purge expired logs", "orchestration.tasks.purge_expired_logs_task", 3600,
                  "Delete log lines older than the retention period."),
 )

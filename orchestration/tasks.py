@@ -39,6 +39,13 @@ def reap_lost_runs_task() -> int:
     return reap_lost_runs()
 
 
+@shared_task(name="orchestration.tasks.announce_silent_agents_task", ignore_result=True)
+def announce_silent_agents_task() -> int:
+    from orchestration.services.agents import announce_silent_agents
+
+    return announce_silent_agents()
+
+
 @shared_task(name="orchestration.tasks.purge_expired_logs_task", ignore_result=True)
 def purge_expired_logs_task() -> int:
     from orchestration.services.logs import purge_expired_logs

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -174,6 +176,22 @@ def db_now() -> dt.datetime:
         return cursor.fetchone()[0]  # type: ignore[index]
 
 
+def _in_transaction(func: Callable[..., OrchestrationResult]) -> Callable[..., OrchestrationResult]:
+    """Run ``func`` in the caller's transaction, or in a new one when there is none. No savepoint:
+    a transition is two statements, and under load every round trip waits for a CPU. Refusals
+    (404, stale version) are raised before anything is written; a caller that wants to carry on
+    after an error (the reaper's loop) wraps the call in its own ``transaction.atomic()``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> OrchestrationResult:
+        if transaction.get_connection().in_atomic_block:
+            return func(*args, **kwargs)
+        with transaction.atomic():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:
     return OrchestrationResult(
         status=context.status,
@@ -195,7 +213,7 @@ def _stale(run: FlowRun | TaskRun, what: str) -> Conflict:
     )
 
 
-@transaction.atomic
+@_in_transaction
 def flow_run_set_state(
     *,
     actor: Principal | None,
@@ -210,14 +228,14 @@ def flow_run_set_state(
 
     The caller's transaction must be scoped to the workspace (a request is; a service scopes
     itself; platform services use ``rls_bypass``)."""
-    run = (
+    rows = (
         FlowRun.objects.for_workspace(workspace_id)
         .select_for_update(of=("self",))
         .select_related("flow", "agent")
         .annotate(db_now=Now())
-        .filter(pk=flow_run_id)
-        .first()
+        .filter(pk=flow_run_id)[:1]  # no .first(): its ORDER BY is compiled on every transition
     )
+    run = next(iter(rows), None)
     if run is None:
         raise NotFound()
     if expected_version is not None and expected_version != run.state_version:
@@ -233,12 +251,11 @@ def flow_run_set_state(
         workspace_id=run.workspace_id,
         type="flow_run.state_changed",
         data={"id": str(run.pk), "state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
-        flow_run_id=run.pk,
     )
     return _result(run, context)
 
 
-@transaction.atomic
+@_in_transaction
 def task_run_set_state(
     *,
     actor: Principal | None,
@@ -249,13 +266,13 @@ def task_run_set_state(
     attempt: int | None = None,
     policy: Policy | None = None,
 ) -> OrchestrationResult:
-    run = (
+    rows = (
         TaskRun.objects.for_workspace(workspace_id)
         .select_for_update()
         .annotate(db_now=Now())
-        .filter(pk=task_run_id)
-        .first()
+        .filter(pk=task_run_id)[:1]
     )
+    run = next(iter(rows), None)
     if run is None:
         raise NotFound()
     if expected_version is not None and expected_version != run.state_version:

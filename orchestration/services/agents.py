@@ -18,7 +18,7 @@ from django.db.models.functions import Now
 from accounts.authz import Principal, authorize
 from core.errors import Forbidden, InvalidInput
 from core.events import publish
-from core.tenancy import workspace_scope
+from core.tenancy import rls_bypass, workspace_scope
 from orchestration.models import Agent, FlowRun, StateType
 from orchestration.selectors import agents_covering_labels, db_now
 
@@ -225,6 +225,28 @@ def _publish_status(agent: Agent, previous: str, status: str) -> None:
         type="agent.status_changed",
         data={"id": str(agent.pk), "name": agent.name, "previous": previous, "status": status},
     )
+
+
+def announce_silent_agents() -> int:
+    """Periodic sweep: announce agents that went unhealthy or offline by *not* calling in (a
+    killed host, a frozen claim loop) with ``agent.status_changed``; returns how many. Recovery is
+    announced by the heartbeat that ends the silence, so here it is only recorded. Safe to run
+    concurrently: each agent row is taken with SKIP LOCKED."""
+    announced = 0
+    with transaction.atomic(), rls_bypass():
+        now = db_now()
+        agents = list(Agent.objects.unscoped().select_for_update(skip_locked=True)
+                      .only("pk", "workspace_id", "name", "created_at", "poll_interval_seconds", "last_heartbeat_at",
+                            "last_poll_at", "announced_status"))
+        for agent in agents:
+            status = agent_status(agent, now)
+            if status == agent.announced_status:
+                continue
+            if status != HEALTHY:
+                _publish_status(agent, agent.announced_status, status)
+                announced += 1
+            Agent.objects.unscoped().filter(pk=agent.pk).update(announced_status=status)
+    return announced
 
 
 def run_has_live_agent(flow_run: FlowRun) -> bool:

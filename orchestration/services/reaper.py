@@ -82,17 +82,18 @@ def _reap_batch(now: datetime | None) -> tuple[int, int]:
         for run_id, workspace_id, state_type, lease_expires_at in rows:
             reason = _reason(state_type, lease_expires_at, cutoff)
             try:
-                result = flow_run_set_state(
-                    actor=None,
-                    flow_run_id=run_id,
-                    state=ProposedState(
-                        type=StateType.CRASHED, name="Crashed", message=reason,
-                        details={"reason": reason, "reaped_from": state_type,
-                                 "lease_expires_at": lease_expires_at.isoformat() if lease_expires_at else None},
-                    ),
-                    workspace_id=workspace_id,
-                    policy=policy,
-                )
+                with transaction.atomic():  # a savepoint: one bad run leaves the batch intact
+                    result = flow_run_set_state(
+                        actor=None,
+                        flow_run_id=run_id,
+                        state=ProposedState(
+                            type=StateType.CRASHED, name="Crashed", message=reason,
+                            details={"reason": reason, "reaped_from": state_type,
+                                     "lease_expires_at": lease_expires_at.isoformat() if lease_expires_at else None},
+                        ),
+                        workspace_id=workspace_id,
+                        policy=policy,
+                    )
             except Exception:  # noqa: BLE001
                 # One bad run must not keep the others alive; its savepoint was rolled back.
                 logger.exception("could not reap flow run %s", run_id)

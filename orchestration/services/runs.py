@@ -218,7 +218,6 @@ def _created_event(run: FlowRun) -> None:
         type="flow_run.created",
         data={"id": str(run.pk), "flow_id": str(run.flow_id), "name": run.name, "state_type": run.state_type,
               "scheduled_start": run.scheduled_start.isoformat()},
-        flow_run_id=run.pk,
     )
 
 
@@ -493,8 +492,7 @@ def flow_run_delete(*, actor: Principal, flow_run: FlowRun) -> None:
         authorize(actor, "flow_run:update", run)
         run_id = run.pk
         FlowRun.objects.for_workspace(actor.workspace).filter(pk=run_id).delete()
-        publish(workspace_id=actor.workspace.pk, type="flow_run.deleted", data={"id": str(run_id)},
-                flow_run_id=run_id)
+        publish(workspace_id=actor.workspace.pk, type="flow_run.deleted", data={"id": str(run_id)})
 
 
 # --- bulk actions ------------------------------------------------------------------------------------

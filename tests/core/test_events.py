@@ -1,5 +1,5 @@
-"""publish(): events go out after commit, only to the workspace's (and run's) groups, and a broken
-channel layer never fails the write that caused them."""
+"""publish(): events go out after commit, only to the workspace's group (or, for what happens inside
+a run, only to that run's group), and a broken channel layer never fails the write that caused them."""
 
 from __future__ import annotations
 
@@ -43,17 +43,32 @@ def _receive(channel: str, timeout: float = 1.0):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_event_is_delivered_after_commit_to_workspace_and_run_groups():
+def test_event_is_delivered_after_commit_to_the_workspace_group_only():
     ws, other, run = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     mine, theirs, run_channel = _subscribe(workspace_group(ws)), _subscribe(workspace_group(other)), _subscribe(flow_run_group(run))
     with transaction.atomic():
-        publish(workspace_id=ws, type="flow_run.state_changed", data={"id": str(run)}, flow_run_id=run)
+        publish(workspace_id=ws, type="flow_run.state_changed", data={"id": str(run)})
         assert _receive(mine, timeout=0.2) is None  # nothing before commit
     message = _receive(mine)
     assert message["event"]["type"] == "flow_run.state_changed"
     assert message["event"]["workspace_id"] == str(ws)
-    assert _receive(run_channel)["event"]["data"] == {"id": str(run)}
+    assert message["event"]["data"] == {"id": str(run)}
     assert _receive(theirs, timeout=0.2) is None
+    assert _receive(run_channel, timeout=0.2) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_inside_a_run_go_to_that_runs_group_only():
+    ws, run, other_run = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    workspace, run_channel, other_channel = (_subscribe(workspace_group(ws)), _subscribe(flow_run_group(run)),
+                                             _subscribe(flow_run_group(other_run)))
+    with transaction.atomic():
+        publish(workspace_id=ws, type="logs.appended", data={"count": 3}, flow_run_id=run)
+    message = _receive(run_channel)
+    assert (message["event"]["type"], message["event"]["data"]) == ("logs.appended", {"count": 3})
+    assert message["event"]["workspace_id"] == str(ws)
+    assert _receive(workspace, timeout=0.2) is None
+    assert _receive(other_channel, timeout=0.2) is None
 
 
 @pytest.mark.django_db(transaction=True)

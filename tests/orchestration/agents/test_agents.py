@@ -21,6 +21,7 @@ from orchestration.services.agents import (
     agent_heartbeat,
     agent_register,
     agent_status,
+    announce_silent_agents,
     run_has_live_agent,
 )
 from tests.orchestration.agents.conftest import due_runs
@@ -218,3 +219,60 @@ def test_the_heartbeat_reply_lists_the_agents_runs_to_cancel(world_a, actor_a, a
     reply = agent_heartbeat(actor=actor_a, agent=agent_a)
     # then
     assert reply["cancel_flow_run_ids"] == [str(cancelled.pk)]
+
+
+def test_silent_agents_are_announced_once_by_the_sweep(world_a, world_b, monkeypatch,
+                                                       django_capture_on_commit_callbacks):
+    # given: one agent that stopped heartbeating, one whose claim loop froze, one healthy, all
+    # last announced healthy, and another workspace's silent agent
+    sent: list[dict] = []
+    monkeypatch.setattr("core.events._send", lambda groups, event: sent.append({"groups": groups, **event}))
+    now, long_ago = timezone.now(), timezone.now() - timedelta(minutes=10)
+
+    def agent(world, name, heartbeat, poll):  # type: ignore[no-untyped-def]
+        return AgentFactory(workspace=world.workspace, service_account=world.agent, name=name,
+                            last_heartbeat_at=heartbeat, last_poll_at=poll, announced_status=HEALTHY)
+
+    gone = agent(world_a, "gone", long_ago, long_ago)
+    frozen = agent(world_a, "frozen", now, long_ago)
+    agent(world_a, "fine", now, now)
+    theirs = agent(world_b, "theirs", long_ago, long_ago)
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        announced = announce_silent_agents()
+    # then: each silent agent is announced once, to its own workspace only
+    assert announced == 3
+    by_agent = {e["data"]["name"]: e for e in sent}
+    assert set(by_agent) == {"gone", "frozen", "theirs"}
+    assert (by_agent["gone"]["data"]["previous"], by_agent["gone"]["data"]["status"]) == (HEALTHY, "offline")
+    assert by_agent["frozen"]["data"]["status"] == "unhealthy"
+    assert by_agent["gone"]["groups"] == [f"ws.{world_a.workspace.pk}"]
+    assert by_agent["theirs"]["groups"] == [f"ws.{world_b.workspace.pk}"]
+    with rls_bypass():
+        assert Agent.all_objects.get(pk=gone.pk).announced_status == "offline"
+        assert Agent.all_objects.get(pk=frozen.pk).announced_status == "unhealthy"
+        assert Agent.all_objects.get(pk=theirs.pk).announced_status == "offline"
+    # and: a second sweep has nothing new to say
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert announce_silent_agents() == 0
+    assert sent == []
+
+
+def test_recovery_is_recorded_by_the_sweep_without_a_second_announcement(world_a, actor_a, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    # given: an agent announced offline that heartbeats again (the heartbeat announces it)
+    sent: list[dict] = []
+    monkeypatch.setattr("core.events._send", lambda groups, event: sent.append(event))
+    agent = AgentFactory(workspace=world_a.workspace, service_account=world_a.agent,
+                         last_heartbeat_at=timezone.now() - timedelta(minutes=10), announced_status="offline")
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_heartbeat(actor=actor_a, agent=agent, polled=True)
+    assert [e["data"]["status"] for e in sent] == [HEALTHY]
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        assert announce_silent_agents() == 0
+    # then
+    assert [e["data"]["status"] for e in sent] == [HEALTHY]
+    with rls_bypass():
+        assert Agent.all_objects.get(pk=agent.pk).announced_status == HEALTHY
