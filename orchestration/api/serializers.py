@@ -208,6 +208,10 @@ class AttemptIn(StrictInputSerializer):
     attempt = serializers.IntegerField(min_value=1, max_value=10**6)
 
 
+class FlowRunHeartbeatIn(AttemptIn):
+    lease_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False, default=60)
+
+
 class AgentRegisterIn(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     type = serializers.ChoiceField(choices=Agent.Type.values)

@@ -635,14 +635,15 @@ class FlowRunLogsView(_Views):
 class FlowRunHeartbeatView(_Views):
     scope_map = {"POST": "flow_run:report_state"}
 
-    @extend_schema(request=s.AttemptIn, responses=OpenApiTypes.OBJECT,
+    @extend_schema(request=s.FlowRunHeartbeatIn, responses=OpenApiTypes.OBJECT,
                    summary="Flow-run heartbeat: extends the lease; the reply says if cancellation was requested")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
-        data = _valid(s.AttemptIn, request)
+        data = _valid(s.FlowRunHeartbeatIn, request)
         run = self.flow_run(flow_run_id)
 
         def compute() -> tuple[int, dict]:
-            reply = _svc("heartbeats").flow_run_heartbeat(actor=self.principal, flow_run=run, attempt=data["attempt"])
+            reply = _svc("heartbeats").flow_run_heartbeat(actor=self.principal, flow_run=run, attempt=data["attempt"],
+                                                              lease_seconds=data["lease_seconds"])
             return status.HTTP_200_OK, _jsonable(reply)
 
         return _idempotent(self, request, f"flow_run:{run.pk}:heartbeat", compute)

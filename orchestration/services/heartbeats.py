@@ -1,7 +1,8 @@
 """Flow-run heartbeats: the flow-run process extends its run's lease while it works (D2, D5).
 
-The lease ends at the database's ``now()`` + :data:`HEARTBEAT_LEASE_SECONDS` (D6: the process's
-clock plays no part). A heartbeat for an attempt that is no longer the run's current one, or for
+The lease ends at the database's ``now()`` + the heartbeat's ``lease_seconds`` (default
+:data:`HEARTBEAT_LEASE_SECONDS`; the agent's ``--lease`` makes a lost run come back sooner) — D6:
+the process's clock plays no part. A heartbeat for an attempt that is no longer the run's current one, or for
 a run that is no longer held (crashed by the reaper, finished, cancelled), is answered 409: the
 agent must then stop that process, because the run has moved on without it.
 """
@@ -13,13 +14,14 @@ from typing import Any
 from django.db import transaction
 
 from accounts.authz import Principal, authorize
-from core.errors import Conflict
+from core.errors import Conflict, InvalidInput
 from core.tenancy import workspace_scope
 from orchestration.models import FlowRun, StateType
 from orchestration.services.claims import lease_until
 
 # Processes heartbeat every ~15 s; a lease survives a few lost heartbeats.
 HEARTBEAT_LEASE_SECONDS = 60
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 10, 3600
 LEASED_STATES = (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)
 
 
@@ -28,11 +30,18 @@ class StaleAttempt(Conflict):
 
 
 @transaction.atomic
-def flow_run_heartbeat(*, actor: Principal, flow_run: FlowRun, attempt: int) -> dict[str, Any]:
+def flow_run_heartbeat(
+    *, actor: Principal, flow_run: FlowRun, attempt: int, lease_seconds: int = HEARTBEAT_LEASE_SECONDS
+) -> dict[str, Any]:
     """Extend the run's lease for ``attempt``. Returns ``{"cancellation_requested",
     "lease_expires_at", "state_type", "attempt"}``; a stale attempt or a run that is no longer
     held (``run_not_held``) → 409, and the agent stops the run."""
     authorize(actor, "flow_run:report_state", flow_run)
+    if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int) or not (
+        MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS
+    ):
+        raise InvalidInput(f"lease_seconds must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}.",
+                           details={"lease_seconds": ["Invalid."]})
     with workspace_scope([flow_run.workspace_id]):
         run = FlowRun.objects.for_workspace(flow_run.workspace_id).select_for_update().get(pk=flow_run.pk)
         if attempt != run.attempt:
@@ -47,7 +56,7 @@ def flow_run_heartbeat(*, actor: Principal, flow_run: FlowRun, attempt: int) -> 
                 details={"attempt": run.attempt, "state_type": run.state_type, "state_name": run.state_name},
             )
         FlowRun.objects.for_workspace(run.workspace_id).filter(pk=run.pk).update(
-            lease_expires_at=lease_until(HEARTBEAT_LEASE_SECONDS)
+            lease_expires_at=lease_until(lease_seconds)
         )
         run.refresh_from_db(fields=["lease_expires_at"])
     assert run.lease_expires_at is not None

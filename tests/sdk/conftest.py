@@ -113,7 +113,7 @@ def live_server_url(flowdeck_server: LiveServer) -> str:
     return flowdeck_server.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its reaper must not outlive the module that wants it
 def flowdeck_server_with_periodic(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     server = LiveServer(periodic_every=1.0, log_dir=tmp_path_factory.mktemp("live-server-periodic"))
     server.start()

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.authz import principal_for_user
 from accounts.models import Role
-from core.errors import Conflict
+from core.errors import Conflict, InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state, task_run_set_state
 from orchestration.models import ConcurrencySlot, FlowRun, FlowRunState, StateType
@@ -65,6 +65,23 @@ def test_a_heartbeat_extends_the_lease_from_the_db_clock(actor_a, agent_a, versi
     assert abs(stored.lease_expires_at - now - timedelta(seconds=HEARTBEAT_LEASE_SECONDS)) < timedelta(seconds=5)
     assert reply == {"cancellation_requested": False, "lease_expires_at": stored.lease_expires_at.isoformat(),
                      "state_type": StateType.RUNNING, "attempt": 1}
+
+
+@pytest.mark.django_db
+def test_a_heartbeat_may_ask_for_a_shorter_or_longer_lease_within_bounds(actor_a, agent_a, version_a):
+    # given
+    due_runs(version_a, 1)
+    (run,) = flow_runs_claim(actor=actor_a, agent=agent_a, lease_seconds=10)
+    _start(actor_a, run)
+    # when
+    flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1, lease_seconds=15)
+    # then
+    with rls_bypass():
+        now = db_now()
+    assert abs(_fetch(run).lease_expires_at - now - timedelta(seconds=15)) < timedelta(seconds=3)
+    for bad in (9, 3601, True, "60"):
+        with pytest.raises(InvalidInput):
+            flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1, lease_seconds=bad)
 
 
 @pytest.mark.django_db
