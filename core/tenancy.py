@@ -105,13 +105,16 @@ def restore(token: RlsToken) -> None:
 @contextlib.contextmanager
 def workspace_scope(workspace_ids: Iterable[Any]) -> Iterator[None]:
     """Run a block scoped to these workspaces (in a transaction, opened here if need be)."""
+    # A transaction opened here ends with the block, and the settings with it: no restore needed.
+    owns_transaction = not transaction.get_connection().in_atomic_block
     # savepoint=False: an error rolls back the caller's transaction, which ends the scope too.
     with transaction.atomic(savepoint=False):
         token = enter_workspaces(workspace_ids)
         try:
             yield
         finally:
-            restore(token)
+            if not owns_transaction:
+                restore(token)
 
 
 @contextlib.contextmanager
@@ -120,10 +123,11 @@ def rls_bypass() -> Iterator[None]:
     tenants before a workspace is known (key authentication, invitation tokens, workspace
     creation). The block runs in a transaction (opened here if need be), since the setting is
     transaction-local."""
+    owns_transaction = not transaction.get_connection().in_atomic_block
     with transaction.atomic(savepoint=False):
         (previous,) = _set_configs({"app.rls_bypass": "on"})
         try:
             yield
         finally:
-            if not _transaction_failed():
+            if not owns_transaction and not _transaction_failed():
                 _set_configs({"app.rls_bypass": previous})
