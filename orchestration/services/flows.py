@@ -34,6 +34,10 @@ STORAGE_TYPES = ("module", "file", "git", "image")
 AGENT_TYPES = ("process", "docker", "kubernetes")
 METADATA_FIELDS = ("tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Container resources a Docker or Kubernetes agent applies (Kubernetes quantity syntax).
+RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -283,7 +287,8 @@ def _validate_storage(errors: _Errors, storage: Any) -> dict:
 def _validate_run_config(errors: _Errors, run_config: Any) -> dict:
     if run_config is None:
         return {}
-    run_config = _check_object(errors, "run_config", run_config, {"agent_type", "image", "env", "labels"})
+    run_config = _check_object(errors, "run_config", run_config, {"agent_type", "image", "env", "labels",
+                                                                  *RESOURCE_FIELDS, "image_pull_policy"})
     if not run_config and run_config != {}:
         return {}
     clean: dict[str, Any] = {}
@@ -293,6 +298,17 @@ def _validate_run_config(errors: _Errors, run_config: Any) -> dict:
         clean["agent_type"] = run_config["agent_type"]
     if "image" in run_config:
         clean["image"] = _string(errors, "run_config.image", run_config["image"], limit=MAX_STRING, required=False)
+    for field in RESOURCE_FIELDS:
+        if field in run_config:
+            value = run_config[field]
+            if isinstance(value, bool) or not isinstance(value, str | int | float) or not _QUANTITY.match(str(value)):
+                errors.add(f"run_config.{field}", "A Kubernetes quantity such as 500m, 2, 1.5, 512Mi or 4Gi.")
+            else:
+                clean[field] = str(value)
+    if "image_pull_policy" in run_config:
+        if run_config["image_pull_policy"] not in PULL_POLICIES:
+            errors.add("run_config.image_pull_policy", f"Must be one of {', '.join(PULL_POLICIES)}.")
+        clean["image_pull_policy"] = run_config["image_pull_policy"]
     if "labels" in run_config:
         clean["labels"] = _str_list(errors, "run_config.labels", run_config["labels"], limit=MAX_LABELS, item_limit=100)
     env = run_config.get("env")

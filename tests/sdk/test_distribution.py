@@ -11,8 +11,9 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-import flowdeck
 import pytest
+
+import flowdeck
 
 REPO = Path(__file__).resolve().parents[2]
 SDK = REPO / "agents_sdk"

@@ -1,25 +1,161 @@
-"""The ``flowdeck`` command line. Later subcommands (``register``, ``agent start`` …) are added as
-Typer sub-apps here; every command gets ``--help`` from Typer."""
+"""The ``flowdeck`` command line.
+
+Commands: ``login``, ``register``, ``flows list``, ``run``, ``runs list|show|logs|cancel``,
+``agents list``, ``agent …`` (running an agent) and ``version``. Every command has ``--help``; every
+command that prints data takes ``--output json`` (plain JSON on stdout and nothing else; messages and
+errors go to stderr).
+
+Settings come from ``FLOWDECK_API_URL``, ``FLOWDECK_API_KEY``, ``FLOWDECK_WORKSPACE`` or the file that
+``flowdeck login`` writes (``$FLOWDECK_HOME/config.toml``, default ``~/.flowdeck/config.toml``).
+
+Exit codes (scripts can rely on them):
+
+====  ==========================================================================================
+0     success; for ``run --watch``: the run ended COMPLETED
+1     the server refused the request (invalid input, conflict …); ``run --watch``: FAILED or CRASHED
+2     wrong usage (unknown command or option, bad ``--param``); ``run --watch``: the run was CANCELLED
+3     not configured or not allowed: no URL/key, the key was refused (401), lacks the role (403), or
+      the plan does not allow it (402)
+4     not found (no such flow, run …, or not visible to this key)
+5     the server could not be reached, kept failing (5xx) or rate-limited the client
+130   interrupted (Ctrl-C); a watched run keeps running on its agent
+====  ==========================================================================================
+"""
 
 from __future__ import annotations
 
+import enum
+import importlib
+import importlib.util
+import json
 import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from flowdeck import __version__
+from flowdeck.agent.cli import agent_app
+from flowdeck.client import (
+    AuthenticationError,
+    Client,
+    FlowdeckError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerUnavailableError,
+)
+from flowdeck.config import ConfigError, write_config_file
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_NOT_FOUND = 4
+EXIT_UNAVAILABLE = 5
+EXIT_INTERRUPTED = 130
+# ``run --watch``: the run's final state → exit code.
+RUN_EXIT_CODES = {"COMPLETED": EXIT_OK, "FAILED": 1, "CRASHED": 1, "CANCELLED": 2}
+TERMINAL_STATES = frozenset(RUN_EXIT_CODES)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success (run --watch: COMPLETED); 1 request refused (run --watch: FAILED or CRASHED); "
+    "2 wrong usage (run --watch: CANCELLED); 3 not configured / key refused / not allowed; 4 not found; "
+    "5 server unreachable or failing; 130 interrupted."
+)
 
 app = typer.Typer(
     name="flowdeck",
-    help="Flowdeck SDK and agent: register flows and run them in your own infrastructure.",
+    help="Flowdeck SDK and agent: register flows and run them in your own infrastructure.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+flows_app = typer.Typer(help="Registered flows.", no_args_is_help=True)
+runs_app = typer.Typer(help="Flow runs: list, show, follow logs, cancel.", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents registered in the workspace.", no_args_is_help=True)
+app.add_typer(flows_app, name="flows")
+app.add_typer(runs_app, name="runs")
+app.add_typer(agents_app, name="agents")
+app.add_typer(agent_app, name="agent")
+
 # Human-facing output (tables, progress) goes through rich; plain facts scripts may parse
-# (the version) are echoed without markup or highlighting.
+# (the version, JSON) are echoed without markup or highlighting.
 console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class Output(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+OUTPUT_OPTION = typer.Option(Output.text, "--output", "-o", help="text for people, json for scripts.")
+
+
+# --- plumbing -----------------------------------------------------------------------------------
+
+
+def _exit_code_for(exc: FlowdeckError) -> int:
+    if isinstance(exc, (ConfigError, AuthenticationError, PermissionDeniedError, PaymentRequiredError)):
+        return EXIT_CONFIG
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, (ServerUnavailableError, RateLimitedError)):
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"Error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Client errors → a message on stderr and the documented exit code."""
+    try:
+        yield
+    except FlowdeckError as exc:
+        _fail(str(exc), _exit_code_for(exc))
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _client() -> Client:
+    return Client(retries=3)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _short(value: Any, width: int = 8) -> str:
+    return str(value or "")[:width]
+
+
+def _when(value: Any) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM:SS' (server times are UTC)."""
+    text = str(value or "")
+    return text[:19].replace("T", " ") if text else "-"
+
+
+def _table(*columns: str) -> Table:
+    table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+# --- root, version, login -----------------------------------------------------------------------
 
 
 def _print_version(value: bool) -> None:
@@ -45,6 +181,406 @@ def version(
     typer.echo(f"flowdeck {__version__}")
     if verbose:
         typer.echo(f"Python {platform.python_version()} on {platform.platform()}")
+
+
+@app.command()
+def login(
+    url: str = typer.Option(..., "--url", help="The Flowdeck server, e.g. https://flowdeck.example.com"),
+    key: str = typer.Option(..., "--key", prompt="API key", hide_input=True, help="An API key (fd_…)."),
+    workspace: str | None = typer.Option(None, "--workspace", "-w",
+                                         help="Workspace slug (default: the key's workspace)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Check an API key against the server and save the settings for later commands.
+
+    The settings go to $FLOWDECK_HOME/config.toml (default ~/.flowdeck/config.toml), readable only by
+    you (mode 0600). Environment variables FLOWDECK_API_URL / FLOWDECK_API_KEY / FLOWDECK_WORKSPACE
+    still take precedence over the file.
+    """
+    with _errors():
+        client = Client(url, key, workspace, retries=2)
+        me = client.me()
+        slugs = [str(w.get("slug")) for w in me.get("workspaces", [])]
+        if workspace is not None and workspace not in slugs:
+            _fail(f"This key does not belong to workspace '{workspace}' (it can use: {', '.join(slugs) or 'none'}).",
+                  EXIT_CONFIG)
+        chosen = workspace or client.workspace
+        user = me.get("user") or {}
+        who = user.get("email") if isinstance(user, dict) and user.get("email") else "a service account"
+        path = write_config_file(api_url=client.api_url, api_key=key, workspace=chosen)
+    if output is Output.json:
+        _print_json({"api_url": client.api_url, "workspace": chosen, "user": me.get("user"), "config": str(path)})
+        return
+    console.print(f"Logged in to {client.api_url} as {who}, workspace '{chosen}'.", markup=False)
+    console.print(f"Settings saved to {path} (mode 0600).", markup=False)
+
+
+# --- register -----------------------------------------------------------------------------------
+
+
+def _import_flows_from(target: str) -> tuple[list[Any], str]:
+    """Import a Python file or module and return the Flow objects it defines (in definition order)."""
+    from flowdeck.core.flow import Flow
+
+    path = Path(target)
+    if path.suffix == ".py" or path.is_file():
+        if not path.is_file():
+            raise typer.BadParameter(f"No such file: {target}")
+        path = path.resolve()
+        # Let the file import its neighbours, as `python file.py` would.
+        sys.path.insert(0, str(path.parent))
+        # A name the engine recognises as "loaded from a file", so the flow's storage is the file.
+        module_name = f"__flowdeck_register_{abs(hash(str(path)))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise typer.BadParameter(f"Cannot import {target} as Python.")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        where = str(path)
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        module = importlib.import_module(target)
+        where = target
+    flows = [value for value in vars(module).values() if isinstance(value, Flow)]
+    return list(dict.fromkeys(flows)), where  # a flow bound to two names counts once
+
+
+@app.command()
+def register(
+    target: str = typer.Argument(..., help="A Python file (path/to/flows.py) or module (package.flows)."),
+    project: str = typer.Option("default", "--project", "-p", help="Project to register into (created if needed)."),
+    name: Annotated[list[str] | None, typer.Option("--name", "-n",
+                                                   help="Only the flow(s) with this name (repeatable).")] = None,
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Register the flows defined in a file or module (metadata only, never code).
+
+    Unchanged metadata keeps its version; a change makes a new version.
+    """
+    with _errors():
+        try:
+            flows, where = _import_flows_from(target)
+        except typer.BadParameter:
+            raise
+        except Exception as exc:  # the user's code failed to import: show why
+            _fail(f"Could not import {target}: {type(exc).__name__}: {exc}", EXIT_ERROR)
+        if name:
+            missing = sorted(set(name) - {f.name for f in flows})
+            if missing:
+                _fail(f"No flow named {', '.join(repr(m) for m in missing)} in {where} "
+                      f"(found: {', '.join(repr(f.name) for f in flows) or 'none'}).", EXIT_NOT_FOUND)
+            flows = [f for f in flows if f.name in name]
+        if not flows:
+            _fail(f"No Flow objects found in {where}: define them at module level (with Flow(...) as flow: …).",
+                  EXIT_NOT_FOUND)
+        client = _client()
+        results = []
+        for flow in flows:
+            try:
+                metadata = flow.serialize()
+            except Exception as exc:
+                _fail(f"Flow {flow.name!r} cannot be serialized: {exc}", EXIT_ERROR)
+            version_data, created = client.register_flow(project=project, name=flow.name, metadata=metadata)
+            results.append({"flow": flow.name, "project": project, "flow_id": version_data["flow"],
+                            "version": version_data["version"], "version_id": version_data["id"],
+                            "created": created})
+    if output is Output.json:
+        _print_json(results)
+        return
+    for item in results:
+        what = "registered as new version" if item["created"] else "unchanged, still version"
+        console.print(f"Flow '{item['flow']}' in project '{item['project']}': {what} {item['version']} "
+                      f"(flow id {item['flow_id']})", markup=False)
+
+
+# --- flows --------------------------------------------------------------------------------------
+
+
+@flows_app.command("list")
+def flows_list(
+    project: str | None = typer.Option(None, "--project", "-p", help="Only this project (name or id)."),
+    name: str | None = typer.Option(None, "--name", "-n", help="Only flows with this name."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """List registered flows."""
+    with _errors():
+        flows = _client().list_flows(project=project, name=name)
+    if output is Output.json:
+        _print_json(flows)
+        return
+    if not flows:
+        console.print("No flows registered yet: `flowdeck register path/to/flows.py`.")
+        return
+    table = _table("NAME", "PROJECT", "ID", "CREATED")
+    for flow in flows:
+        table.add_row(flow["name"], flow.get("project_name", ""), flow["id"], _when(flow.get("created_at")))
+    console.print(table)
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _parameters(params: list[str], params_json: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not valid JSON ({exc})", param_hint="--params-json") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter("must be a JSON object, e.g. '{\"x\": 1}'", param_hint="--params-json")
+        values.update(loaded)
+    for item in params:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        values[key.strip()] = _parse_value(raw)
+    return values
+
+
+@app.command()
+def run(
+    flow: str = typer.Argument(..., help="Flow name or id."),
+    project: str | None = typer.Option(None, "--project", "-p", help="Project of the flow (when names clash)."),
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="NAME=VALUE (VALUE parsed as JSON when it can be, else a string; repeatable).")] = None,
+    params_json: str | None = typer.Option(None, "--params-json", help="All parameters as a JSON object."),
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", "-l", help="Run label (repeatable); only agents covering every label take the run.")] = None,
+    run_name: str | None = typer.Option(None, "--name", help="A name for the run."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow states and logs until the run ends."),
+    poll_interval: float = typer.Option(1.0, "--poll-interval", min=0.1, help="Seconds between polls with --watch."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Start a run of a registered flow now (an agent picks it up).
+
+    With --watch the command follows the run's states and logs and exits with the run's outcome:
+    0 COMPLETED, 1 FAILED or CRASHED, 2 CANCELLED. --param values win over --params-json.
+    """
+    parameters = _parameters(param or [], params_json)
+    with _errors():
+        client = _client()
+        flow_data = client.get_flow(flow, project=project)
+        created = client.create_flow_run(flow_data["id"], parameters=parameters or None, labels=label or None,
+                                         name=run_name)
+        if not watch:
+            if output is Output.json:
+                _print_json(created)
+            else:
+                console.print(f"Created flow run {created['name']} ({created['id']}) of '{flow_data['name']}': "
+                              f"{created['state_type']}.", markup=False)
+            return
+        if output is Output.text:
+            console.print(f"Created flow run {created['name']} ({created['id']}) of '{flow_data['name']}'; "
+                          "watching (Ctrl-C stops watching, not the run).", markup=False)
+        final = _watch(client, created["id"], poll_interval=poll_interval, show=output is Output.text)
+    if output is Output.json:
+        _print_json(final)
+    else:
+        console.print(f"Flow run {final['name']} finished: {final['state_type']} ({final['state_name']})"
+                      + (f": {final['state_message']}" if final.get("state_message") else ""), markup=False)
+    raise typer.Exit(RUN_EXIT_CODES.get(final["state_type"], EXIT_ERROR))
+
+
+def _print_log_line(line: dict[str, Any]) -> None:
+    level = line.get("level")
+    level_name = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}.get(int(level or 0), str(level))
+    console.print(f"{_when(line.get('timestamp'))} {level_name:<8} {line.get('logger') or '-'}: {line.get('message')}",
+                  markup=False, soft_wrap=True)
+
+
+def _drain_logs(client: Client, run_id: str, after: int | None, level_gte: int | None = None
+                ) -> tuple[list[dict[str, Any]], int | None]:
+    """Every log line after ``after``, following pages; returns the lines and the new cursor."""
+    lines: list[dict[str, Any]] = []
+    while True:
+        page = client.list_logs(run_id, after_sequence=after, level_gte=level_gte, limit=1000)
+        results = page.get("results", [])
+        lines.extend(results)
+        if not results:
+            return lines, after
+        after = page.get("next_after_sequence", after)
+
+
+def _watch(client: Client, run_id: str, *, poll_interval: float, show: bool) -> dict[str, Any]:
+    """Poll the run until it is terminal, printing state changes and new log lines when ``show``."""
+    last_state: tuple[str, str] | None = None
+    task_states: dict[tuple[str, int], tuple[str, str]] = {}
+    after: int | None = None
+    while True:
+        detail = client.get_flow_run(run_id)
+        if show:
+            lines, after = _drain_logs(client, run_id, after)
+            state = (detail["state_type"], detail["state_name"])
+            if state != last_state:
+                console.print(f"{_when(detail.get('state_timestamp'))} flow run → {state[0]} ({state[1]})",
+                              markup=False)
+                last_state = state
+            for task in detail.get("task_runs", []):
+                key = (task["task_key"], task["map_index"])
+                current = (task["state_type"], task["state_name"])
+                if task_states.get(key) != current:
+                    task_states[key] = current
+                    where = task["task_key"] + (f"[{task['map_index']}]" if task["map_index"] >= 0 else "")
+                    console.print(f"{_when(task.get('state_timestamp'))} task {where} → {current[0]} ({current[1]})",
+                                  markup=False)
+            for line in lines:
+                _print_log_line(line)
+        if detail["state_type"] in TERMINAL_STATES:
+            if show:  # lines that arrived with the final state
+                for line in _drain_logs(client, run_id, after)[0]:
+                    _print_log_line(line)
+            return detail
+        time.sleep(poll_interval)
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(
+    flow: str | None = typer.Option(None, "--flow", "-f", help="Only runs of this flow (name or id)."),
+    project: str | None = typer.Option(None, "--project", "-p", help="Project of --flow (when names clash)."),
+    state: Annotated[list[str] | None, typer.Option(
+        "--state", "-s", help="Only runs in this state type, e.g. RUNNING, FAILED (repeatable).")] = None,
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="At most this many runs (newest first)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """List flow runs, newest first."""
+    with _errors():
+        client = _client()
+        flow_id = client.get_flow(flow, project=project)["id"] if flow else None
+        runs = client.list_flow_runs(flow=flow_id, state_type=[s.upper() for s in state or []] or None, limit=limit)
+        names: dict[str, str] = {}
+        if output is Output.text and runs:
+            try:
+                names = {f["id"]: f["name"] for f in client.list_flows()}
+            except FlowdeckError:
+                names = {}
+    if output is Output.json:
+        _print_json(runs)
+        return
+    if not runs:
+        console.print("No flow runs match.")
+        return
+    table = _table("ID", "FLOW", "NAME", "STATE", "ATTEMPT", "SCHEDULED", "LABELS")
+    for item in runs:
+        table.add_row(item["id"], names.get(item["flow"], _short(item["flow"])), item.get("name") or "",
+                      f"{item['state_type']} ({item['state_name']})", str(item.get("attempt", "")),
+                      _when(item.get("scheduled_start")), ",".join(item.get("labels") or []))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="The flow run's id."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Show a flow run with its task runs and state history."""
+    with _errors():
+        detail = _client().get_flow_run(run_id)
+    if output is Output.json:
+        _print_json(detail)
+        return
+    console.print(f"Flow run {detail['name']} ({detail['id']}): {detail['state_type']} ({detail['state_name']}), "
+                  f"attempt {detail.get('attempt')}", markup=False)
+    if detail.get("state_message"):
+        console.print(f"  {detail['state_message']}", markup=False)
+    table = _table("TASK", "MAP INDEX", "STATE", "RESULT")
+    for task in detail.get("task_runs", []):
+        table.add_row(task["task_key"], str(task["map_index"]), f"{task['state_type']} ({task['state_name']})",
+                      task.get("result_ref") or "")
+    if detail.get("task_runs"):
+        console.print(table)
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: str = typer.Argument(..., help="The flow run's id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the run ends."),
+    level: str | None = typer.Option(None, "--level", help="Only lines at this level or above (INFO, WARNING, 30 …)."),
+    poll_interval: float = typer.Option(1.0, "--poll-interval", min=0.1, help="Seconds between polls with --follow."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Print a flow run's logs (with --output json: a JSON list; with --follow, one JSON object per line)."""
+    level_gte = _level(level)
+    with _errors():
+        client = _client()
+        client.get_flow_run(run_id)  # a clear 'not found' before anything else
+        lines, after = _drain_logs(client, run_id, None, level_gte)
+        if not follow:
+            if output is Output.json:
+                _print_json(lines)
+            else:
+                for line in lines:
+                    _print_log_line(line)
+            return
+        while True:
+            for line in lines:
+                if output is Output.json:
+                    typer.echo(json.dumps(line, default=str))
+                else:
+                    _print_log_line(line)
+            done = client.get_flow_run(run_id)["state_type"] in TERMINAL_STATES
+            lines, after = _drain_logs(client, run_id, after, level_gte)
+            if done and not lines:
+                return
+            if not lines:
+                time.sleep(poll_interval)
+
+
+def _level(level: str | None) -> int | None:
+    if level is None:
+        return None
+    names = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+    if level.upper() in names:
+        return names[level.upper()]
+    if level.isdigit() and 0 <= int(level) <= 100:
+        return int(level)
+    raise typer.BadParameter("a level name (DEBUG, INFO, WARNING, ERROR, CRITICAL) or 0–100", param_hint="--level")
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str = typer.Argument(..., help="The flow run's id."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Cancel a flow run: CANCELLING while an agent stops it, or CANCELLED at once if none holds it."""
+    with _errors():
+        result = _client().cancel_flow_run(run_id)
+    if output is Output.json:
+        _print_json(result)
+        return
+    console.print(f"Flow run {result['name']} ({result['id']}): {result['state_type']}.", markup=False)
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+@agents_app.command("list")
+def agents_list(output: Output = OUTPUT_OPTION) -> None:
+    """List agents with their health (healthy, unhealthy: alive but not polling, offline)."""
+    with _errors():
+        agents = _client().list_agents()
+    if output is Output.json:
+        _print_json(agents)
+        return
+    if not agents:
+        console.print("No agents registered: start one with `flowdeck agent start`.")
+        return
+    table = _table("NAME", "TYPE", "STATUS", "LABELS", "LAST HEARTBEAT", "VERSION")
+    for agent in agents:
+        table.add_row(agent["name"], agent["type"], agent["status"], ",".join(agent.get("labels") or []),
+                      _when(agent.get("last_heartbeat_at")), agent.get("version") or "")
+    console.print(table)
 
 
 def main() -> None:

@@ -83,6 +83,8 @@ BAD_METADATA = {
     "env-dict-values": (lambda m: m["run_config"].update(env={"API_TOKEN": "s3cr3t"}), "invalid_metadata"),
     "env-name-equals-value": (lambda m: m["run_config"].update(env=["API_TOKEN=s3cr3t"]), "invalid_metadata"),
     "labels-not-list": (lambda m: m.update(labels="prod"), "invalid_metadata"),
+    "bad-cpu-quantity": (lambda m: m["run_config"].update(cpu_request="lots"), "invalid_metadata"),
+    "bad-pull-policy": (lambda m: m["run_config"].update(image_pull_policy="sometimes"), "invalid_metadata"),
     "unknown-field": (lambda m: m.update(code="print('hi')"), "invalid_metadata"),
     "too-many-tasks": (lambda m: m.update(tasks=[{"key": f"t{i}"} for i in range(2001)], edges=[]),
                        "invalid_metadata"),
@@ -102,6 +104,16 @@ def test_bad_metadata_is_a_clear_400_and_stores_nothing(world_a, metadata, case)
     assert error["details"]
     with rls_bypass():
         assert not FlowVersion.all_objects.filter(workspace=world_a.workspace).exists()
+
+
+def test_container_resources_and_pull_policy_are_registered(world_a, metadata):
+    metadata["run_config"].update(agent_type="kubernetes", image="acme/etl:3", cpu_request="500m", cpu_limit=2,
+                                  memory_request="512Mi", memory_limit="1Gi", image_pull_policy="IfNotPresent")
+    response = register(world_a.client(Role.DEVELOPER), world_a, metadata)
+    assert response.status_code == 201, response.content
+    run_config = response.json()["version"]["run_config"]
+    assert (run_config["cpu_request"], run_config["cpu_limit"], run_config["memory_request"],
+            run_config["memory_limit"], run_config["image_pull_policy"]) == ("500m", "2", "512Mi", "1Gi", "IfNotPresent")
 
 
 def test_a_cycle_is_reported_by_its_tasks(world_a, metadata):

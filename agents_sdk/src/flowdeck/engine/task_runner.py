@@ -1,0 +1,534 @@
+"""``TaskRunner``: runs one task (or one mapped child) from its upstream states to a final state
+(Prefect 1's ``prefect.engine.task_runner.TaskRunner``).
+
+In order: an already finished task is left alone; unfinished upstream tasks keep it Pending; a
+skipped upstream skips it (``skip_on_upstream_skip``); the trigger decides (``TriggerFailed``,
+``Paused``); a result already at the task's ``target``, or a valid cached result (``cache_for`` …),
+is reused (``Cached``); then ``run()`` is called — with the timeout, retries (``Retrying``, waiting
+``retry_delay``), loops (``LOOP`` → ``Looped``) and signals. Every state change goes through the
+state handlers and is recorded in ``history`` (and streamed to ``on_state`` when given).
+
+``run_task`` and ``assemble_mapped`` are the functions the ``FlowRunner`` submits to executors; they
+are module-level so process and distributed executors can pickle them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from flowdeck.context import context as flowdeck_context
+from flowdeck.engine import signals
+from flowdeck.engine.runner import Runner, RunnerStateHandler
+from flowdeck.engine.state import (
+    Cached,
+    Cancelled,
+    Failed,
+    Looped,
+    Mapped,
+    Pending,
+    Resume,
+    Retrying,
+    Running,
+    Skipped,
+    State,
+    Success,
+    TimedOut,
+    TriggerFailed,
+)
+
+if TYPE_CHECKING:
+    from flowdeck.core.edge import Edge
+    from flowdeck.core.task import Task
+    from flowdeck.engine.results import Result
+
+OnState = Callable[[State], None]
+
+# --- the in-memory cache ---------------------------------------------------------------------------
+# Per process, keyed by the task's cache key (see TaskRunner._cache_key); newest entry first.
+_CACHE: dict[str, list[Cached]] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_ENTRIES_PER_KEY = 10
+
+
+def clear_cache() -> None:
+    """Forget every cached task result of this process."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+class _TaskTimeout(Exception):
+    """run() did not finish within the task's timeout."""
+
+
+class _LogWriter(io.TextIOBase):
+    """A text stream that sends each printed line to a logger (``log_stdout=True``)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._buffer = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            if line:
+                self._logger.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._logger.info(self._buffer)
+            self._buffer = ""
+
+
+class TaskRunner(Runner):
+    """Runs one task.
+
+    Args:
+        task: the task.
+        state_handlers: runner-level handlers ``fn(runner, old, new)``, after the task's own.
+        flow_result: the flow's default ``Result`` (checkpointing when the task has none).
+        on_state: called with every new state as it happens (the FlowRunner streams them to its observer).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        state_handlers: Iterable[RunnerStateHandler] | None = None,
+        flow_result: Result | None = None,
+        on_state: OnState | None = None,
+    ) -> None:
+        super().__init__(state_handlers)
+        self.task = task
+        self.flow_result = flow_result
+        self.on_state = on_state
+        self.history: list[State] = []
+        self._has_handlers = bool(self.state_handlers or task.state_handlers or task.on_failure)
+
+    def __repr__(self) -> str:
+        return f"<TaskRunner: {self.task.name}>"
+
+    # --- state changes ---------------------------------------------------------------------------
+    def call_runner_target_handlers(self, old_state: State, new_state: State) -> State:
+        task = self.task
+        for handler in task.state_handlers:
+            replaced = handler(task, old_state, new_state)
+            if replaced is not None:
+                new_state = replaced
+        if task.on_failure is not None and new_state.is_failed():
+            task.on_failure(task, new_state)
+        return new_state
+
+    def _set(self, old_state: State, new_state: State) -> State:
+        if self._has_handlers:
+            new_state = self.handle_state_change(old_state, new_state)
+        self.history.append(new_state)
+        if self.on_state is not None:
+            self.on_state(new_state)
+        return new_state
+
+    # --- the run ---------------------------------------------------------------------------------
+    def run(
+        self,
+        state: State | None = None,
+        upstream_states: Mapping[Edge, State] | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        task_key: str | None = None,
+        map_index: int = -1,
+        constants: Mapping[str, Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> State:
+        """Run the task and return its final state (``Pending`` when upstream tasks are not finished).
+
+        ``constants`` are the task's non-task inputs; ``context`` the flow-run context (default: the
+        current ``flowdeck.context``); ``should_stop`` is asked once before starting (cancellation).
+        """
+        task = self.task
+        key = task_key or task.slug or task.name
+        data = dict(context) if context is not None else flowdeck_context.to_dict()
+        data["task_key"] = key
+        data["task_slug"] = key
+        data["task_name"] = task.name
+        data["task_full_name"] = task.name if map_index < 0 else f"{task.name}[{map_index}]"
+        data["map_index"] = map_index
+        data["task_tags"] = task.tags
+        data["logger"] = task.logger
+        start = state if state is not None else Pending()
+        if isinstance(start, Resume):
+            data["resume"] = True
+        previous = flowdeck_context.replace(data)
+        try:
+            return self._run(start, upstream_states or {}, constants or {}, data, should_stop)
+        finally:
+            flowdeck_context.replace(previous)
+
+    def _run(
+        self,
+        state: State,
+        upstream_states: Mapping[Edge, State],
+        constants: Mapping[str, Any],
+        data: dict[str, Any],
+        should_stop: Callable[[], bool] | None,
+    ) -> State:
+        task = self.task
+        try:
+            if state.is_finished():
+                return state
+            for upstream in upstream_states.values():
+                if not upstream.is_finished():
+                    return state  # stays Pending until its upstream tasks finish
+            if should_stop is not None and should_stop():
+                # Never started: not a state change anyone needs to hear about.
+                return Cancelled("The flow run was cancelled before this task started.")
+            if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states.values()):
+                return self._set(
+                    state,
+                    Skipped(
+                        "Upstream task was skipped; if this was not the intended behavior, consider "
+                        "changing `skip_on_upstream_skip=False` for this task."
+                    ),
+                )
+            try:
+                if not task.trigger(upstream_states):
+                    name = getattr(task.trigger, "__name__", "trigger")
+                    raise signals.TRIGGERFAIL(f'Trigger "{name}" returned False.')
+            except signals.FlowdeckStateSignal as sig:
+                return self._set(state, sig.state)
+
+            inputs: dict[str, Any] = dict(constants)
+            for edge, upstream in upstream_states.items():
+                if edge.key is not None:
+                    inputs[edge.key] = upstream.result
+
+            handler = task.result if task.result is not None else self.flow_result
+            if handler is None or task.checkpoint is False or task._is_parameter:
+                handler = None
+            target: str | None = None
+            if handler is not None and task.target is not None:
+                target = self._target(data, inputs)
+                if handler.exists(target):
+                    found = handler.read(target)
+                    return self._set(
+                        state,
+                        Cached(f"Result found at task target {target}.", result=found.value, result_ref=found.location),
+                    )
+
+            cache_key: str | None = None
+            if task.cache_for is not None or task.cache_key_fn is not None or task.cache_key is not None:
+                cache_key = self._cache_key(data, inputs)
+                if cache_key is not None:
+                    hit = self._cache_lookup(cache_key, inputs, data.get("parameters"))
+                    if hit is not None:
+                        return self._set(state, hit)
+            return self._run_with_retries(state, inputs, data, handler, target, cache_key)
+        except signals.ENDRUN as end:
+            return self._set(state, end.state)
+        except Exception as exc:
+            self.logger.exception("Task %r: unexpected error in the task runner", task.name)
+            return self._set(state, Failed(f"Unexpected error while running task {task.name!r}: {exc!r}", result=exc))
+
+    def _run_with_retries(
+        self,
+        state: State,
+        inputs: dict[str, Any],
+        data: dict[str, Any],
+        handler: Result | None,
+        target: str | None,
+        cache_key: str | None,
+    ) -> State:
+        task = self.task
+        run_count = state.run_count + 1 if isinstance(state, Retrying) else 1
+        loop_count = 1
+        if isinstance(state, Looped):
+            loop_count = state.loop_count + 1
+            data["task_loop_result"] = state.result
+        while True:
+            data["task_run_count"] = run_count
+            data["task_loop_count"] = loop_count
+            state = self._set(state, Running("Starting task run."))
+            if not state.is_running():
+                return state  # a state handler decided otherwise
+            forced_retry = False
+            new: State
+            try:
+                value = self._call(inputs, data)
+                new = Success("Task run succeeded.", result=value)
+                if handler is not None:
+                    new.result_ref = self._checkpoint(handler, value, data, inputs, target)
+                if cache_key is not None:
+                    self._cache_store(cache_key, new, inputs, data.get("parameters"))
+            except signals.LOOP as sig:
+                looped = Looped(
+                    sig.state.message or f"Loop {loop_count} finished.", result=sig.state.result, loop_count=loop_count
+                )
+                state = self._set(state, looped)
+                if not state.is_looped():
+                    return state
+                loop_count += 1
+                data["task_loop_result"] = looped.result
+                continue
+            except signals.RETRY as sig:
+                new, forced_retry = sig.state, True
+            except signals.ENDRUN as end:
+                new = end.state
+            except signals.FlowdeckStateSignal as sig:
+                new = sig.state
+            except _TaskTimeout as exc:
+                new = TimedOut(f"Task timed out after {task.timeout:g} seconds.", result=exc)
+            except Exception as exc:
+                self.logger.error(
+                    "Task %r: exception during execution (attempt %d)", task.name, run_count, exc_info=exc
+                )
+                new = Failed(f"Error during execution of task: {exc!r}", result=exc)
+
+            if forced_retry or (
+                new.is_failed() and not isinstance(new, TriggerFailed) and run_count <= task.max_retries
+            ):
+                delay = task.retry_delay.total_seconds() if task.retry_delay is not None else 0.0
+                start_time = datetime.now(UTC) + timedelta(seconds=delay)
+                reason = new.message or new.name
+                retrying = Retrying(
+                    f"Retrying in {delay:g}s: attempt {run_count} of {task.max_retries + 1} ended {new.name} ({reason}).",
+                    start_time=start_time,
+                    run_count=run_count,
+                )
+                self.logger.info("Task %r: %s", task.name, retrying.message)
+                state = self._set(state, retrying)
+                if not isinstance(state, Retrying):
+                    return state
+                wait = (state.start_time - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    time.sleep(wait)
+                run_count += 1
+                continue
+            return self._set(state, new)
+
+    # --- calling run() ---------------------------------------------------------------------------
+    def _call(self, inputs: dict[str, Any], data: dict[str, Any]) -> Any:
+        task = self.task
+        if task.timeout is None and not task.log_stdout:
+            return task.run(**inputs)
+        if task.timeout is None:
+            return self._call_logging_stdout(inputs)
+        return self._call_with_timeout(inputs, data, task.timeout)
+
+    def _call_logging_stdout(self, inputs: dict[str, Any]) -> Any:
+        writer = _LogWriter(self.task.logger)
+        try:
+            with contextlib.redirect_stdout(writer):
+                return self.task.run(**inputs)
+        finally:
+            writer.flush()
+
+    def _call_with_timeout(self, inputs: dict[str, Any], data: dict[str, Any], timeout: float) -> Any:
+        # A worker thread we can stop waiting for (Python cannot kill it: it is a daemon and its
+        # result is ignored if it ever finishes).
+        box: dict[str, Any] = {}
+        thread_context = dict(data)
+
+        def target() -> None:
+            flowdeck_context.replace(thread_context)
+            try:
+                if self.task.log_stdout:
+                    box["value"] = self._call_logging_stdout(inputs)
+                else:
+                    box["value"] = self.task.run(**inputs)
+            except BaseException as exc:  # handed back to the runner's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"flowdeck-task-{self.task.name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise _TaskTimeout(f"Task {self.task.name!r} did not finish within {timeout:g} seconds.")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    # --- results, targets, cache -------------------------------------------------------------------
+    def _format_kwargs(self, data: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = dict(data)
+        kwargs.update(inputs)
+        return kwargs
+
+    def _target(self, data: dict[str, Any], inputs: dict[str, Any]) -> str:
+        target = self.task.target
+        kwargs = self._format_kwargs(data, inputs)
+        if callable(target):
+            return str(target(**kwargs))
+        assert isinstance(target, str)
+        return target.format(**kwargs)
+
+    def _checkpoint(
+        self, handler: Result, value: Any, data: dict[str, Any], inputs: dict[str, Any], target: str | None
+    ) -> str | None:
+        if target is not None:
+            handler = handler.copy()
+            handler.location = target
+        written = handler.write(value, **self._format_kwargs(data, inputs))
+        return written.location
+
+    def _cache_key(self, data: dict[str, Any], inputs: dict[str, Any]) -> str | None:
+        task = self.task
+        key = task.cache_key or f"{data.get('flow_name', '')}/{data.get('task_key', task.name)}"
+        map_index = data.get("map_index", -1)
+        if isinstance(map_index, int) and map_index >= 0:
+            key += f"[{map_index}]"
+        if task.cache_key_fn is not None:
+            computed = task.cache_key_fn(flowdeck_context, inputs)
+            if computed is None:
+                return None
+            key += f":{computed}"
+        return key
+
+    def _cache_lookup(self, key: str, inputs: dict[str, Any], parameters: Any) -> Cached | None:
+        validator = self.task.cache_validator
+        if validator is None:
+            from flowdeck.engine.cache_validators import duration_only
+
+            validator = duration_only
+        with _CACHE_LOCK:
+            candidates = list(_CACHE.get(key, ()))
+        for candidate in candidates:
+            if validator(candidate, inputs, parameters):
+                return Cached(
+                    "Task retrieved from cache.",
+                    result=candidate.result,
+                    cached_inputs=candidate.cached_inputs,
+                    cached_parameters=candidate.cached_parameters,
+                    cached_result_expiration=candidate.cached_result_expiration,
+                    result_ref=candidate.result_ref,
+                )
+        return None
+
+    def _cache_store(self, key: str, state: State, inputs: dict[str, Any], parameters: Any) -> None:
+        cache_for = self.task.cache_for
+        expiration = datetime.now(UTC) + cache_for if cache_for is not None else None
+        entry = Cached(
+            "Task retrieved from cache.",
+            result=state.result,
+            cached_inputs=dict(inputs),
+            cached_parameters=dict(parameters) if isinstance(parameters, Mapping) else None,
+            cached_result_expiration=expiration,
+            result_ref=state.result_ref,
+        )
+        with _CACHE_LOCK:
+            _CACHE[key] = [entry, *_CACHE.get(key, ())][:_CACHE_ENTRIES_PER_KEY]
+
+
+# --- what the FlowRunner submits to executors ------------------------------------------------------
+
+
+class TaskRunOutcome:
+    """What a submitted task run hands back to the driver: its final state and every state it went
+    through (which the driver forwards to the run observer when it could not stream them)."""
+
+    __slots__ = ("state", "history")
+
+    def __init__(self, state: State, history: list[State]) -> None:
+        self.state = state
+        self.history = history
+
+    def __repr__(self) -> str:
+        return f"<TaskRunOutcome: {self.state!r}>"
+
+
+class TaskRunSpec:
+    """Everything ``run_task`` needs besides the upstream outcomes (which come as executor arguments,
+    so executors can resolve their futures)."""
+
+    __slots__ = (
+        "task",
+        "key",
+        "map_index",
+        "edges",
+        "constants",
+        "initial",
+        "context",
+        "runner_cls",
+        "handlers",
+        "flow_result",
+        "on_state",
+        "should_stop",
+    )
+
+    def __init__(
+        self,
+        task: Task,
+        key: str,
+        map_index: int,
+        edges: tuple[Edge, ...],
+        constants: Mapping[str, Any],
+        initial: State | None,
+        context: Mapping[str, Any],
+        runner_cls: type[TaskRunner],
+        handlers: list[RunnerStateHandler],
+        flow_result: Result | None,
+        on_state: OnState | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.task = task
+        self.key = key
+        self.map_index = map_index
+        self.edges = edges
+        self.constants = constants
+        self.initial = initial
+        self.context = context
+        self.runner_cls = runner_cls
+        self.handlers = handlers
+        self.flow_result = flow_result
+        self.on_state = on_state
+        self.should_stop = should_stop
+
+
+def run_task(spec: TaskRunSpec, *upstream: Any) -> TaskRunOutcome:
+    """Run one task (or mapped child) given its upstream outcomes or states, in edge order."""
+    states: dict[Edge, State] = {}
+    for edge, item in zip(spec.edges, upstream, strict=True):
+        states[edge] = item.state if isinstance(item, TaskRunOutcome) else item
+    runner = spec.runner_cls(spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state)
+    final = runner.run(
+        state=spec.initial,
+        upstream_states=states,
+        context=spec.context,
+        task_key=spec.key,
+        map_index=spec.map_index,
+        constants=spec.constants,
+        should_stop=spec.should_stop,
+    )
+    return TaskRunOutcome(final, runner.history)
+
+
+def assemble_mapped(spec: TaskRunSpec, *children: Any) -> TaskRunOutcome:
+    """The parent of a mapped task, once its children finished: ``Mapped`` with their states and results."""
+    states = [c.state if isinstance(c, TaskRunOutcome) else c for c in children]
+    runner = spec.runner_cls(spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state)
+    previous = flowdeck_context.replace({**spec.context, "task_key": spec.key, "map_index": -1})
+    try:
+        start = spec.initial if spec.initial is not None else Running("Mapping.")
+        mapped = Mapped(f"Mapped {len(states)} children.", result=[s.result for s in states], map_states=states)
+        final = runner._set(start, mapped)
+    finally:
+        flowdeck_context.replace(previous)
+    return TaskRunOutcome(final, runner.history)
+
+
+__all__ = [
+    "TaskRunner",
+    "TaskRunOutcome",
+    "TaskRunSpec",
+    "run_task",
+    "assemble_mapped",
+    "clear_cache",
+]

@@ -1,0 +1,468 @@
+"""The flow-run process's link to the server: states, logs and heartbeats of one run attempt.
+
+:class:`RunReporter` is the :class:`~flowdeck.engine.observer.RunObserver` a FlowRunner gets when it
+runs under an agent. Reporting costs the calling thread one tuple appended to a queue; a sender
+thread turns the queue into batched requests (task-run states, then log lines, flow states as
+barriers), each with its own idempotency key. When the server cannot be reached the batches go to
+a spool directory and are sent again, in order and with the same keys, once it answers: every
+report arrives exactly once. A heartbeat thread keeps the run's lease and learns about
+cancellation. A 409 (the attempt is over, the run is no longer ours) aborts the reporter: it drops
+what is left and ``cancel_requested()`` becomes true so the FlowRunner stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol
+
+from flowdeck.client import (
+    AuthenticationError,
+    Client,
+    ConflictError,
+    FlowdeckError,
+    InvalidRequestError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerUnavailableError,
+)
+from flowdeck.client.retry import backoff_delay
+from flowdeck.reporting import batches as b
+from flowdeck.reporting.log_handler import ReporterLogHandler
+from flowdeck.reporting.spool import Spool
+
+logger = logging.getLogger("flowdeck.reporting")
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+# The server put the run in these before this process started; the process reports from RUNNING on.
+NOT_REPORTED_FLOW_TYPES = frozenset({"PENDING", "SCHEDULED"})
+SEQUENCE_BLOCK = 1_000_000_000  # log sequences are attempt * SEQUENCE_BLOCK + n: unique across attempts
+DEFAULT_LEASE_SECONDS = 60.0  # the server's flow-run heartbeat lease
+_OUTAGE = (ServerUnavailableError, RateLimitedError)
+_FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError, PaymentRequiredError, ConflictError)
+
+
+class _StateLike(Protocol):
+    """What the reporter reads from an engine state (``flowdeck.engine.state.State``)."""
+
+    @property
+    def server_type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def message(self) -> Any: ...
+
+
+def result_ref_of(state: Any) -> str:
+    """The state's result *reference* (e.g. a LocalResult location), never the value itself."""
+    ref = getattr(state, "result_ref", None)
+    if isinstance(ref, str) and ref:
+        return ref
+    location = getattr(getattr(state, "_result", None), "location", None)
+    return location if isinstance(location, str) else ""
+
+
+class RunReporter:
+    """Reports one attempt of one flow run to the server (see the module docstring).
+
+    ``spool_dir`` is where batches wait while the server is unreachable (a sub-directory per run
+    attempt; default ``$FLOWDECK_HOME/spool``). ``heartbeat_interval`` defaults to a third of the
+    server's lease; ``None`` or 0 turns heartbeats off. ``wait_for_running`` makes
+    ``flow_state(Running)`` wait until the server has answered the RUNNING proposal (it may say
+    WAIT, e.g. while the flow's concurrency limit is full, and the run must not start meanwhile).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        flow_run_id: str,
+        attempt: int,
+        spool_dir: str | Path | None = None,
+        *,
+        flush_interval: float = 0.25,
+        heartbeat_interval: float | None = DEFAULT_LEASE_SECONDS / 3,
+        max_task_batch: int = 5_000,
+        max_log_batch: int = 1_000,
+        retry_interval_max: float = 5.0,
+        wait_for_running: bool = True,
+        log_task_keys: bool = True,
+        start: bool = True,
+    ) -> None:
+        self.flow_run_id = str(flow_run_id)
+        self.attempt = int(attempt)
+        # Quick failures: the reporter keeps undelivered batches itself (memory, then disk).
+        self._client = client.with_options(retries=2, timeout=min(client.timeout, 15.0), backoff_max=2.0)
+        self._hb_client = client.with_options(retries=1, timeout=min(client.timeout, 10.0), backoff_max=2.0)
+        if spool_dir is None:
+            from flowdeck.config import flowdeck_home
+
+            spool_dir = flowdeck_home() / "spool"
+        self.spool_path = Path(spool_dir) / f"{self.flow_run_id}.{self.attempt}"
+        self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval or None
+        self.max_task_batch = max_task_batch
+        self.max_log_batch = max_log_batch
+        self.retry_interval_max = retry_interval_max
+        self.wait_for_running = wait_for_running
+        self.log_task_keys = log_task_keys
+
+        self.aborted = False
+        self.abort_reason: str | None = None
+        self.last_flow_answer: dict[str, Any] | None = None
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("task_reports", "log_lines", "task_batches", "log_batches", "flow_states", "heartbeats",
+             "spooled_batches", "dropped_batches", "not_accepted_reports"), 0)
+
+        self._lock = threading.Lock()
+        self._outbox: deque[b.Item] = deque()
+        self._wake_at = max(1, min(max_task_batch, max_log_batch))
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._stop_now = threading.Event()
+        self._hb_stop = threading.Event()
+        self._running_settled = threading.Event()
+        self._cancel = False
+        self._closed = False
+        self._terminal_sent = False
+        self._last_flow: tuple[str, str] | None = None
+        self._pending: deque[b.Batch] = deque()
+        self._spool: Spool | None = Spool(self.spool_path) if self.spool_path.is_dir() else None
+        self._log_count = self._resume_log_count()
+        self._retry_at = 0.0
+        self._outage_retries = 0
+        self._thread_ids: set[int] = set()
+        self.log_handler: logging.Handler = ReporterLogHandler(self._add_log, self._thread_ids)
+        self._sender = threading.Thread(target=self._send_loop, name=f"flowdeck-reporter-{self.flow_run_id[:8]}",
+                                        daemon=True)
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop,
+                                           name=f"flowdeck-heartbeat-{self.flow_run_id[:8]}", daemon=True)
+        if start:
+            self.start()
+
+    # --- RunObserver (called by the FlowRunner) ------------------------------------------------
+
+    def task_state(self, task_key: str, map_index: int, state: _StateLike) -> None:
+        if self._closed:
+            return
+        item: b.TaskItem = ("t", task_key, map_index, state.server_type, state.name, state.message,
+                            result_ref_of(state))
+        with self._lock:
+            self._outbox.append(item)
+            size = len(self._outbox)
+        if size >= self._wake_at:
+            self._wake.set()
+
+    def flow_state(self, state: _StateLike) -> None:
+        if self._closed:
+            return
+        state_type, name = state.server_type, state.name
+        if state_type in NOT_REPORTED_FLOW_TYPES or (state_type, name) == self._last_flow:
+            return
+        self._last_flow = (state_type, name)
+        item: b.FlowItem = ("f", state_type, name, state.message, result_ref_of(state))
+        with self._lock:
+            self._outbox.append(item)
+        self._wake.set()
+        if state_type == "RUNNING" and self.wait_for_running and self._sender.is_alive():
+            # The run must not start while the server says WAIT; an unreachable server does not hold it.
+            self._running_settled.wait()
+
+    def cancel_requested(self) -> bool:
+        return self._cancel
+
+    # --- logs -----------------------------------------------------------------------------------
+
+    def _resume_log_count(self) -> int:
+        """Past the last sequence already spooled by an earlier process of this attempt."""
+        if self._spool is None:
+            return 0
+        highest = 0
+        for batch in self._spool.batches():
+            if batch.kind == "logs":
+                highest = max([highest, *(int(line["sequence"]) - self.attempt * SEQUENCE_BLOCK
+                                          for line in batch.payload)])
+        return max(0, highest)
+
+    def _add_log(self, level: int, created: float, logger_name: str, message: str, task_key: str | None,
+                 map_index: int | None) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            self._log_count += 1
+            sequence = self.attempt * SEQUENCE_BLOCK + self._log_count
+            self._outbox.append(("l", sequence, level, created, logger_name, message, task_key, map_index))
+            size = len(self._outbox)
+        if size >= self._wake_at:
+            self._wake.set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sender and (unless turned off) the heartbeat threads."""
+        if self._sender.is_alive() or self._closed:
+            return
+        self._sender.start()
+        if self._sender.ident is not None:
+            self._thread_ids.add(self._sender.ident)
+        if self.heartbeat_interval:
+            self._heartbeat.start()
+            if self._heartbeat.ident is not None:
+                self._thread_ids.add(self._heartbeat.ident)
+
+    def close(self, timeout: float | None = 60.0) -> bool:
+        """Flush everything queued and stop. Waits while the server is down, up to ``timeout``
+        seconds (None: as long as it takes). True when every report was delivered; False when some
+        were not (the time ran out — they stay in the spool directory — or the run was aborted)."""
+        self._closed = True
+        self._closing.set()
+        self._wake.set()
+        if self._sender.is_alive():
+            self._sender.join(timeout)
+        self._stop_now.set()
+        self._wake.set()
+        self._hb_stop.set()
+        self._running_settled.set()
+        if self._sender.is_alive():
+            self._sender.join(1.0)
+        if not self._sender.is_alive() and not self.aborted:
+            self._spill_to_disk()  # what could not be delivered in time waits on disk, not in memory
+        if self._heartbeat.is_alive():
+            self._heartbeat.join(5.0)
+        delivered = not self.aborted and not self._outbox and not self._pending and not self._spool
+        if self._spool is not None:
+            self._spool.remove_if_empty()
+        return delivered
+
+    def __enter__(self) -> RunReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def undelivered(self) -> int:
+        """Reports and batches not yet delivered (queued items + formed batches in memory or on disk)."""
+        return len(self._outbox) + len(self._pending) + (len(self._spool) if self._spool else 0)
+
+    # --- sender thread --------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        self._thread_ids.add(threading.get_ident())
+        delay = 0.0
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stop_now.is_set():
+                return
+            try:
+                self._form()
+                if time.monotonic() >= self._retry_at:
+                    self._deliver_all()
+            except Exception:  # the sender must survive anything and keep the run's reports
+                logger.exception("Flowdeck reporter: unexpected error while sending; retrying")
+                self._enter_outage()
+            if self.aborted:
+                return
+            in_outage = self._retry_at > time.monotonic()
+            if self._closing.is_set() and not in_outage and not self._outbox and not self._pending \
+                    and not self._spool:
+                return
+            delay = max(0.0, self._retry_at - time.monotonic()) if in_outage else self.flush_interval
+
+    def _form(self) -> None:
+        with self._lock:
+            if not self._outbox:
+                return
+            items = list(self._outbox)
+            self._outbox.clear()
+        for item in items:
+            if item[0] == "t":
+                self.stats["task_reports"] += 1
+            elif item[0] == "l":
+                self.stats["log_lines"] += 1
+        formed = b.form_batches(items, max_task_batch=self.max_task_batch, max_log_batch=self.max_log_batch,
+                                log_task_keys=self.log_task_keys)
+        if self._spool:  # keep the order: nothing overtakes what already waits on disk
+            for batch in formed:
+                self._spool.append(batch)
+                self.stats["spooled_batches"] += 1
+        else:
+            self._pending.extend(formed)
+
+    def _spill_to_disk(self) -> None:
+        """Write every undelivered report to the spool (only once the sender has stopped)."""
+        self._form()
+        self._pending_to_spool()
+
+    def _pending_to_spool(self) -> None:
+        if self._pending:
+            if self._spool is None:
+                self._spool = Spool(self.spool_path)
+            while self._pending:
+                self._spool.append(self._pending.popleft())
+                self.stats["spooled_batches"] += 1
+
+    def _deliver_all(self) -> None:
+        while not self.aborted and not self._stop_now.is_set():
+            spool = self._spool
+            from_spool = bool(spool)
+            batch = spool.peek() if spool else (self._pending[0] if self._pending else None)
+            if batch is None:
+                return
+            try:
+                self._deliver(batch, from_spool=from_spool)
+            except _OUTAGE as exc:
+                if batch.kind == "flow_state" and batch.payload.get("type") == "RUNNING":
+                    self._running_settled.set()  # do not hold the run while the server is away
+                logger.warning("Flowdeck is unreachable (%s); keeping reports on disk in %s", exc, self.spool_path)
+                self._enter_outage()
+                return
+            if self._is_aborted():  # the batch's answer may have ended the attempt
+                return
+            if from_spool and spool is not None:
+                spool.pop()
+            elif self._pending:
+                self._pending.popleft()
+            self._outage_retries = 0
+
+    def _enter_outage(self) -> None:
+        """Move every formed batch to disk and wait before the next attempt (growing waits)."""
+        self._pending_to_spool()
+        self._retry_at = time.monotonic() + backoff_delay(self._outage_retries, base=0.25,
+                                                          cap=self.retry_interval_max)
+        self._outage_retries += 1
+
+    def _deliver(self, batch: b.Batch, *, from_spool: bool) -> None:
+        """Send one batch until the server has it; raises only for an outage (batch kept)."""
+        try:
+            if batch.kind == "task_runs":
+                self._send_task_runs(batch)
+            elif batch.kind == "logs":
+                self._send_logs(batch)
+            else:
+                self._send_flow_state(batch, from_spool=from_spool)
+        except _OUTAGE:
+            raise
+        except _FATAL as exc:
+            self._abort(f"{exc}")
+        except InvalidRequestError as exc:
+            if exc.status == 413 and len(batch) > 1 and batch.kind != "flow_state":
+                for half in b.split(batch):
+                    self._deliver(half, from_spool=False)
+                return
+            self.stats["dropped_batches"] += 1
+            logger.error("Flowdeck refused a %s batch of %d; dropping it: %s", batch.kind, len(batch), exc)
+        except FlowdeckError as exc:
+            self.stats["dropped_batches"] += 1
+            logger.error("Flowdeck refused a %s batch of %d; dropping it: %s", batch.kind, len(batch), exc)
+
+    def _send_task_runs(self, batch: b.Batch) -> None:
+        results = self._client.report_task_runs(self.flow_run_id, attempt=self.attempt, reports=batch.payload,
+                                                idempotency_key=batch.idempotency_key)
+        self.stats["task_batches"] += 1
+        refused = [r for r in results if r.get("status") != "ACCEPT"]
+        if refused:
+            self.stats["not_accepted_reports"] += len(refused)
+            logger.debug("Flowdeck did not accept %d task-run report(s): %s", len(refused), refused[:3])
+
+    def _send_logs(self, batch: b.Batch) -> None:
+        try:
+            self._client.send_logs(self.flow_run_id, batch.payload, idempotency_key=batch.idempotency_key)
+        except InvalidRequestError as exc:
+            # A server without task_key/map_index on log lines refuses them as unknown fields:
+            # send lines without them from now on.
+            if exc.status == 400 and self.log_task_keys and _mentions_task_keys(exc.details):
+                self.log_task_keys = False
+                stripped = [{k: v for k, v in line.items() if k not in ("task_key", "map_index")}
+                            for line in batch.payload]
+                self._client.send_logs(self.flow_run_id, stripped, idempotency_key=batch.idempotency_key + "-n")
+            else:
+                raise
+        self.stats["log_batches"] += 1
+
+    def _send_flow_state(self, batch: b.Batch, *, from_spool: bool) -> None:
+        state: dict[str, Any] = batch.payload
+        proposed = state.get("type")
+        if proposed in TERMINAL:
+            self._terminal_sent = True  # a heartbeat's 409 from now on is the run ending, not an abort
+        try:
+            while True:
+                answer = self._client.set_flow_run_state(self.flow_run_id, state, attempt=self.attempt,
+                                                         idempotency_key=batch.idempotency_key)
+                self.stats["flow_states"] += 1
+                if answer.get("status") != "WAIT":
+                    break
+                given = answer.get("retry_after_seconds")
+                wait = float(given) if isinstance(given, (int, float)) else 5.0
+                logger.info("Flowdeck says wait %.0fs before %s (%s)", wait, proposed, answer.get("reason") or "")
+                if self._stop_now.wait(wait):
+                    return
+                # A new proposal needs a new key: the old one would replay the stored WAIT.
+                batch.idempotency_key = str(uuid.uuid4())
+                if from_spool and self._spool:
+                    self._spool.rewrite_head(batch)
+            self.last_flow_answer = answer
+            status = answer.get("status")
+            current = answer.get("state") or {}
+            if status == "ABORT" or (status == "REJECT" and proposed not in TERMINAL):
+                self._abort(str(answer.get("reason") or f"the server answered {status} to {proposed}"))
+            elif current.get("type") in ("CANCELLING", "CANCELLED") and proposed != "CANCELLED":
+                self._cancel = True
+            if proposed in TERMINAL or current.get("type") in TERMINAL:
+                self._hb_stop.set()
+        finally:
+            if proposed == "RUNNING":
+                self._running_settled.set()
+
+    def _is_aborted(self) -> bool:
+        return self.aborted
+
+    def _abort(self, reason: str) -> None:
+        """The server says this attempt is over: stop reporting, drop what is left, stop the run."""
+        if not self.aborted:
+            logger.warning("Flowdeck: this run attempt is over (%s); stopping it", reason)
+        self.aborted = True
+        self.abort_reason = reason
+        self._cancel = True
+        self._closed = True
+        with self._lock:
+            self._outbox.clear()
+        self._pending.clear()
+        if self._spool is not None:
+            self._spool.clear()
+            self._spool = None
+        self._hb_stop.set()
+        self._running_settled.set()
+
+    # --- heartbeat thread -----------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        self._thread_ids.add(threading.get_ident())
+        interval = float(self.heartbeat_interval or DEFAULT_LEASE_SECONDS / 3)
+        while not self._hb_stop.is_set():
+            try:
+                reply = self._hb_client.flow_run_heartbeat(self.flow_run_id, attempt=self.attempt)
+            except _OUTAGE as exc:
+                logger.warning("Flowdeck heartbeat failed (%s); will try again", exc)
+            except _FATAL as exc:
+                if not (self._terminal_sent or self._hb_stop.is_set()):
+                    self._abort(f"{exc}")
+                return
+            except FlowdeckError as exc:
+                logger.error("Flowdeck heartbeat refused: %s", exc)
+            else:
+                self.stats["heartbeats"] += 1
+                if reply.get("cancellation_requested"):
+                    self._cancel = True
+            self._hb_stop.wait(interval)
+
+
+def _mentions_task_keys(details: Any) -> bool:
+    text = repr(details)
+    return "task_key" in text or "map_index" in text

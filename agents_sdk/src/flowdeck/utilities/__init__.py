@@ -1,0 +1,1 @@
+"""Helpers shared by the SDK: logging, edge annotations (``unmapped``, ``flatten``), task helpers."""
