@@ -330,3 +330,30 @@ def test_a_real_flow_run_reports_every_task_state_and_log_line(
         ["making 20 numbers"] + [f"squaring {i}" for i in range(20)])
     assert all(line["task_run_id"] is not None for line in data["logs"])
     assert max(data["task_times"]) <= data["flow"][-1]["timestamp"]
+
+
+def test_heartbeats_ask_for_the_agents_lease(live_server_url: str, live_world: WorkspaceWorld, tmp_path: Path) -> None:
+    # given: a run started by a reporter told the agent's lease is 15 s
+    claimed = claimed_run(live_server_url, live_world, ["t"])
+    reporter = reporter_for(claimed, live_server_url, live_world.keys["agent"], tmp_path,
+                            heartbeat_interval=60 / 3, lease_seconds=15)
+    try:
+        reporter.flow_state(Running())
+        # then: it heartbeats every 5 s, each beat extending the lease by 15 s from the server's now
+        assert reporter.heartbeat_interval == 5
+        from core.tenancy import rls_bypass
+        from orchestration.models import FlowRun
+        from orchestration.selectors import db_now
+
+        def lease_left() -> float:
+            with rls_bypass():
+                run = FlowRun.objects.unscoped().get(pk=claimed.run_id)
+                return (run.lease_expires_at - db_now()).total_seconds()
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not 5 < lease_left() <= 15:
+            time.sleep(0.2)
+        assert 5 < lease_left() <= 15
+    finally:
+        reporter.flow_state(Success())
+        reporter.close(timeout=30)

@@ -275,11 +275,15 @@ class Client:
             raise _error_from(response, "POST", f"flow-runs/{flow_run_id}/set-state/")
         return answer
 
-    def flow_run_heartbeat(self, flow_run_id: str, *, attempt: int, idempotency_key: str | None = None) -> JSON:
-        """Extend the run's lease. ``{"cancellation_requested", "lease_expires_at", "state_type",
-        "attempt"}``; a 409 (stale attempt, run no longer held) raises ConflictError: stop the run."""
-        result: JSON = self._post(f"flow-runs/{flow_run_id}/heartbeat/", {"attempt": attempt},
-                                  idempotency_key=idempotency_key).json()
+    def flow_run_heartbeat(self, flow_run_id: str, *, attempt: int, lease_seconds: int | None = None,
+                           idempotency_key: str | None = None) -> JSON:
+        """Extend the run's lease (by ``lease_seconds``, 10–3600; the server's default is 60).
+        ``{"cancellation_requested", "lease_expires_at", "state_type", "attempt"}``; a 409 (stale
+        attempt, run no longer held) raises ConflictError: stop the run."""
+        body: dict[str, Any] = {"attempt": attempt}
+        if lease_seconds is not None:
+            body["lease_seconds"] = int(lease_seconds)
+        result: JSON = self._post(f"flow-runs/{flow_run_id}/heartbeat/", body, idempotency_key=idempotency_key).json()
         return result
 
     def report_task_runs(self, flow_run_id: str, *, attempt: int, reports: Sequence[Mapping[str, Any]],

@@ -73,7 +73,8 @@ class RunReporter:
 
     ``spool_dir`` is where batches wait while the server is unreachable (a sub-directory per run
     attempt; default ``$FLOWDECK_HOME/spool``). ``heartbeat_interval`` defaults to a third of the
-    server's lease; ``None`` or 0 turns heartbeats off. ``wait_for_running`` makes
+    lease (``lease_seconds``, the agent's ``--lease``; the server's default when not given); ``None``
+    or 0 turns heartbeats off. ``wait_for_running`` makes
     ``flow_state(Running)`` wait until the server has answered the RUNNING proposal (it may say
     WAIT, e.g. while the flow's concurrency limit is full, and the run must not start meanwhile).
     """
@@ -87,6 +88,7 @@ class RunReporter:
         *,
         flush_interval: float = 0.25,
         heartbeat_interval: float | None = DEFAULT_LEASE_SECONDS / 3,
+        lease_seconds: int | None = None,
         max_task_batch: int = 5_000,
         max_log_batch: int = 1_000,
         retry_interval_max: float = 5.0,
@@ -105,6 +107,9 @@ class RunReporter:
             spool_dir = flowdeck_home() / "spool"
         self.spool_path = Path(spool_dir) / f"{self.flow_run_id}.{self.attempt}"
         self.flush_interval = flush_interval
+        self.lease_seconds = lease_seconds
+        if lease_seconds and heartbeat_interval == DEFAULT_LEASE_SECONDS / 3:
+            heartbeat_interval = lease_seconds / 3
         self.heartbeat_interval = heartbeat_interval or None
         self.max_task_batch = max_task_batch
         self.max_log_batch = max_log_batch
@@ -447,7 +452,8 @@ class RunReporter:
         interval = float(self.heartbeat_interval or DEFAULT_LEASE_SECONDS / 3)
         while not self._hb_stop.is_set():
             try:
-                reply = self._hb_client.flow_run_heartbeat(self.flow_run_id, attempt=self.attempt)
+                reply = self._hb_client.flow_run_heartbeat(self.flow_run_id, attempt=self.attempt,
+                                                           lease_seconds=self.lease_seconds)
             except _OUTAGE as exc:
                 logger.warning("Flowdeck heartbeat failed (%s); will try again", exc)
             except _FATAL as exc:
