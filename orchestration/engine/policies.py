@@ -21,6 +21,7 @@ from .rules import (
     ALL_STATES,
     UNIVERSAL_TRANSFORMS,
     CancellationWinsOverLateReports,
+    CountReportedTaskRetries,
     PreventTaskStartInEndedFlowRun,
     PreventTransitionsFromTerminalStates,
     RejectStaleAttempt,
@@ -78,6 +79,7 @@ class TaskPolicy(BasePolicy):
     RULES = (
         PreventTransitionsFromTerminalStates,
         RetryFailedTaskRuns,
+        CountReportedTaskRetries,
         PreventTaskStartInEndedFlowRun,
         SecureTaskConcurrencySlots,
         ReleaseTaskConcurrencySlots,

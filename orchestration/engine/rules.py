@@ -204,6 +204,23 @@ class RetryFailedTaskRuns(Rule):
         context.details.update(rewritten="AwaitingRetry", scheduled_time=at.isoformat())
 
 
+class CountReportedTaskRetries(Rule):
+    """The SDK retries a failed task itself (Prefect 1's TaskRunner) and reports RUNNING →
+    SCHEDULED "Retrying": that is a new attempt too, so the task's ``retries`` are counted once,
+    whoever decided the retry, and its final FAILED is not rescheduled again by the server."""
+
+    FROM_STATES = _states([StateType.RUNNING])
+    TO_STATES = _states([StateType.SCHEDULED])
+    RUN_KINDS = (TaskRun,)
+
+    def before_transition(self, context: Context) -> None:
+        run = context.run
+        assert isinstance(run, TaskRun)
+        if context.details.get("rewritten"):
+            return  # the server's own retry (RetryFailedTaskRuns) already counted this attempt
+        context.set(attempt=run.attempt + 1)
+
+
 class RetryCrashedFlowRuns(Rule):
     """D5: a crashed flow run (lost agent or process) is retried while attempts remain —
     SCHEDULED "AwaitingRetry", attempt + 1, the claim cleared, due now — and FAILED with the reason
@@ -462,6 +479,7 @@ __all__ = [
     "UNIVERSAL_TRANSFORMS",
     "CancellationWinsOverLateReports",
     "ClearLease",
+    "CountReportedTaskRetries",
     "IncrementRunCount",
     "PrepareRestart",
     "PreventTaskStartInEndedFlowRun",

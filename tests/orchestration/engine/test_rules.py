@@ -15,6 +15,7 @@ from orchestration.engine.rules import (
     TERMINAL,
     CancellationWinsOverLateReports,
     ClearLease,
+    CountReportedTaskRetries,
     IncrementRunCount,
     PrepareRestart,
     PreventTransitionsFromTerminalStates,
@@ -183,6 +184,34 @@ def test_a_failed_task_without_retries_left_fails(version_a):
     with workspace_scope([task_run.workspace_id]):
         context = enter(RetryFailedTaskRuns(), ctx(task_run, "FAILED"))
     assert context.proposed.type == "FAILED" and task_run.attempt == 3
+
+
+def test_a_retry_the_sdk_reports_counts_as_an_attempt(version_a):
+    task_run = _task_run(version_a, retries=2, delay=0)
+    with workspace_scope([task_run.workspace_id]):
+        context = enter(CountReportedTaskRetries(), ctx(task_run, "SCHEDULED", name="Retrying"))
+    assert context.proposed.name == "Retrying" and task_run.attempt == 2 and "attempt" in context.updates
+
+
+def test_the_sdks_retries_and_the_servers_are_counted_once_by_the_task_policy(version_a):
+    from orchestration.engine import task_run_set_state
+    from orchestration.engine.policies import TaskPolicy
+
+    def propose(task_run, state_type: str, name: str = ""):  # type: ignore[no-untyped-def]
+        with workspace_scope([task_run.workspace_id]):
+            result = task_run_set_state(actor=None, task_run_id=task_run.pk, workspace_id=task_run.workspace_id,
+                                        state=ProposedState(type=state_type, name=name), policy=TaskPolicy())
+        return result
+
+    # given: a task with 2 retries, retried twice by the SDK (RUNNING → SCHEDULED "Retrying")
+    task_run = _task_run(version_a, retries=2, delay=0)
+    for _ in range(2):
+        assert propose(task_run, "SCHEDULED", "Retrying").state_type == "SCHEDULED"
+        assert propose(task_run, "RUNNING").state_type == "RUNNING"
+    # when: its last attempt fails
+    result = propose(task_run, "FAILED")
+    # then: it is failed for good, not rescheduled a third time
+    assert (result.state_type, result.attempt) == ("FAILED", 3)
 
 
 # --- RetryCrashedFlowRuns ------------------------------------------------------------------------------

@@ -1,0 +1,646 @@
+"""The agent loop, whatever launches the runs (a local process, a container, a Kubernetes Job).
+
+An agent registers, then cycles: heartbeat (``polled=True``: the claim loop itself is alive), stop
+the runs whose cancellation was requested, look at the runs it launched, claim as many due runs as
+it has free slots, and launch each. A launched run reports its own states (the flow-run process);
+the agent only speaks for a run when that process cannot: it never started (``FAILED`` with the
+error), it died without reaching a final state (``CRASHED``; the server retries it per the flow's
+crash policy), or it was killed on cancellation (``CANCELLED``).
+
+Subclasses implement :meth:`Agent.launch` and return a :class:`RunHandle`; everything else (the
+protocol, back-off, concurrency, shutdown) lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flowdeck import __version__
+from flowdeck.client.errors import (
+    AuthenticationError,
+    FlowdeckError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from flowdeck.agent.status import AgentStatus
+    from flowdeck.client import Client
+
+logger = logging.getLogger("flowdeck.agent")
+
+# The server refuses a message longer than this (StateIn.message).
+MAX_STATE_MESSAGE = 10_000
+# A fatal answer: the key is wrong or not allowed. Retrying cannot help; an operator must act.
+FATAL_ERRORS: tuple[type[FlowdeckError], ...] = (AuthenticationError, PermissionDeniedError, PaymentRequiredError)
+
+
+class LaunchError(Exception):
+    """The run could not be started at all (bad storage, missing image, unusable run config…).
+    The agent reports the run ``FAILED`` with this message: retrying it as is would fail again."""
+
+
+class FatalAgentError(Exception):
+    """The agent cannot go on (its key was refused); it shuts down and exits non-zero."""
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run this agent claimed, with what it takes to start it (the claim record)."""
+
+    id: str
+    name: str
+    attempt: int
+    flow_id: str
+    flow_version_id: str
+    parameters: dict[str, Any]
+    labels: list[str]
+    storage: dict[str, Any]
+    run_config: dict[str, Any]
+    task_runs: list[dict[str, Any]]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_claim(cls, record: Mapping[str, Any]) -> ClaimedRun:
+        version = record.get("version") or {}
+        return cls(
+            id=str(record["id"]),
+            name=str(record.get("name") or record["id"]),
+            attempt=int(record.get("attempt") or 1),
+            flow_id=str(record.get("flow") or version.get("flow") or ""),
+            flow_version_id=str(record.get("flow_version") or version.get("id") or ""),
+            parameters=dict(record.get("parameters") or {}),
+            labels=list(record.get("labels") or []),
+            storage=dict(version.get("storage") or {}),
+            run_config=dict(version.get("run_config") or {}),
+            task_runs=list(record.get("task_runs") or []),
+            raw=dict(record),
+        )
+
+    @property
+    def env_names(self) -> list[str]:
+        """Names of variables the run needs from the agent's environment (values never travel)."""
+        names = self.run_config.get("env") or []
+        return [str(n) for n in names] if isinstance(names, list) else []
+
+    def launch_record(self, *, lease_seconds: int) -> dict[str, Any]:
+        """What the flow-run process needs (``flowdeck.agent.execute`` reads it): small on purpose,
+        because the Docker and Kubernetes agents pass it in an environment variable. Of the task
+        runs only the completed ones matter: a restarted run does not run them again."""
+        done = [
+            {
+                "task_key": t.get("task_key"),
+                "map_index": t.get("map_index", -1),
+                "state_name": t.get("state_name") or "Success",
+                "result_ref": t.get("result_ref") or "",
+            }
+            for t in self.task_runs
+            if t.get("state_type") == "COMPLETED"
+        ]
+        return {
+            "id": self.id,
+            "name": self.name,
+            "flow": self.flow_id,
+            "flow_version": self.flow_version_id,
+            "attempt": self.attempt,
+            "parameters": self.parameters,
+            "labels": self.labels,
+            "storage": self.storage,
+            "run_config": self.run_config,
+            "task_runs": done,
+            "lease_seconds": lease_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class RunExit:
+    """How a launched run's process (container, Job) ended.
+
+    ``code`` is the exit code (``None`` when unknown), ``signal`` the signal that killed it, if any.
+    ``failed_to_start``: the platform never managed to start the flow-run code (an image that cannot
+    be pulled, an invalid pod spec…): reported as a pre-start ``FAILED``, not a crash."""
+
+    code: int | None
+    reason: str
+    signal: int | None = None
+    failed_to_start: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and self.signal is None and not self.failed_to_start
+
+
+@dataclass(eq=False)
+class PendingReport:
+    """A state the agent proposes for a run, with the idempotency key every try of it carries."""
+
+    run: ClaimedRun
+    state: dict[str, Any]
+    idempotency_key: str
+
+
+class RunHandle(ABC):
+    """One launched flow run, as the agent watches it."""
+
+    def __init__(self, run: ClaimedRun) -> None:
+        self.run = run
+        self.started_at = time.monotonic()
+        self.cancel_requested_at: float | None = None  # monotonic time the agent asked it to stop
+        self.killed = False
+        self.shutdown = False  # stopped because the agent shut down
+
+    @abstractmethod
+    def poll(self) -> RunExit | None:
+        """``None`` while the run's process is alive, its :class:`RunExit` once it ended."""
+
+    def terminate(self) -> None:
+        """Ask the run to stop (it ends itself ``Cancelled`` when it can). Default: kill it."""
+        self.kill()
+
+    @abstractmethod
+    def kill(self) -> None:
+        """Stop the run's process (and its children) at once."""
+
+    def cleanup(self) -> None:  # noqa: B027 (optional hook)
+        """Release what the launch created (temporary files, the container…). Called once."""
+
+    def output_tail(self) -> str:
+        """The last lines the run printed, for the crash message (empty when not available)."""
+        return ""
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def default_agent_name(agent_type: str) -> str:
+    """``<hostname>-<type>``: stable across restarts, so a restarted agent re-registers as itself."""
+    return f"{socket.gethostname()}-{agent_type}"
+
+
+def _clip(text: str, limit: int = MAX_STATE_MESSAGE) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+class Agent(ABC):
+    """Claims due runs for its labels and launches them; see the module docstring.
+
+    Args:
+        client: the API client, with an Agent-role service-account key.
+        name: the agent's name in the workspace (default ``<hostname>-<type>``); re-registering
+            under the same name returns the same agent.
+        labels: the agent runs flow runs whose labels are all among these.
+        max_concurrent_runs: how many runs may be in flight at once.
+        poll_interval: seconds between claim-loop cycles (heartbeat and claim).
+        lease_seconds: the claim's lease (10–3600 s): a claimed run must reach RUNNING within it.
+        grace_period: on shutdown, how long in-flight runs may take to finish before they are killed.
+        kill_grace: on cancellation, how long a run may take to stop by itself before it is killed.
+        env_vars: extra environment variables (name → value) set on every flow run.
+        max_polls: stop after this many claim-loop cycles (``None``: run until stopped).
+        status: where progress is shown (a live table or structured log lines).
+    """
+
+    agent_type: ClassVar[str] = ""
+    # How often in-flight runs are looked at between cycles (a process exit is cheap to see).
+    watch_interval: float = 0.5
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        name: str | None = None,
+        labels: Iterable[str] = (),
+        max_concurrent_runs: int = 10,
+        poll_interval: float = 10.0,
+        lease_seconds: int = 60,
+        grace_period: float = 30.0,
+        kill_grace: float = 10.0,
+        env_vars: Mapping[str, str] | None = None,
+        max_polls: int | None = None,
+        status: AgentStatus | None = None,
+    ) -> None:
+        if max_concurrent_runs < 1:
+            raise ValueError("max_concurrent_runs must be at least 1.")
+        if not 10 <= lease_seconds <= 3600:
+            raise ValueError("lease_seconds must be between 10 and 3600 (the server's limits).")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive.")
+        self.client = client
+        self.name = name or default_agent_name(self.agent_type)
+        self.labels = sorted(set(labels))
+        self.max_concurrent_runs = max_concurrent_runs
+        self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds
+        self.grace_period = grace_period
+        self.kill_grace = kill_grace
+        self.env_vars = dict(env_vars or {})
+        self.max_polls = max_polls
+        if status is None:
+            from flowdeck.agent.status import LogStatus
+
+            status = LogStatus()
+        self.status = status
+        self.agent_id: str | None = None
+        self.in_flight: dict[str, RunHandle] = {}
+        self.pending_reports: list[PendingReport] = []
+        self._unanswered_claim: tuple[str, int] | None = None
+        self.polls = 0
+        self.consecutive_failures = 0
+        self.last_heartbeat_at: float | None = None  # wall clock of the last answered heartbeat
+        self.health = "starting"
+        self._stop_requests = 0
+        self._wake = threading.Event()
+        self._fatal: str | None = None
+
+    # --- what a platform implements ----------------------------------------------------------------
+
+    @abstractmethod
+    def launch(self, run: ClaimedRun) -> RunHandle:
+        """Start ``run`` on this platform; raise :class:`LaunchError` when it cannot start at all."""
+
+    def check_run_config(self, run: ClaimedRun) -> None:
+        """Refuse a run whose run config asks for another kind of agent (as Prefect 1's agents do)."""
+        wanted = run.run_config.get("agent_type")
+        if wanted and wanted != self.agent_type:
+            raise LaunchError(
+                f"This flow's run_config asks for a {wanted} agent, but it was claimed by the {self.agent_type} "
+                f"agent {self.name!r}. Give the flow labels that only {wanted} agents have, or change its run_config."
+            )
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Run until stopped (signal, ``max_polls``, or a fatal error). Returns the exit code:
+        0 after a requested shutdown, 1 after a fatal error."""
+        try:
+            self.register()
+            while not self._stopping:
+                began = time.monotonic()
+                try:
+                    self.cycle()
+                except FatalAgentError:
+                    raise
+                except Exception as exc:  # a bad answer or a bug: keep watching the runs, try again later
+                    logger.exception("The claim-loop cycle failed")
+                    self._note_failure("cycle", exc)
+                if self.max_polls is not None and self.polls >= self.max_polls:
+                    break
+                self._sleep_until(began + self._cycle_delay())
+        except FatalAgentError as exc:
+            self._fatal = str(exc)
+            self.status.event("fatal", f"The agent stops: {exc}", logging.ERROR, error=str(exc))
+        if self._stop_requests == 0:
+            self._stop_requests = 1  # max_polls reached or fatal: a graceful stop
+        self._drain()
+        self.status.close()
+        return 1 if self._fatal else 0
+
+    def register(self) -> None:
+        """Register (or re-register) this agent; retry while the server is unreachable."""
+        while not self._stopping:
+            try:
+                agent = self.client.register_agent(
+                    self.name, self.agent_type, self.labels, __version__, max(1, round(self.poll_interval))
+                )
+            except (ServerUnavailableError, RateLimitedError) as exc:
+                self._note_failure("register", exc)
+                self._sleep_until(time.monotonic() + self._backoff())
+                continue
+            except FlowdeckError as exc:  # refused (bad key, bad request, unknown workspace): an operator must act
+                raise FatalAgentError(f"Registration was refused: {exc}") from exc
+            self.agent_id = str(agent["id"])
+            self.consecutive_failures = 0
+            self.health = str(agent.get("status") or "registered")
+            self.status.registered(self)
+            return
+
+    def cycle(self) -> None:
+        """One claim-loop cycle: heartbeat, cancellations, watch, claim, launch."""
+        self.polls += 1
+        cancel_ids = self.heartbeat()
+        if self.consecutive_failures == 0 and self.pending_reports:
+            self.send_pending_reports()
+        for run_id in cancel_ids:
+            self.cancel(run_id)
+        self.watch()
+        if not self._stopping and self.consecutive_failures == 0:
+            self.claim_and_launch()
+
+    def heartbeat(self, *, polled: bool = True) -> list[str]:
+        """Heartbeat (``polled``: the claim loop is alive, not only the process); returns the ids of
+        held runs to cancel."""
+        assert self.agent_id is not None
+        try:
+            answer = self.client.agent_heartbeat(self.agent_id, polled=polled)
+        except FATAL_ERRORS as exc:
+            raise FatalAgentError(f"The server refused this agent's key: {exc}") from exc
+        except NotFoundError as exc:
+            # The agent record is gone (deleted by someone): register again under the same name.
+            logger.warning("The server no longer knows agent %s (%s); registering again.", self.agent_id, exc)
+            self.register()
+            return []
+        except FlowdeckError as exc:
+            self._note_failure("heartbeat", exc)
+            return []
+        self.consecutive_failures = 0
+        self.last_heartbeat_at = time.time()
+        self.health = str(answer.get("status") or "healthy")
+        self.status.heartbeat(self)
+        return [str(i) for i in answer.get("cancel_flow_run_ids") or []]
+
+    def claim_and_launch(self) -> None:
+        free = self.max_concurrent_runs - len(self.in_flight)
+        if free <= 0:
+            return
+        assert self.agent_id is not None
+        # A claim whose answer was lost is sent again as is (same key, same limit): the server replays
+        # the runs it handed out instead of leaving them to expire. Slots only fill through claims, so
+        # the earlier limit still fits.
+        key, limit = self._unanswered_claim or (str(uuid.uuid4()), min(free, 100))
+        try:
+            claimed = self.client.claim(self.agent_id, limit=limit, lease_seconds=self.lease_seconds,
+                                        idempotency_key=key)
+        except FATAL_ERRORS as exc:
+            raise FatalAgentError(f"The server refused this agent's claim: {exc}") from exc
+        except (ServerUnavailableError, RateLimitedError) as exc:
+            self._unanswered_claim = (key, limit)
+            self._note_failure("claim", exc)
+            return
+        except FlowdeckError as exc:
+            self._unanswered_claim = None
+            self._note_failure("claim", exc)
+            return
+        self._unanswered_claim = None
+        for record in claimed:
+            self.start_run(ClaimedRun.from_claim(record))
+
+    def start_run(self, run: ClaimedRun) -> None:
+        """Launch a claimed run; a launch that fails is the run's pre-start failure."""
+        try:
+            self.check_run_config(run)
+            handle = self.launch(run)
+        except LaunchError as exc:
+            self.report_prestart_failure(run, str(exc))
+            return
+        except Exception as exc:  # a bug or an unexpected platform error: still the run's pre-start failure
+            logger.exception("Launching flow run %s failed", run.id)
+            self.report_prestart_failure(run, f"The agent could not start the flow run: {type(exc).__name__}: {exc}")
+            return
+        self.in_flight[run.id] = handle
+        self.status.run_started(handle)
+
+    def watch(self) -> None:
+        """Look at every in-flight run: finished ones are settled; overdue kills are carried out."""
+        now = time.monotonic()
+        for run_id, handle in list(self.in_flight.items()):
+            try:
+                outcome = handle.poll()
+            except Exception as exc:  # the platform's API failed: look again next time
+                logger.warning("Could not check flow run %s: %s", run_id, exc)
+                continue
+            if outcome is None:
+                asked = handle.cancel_requested_at
+                if asked is not None and not handle.killed and now - asked >= self.kill_grace:
+                    logger.info("Flow run %s did not stop within %ss of its cancellation; killing it", run_id,
+                                self.kill_grace)
+                    self._kill(handle)
+                continue
+            del self.in_flight[run_id]
+            try:
+                self.settle(handle, outcome)
+            finally:
+                self._cleanup(handle)
+
+    def settle(self, handle: RunHandle, outcome: RunExit) -> None:
+        """Speak for a run whose process ended, when it could not speak for itself."""
+        run = handle.run
+        if outcome.failed_to_start:
+            self.report_prestart_failure(run, outcome.reason)
+            self.status.run_finished(handle, "FAILED", outcome.reason)
+            return
+        if handle.cancel_requested_at is not None:
+            # It either ended Cancelled itself (then this is refused as a no-op) or was killed.
+            self.propose(run, {"type": "CANCELLED", "name": "Cancelled",
+                               "message": "Cancelled on request; the agent stopped the flow-run process."})
+            self.status.run_finished(handle, "CANCELLED", outcome.reason)
+            return
+        if outcome.ok:
+            self.status.run_finished(handle, "exited", outcome.reason)
+            return
+        why = "the agent shut down before it finished" if handle.shutdown else outcome.reason
+        message = f"The flow-run process ended without reporting a final state: {why}."
+        tail = handle.output_tail()
+        if tail:
+            message += f"\nLast output:\n{tail}"
+        self.propose(run, {"type": "CRASHED", "name": "Crashed", "message": _clip(message)})
+        self.status.run_finished(handle, "CRASHED", why)
+
+    def cancel(self, run_id: str) -> None:
+        """Stop a run whose cancellation was requested: ask it to stop, then kill it after ``kill_grace``."""
+        handle = self.in_flight.get(run_id)
+        if handle is None:
+            logger.debug("Cancellation requested for flow run %s, which is not running here", run_id)
+            return
+        if handle.cancel_requested_at is not None:
+            return
+        self.status.event("cancelling", f"Cancelling flow run {handle.run.name}: stopping its process",
+                          flow_run_id=run_id)
+        handle.cancel_requested_at = time.monotonic()
+        try:
+            handle.terminate()
+        except Exception as exc:
+            logger.warning("Could not stop flow run %s: %s; killing it", run_id, exc)
+            self._kill(handle)
+
+    # --- reports the agent makes on a run's behalf -----------------------------------------------------
+
+    def report_prestart_failure(self, run: ClaimedRun, message: str) -> None:
+        self.status.event("prestart_failed", f"Flow run {run.name} could not start: {message}", logging.ERROR,
+                          flow_run_id=run.id, attempt=run.attempt)
+        self.propose(run, {"type": "FAILED", "name": "Failed", "message": _clip(message)})
+
+    def propose(self, run: ClaimedRun, state: dict[str, Any]) -> dict[str, Any] | None:
+        """Propose ``state`` for the run's attempt. A refusal (the run is already final, or moved on to
+        another attempt) is expected and only logged. While the server is unreachable the report is
+        kept and sent again each cycle with the same idempotency key, so it is applied exactly once."""
+        return self._send_report(PendingReport(run, dict(state), str(uuid.uuid4())))
+
+    def _send_report(self, report: PendingReport) -> dict[str, Any] | None:
+        run, state = report.run, report.state
+        try:
+            answer = self.client.set_flow_run_state(run.id, state, attempt=run.attempt,
+                                                    idempotency_key=report.idempotency_key)
+        except FATAL_ERRORS as exc:
+            raise FatalAgentError(f"The server refused this agent's report: {exc}") from exc
+        except (ServerUnavailableError, RateLimitedError) as exc:
+            if report not in self.pending_reports:
+                self.pending_reports.append(report)
+            self.status.event("report_postponed", f"Could not report {state['type']} for flow run {run.name} yet "
+                              f"({exc}); will send it again", logging.WARNING, flow_run_id=run.id)
+            return None
+        except FlowdeckError as exc:
+            self.status.event("report_refused", f"Reporting {state['type']} for flow run {run.name} failed: {exc}",
+                              logging.ERROR, flow_run_id=run.id)
+            return None
+        if report in self.pending_reports:
+            self.pending_reports.remove(report)
+        current = answer.get("state") or {}
+        self.status.event(
+            "reported", f"Reported {state['type']} for flow run {run.name}: {answer.get('status')} (now "
+            f"{current.get('type')} {current.get('name')})", flow_run_id=run.id, attempt=run.attempt,
+            proposed=state["type"], answer=answer.get("status"), state_type=current.get("type"),
+            state_name=current.get("name"))
+        return answer
+
+    def send_pending_reports(self) -> None:
+        """Send again, in order, the reports the server could not take earlier."""
+        for report in list(self.pending_reports):
+            if self._send_report(report) is None and report in self.pending_reports:
+                return  # still unreachable: keep the order, try next cycle
+
+    # --- stopping -----------------------------------------------------------------------------------------
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_requests > 0 or self._fatal is not None
+
+    def request_stop(self) -> None:
+        """Ask the agent to stop: the first request stops claiming and lets runs finish within
+        ``grace_period``; a second one kills them at once. Safe from a signal handler or a thread."""
+        self._stop_requests += 1
+        self._wake.set()
+
+    def install_signal_handlers(self) -> Callable[[], None]:
+        """SIGTERM/SIGINT → :meth:`request_stop`. Returns a function restoring the old handlers."""
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            # No logging here (it could deadlock on the logging lock): the loop logs the shutdown.
+            self.request_stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+    def _drain(self) -> None:
+        """Shutdown: no more claims; let in-flight runs finish within the grace period (still
+        heartbeating so the agent shows alive), then kill what is left and report it."""
+        if self.in_flight:
+            self.status.event("draining", f"Shutting down: waiting up to {self.grace_period:g}s for "
+                              f"{len(self.in_flight)} flow run(s) to finish", runs=len(self.in_flight),
+                              grace_period=self.grace_period)
+        else:
+            self.status.event("shutdown", "Shutting down")
+        deadline = time.monotonic() + self.grace_period
+        next_beat = time.monotonic() + self.poll_interval
+        while self.in_flight and time.monotonic() < deadline and self._stop_requests < 2 and self._fatal is None:
+            self._wake.clear()
+            self._watch_until_fatal()
+            if self.in_flight and time.monotonic() >= next_beat and self.agent_id is not None:
+                next_beat = time.monotonic() + self.poll_interval
+                try:
+                    for run_id in self.heartbeat(polled=False):  # alive, but no longer claiming
+                        self.cancel(run_id)
+                    if self.consecutive_failures == 0 and self.pending_reports:
+                        self.send_pending_reports()
+                except FatalAgentError as exc:
+                    self._fatal = str(exc)
+            if self.in_flight:
+                self._wake.wait(min(self.watch_interval, max(0.0, deadline - time.monotonic())))
+        for handle in list(self.in_flight.values()):
+            self.status.event("killing", f"Flow run {handle.run.name} is still running at shutdown; killing it",
+                              logging.WARNING, flow_run_id=handle.run.id)
+            handle.shutdown = True
+            self._kill(handle)
+        # Give the killed processes a moment to end, then settle them (CRASHED: the server hands
+        # them back to a retry while the flow's crash retries allow).
+        reap_deadline = time.monotonic() + 10
+        while self.in_flight and time.monotonic() < reap_deadline and self._watch_until_fatal():
+            if self.in_flight:
+                time.sleep(0.05)
+        for handle in list(self.in_flight.values()):
+            self._cleanup(handle)
+        self.in_flight.clear()
+        if self.pending_reports and self._fatal is None:
+            self.send_pending_reports()
+        for report in self.pending_reports:
+            self.status.event("report_lost", f"Could not report {report.state['type']} for flow run "
+                              f"{report.run.name} before stopping; the server will crash it when its lease ends",
+                              logging.WARNING, flow_run_id=report.run.id)
+
+    def _watch_until_fatal(self) -> bool:
+        """:meth:`watch`, turning a fatal answer into the agent's fatal state; False once fatal."""
+        try:
+            self.watch()
+        except FatalAgentError as exc:
+            self._fatal = str(exc)
+            return False
+        return True
+
+    def _kill(self, handle: RunHandle) -> None:
+        handle.killed = True
+        try:
+            handle.kill()
+        except Exception as exc:
+            logger.warning("Could not kill flow run %s: %s", handle.run.id, exc)
+
+    def _cleanup(self, handle: RunHandle) -> None:
+        try:
+            handle.cleanup()
+        except Exception as exc:
+            logger.warning("Could not clean up after flow run %s: %s", handle.run.id, exc)
+
+    # --- timing ---------------------------------------------------------------------------------------------
+
+    def _note_failure(self, what: str, exc: Exception) -> None:
+        self.consecutive_failures += 1
+        self.health = "unreachable"
+        self.status.event(f"{what}_failed", f"{what.capitalize()} failed ({self.consecutive_failures} in a row): "
+                          f"{exc}; trying again in {self._backoff():.1f}s", logging.WARNING, error=str(exc),
+                          failures=self.consecutive_failures)
+
+    def _backoff(self) -> float:
+        """Exponential back-off from the poll interval, capped at 30 s (or the poll interval)."""
+        if self.consecutive_failures <= 0:
+            return self.poll_interval
+        cap = max(30.0, self.poll_interval)
+        return float(min(cap, self.poll_interval * 2 ** min(self.consecutive_failures - 1, 10)))
+
+    def _cycle_delay(self) -> float:
+        return self._backoff() if self.consecutive_failures else self.poll_interval
+
+    def _sleep_until(self, deadline: float) -> None:
+        """Sleep until ``deadline``, watching in-flight runs meanwhile; a stop request wakes it."""
+        while not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(min(self.watch_interval, remaining))
+            if self.in_flight and not self._stopping:
+                self.watch()
+            self.status.refresh(self)

@@ -1,0 +1,290 @@
+"""The flow-run process: ``python -m flowdeck.agent.execute``, started by an agent for one claimed run.
+
+It reads the claim record (a file named by ``FLOWDECK_FLOW_RUN_FILE``, or the JSON itself in
+``FLOWDECK_FLOW_RUN_JSON`` for containers), connects with ``FLOWDECK_API_URL``/``KEY``/``WORKSPACE``,
+and reports through a :class:`~flowdeck.reporting.RunReporter`: RUNNING first (the server may make it
+wait, or tell this attempt to stop), then the flow is loaded from its storage — a flow that cannot be
+loaded is reported FAILED with the traceback — and run with the run's parameters; task runs a
+restarted run already completed are not run again. Python logging reaches the server.
+
+Stopping: the reporter's heartbeat learns of a cancellation and the FlowRunner stops submitting tasks
+and ends Cancelled. SIGTERM does the same at once (the agent sends it on cancellation); a SIGTERM
+the server did not ask for (a container or pod being evicted) ends the run Crashed instead, so the
+server retries it. Under the process agent, the process also stops when the agent dies.
+
+Exit status: 0 once everything was delivered (or the server said this attempt is over); 1 when
+reports could not be delivered or something unexpected failed — the agent then reports the run
+CRASHED if it has no final state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowdeck.core.flow import Flow
+    from flowdeck.engine.state import State
+    from flowdeck.reporting import RunReporter
+
+ENV_RUN_FILE = "FLOWDECK_FLOW_RUN_FILE"
+ENV_RUN_JSON = "FLOWDECK_FLOW_RUN_JSON"
+ENV_SPOOL_DIR = "FLOWDECK_SPOOL_DIR"
+ENV_AGENT_PID = "FLOWDECK_AGENT_PID"
+ENV_REPORT_TIMEOUT = "FLOWDECK_REPORT_TIMEOUT"
+# How long the process waits, after the flow ends, for the server to take every report (it may
+# be down for a while: the reports wait in the spool meanwhile).
+DEFAULT_REPORT_TIMEOUT = 300.0
+
+logger = logging.getLogger("flowdeck.agent.execute")
+
+
+class LaunchRecordError(Exception):
+    """The claim record is missing or unreadable (the agent's bug, not the flow's)."""
+
+
+def read_launch_record(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The claim record the agent prepared (see ``ClaimedRun.launch_record``)."""
+    raw = environ.get(ENV_RUN_JSON)
+    source = ENV_RUN_JSON
+    if not raw:
+        path = environ.get(ENV_RUN_FILE)
+        if not path:
+            raise LaunchRecordError(f"Neither {ENV_RUN_FILE} nor {ENV_RUN_JSON} is set: this process is meant "
+                                    "to be started by a Flowdeck agent.")
+        source = path
+        try:
+            raw = Path(path).read_text()
+        except OSError as exc:
+            raise LaunchRecordError(f"Cannot read the flow-run record {path}: {exc.strerror}") from None
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise LaunchRecordError(f"The flow-run record in {source} is not valid JSON: {exc}") from None
+    if not isinstance(record, dict) or "id" not in record:
+        raise LaunchRecordError(f"The flow-run record in {source} has no run id.")
+    return record
+
+
+def initial_task_states(record: Mapping[str, Any], flow: Flow) -> dict[str, State]:
+    """Tasks a restarted run already completed, as finished states the FlowRunner does not run
+    again. Their results come back from their checkpoints (``result_ref`` read with the task's or the
+    flow's ``Result``); a task without one gets ``None`` (checkpoint tasks whose results a restart
+    needs, as in Prefect 1). A checkpoint that cannot be read is run again. Only whole tasks count
+    (``map_index`` -1); parameters always take this run's values."""
+    from flowdeck.engine import state as states
+
+    finished: dict[str, State] = {}
+    for task_run in record.get("task_runs") or []:
+        key = str(task_run.get("task_key") or "")
+        if task_run.get("map_index", -1) != -1 or not key:
+            continue
+        try:
+            task = flow.task_by_key(key)
+        except KeyError:
+            continue
+        if getattr(task, "_is_parameter", False) or task_run.get("state_name") == "Mapped":
+            continue  # parameters take this run's values; a mapped task runs again with its children
+        cls = getattr(states, str(task_run.get("state_name") or ""), None)
+        if not (isinstance(cls, type) and issubclass(cls, states.Success)) or cls is states.Mapped:
+            cls = states.Success
+        ref = str(task_run.get("result_ref") or "") or None
+        value: Any = None
+        handler = getattr(task, "result", None) or getattr(flow, "result", None)
+        if ref and handler is not None:
+            try:
+                value = handler.read(ref).value
+            except Exception as exc:
+                logger.warning("The result of %s from the earlier attempt cannot be read at %s (%s); running it "
+                               "again", key, ref, exc)
+                continue
+        done = cls(message="Completed in an earlier attempt.", result=value)
+        done.result_ref = ref
+        finished[key] = done
+    return finished
+
+
+class RunControl:
+    """The RunObserver the FlowRunner gets: the reporter, plus this process's own reasons to stop
+    (SIGTERM). It tells a requested cancellation from an eviction by asking the server."""
+
+    def __init__(self, reporter: RunReporter, client: Any, flow_run_id: str, attempt: int) -> None:
+        self.reporter = reporter
+        self.client = client
+        self.flow_run_id = flow_run_id
+        self.attempt = attempt
+        self.terminated = threading.Event()
+        self.classified = threading.Event()
+        self.cancel_on_server = False
+
+    # --- RunObserver --------------------------------------------------------------------------
+
+    def flow_state(self, state: State) -> None:
+        if self.terminated.is_set() and state.server_type == "CANCELLED":
+            self.classified.wait(15)
+            if not (self.cancel_on_server or self.reporter.cancel_requested()):
+                from flowdeck.engine.state import Crashed
+
+                state = Crashed(message="The flow-run process was stopped (SIGTERM) before the flow finished.")
+        self.reporter.flow_state(state)
+
+    def task_state(self, task_key: str, map_index: int, state: State) -> None:
+        self.reporter.task_state(task_key, map_index, state)
+
+    def cancel_requested(self) -> bool:
+        return self.terminated.is_set() or self.reporter.cancel_requested()
+
+    # --- SIGTERM ------------------------------------------------------------------------------
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        # Only set flags here; a thread asks the server (a request from a signal handler could
+        # deadlock on locks the interrupted code holds).
+        if self.terminated.is_set():
+            return
+        self.terminated.set()
+        threading.Thread(target=self._classify, name="flowdeck-sigterm", daemon=True).start()
+
+    def _classify(self) -> None:
+        try:
+            reply = self.client.flow_run_heartbeat(self.flow_run_id, attempt=self.attempt)
+            self.cancel_on_server = bool(reply.get("cancellation_requested"))
+        except Exception as exc:  # unreachable or refused: treat as not requested
+            logger.warning("Could not ask Flowdeck whether the run was cancelled: %s", exc)
+        self.classified.set()
+
+
+def watch_agent(agent_pid: int, interval: float = 0.5) -> threading.Thread:
+    """Kill this process group when the agent that started it is gone: its runs must not go on
+    unseen (the server crashes and retries them once their heartbeats stop)."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != agent_pid:
+                try:
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
+                finally:
+                    os._exit(137)
+            time.sleep(interval)
+
+    thread = threading.Thread(target=watch, name="flowdeck-agent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _configure_logging(reporter_handler: logging.Handler | None = None) -> None:
+    # One stderr handler on the root for every logger (the agent captures it into its own log);
+    # the flowdeck logger's own stderr handler would print flowdeck records twice.
+    os.environ.setdefault("FLOWDECK_LOGGING_STDERR", "0")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for chatty in ("httpx", "httpcore"):  # one line per request would drown the flow's own output
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    if not any(getattr(h, "name", None) == "flowdeck-execute" for h in root.handlers):
+        stream = logging.StreamHandler(sys.stderr)
+        stream.set_name("flowdeck-execute")
+        stream.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s - %(name)s | %(message)s"))
+        root.addHandler(stream)
+    if reporter_handler is not None:
+        root.addHandler(reporter_handler)
+
+
+def _report_timeout(environ: Mapping[str, str]) -> float:
+    try:
+        return float(environ.get(ENV_REPORT_TIMEOUT) or DEFAULT_REPORT_TIMEOUT)
+    except ValueError:
+        return DEFAULT_REPORT_TIMEOUT
+
+
+def run_flow_run(record: Mapping[str, Any], environ: Mapping[str, str]) -> int:
+    """Run one claimed flow run to its end, reporting everything; returns the exit status."""
+    from flowdeck.client import Client
+    from flowdeck.reporting import RunReporter
+
+    flow_run_id = str(record["id"])
+    attempt = int(environ.get("FLOWDECK_ATTEMPT") or record.get("attempt") or 1)
+    client = Client()
+    # Heartbeats keep the agent's lease: a lost run comes back after it, not after the server's default.
+    lease = record.get("lease_seconds")
+    reporter = RunReporter(client, flow_run_id, attempt, spool_dir=environ.get(ENV_SPOOL_DIR) or None,
+                           lease_seconds=int(lease) if lease else None)
+    _configure_logging(reporter.log_handler)
+    control = RunControl(reporter, client, flow_run_id, attempt)
+    signal.signal(signal.SIGTERM, control.on_sigterm)
+    try:
+        status = _run(control, record)
+    finally:
+        delivered = reporter.close(timeout=_report_timeout(environ))
+        client.close()
+    if not delivered and not reporter.aborted:
+        logger.error("Some reports could not be delivered to Flowdeck (%d left)", reporter.undelivered)
+        return 1
+    return status
+
+
+def _run(control: RunControl, record: Mapping[str, Any]) -> int:
+    from flowdeck.engine.state import Cancelled, Failed, Running
+
+    reporter = control.reporter
+    control.flow_state(Running(message=f"Running in process {os.getpid()} on {socket.gethostname()}"))
+    if reporter.aborted:
+        logger.warning("Flowdeck refused to start this attempt: %s", reporter.abort_reason)
+        return 0
+    try:
+        from flowdeck.storage import load_flow
+
+        flow = load_flow(dict(record.get("storage") or {}))
+    except BaseException as exc:  # noqa: B036 (a flow file may even call sys.exit)
+        text = "".join(traceback.format_exception(exc))
+        logger.error("Could not load the flow from its storage %s:\n%s", record.get("storage"), text)
+        control.flow_state(Failed(message=_clip(f"Could not load the flow from its storage: {exc}\n{text}")))
+        return 0
+    if control.cancel_requested():
+        control.flow_state(Cancelled(message="Cancelled before the flow started."))
+        return 0
+    try:
+        flow.run(
+            parameters=dict(record.get("parameters") or {}),
+            observer=control,
+            initial_task_states=initial_task_states(record, flow),
+            context={"flow_run_id": str(record["id"]), "flow_run_name": str(record.get("name") or "")},
+        )
+    except Exception as exc:
+        # The engine itself failed (tasks fail into states, not exceptions): the run is FAILED.
+        text = "".join(traceback.format_exception(exc))
+        logger.error("The flow run failed unexpectedly:\n%s", text)
+        control.flow_state(Failed(message=_clip(f"The flow run failed unexpectedly: {exc}\n{text}")))
+        return 1
+    return 0
+
+
+def _clip(text: str, limit: int = 10_000) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "\n…\n" + text[-(limit // 2) + 3 :]
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    _configure_logging()
+    agent_pid = env.get(ENV_AGENT_PID)
+    if agent_pid and agent_pid.isdigit():
+        watch_agent(int(agent_pid))
+    try:
+        record = read_launch_record(env)
+    except LaunchRecordError as exc:
+        logger.error("%s", exc)
+        return 2
+    return run_flow_run(record, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
