@@ -213,6 +213,9 @@ def _stale(run: FlowRun | TaskRun, what: str) -> Conflict:
     )
 
 
+_FLOW_RUN_FIELDS = tuple(f.name for f in FlowRun._meta.concrete_fields)
+
+
 @_in_transaction
 def flow_run_set_state(
     *,
@@ -232,8 +235,11 @@ def flow_run_set_state(
         FlowRun.objects.for_workspace(workspace_id)
         .select_for_update(of=("self",))
         .select_related("flow", "agent")
+        # The rules read these of the flow and the agent; the run itself whole.
+        .only(*_FLOW_RUN_FIELDS, "flow__max_crash_retries", "flow__concurrency_limit", "agent__service_account_id")
         .annotate(db_now=Now())
-        .filter(pk=flow_run_id)[:1]  # no .first(): its ORDER BY is compiled on every transition
+        .filter(pk=flow_run_id)
+        .order_by()[:1]  # no ORDER BY (the model's ordering, or .first()'s) to compile on every transition
     )
     run = next(iter(rows), None)
     if run is None:
@@ -270,7 +276,8 @@ def task_run_set_state(
         TaskRun.objects.for_workspace(workspace_id)
         .select_for_update()
         .annotate(db_now=Now())
-        .filter(pk=task_run_id)[:1]
+        .filter(pk=task_run_id)
+        .order_by()[:1]
     )
     run = next(iter(rows), None)
     if run is None:
