@@ -214,6 +214,22 @@ def test_cancellation_reaches_the_run_through_the_heartbeat(
     assert reporter.aborted is False
 
 
+def test_a_flow_that_ends_as_cancellation_is_requested_confirms_the_cancellation(
+    live_server_url: str, live_world: WorkspaceWorld, tmp_path: Path
+) -> None:
+    # given: a running run whose cancellation is requested before the reporter heard of it
+    claimed = claimed_run(live_server_url, live_world)
+    reporter = reporter_for(claimed, live_server_url, live_world.keys["agent"], tmp_path)
+    reporter.flow_state(Running())
+    assert claimed.developer.cancel_flow_run(claimed.run_id)["state_type"] == "CANCELLING"
+    # when: the flow finishes and reports COMPLETED (refused: the run is being cancelled)
+    reporter.flow_state(Success("done"))
+    reporter.close(timeout=30)
+    # then: the reporter confirms the cancellation instead of leaving the run CANCELLING
+    assert claimed.developer.get_flow_run(claimed.run_id)["state_type"] == "CANCELLED"
+    assert reporter.cancel_requested() is True
+
+
 def test_a_stale_attempt_aborts_the_reporter(live_server_url: str, live_world: WorkspaceWorld,
                                               tmp_path: Path) -> None:
     claimed = claimed_run(live_server_url, live_world)

@@ -419,6 +419,16 @@ class RunReporter:
                 self._abort(str(answer.get("reason") or f"the server answered {status} to {proposed}"))
             elif current.get("type") in ("CANCELLING", "CANCELLED") and proposed != "CANCELLED":
                 self._cancel = True
+                if status == "REJECT" and proposed in TERMINAL and current.get("type") == "CANCELLING":
+                    # The flow ended just as cancellation was requested: confirm the cancellation so
+                    # the run does not wait in CANCELLING for its lease to run out.
+                    answer = self._client.set_flow_run_state(
+                        self.flow_run_id,
+                        {"type": "CANCELLED", "name": "Cancelled",
+                         "message": f"Cancelled as requested; the flow had just ended ({state.get('name') or proposed})."},
+                        attempt=self.attempt, idempotency_key=batch.idempotency_key + "-cancelled")
+                    self.last_flow_answer = answer
+                    current = answer.get("state") or {}
             if proposed in TERMINAL or current.get("type") in TERMINAL:
                 self._hb_stop.set()
         finally:
