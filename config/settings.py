@@ -130,7 +130,16 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("FLOWDECK_CHANNEL_PREFIX", default="fd")},
+            # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's blocking
+            # BZPOPMIN: every idle socket's receive would time out and drop the connection
+            # (django/channels_redis#422). Reads must outlast the 5 s pop; connects fail fast (G3).
+            # It also caps a pool at 100 connections and fails beyond: 100 sockets connecting at
+            # once each need one for their group_add.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2,
+                           "max_connections": env.int("FLOWDECK_CHANNEL_MAX_CONNECTIONS", default=1000)}],
+                "prefix": env("FLOWDECK_CHANNEL_PREFIX", default="fd"),
+            },
         }
     }
 else:

@@ -1,4 +1,4 @@
-"""Publishing events after commit (DESIGN.md §5).
+"""Publishing events after commit (DESIGN.md §5, RELIABILITY E2, G3).
 
 Every state change, run creation, agent status change and log batch calls :func:`publish`. The
 event is sent only once the transaction commits (``transaction.on_commit``), so a rolled-back change
@@ -6,9 +6,20 @@ is never announced, to one channel-layer group, so a subscriber only ever hears 
 workspace: events about the workspace's objects (runs created, flow-run states, agents …) go to the
 workspace's group; what happens *inside* one flow run (task-run states, log lines) goes to that
 run's group only, heard by whoever is looking at the run, so busy runs never flood dashboards and
-each event costs one send. A channel layer that is down
-(Redis stopped) loses the live event but never fails or delays the write that caused it (G3):
-events to Redis go through a background sender; clients fill gaps from REST.
+each event costs one send.
+
+Each event gets a per-workspace ``seq`` and is kept in a bounded replay store
+(:mod:`core.event_log`) before it is sent, as ``{"type": "flowdeck.event", "seq", "event",
+"flow_run_id"}``; a socket that reconnects with the last seq it saw gets what it missed.
+
+A channel layer or Redis that is down loses the live event but never fails or delays the write
+that caused it (G3): events to Redis go through a background sender, which stores a whole batch
+in one pipelined round trip and then sends it; clients fill gaps from REST.
+
+:func:`send_after_commit` sends other messages (agent pushes, socket-closing control messages) the
+same way, without a seq: they are not part of the workspace's event history. Every message names
+its ``group``: each server process receives a group's messages once and fans them out to its own
+sockets (``core.live.hub``).
 """
 
 from __future__ import annotations
@@ -18,12 +29,15 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.utils import timezone
+
+from core.event_log import MemoryEventLog, RedisEventLog, event_log_for
 
 logger = logging.getLogger(__name__)
 
@@ -45,25 +59,61 @@ def publish(*, workspace_id: Any, type: str, data: dict[str, Any], flow_run_id: 
     transaction.on_commit(lambda: _send(groups, event))
 
 
+def send_after_commit(group: str, message: dict[str, Any]) -> None:
+    """Send a channel-layer ``message`` (its ``type`` names the consumer handler) to ``group``
+    after the current transaction commits, with the same guarantees as :func:`publish`."""
+    transaction.on_commit(lambda: _deliver(_Item(group=group, message=message)))
+
+
+@dataclass
+class _Item:
+    group: str
+    # A workspace event (gets a seq and is stored for replay) …
+    event: dict[str, Any] | None = None
+    workspace_id: str = ""
+    run: str | None = None
+    # … or a plain message.
+    message: dict[str, Any] | None = None
+
+    def envelope(self, seq: int) -> dict[str, Any]:
+        # ``group`` tells a process's live hub (core.live.hub) which of its sockets it is for.
+        return {"type": "flowdeck.event", "seq": seq, "event": self.event, "flow_run_id": self.run, "group": self.group}
+
+    def plain(self) -> dict[str, Any]:
+        return {**(self.message or {}), "group": self.group}
+
+    @property
+    def label(self) -> str:
+        return str((self.event or self.message or {}).get("type"))
+
+
 def _send(groups: list[str], event: dict[str, Any]) -> None:
+    """Called on commit for an event (tests replace it to capture what is published)."""
+    for group in groups:
+        run = group.removeprefix("run.") if group.startswith("run.") else None
+        _deliver(_Item(group=group, event=event, workspace_id=event["workspace_id"], run=run))
+
+
+def _deliver(item: _Item) -> None:
     """Called on commit. An in-memory layer (embedded mode) is sent to directly, on the server's own
     event loop; any other layer goes through the background sender, so a write never waits for
     Redis (or hangs when it is down) and the connection pool lives on one long-running loop."""
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "flowdeck.event", "event": event}
     if isinstance(layer, InMemoryChannelLayer):
         try:
-            async_to_sync(_send_all)(layer, groups, message)
+            if item.message is not None:
+                message = item.plain()
+            else:
+                log = event_log_for(layer)
+                assert isinstance(log, MemoryEventLog)
+                message = item.envelope(log.append(item.workspace_id, item.event or {}, item.run))
+            async_to_sync(layer.group_send)(item.group, message)
         except Exception:  # noqa: BLE001 - never fail the write (G3)
-            logger.warning("could not publish %s to %s", event["type"], groups, exc_info=True)
+            logger.warning("could not publish %s to %s", item.label, item.group, exc_info=True)
         return
-    _sender.submit(layer, groups, message)
-
-
-async def _send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-    await asyncio.gather(*(layer.group_send(group, message) for group in groups))
+    _sender.submit(layer, item)
 
 
 class _BackgroundSender:
@@ -75,16 +125,16 @@ class _BackgroundSender:
     BATCH = 500
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Any, list[str], dict[str, Any]]] = queue.Queue(self.MAX_QUEUED)
+        self._queue: queue.Queue[tuple[Any, _Item]] = queue.Queue(self.MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+    def submit(self, layer: Any, item: _Item) -> None:
         self._ensure_running()
         try:
-            self._queue.put_nowait((layer, groups, message))
+            self._queue.put_nowait((layer, item))
         except queue.Full:
-            logger.warning("event queue full; dropped %s", message["event"]["type"])
+            logger.warning("event queue full; dropped %s", item.label)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far was sent (tests, graceful shutdown)."""
@@ -114,17 +164,51 @@ class _BackgroundSender:
                     break
             try:
                 loop.run_until_complete(self._send_batch(batch))
+            except Exception:  # noqa: BLE001 - the thread must survive anything
+                logger.warning("could not send a batch of %d events", len(batch), exc_info=True)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
     @staticmethod
-    async def _send_batch(batch: list[tuple[Any, list[str], dict[str, Any]]]) -> None:
-        for layer, groups, message in batch:
+    async def _send_batch(batch: list[tuple[Any, _Item]]) -> None:
+        seqs = await _assign_seqs(batch)
+        for layer, item in batch:
+            if item.message is not None:
+                message = item.plain()
+            elif id(item) in seqs:
+                message = item.envelope(seqs[id(item)])
+            else:
+                continue  # no seq (the store is down): the layer most likely is too; clients reload
             try:
-                await _send_all(layer, groups, message)
+                await layer.group_send(item.group, message)
             except Exception:  # noqa: BLE001 - keep sending the next ones
-                logger.warning("could not publish %s to %s", message["event"]["type"], groups, exc_info=True)
+                logger.warning("could not publish %s to %s", item.label, item.group, exc_info=True)
+
+
+async def _assign_seqs(batch: list[tuple[Any, _Item]]) -> dict[int, int]:
+    """Store the batch's events and return their seqs by ``id(item)``: one pipelined round trip
+    per store (normally one Redis)."""
+    by_log: dict[int, tuple[RedisEventLog, list[_Item]]] = {}
+    no_log: list[_Item] = []
+    for layer, item in batch:
+        if item.event is None:
+            continue
+        log = event_log_for(layer)
+        if isinstance(log, RedisEventLog):
+            by_log.setdefault(id(log), (log, []))[1].append(item)
+        else:
+            no_log.append(item)
+    # A layer without a store we know (sentinels …) still delivers, with seq 0: no replay.
+    seqs: dict[int, int] = {id(item): 0 for item in no_log}
+    for log, items in by_log.values():
+        try:
+            assigned = await log.append_many([(i.workspace_id, i.event or {}, i.run) for i in items])
+        except Exception:  # noqa: BLE001 - Redis down: live updates degrade, writes do not (G3)
+            logger.warning("could not store %d events for replay", len(items), exc_info=True)
+            continue
+        seqs.update({id(item): seq for item, seq in zip(items, assigned, strict=True)})
+    return seqs
 
 
 _sender = _BackgroundSender()

@@ -14,6 +14,7 @@ from accounts import keys
 from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role, role_at_most
 from accounts.models import ApiKey, Membership, ServiceAccount
 from core.errors import InvalidInput, Unauthenticated
+from core.live.control import close_api_key_sockets
 from core.tenancy import rls_bypass
 
 from .audit import audit_record
@@ -109,6 +110,7 @@ def api_key_revoke(*, actor: Principal, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        close_api_key_sockets(key_ids=[key.pk])  # C4, after commit
         audit_record(workspace=actor.workspace, action="api_key.revoked", target=key, actor=actor,
                      data={"prefix": key.lookup_prefix})
     return key
@@ -133,6 +135,7 @@ def api_key_rotate(*, actor: Principal, key: ApiKey, grace_seconds: int = 0) -> 
         key.expires_at = min(key.expires_at or now + grace, now + grace)
     else:
         key.revoked_at = now
+        close_api_key_sockets(key_ids=[key.pk])  # C4 (with a grace period, sockets re-check at expiry)
     key.save(update_fields=["rotated_to", "expires_at", "revoked_at"])
     audit_record(workspace=actor.workspace, action="api_key.rotated", target=key, actor=actor,
                  data={"new_prefix": created.key.lookup_prefix, "grace_seconds": grace_seconds})

@@ -8,6 +8,7 @@ from django.utils import timezone
 from accounts.authz import RANK, PermissionDenied, Principal, authorize, can_grant_role
 from accounts.models import ApiKey, Invitation, Membership, Role, Workspace
 from core.errors import Conflict, InvalidInput
+from core.live.control import close_user_sockets
 from core.tenancy import workspace_scope
 
 from .audit import audit_record
@@ -89,6 +90,7 @@ def membership_remove(*, actor: Principal, membership: Membership) -> None:
     ApiKey.objects.for_workspace(membership.workspace).filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    close_user_sockets(user_id=user.pk, workspace_id=membership.workspace_id)  # C4, after commit
     audit_record(
         workspace=membership.workspace, action="member.left" if leaving else "member.removed", target=user,
         actor=actor, data={"role": membership.role},

@@ -8,6 +8,7 @@ from django.utils import timezone
 from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role
 from accounts.models import ApiKey, Role, ServiceAccount
 from core.errors import Conflict, InvalidInput
+from core.live.control import close_service_account_sockets
 
 SERVICE_ACCOUNT_ROLES = (Role.ADMIN, Role.DEVELOPER, Role.VIEWER, Role.AGENT)
 
@@ -99,4 +100,5 @@ def service_account_delete(*, actor: Principal, account: ServiceAccount) -> None
     )
     account.is_active = False
     account.save(update_fields=["is_active"])
+    close_service_account_sockets(service_account_id=account.pk)  # C4, after commit
     audit_record(workspace=actor.workspace, action="service_account.deleted", target=account, actor=actor)

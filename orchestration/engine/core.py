@@ -22,6 +22,7 @@ from accounts.authz import NotFound, Principal
 from core.errors import Conflict
 from core.events import publish
 from orchestration.models import FlowRun, FlowRunState, StateType, TaskRun, TaskRunState
+from orchestration.services import live
 
 
 class SetStateStatus(enum.StrEnum):
@@ -258,6 +259,8 @@ def flow_run_set_state(
         type="flow_run.state_changed",
         data={"id": str(run.pk), "state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
     )
+    if run.state_type == StateType.SCHEDULED:
+        live.runs_available([run])  # a retry or restart is claimable again: tell the agents (issue 5)
     return _result(run, context)
 
 

@@ -41,6 +41,7 @@ from orchestration.models import (
     StateType,
     TaskRun,
 )
+from orchestration.services import live
 
 MAX_PARAMETERS_BYTES = 512 * 1024  # A1: parameters are small metadata, never data
 MAX_BULK_RUNS = 5_000
@@ -284,6 +285,7 @@ def flow_run_create(
             return existing, False
         FlowRunState.objects.unscoped().bulk_create([_first_state(run, now)])
         _created_event(run)
+        live.runs_available([run], now=now)
         return run, True
 
 
@@ -364,6 +366,7 @@ def flow_run_bulk_create(*, actor: Principal, flow: Flow, runs: list[dict[str, A
         if fresh:
             publish(workspace_id=actor.workspace.pk, type="flow_run.created",
                     data={"flow_id": str(flow.pk), "count": len(fresh), "ids": [str(r.pk) for r in fresh[:100]]})
+            live.runs_available(fresh, now=now)
         return result
 
 
@@ -401,7 +404,10 @@ def _cancel_locked(actor: Principal, run: FlowRun) -> OrchestrationResult:
         if held
         else ProposedState(type=StateType.CANCELLED, name="Cancelled", message=f"Cancelled by {actor.label}")
     )
-    return flow_run_set_state(actor=actor, flow_run_id=run.pk, state=state, workspace_id=run.workspace_id)
+    result = flow_run_set_state(actor=actor, flow_run_id=run.pk, state=state, workspace_id=run.workspace_id)
+    if held and result.status is SetStateStatus.ACCEPT:
+        live.cancel_requested(flow_run=run)  # the holding agent stops it within a second
+    return result
 
 
 @transaction.atomic

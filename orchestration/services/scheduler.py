@@ -36,6 +36,7 @@ from core.events import publish
 from core.tenancy import rls_bypass
 from orchestration.models import Catchup, Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
 from orchestration.schedules import occurrences
+from orchestration.services import live
 
 logger = logging.getLogger(__name__)
 
@@ -238,4 +239,5 @@ def _tick_batch(
                     "created_by_kind": FlowRun.CreatedBy.SCHEDULE,
                 },
             )
+        live.runs_available(mine, now=clock)  # agents claim due runs now, set timers for the rest
         return len(mine), next_after

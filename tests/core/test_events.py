@@ -51,6 +51,7 @@ def test_event_is_delivered_after_commit_to_the_workspace_group_only():
         assert _receive(mine, timeout=0.2) is None  # nothing before commit
     message = _receive(mine)
     assert message["event"]["type"] == "flow_run.state_changed"
+    assert message["seq"] == 1  # the workspace's first event (E2)
     assert message["event"]["workspace_id"] == str(ws)
     assert message["event"]["data"] == {"id": str(run)}
     assert _receive(theirs, timeout=0.2) is None
@@ -66,6 +67,7 @@ def test_events_inside_a_run_go_to_that_runs_group_only():
         publish(workspace_id=ws, type="logs.appended", data={"count": 3}, flow_run_id=run)
     message = _receive(run_channel)
     assert (message["event"]["type"], message["event"]["data"]) == ("logs.appended", {"count": 3})
+    assert (message["seq"], message["flow_run_id"]) == (1, str(run))  # one seq shared with the workspace
     assert message["event"]["workspace_id"] == str(ws)
     assert _receive(workspace, timeout=0.2) is None
     assert _receive(other_channel, timeout=0.2) is None

@@ -2,7 +2,10 @@
 
 An agent registers, then cycles: heartbeat (``polled=True``: the claim loop itself is alive), stop
 the runs whose cancellation was requested, look at the runs it launched, claim as many due runs as
-it has free slots, and launch each. A launched run reports its own states (the flow-run process);
+it has free slots, and launch each. Between cycles it waits on an event, not a sleep: the live
+connection (:mod:`flowdeck.agent.live`) wakes it when the server says work is available (it claims
+at once, or sets a timer for a scheduled run's start) or a held run is cancelled (it stops the run
+at once); while that socket is down the poll interval alone drives it. A launched run reports its own states (the flow-run process);
 the agent only speaks for a run when that process cannot: it never started (``FAILED`` with the
 error), it died without reaching a final state (``CRASHED``; the server retries it per the flow's
 crash policy), or it was killed on cancellation (``CANCELLED``).
@@ -13,6 +16,7 @@ protocol, back-off, concurrency, shutdown) lives here.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import signal
 import socket
@@ -37,6 +41,7 @@ from flowdeck.client.errors import (
 )
 
 if TYPE_CHECKING:
+    from flowdeck.agent.live import LiveConnection, Notice
     from flowdeck.agent.status import AgentStatus
     from flowdeck.client import Client
 
@@ -44,6 +49,11 @@ logger = logging.getLogger("flowdeck.agent")
 
 # The server refuses a message longer than this (StateIn.message).
 MAX_STATE_MESSAGE = 10_000
+# A timed claim (a scheduled run's start) that finds nothing is tried again after these delays: the
+# server's clock may be a little behind ours, or the run's commit a little late.
+TIMER_RETRIES = (0.05, 0.1, 0.25, 0.5, 1.0)
+# Timers for scheduled runs kept at most (the poll covers anything beyond).
+MAX_TIMERS = 10_000
 # A fatal answer: the key is wrong or not allowed. Retrying cannot help; an operator must act.
 FATAL_ERRORS: tuple[type[FlowdeckError], ...] = (AuthenticationError, PermissionDeniedError, PaymentRequiredError)
 
@@ -218,6 +228,8 @@ class Agent(ABC):
         env_vars: extra environment variables (name → value) set on every flow run.
         max_polls: stop after this many claim-loop cycles (``None``: run until stopped).
         status: where progress is shown (a live table or structured log lines).
+        live: keep a websocket to the server for pushed work and cancellations (polling goes on
+            at ``poll_interval`` either way, and is all there is while the socket is down).
     """
 
     agent_type: ClassVar[str] = ""
@@ -238,6 +250,7 @@ class Agent(ABC):
         env_vars: Mapping[str, str] | None = None,
         max_polls: int | None = None,
         status: AgentStatus | None = None,
+        live: bool = True,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1.")
@@ -271,6 +284,15 @@ class Agent(ABC):
         self._stop_requests = 0
         self._wake = threading.Event()
         self._fatal: str | None = None
+        # Live updates. Only the claim-loop thread reads and writes these; the socket's thread only
+        # queues notices and sets ``_wake``.
+        self.live_enabled = live
+        self.live: LiveConnection | None = None
+        self.live_state = "polling (live updates off)" if not live else "polling (not connected yet)"
+        self._claim_now = False  # the server said work is available: claim before the next cycle
+        self._cycle_now = False  # the socket (re)connected: a full cycle catches what was missed
+        self._work_waiting = False  # work was announced while every slot was busy
+        self._timers: list[tuple[float, int]] = []  # (wall-clock time, retries so far): timed claims
 
     # --- what a platform implements ----------------------------------------------------------------
 
@@ -294,24 +316,40 @@ class Agent(ABC):
         0 after a requested shutdown, 1 after a fatal error."""
         try:
             self.register()
+            self.start_live()
+            next_cycle = time.monotonic()
             while not self._stopping:
-                began = time.monotonic()
-                try:
-                    self.cycle()
-                except FatalAgentError:
-                    raise
-                except Exception as exc:  # a bad answer or a bug: keep watching the runs, try again later
-                    logger.exception("The claim-loop cycle failed")
-                    self._note_failure("cycle", exc)
-                if self.max_polls is not None and self.polls >= self.max_polls:
-                    break
-                self._sleep_until(began + self._cycle_delay())
+                if self._cycle_now or time.monotonic() >= next_cycle:
+                    self._cycle_now = self._claim_now = False  # the cycle claims too
+                    began = time.monotonic()
+                    try:
+                        self.cycle()
+                    except FatalAgentError:
+                        raise
+                    except Exception as exc:  # a bad answer or a bug: keep watching the runs, try again later
+                        logger.exception("The claim-loop cycle failed")
+                        self._note_failure("cycle", exc)
+                    if self.max_polls is not None and self.polls >= self.max_polls:
+                        break
+                    next_cycle = began + self._cycle_delay()
+                elif self._claim_now or self._timer_due():
+                    try:
+                        self.claim_pushed_work()
+                    except FatalAgentError:
+                        raise
+                    except Exception as exc:
+                        logger.exception("Claiming announced work failed")
+                        self._note_failure("claim", exc)
+                self._sleep_until(next_cycle, for_work=True)
         except FatalAgentError as exc:
             self._fatal = str(exc)
             self.status.event("fatal", f"The agent stops: {exc}", logging.ERROR, error=str(exc))
         if self._stop_requests == 0:
             self._stop_requests = 1  # max_polls reached or fatal: a graceful stop
-        self._drain()
+        try:
+            self._drain()
+        finally:
+            self.stop_live()
         self.status.close()
         return 1 if self._fatal else 0
 
@@ -368,10 +406,12 @@ class Agent(ABC):
         self.status.heartbeat(self)
         return [str(i) for i in answer.get("cancel_flow_run_ids") or []]
 
-    def claim_and_launch(self) -> None:
+    def claim_and_launch(self) -> int:
+        """Claim as many due runs as there are free slots and launch them; returns how many were
+        claimed (0 also when no slot is free or the claim failed)."""
         free = self.max_concurrent_runs - len(self.in_flight)
         if free <= 0:
-            return
+            return 0
         assert self.agent_id is not None
         # A claim whose answer was lost is sent again as is (same key, same limit): the server replays
         # the runs it handed out instead of leaving them to expire. Slots only fill through claims, so
@@ -385,14 +425,32 @@ class Agent(ABC):
         except (ServerUnavailableError, RateLimitedError) as exc:
             self._unanswered_claim = (key, limit)
             self._note_failure("claim", exc)
-            return
+            return 0
         except FlowdeckError as exc:
             self._unanswered_claim = None
             self._note_failure("claim", exc)
-            return
+            return 0
         self._unanswered_claim = None
         for record in claimed:
             self.start_run(ClaimedRun.from_claim(record))
+        return len(claimed)
+
+    def claim_pushed_work(self) -> None:
+        """Claim because the server announced work (now, or a timer for a scheduled run went off)
+        rather than because the poll interval elapsed."""
+        self._claim_now = False
+        timers = self._pop_due_timers()
+        if self._stopping or self.consecutive_failures:
+            return  # the server is failing: the backed-off cycle tries again
+        if len(self.in_flight) >= self.max_concurrent_runs:
+            self._work_waiting = True  # claim as soon as a slot frees
+            return
+        if self.claim_and_launch() == 0 and self.consecutive_failures == 0:
+            # Nothing to claim yet at a scheduled start: the server's clock or the run's commit
+            # may lag ours by a little; look again shortly, a few times.
+            for _, tries in timers:
+                if tries < len(TIMER_RETRIES):
+                    self._add_timer(time.time() + TIMER_RETRIES[tries], tries + 1)
 
     def start_run(self, run: ClaimedRun) -> None:
         """Launch a claimed run; a launch that fails is the run's pre-start failure."""
@@ -426,6 +484,9 @@ class Agent(ABC):
                     self._kill(handle)
                 continue
             del self.in_flight[run_id]
+            if self._work_waiting:  # a slot is free and announced work waits for one
+                self._work_waiting = False
+                self._claim_now = True
             try:
                 self.settle(handle, outcome)
             finally:
@@ -572,6 +633,8 @@ class Agent(ABC):
                     self._fatal = str(exc)
             if self.in_flight:
                 self._wake.wait(min(self.watch_interval, max(0.0, deadline - time.monotonic())))
+                self._wake.clear()
+                self._handle_live_notices()
         for handle in list(self.in_flight.values()):
             self.status.event("killing", f"Flow run {handle.run.name} is still running at shutdown; killing it",
                               logging.WARNING, flow_run_id=handle.run.id)
@@ -634,13 +697,96 @@ class Agent(ABC):
     def _cycle_delay(self) -> float:
         return self._backoff() if self.consecutive_failures else self.poll_interval
 
-    def _sleep_until(self, deadline: float) -> None:
-        """Sleep until ``deadline``, watching in-flight runs meanwhile; a stop request wakes it."""
+    def _sleep_until(self, deadline: float, *, for_work: bool = False) -> None:
+        """Wait until ``deadline``, watching in-flight runs meanwhile; a stop request wakes it, and so
+        does a pushed cancellation (handled here, at once). ``for_work``: also return as soon as
+        there is work to claim (pushed, or a scheduled run's timer is due)."""
         while not self._stopping:
+            self._handle_live_notices()
+            if for_work and (self._claim_now or self._cycle_now):
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self._wake.wait(min(self.watch_interval, remaining))
+            wait = min(self.watch_interval, remaining)
+            if for_work and self._timers:
+                until_timer = self._timers[0][0] - time.time()
+                if until_timer <= 0:
+                    return
+                wait = min(wait, until_timer)
+            self._wake.wait(wait)
+            # Cleared before the flags are read: a notice queued after this wakes the next wait.
+            self._wake.clear()
+            self._handle_live_notices()
             if self.in_flight and not self._stopping:
                 self.watch()
             self.status.refresh(self)
+
+    # --- live updates ---------------------------------------------------------------------------------------
+
+    def start_live(self) -> None:
+        """Open the live connection (after registration: the socket is the agent's)."""
+        if not self.live_enabled or self.agent_id is None or self.live is not None:
+            return
+        from flowdeck.agent.live import LiveConnection, client_credentials, websocket_url
+
+        try:
+            url, key, workspace = client_credentials(self.client)
+            ws_url = websocket_url(url, workspace, self.agent_id)
+        except Exception as exc:  # no usable URL: polling only, and say why
+            self._live_changed(f"polling (cannot open the live connection: {exc})", connected=False)
+            return
+        self.live = LiveConnection(ws_url, key, wake=self._wake.set).start()
+
+    def stop_live(self) -> None:
+        if self.live is not None:
+            self.live.close()
+            self.live = None
+
+    def _handle_live_notices(self) -> None:
+        """Act on what the live connection received (on the claim-loop thread)."""
+        if self.live is None:
+            return
+        from flowdeck.agent.live import CancelRun, LiveState, WorkAvailable
+
+        notices: list[Notice] = self.live.drain()
+        for notice in notices:
+            if isinstance(notice, CancelRun):
+                self.cancel(notice.flow_run_id)
+            elif isinstance(notice, WorkAvailable):
+                if notice.labels and not set(notice.labels) <= set(self.labels):
+                    continue  # not for us (the server should not send it): the poll would not claim it either
+                if notice.at is None or notice.at <= time.time():
+                    self._claim_now = True
+                else:
+                    self._add_timer(notice.at, 0)
+            elif isinstance(notice, LiveState):
+                if notice.connected and self.live_state != "connected" and self.live.connections > 1:
+                    self._cycle_now = True  # reconnected: pushes were missed meanwhile
+                self._live_changed(notice.text, connected=notice.connected, reason=notice.reason)
+
+    def _live_changed(self, text: str, *, connected: bool, reason: str = "") -> None:
+        self.live_state = text
+        if connected:
+            self.status.event("live_connected", "Live updates connected: work and cancellations are pushed",
+                              live="connected")
+        else:
+            self.status.event("live_disconnected", f"Live updates unavailable ({reason or text}); polling every "
+                              f"{self.poll_interval:g}s", logging.WARNING, live="polling", reason=reason or text)
+
+    def _add_timer(self, at: float, tries: int) -> None:
+        if any(abs(t - at) < 0.001 for t, _ in self._timers):
+            return  # several runs due at the same moment: one claim takes them all
+        if len(self._timers) >= MAX_TIMERS:
+            return  # far too many: the poll will find these runs
+        heapq.heappush(self._timers, (at, tries))
+
+    def _timer_due(self) -> bool:
+        return bool(self._timers) and self._timers[0][0] <= time.time()
+
+    def _pop_due_timers(self) -> list[tuple[float, int]]:
+        now = time.time()
+        due = []
+        while self._timers and self._timers[0][0] <= now:
+            due.append(heapq.heappop(self._timers))
+        return due

@@ -1,7 +1,8 @@
 """``flowdeck agent …`` commands.
 
 ``flowdeck agent start`` runs an agent in the foreground until SIGTERM/SIGINT (a second signal stops
-it at once). Exit status: 0 after a requested shutdown, 1 when the server refused the agent's key
+it at once). It keeps a websocket to the server for pushed work and cancellations (``--no-live``:
+polling only). Exit status: 0 after a requested shutdown, 1 when the server refused the agent's key
 while it ran, 2 when it could not start (no API key, unreachable Docker engine, bad option…).
 """
 
@@ -114,8 +115,11 @@ def start(
         "--memory-request", help="docker/kubernetes: default memory request (e.g. 512Mi).")] = None,
     memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", help="docker/kubernetes: default memory limit (e.g. 1Gi).")] = None,
-    live: Annotated[bool | None, typer.Option(
-        "--live/--no-live", help="A live status panel (default: when stdout is a terminal) or structured log "
+    live: Annotated[bool, typer.Option(
+        "--live/--no-live", help="Keep a websocket to the server so work and cancellations are pushed at once "
+        "(--no-live: polling only, every --poll-interval).")] = True,
+    panel: Annotated[bool | None, typer.Option(
+        "--panel/--no-panel", help="A live status panel (default: when stdout is a terminal) or structured log "
         "lines.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
         "--log-format", help="Log lines as key=value (logfmt) or JSON.")] = LogFormat.logfmt,
@@ -139,7 +143,7 @@ def start(
     except ValueError as exc:
         raise _fail(f"Invalid resources: {exc}") from None
 
-    show_live = sys.stdout.isatty() if live is None else live
+    show_live = sys.stdout.isatty() if panel is None else panel
     status = make_status(live=show_live)
     configure_logging(live=show_live, log_format=log_format.value, level=level,
                       console=getattr(status, "console", None))
@@ -155,6 +159,7 @@ def start(
     common: dict[str, Any] = dict(
         name=name, labels=label or [], max_concurrent_runs=max_runs, poll_interval=poll_interval, lease_seconds=lease,
         grace_period=grace_period, kill_grace=kill_grace, env_vars=env_vars, max_polls=max_polls, status=status,
+        live=live,
     )
     pull = image_pull_policy.value if image_pull_policy else None
     agent: Agent

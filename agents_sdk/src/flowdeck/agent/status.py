@@ -1,7 +1,8 @@
 """What the agent shows while it works.
 
-On a terminal: a live ``rich`` panel (the agent, its health and last heartbeat, the runs in flight
-with their state and age) with log lines scrolling above it. Anywhere else (a service, a container,
+On a terminal: a live ``rich`` panel (the agent, its health and last heartbeat, whether work is
+pushed to it over the live connection or it is polling and why, the runs in flight with their state
+and age) with log lines scrolling above it. Anywhere else (a service, a container,
 a pipe): plain structured log lines, one event per line, as ``key=value`` pairs or JSON, so log
 collectors can parse them.
 """
@@ -133,10 +134,11 @@ class LogStatus(AgentStatus):
     def registered(self, agent: Agent) -> None:
         self._emit(logging.INFO, "registered", f"Agent {agent.name} registered", agent_id=agent.agent_id,
                    agent_name=agent.name, agent_type=agent.agent_type, labels=",".join(agent.labels),
-                   max_runs=agent.max_concurrent_runs)
+                   max_runs=agent.max_concurrent_runs, live=agent.live_state)
 
     def heartbeat(self, agent: Agent) -> None:
-        self._emit(logging.DEBUG, "heartbeat", "Heartbeat", health=agent.health, in_flight=len(agent.in_flight))
+        self._emit(logging.DEBUG, "heartbeat", "Heartbeat", health=agent.health, in_flight=len(agent.in_flight),
+                   live=agent.live_state)
 
     def run_started(self, handle: RunHandle) -> None:
         run = handle.run
@@ -184,7 +186,8 @@ class LiveStatus(LogStatus):
         header = Text.assemble(
             (agent.name, "bold"), f"  {agent.agent_type}  labels: {', '.join(agent.labels) or '(none)'}\n",
             "health: ", (agent.health, health_style), f"   last heartbeat: {beat}",
-            f"   runs: {len(agent.in_flight)}/{agent.max_concurrent_runs}   polls: {agent.polls}",
+            f"   runs: {len(agent.in_flight)}/{agent.max_concurrent_runs}   polls: {agent.polls}\n",
+            "live: ", (agent.live_state, "green" if agent.live_state == "connected" else "yellow"),
         )
         runs = Table(expand=True, box=None, show_edge=False)
         for column in ("flow run", "id", "attempt", "state", "age"):

@@ -241,12 +241,13 @@ export async function fetchRuns(
   slug: string,
   filter: RunFilter,
   after: string | null,
+  first = 25,
 ): Promise<{ runs: RunSummary[]; pageInfo: PageInfo }> {
   const data = await root<{ flowRuns: { edges: { node: RunSummary }[]; pageInfo: PageInfo } | null }>(
-    `query FlowRuns($slug: String!, $filter: FlowRunFilter, $after: String) { orchestration(workspace: $slug) {
-      flowRuns(filter: $filter, first: 25, after: $after) { edges { node { ${RUN_SUMMARY} } }
+    `query FlowRuns($slug: String!, $filter: FlowRunFilter, $after: String, $first: Int) { orchestration(workspace: $slug) {
+      flowRuns(filter: $filter, first: $first, after: $after) { edges { node { ${RUN_SUMMARY} } }
       pageInfo { hasNextPage endCursor } } } }`,
-    { slug, filter, after },
+    { slug, filter, after, first },
   );
   if (!data.flowRuns) throw new Error("The runs could not be loaded.");
   return { runs: data.flowRuns.edges.map((e) => e.node), pageInfo: data.flowRuns.pageInfo };

@@ -42,7 +42,8 @@ export function AgentStatusBadge({ status }: { status: string }) {
   );
 }
 
-/** Call `tick` every `ms` milliseconds while the page is visible (live sockets come later). */
+/** Call `tick` every `ms` milliseconds while the page is visible (pages use `useFallbackPolling`
+ * from `live.tsx` to poll only while the live socket is down). */
 export function usePolling(tick: () => unknown, ms: number, enabled = true) {
   const saved = useRef(tick);
   saved.current = tick;
@@ -324,7 +325,7 @@ export function DagView({
           const state = states?.[n.key];
           const label = n.label.length > 20 ? `${n.label.slice(0, 19)}…` : n.label;
           return (
-            <g key={n.key} transform={`translate(${p.x},${p.y})`} data-testid="dag-node" aria-label={n.key}>
+            <g key={n.key} transform={`translate(${p.x},${p.y})`} data-testid="dag-node" aria-label={n.key} data-state={state}>
               <title>{state ? `${n.label}: ${state}` : n.label}</title>
               <rect
                 width={nodeW}

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
+import { useCallback, useEffect, useRef, useState, type Dispatch, type ReactNode, type SetStateAction } from "react";
 
 import { errorMessage } from "../api/graphql";
 
@@ -92,7 +92,8 @@ export interface AsyncState<T> {
   error: string | null;
   loading: boolean;
   reload: () => Promise<void>;
-  setData: (value: T) => void;
+  /** Replace or patch the data (live updates patch it between reloads). */
+  setData: Dispatch<SetStateAction<T | null>>;
 }
 
 /** Load something when the inputs change; keeps the last data while reloading. */

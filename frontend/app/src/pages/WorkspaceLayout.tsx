@@ -5,6 +5,7 @@ import { fetchWorkspace } from "../api/operations";
 import { isManager, roleLabel, type WorkspaceDetail } from "../api/types";
 import { WorkspaceTabs } from "../components/Layout";
 import { ErrorState, Spinner, useAsync } from "../components/ui";
+import { LiveIndicator, LiveProvider } from "../live";
 import { useSession } from "../session";
 import { rememberWorkspace } from "./misc";
 
@@ -56,8 +57,9 @@ export function WorkspaceLayout() {
     );
   } else {
     const ctx: WorkspaceContext = { workspace, manager: isManager(workspace.viewerRole), reloadWorkspace: reload };
+    // One live-updates socket while this workspace is shown (pages subscribe through it).
     body = (
-      <>
+      <LiveProvider slug={workspace.slug}>
         <div className="workspace-head">
           <div>
             <h1 className="workspace-title">{workspace.name}</h1>
@@ -65,12 +67,13 @@ export function WorkspaceLayout() {
               <span>/w/{workspace.slug}</span> · <span>Your role: {roleLabel(workspace.viewerRole)}</span>
             </p>
           </div>
+          <LiveIndicator />
         </div>
         <WorkspaceTabs slug={workspace.slug} manager={ctx.manager} />
         <div className="workspace-body">
           <Outlet context={ctx} />
         </div>
-      </>
+      </LiveProvider>
     );
   }
   return <main className="container">{body}</main>;

@@ -3,12 +3,17 @@ import { useEffect } from "react";
 import { fetchAgents } from "../../api/orchestration";
 import { AgentStatusBadge, usePolling } from "../../components/orchestration";
 import { EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
+import { useFallbackPolling, useLiveRefresh } from "../../live";
 import { useWorkspace } from "../WorkspaceLayout";
 
 export function AgentsPage() {
   const { workspace } = useWorkspace();
   const agents = useAsync(() => fetchAgents(workspace.slug), [workspace.slug]);
-  usePolling(agents.reload, 10000);
+  // Live: registrations and status changes (healthy / unhealthy / offline) refresh the list; the
+  // heartbeat times move without events, so a slow poll stays.
+  useLiveRefresh(["agent."], agents.reload, 300);
+  useFallbackPolling(agents.reload, 10000);
+  usePolling(agents.reload, 30_000);
 
   useEffect(() => {
     document.title = `Agents · ${workspace.name} · Flowdeck`;

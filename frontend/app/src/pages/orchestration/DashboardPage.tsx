@@ -4,6 +4,7 @@ import { Link } from "react-router";
 import { fetchDashboard } from "../../api/orchestration";
 import { AgentStatusBadge, RunsChart, RunTable, StateBadge, usePolling } from "../../components/orchestration";
 import { EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
+import { useFallbackPolling, useLiveRefresh } from "../../live";
 import { useWorkspace } from "../WorkspaceLayout";
 
 const WINDOWS = [
@@ -16,7 +17,12 @@ export function DashboardPage() {
   const { workspace } = useWorkspace();
   const [hours, setHours] = useState(24);
   const dashboard = useAsync(() => fetchDashboard(workspace.slug, hours), [workspace.slug, hours]);
-  usePolling(dashboard.reload, 5000);
+  // Live: any run or agent change refreshes the dashboard (one query per second at most); it polls
+  // only while the socket is down. A slow poll remains for the time-based parts (late runs, the
+  // chart's moving window), which change without any event.
+  useLiveRefresh(["flow_run.", "agent."], dashboard.reload, 1000);
+  useFallbackPolling(dashboard.reload, 5000);
+  usePolling(dashboard.reload, 60_000);
 
   useEffect(() => {
     document.title = `Dashboard · ${workspace.name} · Flowdeck`;

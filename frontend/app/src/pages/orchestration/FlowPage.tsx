@@ -2,8 +2,9 @@ import { useEffect } from "react";
 import { Link, useParams } from "react-router";
 
 import { fetchFlow, type Schedule } from "../../api/orchestration";
-import { DagView, RunTable, usePolling } from "../../components/orchestration";
+import { DagView, RunTable } from "../../components/orchestration";
 import { EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
+import { useFallbackPolling, useLiveRefresh } from "../../live";
 import { useWorkspace } from "../WorkspaceLayout";
 
 export function canRunFlows(role: string): boolean {
@@ -26,7 +27,15 @@ export function FlowPage() {
   const { workspace } = useWorkspace();
   const { flowId = "" } = useParams();
   const flow = useAsync(() => fetchFlow(workspace.slug, flowId), [workspace.slug, flowId]);
-  usePolling(flow.reload, 10000);
+  useFallbackPolling(flow.reload, 10000);
+  // Live: this flow's new runs, state changes of the runs shown, new versions and schedule changes.
+  useLiveRefresh((message) => {
+    if (message.kind === "resync") return true;
+    if (message.kind !== "event") return false;
+    const { type, data } = message.event;
+    if (data.flow_id === flowId || (type.startsWith("flow.") && data.id === flowId)) return true;
+    return type.startsWith("flow_run.") && Boolean(flow.data?.recentRuns.some((r) => r.id === data.id));
+  }, flow.reload, 500);
 
   useEffect(() => {
     if (flow.data) document.title = `${flow.data.name} · Flowdeck`;

@@ -11,13 +11,18 @@ import {
   RESTARTABLE_STATES,
   TERMINAL_STATES,
   type LogLine,
+  type RunDetail,
   type StateType,
+  type TaskRun,
 } from "../../api/orchestration";
-import { DagView, duration, STATE_COLORS, StateBadge, usePolling } from "../../components/orchestration";
+import { DagView, duration, STATE_COLORS, StateBadge } from "../../components/orchestration";
 import { Alert, ConfirmButton, EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
+import { useCoalesced, useFallbackPolling, useLiveEvents, useWatchRun } from "../../live";
+import type { LiveMessage } from "../../api/live";
 import { useWorkspace } from "../WorkspaceLayout";
 import { canRunFlows } from "./FlowPage";
 
+/** Polling only while the live socket is down; live events refresh the page otherwise. */
 const POLL_MS = 3000;
 const MAX_LOG_LINES = 2000;
 const LEVELS: Record<number, string> = { 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL" };
@@ -26,40 +31,83 @@ function useLogTail(slug: string, runId: string) {
   const [lines, setLines] = useState<LogLine[]>([]);
   const [denied, setDenied] = useState(false);
   const last = useRef<number | null>(null);
-  const busy = useRef(false);
+  /** Bumped when the tail starts over (another run, or "reload"): a read in flight from before
+   * then stops without appending. */
+  const generation = useRef(0);
+  /** The generation whose read is running, if any. */
+  const running = useRef<number | null>(null);
+  /** A poll was asked for while one was running (a live event): read once more when it ends, or
+   * the lines that event announced would wait for the next one. */
+  const again = useRef(false);
 
   useEffect(() => {
+    generation.current += 1;
     setLines([]);
     last.current = null;
   }, [slug, runId]);
 
   const poll = useCallback(async () => {
-    if (busy.current) return;
-    busy.current = true;
+    const mine = generation.current;
+    if (running.current === mine) {
+      again.current = true;
+      return;
+    }
+    running.current = mine;
     try {
-      // Keep reading while full pages come back, so a long log catches up quickly.
-      for (let page = 0; page < 5; page++) {
-        const more = await fetchLogs(slug, runId, last.current);
-        if (more === null) {
-          setDenied(true);
-          return;
+      do {
+        again.current = false;
+        // Keep reading while full pages come back, so a long log catches up quickly (in rounds of
+        // five pages, so the page stays responsive).
+        for (let page = 0; page < 5; page++) {
+          const more = await fetchLogs(slug, runId, last.current);
+          if (mine !== generation.current) return;
+          if (more === null) {
+            setDenied(true);
+            return;
+          }
+          if (more.length === 0) break;
+          last.current = more[more.length - 1]!.sequence;
+          setLines((prev) => [...prev, ...more].slice(-MAX_LOG_LINES));
+          if (more.length < 200) break;
+          if (page === 4) again.current = true;
         }
-        if (more.length === 0) return;
-        last.current = more[more.length - 1]!.sequence;
-        setLines((prev) => [...prev, ...more].slice(-MAX_LOG_LINES));
-        if (more.length < 200) return;
-      }
+      } while (again.current && mine === generation.current);
     } catch {
-      /* the next poll retries */
+      /* the next poll or live event retries */
     } finally {
-      busy.current = false;
+      if (running.current === mine) running.current = null;
     }
   }, [slug, runId]);
 
   useEffect(() => {
     void poll();
   }, [poll]);
-  return { lines, denied, poll };
+
+  /** Start over from the first line (after the live socket dropped lines). */
+  const reload = useCallback(async () => {
+    generation.current += 1;
+    setLines([]);
+    last.current = null;
+    await poll();
+  }, [poll]);
+  return { lines, denied, poll, reload };
+}
+
+interface TaskRunChange {
+  id: string;
+  state_type: StateType;
+  state_name: string;
+}
+
+/** Apply task-run state changes from a live event to the rows already shown (new task runs come
+ * with the refetch that follows). */
+function patchTaskRuns(run: RunDetail, changes: TaskRunChange[]): RunDetail {
+  const byId = new Map(changes.map((c) => [c.id, c]));
+  const taskRuns: TaskRun[] = run.taskRuns.map((t) => {
+    const change = byId.get(t.id);
+    return change ? { ...t, stateType: change.state_type, stateName: change.state_name } : t;
+  });
+  return { ...run, taskRuns };
 }
 
 export function RunPage() {
@@ -69,8 +117,9 @@ export function RunPage() {
   const run = useAsync(() => fetchRun(workspace.slug, runId), [workspace.slug, runId]);
   const logs = useLogTail(workspace.slug, runId);
   const [notice, setNotice] = useState<{ kind: "success" | "error"; text: string } | null>(null);
+  const [droppedLines, setDroppedLines] = useState(0);
   const finished = run.data ? TERMINAL_STATES.includes(run.data.stateType) : false;
-  usePolling(
+  useFallbackPolling(
     () => {
       void run.reload();
       void logs.poll();
@@ -78,6 +127,49 @@ export function RunPage() {
     POLL_MS,
     Boolean(run.data),
   );
+
+  // Live: the socket hears this run's task states and log lines while the page is open. States are
+  // patched at once; a coalesced refetch then brings the rest (timeline, times, new task runs).
+  useWatchRun(runId);
+  useEffect(() => setDroppedLines(0), [runId]);
+  const refetchRun = useCoalesced(run.reload, 250);
+  const fetchLogs = useCoalesced(logs.poll, 150);
+  useLiveEvents(["flow_run.", "task_run.", "logs.", "logs_dropped"], (message: LiveMessage) => {
+    if (message.kind === "resync") {
+      refetchRun();
+      fetchLogs();
+      return;
+    }
+    if (message.kind === "logs_dropped") {
+      if (message.flowRunId === runId) setDroppedLines((n) => n + message.count);
+      return;
+    }
+    const { type, data } = message.event;
+    const ofThisRun = data.id === runId || data.flow_run_id === runId;
+    if (!ofThisRun) return;
+    if (type === "flow_run.state_changed") {
+      const version = typeof data.state_version === "number" ? data.state_version : null;
+      run.setData((prev) =>
+        prev && (version === null || version > prev.stateVersion)
+          ? {
+              ...prev,
+              stateType: data.state_type as StateType,
+              stateName: String(data.state_name ?? ""),
+              stateVersion: version ?? prev.stateVersion,
+            }
+          : prev,
+      );
+      refetchRun();
+    } else if (type === "task_run.state_changed" || type === "task_run.states_changed") {
+      const changes = (type === "task_run.states_changed" ? data.task_runs : [data]) as TaskRunChange[];
+      run.setData((prev) => (prev ? patchTaskRuns(prev, changes) : prev));
+      refetchRun();
+    } else if (type === "logs.appended") {
+      fetchLogs();
+    } else {
+      refetchRun(); // deleted, restarted…
+    }
+  });
 
   useEffect(() => {
     if (run.data) document.title = `${run.data.name} · Flowdeck`;
@@ -284,6 +376,21 @@ export function RunPage() {
         <div className="card-head">
           <h2 id="logs-title">Logs</h2>
         </div>
+        {droppedLines > 0 && !logs.denied ? (
+          <p className="logs-dropped" aria-live="polite" data-testid="logs-dropped">
+            {droppedLines} log lines dropped — reload to see all.
+            <button
+              type="button"
+              className="btn btn-ghost btn-small"
+              onClick={() => {
+                setDroppedLines(0);
+                void logs.reload();
+              }}
+            >
+              Reload logs
+            </button>
+          </p>
+        ) : null}
         {logs.denied ? (
           <p className="muted">Your role cannot read logs.</p>
         ) : logs.lines.length === 0 ? (

@@ -1,10 +1,14 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import { errorMessage } from "../../api/graphql";
 import { fetchRuns, STATE_TYPES, type RunSummary, type StateType } from "../../api/orchestration";
 import { RunTable } from "../../components/orchestration";
 import { ErrorState, Spinner } from "../../components/ui";
+import { useLiveRefresh } from "../../live";
 import { useWorkspace } from "../WorkspaceLayout";
+
+const PAGE = 25;
+const MAX_PAGE = 100;
 
 export function RunsPage() {
   const { workspace } = useWorkspace();
@@ -36,6 +40,28 @@ export function RunsPage() {
     document.title = `Runs · ${workspace.name} · Flowdeck`;
     void load(null);
   }, [load, workspace.name]);
+
+  // Live: a run created, changing state or deleted refreshes the rows loaded so far (as many as
+  // are shown, up to the page limit), without resetting "Load more" or showing a spinner.
+  const shown = useRef(0);
+  shown.current = runs.length;
+  const refresh = useCallback(async () => {
+    try {
+      const page = await fetchRuns(
+        workspace.slug,
+        state ? { stateTypes: [state] } : {},
+        null,
+        Math.min(MAX_PAGE, Math.max(PAGE, shown.current)),
+      );
+      setRuns(page.runs);
+      setCursor(page.pageInfo.endCursor);
+      setHasMore(page.pageInfo.hasNextPage);
+      setError(null);
+    } catch {
+      /* the next event or a reload retries */
+    }
+  }, [workspace.slug, state]);
+  useLiveRefresh(["flow_run."], refresh, 500);
 
   return (
     <section className="card" aria-labelledby="runs-title">

@@ -1,0 +1,198 @@
+"""Per-workspace event sequence and bounded replay (RELIABILITY E2).
+
+Every published event gets a ``seq``: a strictly increasing integer per workspace, shared by the
+workspace's own events and the events inside its runs. The last :data:`REPLAY_MAX_EVENTS` events
+of each workspace, no older than :data:`REPLAY_MAX_AGE_SECONDS`, are kept, so a socket that
+reconnects with the last seq it saw gets what it missed; a gap older than that is reported as such
+(the client reloads from REST).
+
+Two stores, picked to match the channel layer:
+
+- :class:`RedisEventLog` (production, tests): a Lua script INCRs ``<prefix>:live:seq:<ws>`` and
+  XADDs the event to the stream ``<prefix>:live:log:<ws>`` with the seq as its id, capped at
+  :data:`REPLAY_MAX_EVENTS` and expiring after :data:`REPLAY_MAX_AGE_SECONDS` of silence. The
+  background sender appends a whole batch in one pipelined round trip. Every ASGI process and
+  worker shares it, so the seq is global to the workspace.
+- :class:`MemoryEventLog` (embedded mode, one process): ring buffers in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+REPLAY_MAX_EVENTS = 1_000
+REPLAY_MAX_AGE_SECONDS = 600
+# A workspace silent this long starts again from seq 1; a client still holding an older seq is
+# then ahead of the counter and is told it missed an unknown amount (a gap).
+SEQ_TTL_SECONDS = 30 * 24 * 3600
+
+
+@dataclass
+class Replay:
+    """What a reconnecting socket missed: ``events`` as ``{"seq", "event", "flow_run_id"}`` in
+    order, ``gap`` when some of it is no longer kept, and the workspace's ``latest`` seq."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    gap: bool = False
+    latest: int = 0
+
+
+def _select(
+    entries: list[tuple[int, float, str | None, dict[str, Any]]], after: int, latest: int, flow_run_id: str | None,
+    now: float,
+) -> Replay:
+    """Entries (seq, time, run id, event) of one workspace with seq > ``after``, oldest first →
+    the replay for the workspace's own events (``flow_run_id`` None) or for one run's events."""
+    if after >= latest:
+        # Nothing missed, or the seq was reset (store flushed): a client ahead of us missed an unknown amount.
+        return Replay(gap=after > latest, latest=latest)
+    cutoff = now - REPLAY_MAX_AGE_SECONDS
+    kept = [e for e in entries if e[1] >= cutoff]
+    # Gap: the oldest kept event is not the one right after ``after`` (trimmed, expired or lost).
+    gap = not kept or kept[0][0] > after + 1
+    events = [
+        {"seq": seq, "event": event, "flow_run_id": run}
+        for seq, _, run, event in kept
+        if run == flow_run_id
+    ]
+    return Replay(events=events, gap=gap, latest=latest)
+
+
+class MemoryEventLog:
+    """In-process ring buffers (embedded mode: one server process publishes and serves)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seq: dict[str, int] = {}
+        self._entries: dict[str, deque[tuple[int, float, str | None, dict[str, Any]]]] = {}
+
+    def append(self, workspace_id: str, event: dict[str, Any], flow_run_id: str | None) -> int:
+        with self._lock:
+            seq = self._seq.get(workspace_id, 0) + 1
+            self._seq[workspace_id] = seq
+            ring = self._entries.setdefault(workspace_id, deque(maxlen=REPLAY_MAX_EVENTS))
+            ring.append((seq, time.time(), flow_run_id, event))
+            return seq
+
+    async def latest(self, workspace_id: str) -> int:
+        with self._lock:
+            return self._seq.get(workspace_id, 0)
+
+    async def replay(self, workspace_id: str, after: int, flow_run_id: str | None = None) -> Replay:
+        with self._lock:
+            latest = self._seq.get(workspace_id, 0)
+            entries = [e for e in self._entries.get(workspace_id, ()) if e[0] > after]
+        return _select(entries, after, latest, flow_run_id, time.time())
+
+
+# INCR the seq and XADD the event under it, atomically, so a seq is never handed out without its
+# event being stored (a reader never sees a hole that is not a trim). A stream whose ids ran ahead
+# of the counter (the counter alone was evicted) is dropped and restarted: readers see a gap.
+_APPEND = """
+local seq = redis.call('INCR', KEYS[1])
+local id = seq .. '-1'
+local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 'e', ARGV[1], 'r', ARGV[2], 't', ARGV[3])
+if type(ok) == 'table' and ok.err then
+  redis.call('DEL', KEYS[2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 'e', ARGV[1], 'r', ARGV[2], 't', ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return seq
+"""
+
+
+class RedisEventLog:
+    """Seq counters and capped streams in Redis, shared by every process."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        # redis.asyncio clients belong to one event loop: one per loop (the server's, the sender's).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    def _client(self) -> Any:
+        import redis.asyncio as aredis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # Short timeouts: with Redis down, live updates degrade quickly instead of hanging (G3).
+            # A blocking pool: a burst of reconnecting sockets waits for a connection instead of failing.
+            pool = aredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=200, timeout=5, socket_connect_timeout=1, socket_timeout=2
+            )
+            client = aredis.Redis(connection_pool=pool)
+            self._clients[loop] = client
+        return client
+
+    def _keys(self, workspace_id: str) -> tuple[str, str]:
+        return f"{self.prefix}:live:seq:{workspace_id}", f"{self.prefix}:live:log:{workspace_id}"
+
+    async def append_many(self, items: list[tuple[str, dict[str, Any], str | None]]) -> list[int]:
+        """Store (workspace id, event, run id) items; return their seqs. One round trip."""
+        client = self._client()
+        now_ms = str(int(time.time() * 1000))
+        async with client.pipeline(transaction=False) as pipe:
+            for workspace_id, event, flow_run_id in items:
+                pipe.eval(
+                    _APPEND, 2, *self._keys(workspace_id),
+                    json.dumps(event, separators=(",", ":")), flow_run_id or "", now_ms,
+                    REPLAY_MAX_EVENTS, REPLAY_MAX_AGE_SECONDS * 1000, SEQ_TTL_SECONDS * 1000,
+                )
+            return [int(seq) for seq in await pipe.execute()]
+
+    async def latest(self, workspace_id: str) -> int:
+        value = await self._client().get(self._keys(workspace_id)[0])
+        return int(value or 0)
+
+    async def replay(self, workspace_id: str, after: int, flow_run_id: str | None = None) -> Replay:
+        seq_key, log_key = self._keys(workspace_id)
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.get(seq_key)
+            pipe.xrange(log_key, min=f"{after + 1}-0", max="+", count=REPLAY_MAX_EVENTS + 1)
+            raw_latest, raw_entries = await pipe.execute()
+        entries = []
+        for entry_id, fields in raw_entries:
+            seq = int(entry_id.split(b"-")[0])
+            run = fields.get(b"r", b"").decode() or None
+            entries.append((seq, int(fields[b"t"]) / 1000, run, json.loads(fields[b"e"])))
+        return _select(entries, after, int(raw_latest or 0), flow_run_id, time.time())
+
+
+_memory_log = MemoryEventLog()
+_redis_logs: dict[tuple[str, str], RedisEventLog] = {}
+_redis_lock = threading.Lock()
+
+
+def event_log_for(layer: Any) -> MemoryEventLog | RedisEventLog | None:
+    """The store that goes with a channel layer: in memory for the in-memory layer, else the
+    Redis the layer uses (its first host), under the layer's prefix."""
+    if layer is None:
+        return None
+    if isinstance(layer, InMemoryChannelLayer):
+        return _memory_log
+    hosts = getattr(layer, "hosts", None) or []
+    host = hosts[0] if hosts else None
+    url = host.get("address") if isinstance(host, dict) else host
+    if not isinstance(url, str):
+        return None  # a sentinel or exotic layer: events still flow, without replay
+    prefix = str(getattr(layer, "prefix", "fd") or "fd")
+    with _redis_lock:
+        log = _redis_logs.get((url, prefix))
+        if log is None:
+            log = _redis_logs[(url, prefix)] = RedisEventLog(url, prefix)
+        return log
+
+
+def get_event_log() -> MemoryEventLog | RedisEventLog | None:
+    return event_log_for(get_channel_layer())
