@@ -227,6 +227,7 @@ class AgentHeartbeatIn(StrictInputSerializer):
 class ClaimIn(StrictInputSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, required=False, default=1)
     lease_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False, default=60)
+    lookahead_seconds = serializers.IntegerField(min_value=0, max_value=5, required=False, default=0)
 
 
 class ConcurrencyLimitIn(StrictInputSerializer):

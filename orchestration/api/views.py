@@ -704,7 +704,8 @@ class AgentClaimView(_Views):
 
         def compute() -> tuple[int, dict]:
             claimed = _svc("claims").flow_runs_claim(
-                actor=self.principal, agent=agent, limit=data["limit"], lease_seconds=data["lease_seconds"]
+                actor=self.principal, agent=agent, limit=data["limit"], lease_seconds=data["lease_seconds"],
+                lookahead_seconds=data["lookahead_seconds"],
             )
             ids = [run.pk for run in claimed]
             runs = (

@@ -28,6 +28,7 @@ from orchestration.services.agents import agent_record_poll, ensure_own_agent
 
 DEFAULT_LEASE_SECONDS = 60
 MAX_CLAIM_LIMIT = 100
+MAX_LOOKAHEAD_SECONDS = 5
 
 
 def lease_until(seconds: int) -> ExpressionWrapper:
@@ -35,26 +36,31 @@ def lease_until(seconds: int) -> ExpressionWrapper:
     return ExpressionWrapper(Now() + Value(timedelta(seconds=seconds)), output_field=DateTimeField())
 
 
-def due_runs_query(agent: Agent, limit: int) -> Any:
+def _due_before(lookahead_seconds: int) -> Any:
+    return lease_until(lookahead_seconds) if lookahead_seconds else Now()
+
+
+def due_runs_query(agent: Agent, limit: int, lookahead_seconds: int = 0) -> Any:
     """The claim query: due SCHEDULED runs of the agent's workspace whose labels the agent covers,
     oldest first, locked with SKIP LOCKED. Kept separate so the D8 test can EXPLAIN it."""
     return (
         FlowRun.objects.for_workspace(agent.workspace_id)
-        .filter(state_type=StateType.SCHEDULED, scheduled_start__lte=Now(), labels__contained_by=list(agent.labels))
+        .filter(state_type=StateType.SCHEDULED, scheduled_start__lte=_due_before(lookahead_seconds),
+                labels__contained_by=list(agent.labels))
         .order_by("scheduled_start")
         .select_for_update(skip_locked=True, of=("self",))
         .values_list("pk", flat=True)[:limit]
     )
 
 
-def _due_run_ids(agent: Agent, limit: int) -> list[Any]:
+def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int = 0) -> list[Any]:
     if settings.IS_POSTGRES:
-        return list(due_runs_query(agent, limit))
+        return list(due_runs_query(agent, limit, lookahead_seconds))
     # Embedded SQLite: no JSON containment and no row locks (its writes are serialised anyway).
     covered = set(agent.labels)
     due = (
         FlowRun.objects.for_workspace(agent.workspace_id)
-        .filter(state_type=StateType.SCHEDULED, scheduled_start__lte=Now())
+        .filter(state_type=StateType.SCHEDULED, scheduled_start__lte=_due_before(lookahead_seconds))
         .order_by("scheduled_start")
         .values_list("pk", "labels")
     )
@@ -78,7 +84,8 @@ def _hold(run_ids: list[Any], agent: Agent, lease_seconds: int) -> list[FlowRun]
 
 @transaction.atomic
 def flow_runs_claim(
-    *, actor: Principal, agent: Agent, limit: int = 1, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    *, actor: Principal, agent: Agent, limit: int = 1, lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    lookahead_seconds: int = 0,
 ) -> list[FlowRun]:
     """Claim up to ``limit`` due runs for ``agent``; each is PENDING, held by the agent, with a
     lease of ``lease_seconds`` from the database's now. Also records a claim-loop cycle."""
@@ -87,10 +94,17 @@ def flow_runs_claim(
         raise InvalidInput(f"limit must be between 1 and {MAX_CLAIM_LIMIT}.", details={"limit": ["Invalid."]})
     if not isinstance(lease_seconds, int) or not 10 <= lease_seconds <= 3600:
         raise InvalidInput("lease_seconds must be between 10 and 3600.", details={"lease_seconds": ["Invalid."]})
+    # A run due within the next few seconds may be claimed now, so that its process is up when its
+    # time comes (the flow-run process waits for the scheduled start before running the flow).
+    if isinstance(lookahead_seconds, bool) or not isinstance(lookahead_seconds, int) or not (
+        0 <= lookahead_seconds <= MAX_LOOKAHEAD_SECONDS
+    ):
+        raise InvalidInput(f"lookahead_seconds must be between 0 and {MAX_LOOKAHEAD_SECONDS}.",
+                           details={"lookahead_seconds": ["Invalid."]})
     workspace_id = agent.workspace_id
     claimed: list[Any] = []
     with workspace_scope([workspace_id]):
-        for run_id in _due_run_ids(agent, limit):
+        for run_id in _due_run_ids(agent, limit, lookahead_seconds):
             result = flow_run_set_state(
                 actor=actor,
                 flow_run_id=run_id,

@@ -119,6 +119,20 @@ def test_claiming_with_another_workspaces_agent_is_not_found(actor_a, world_b):
 
 
 @pytest.mark.django_db
+def test_a_lookahead_claims_runs_due_within_it_and_no_later(actor_a, agent_a, version_a):
+    # given: runs due in 2 s and in 30 s
+    soon = FlowRunFactory(flow_version=version_a, scheduled_start=timezone.now() + timedelta(seconds=2))
+    FlowRunFactory(flow_version=version_a, scheduled_start=timezone.now() + timedelta(seconds=30))
+    # when / then: without a lookahead neither is due; with 5 s only the first
+    assert flow_runs_claim(actor=actor_a, agent=agent_a, limit=10) == []
+    claimed = flow_runs_claim(actor=actor_a, agent=agent_a, limit=10, lookahead_seconds=5)
+    assert [run.pk for run in claimed] == [soon.pk]
+    for bad in (-1, 6, True):
+        with pytest.raises(InvalidInput):
+            flow_runs_claim(actor=actor_a, agent=agent_a, lookahead_seconds=bad)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(("limit", "lease_seconds"), [(0, 60), (101, 60), (1, 5), (1, 7200)])
 def test_claim_bounds_are_clear_errors(actor_a, agent_a, limit, lease_seconds):
     with pytest.raises(InvalidInput):

@@ -32,7 +32,14 @@ from rich.console import Console
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
-from flowdeck.agent.base import Agent, ClaimedRun, RunExit, RunHandle
+from flowdeck.agent.base import (
+    CLAIM_LOOKAHEAD_SECONDS,
+    TIMER_LEAD_SECONDS,
+    Agent,
+    ClaimedRun,
+    RunExit,
+    RunHandle,
+)
 from flowdeck.agent.live import (
     Backoff,
     CancelRun,
@@ -338,11 +345,16 @@ class FakeApi:
             return httpx.Response(200, json={"status": "healthy", "cancel_flow_run_ids": list(self.cancel_ids)})
         if path.endswith("/claim/"):
             got = []
+            now = time.time()
+            horizon = now + body.get("lookahead_seconds", 0)  # the server's claim lookahead
             with self.lock:
-                while self.due and self.due[0][0] <= time.time() and len(got) < body["limit"]:
-                    got.append(heapq.heappop(self.due)[1])
-            self.claims.append((time.time(), len(got)))
-            return httpx.Response(200, json={"results": [claim_record(id=r, name=f"run-{r[:4]}") for r in got]})
+                while self.due and self.due[0][0] <= horizon and len(got) < body["limit"]:
+                    got.append(heapq.heappop(self.due))
+            self.claims.append((now, len(got)))
+            return httpx.Response(200, json={"results": [
+                claim_record(id=r, name=f"run-{r[:4]}", scheduled_start=dt_iso(due),
+                             lease_expires_at=dt_iso(now + body["lease_seconds"]))
+                for due, r in got]})
         if path.endswith("/set-state/"):
             self.states.append((path.split("/")[-3], body["state"]["type"]))
             return httpx.Response(200, json={"status": "ACCEPT", "state": body["state"]})
@@ -442,8 +454,10 @@ def test_a_scheduled_run_is_claimed_at_its_time(socket_server, run_agent):
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(due)) + f".{int(due % 1 * 1e6):06d}Z"
     socket_server.push({"type": "work_available", "labels": ["prod"], "at": iso})
     handle = wait_for(lambda: agent.launched.get(run_id), timeout=3, interval=0.005, what="the scheduled run")
-    assert 0 <= handle.launched_at - due < 0.1
-    assert len(api.claims) == 2  # the first cycle, then exactly one claim at the scheduled time
+    # claimed and launched ahead of time (the lookahead), told to start the flow at its time
+    assert handle.launched_at <= due
+    assert handle.run.start_not_before is not None and abs(handle.run.start_not_before - due) < 0.05
+    assert len(api.claims) == 2  # the first cycle, then exactly one claim for the scheduled time
 
 
 def test_a_timed_claim_that_comes_early_looks_again_shortly(socket_server, run_agent):
@@ -451,11 +465,13 @@ def test_a_timed_claim_that_comes_early_looks_again_shortly(socket_server, run_a
     retries after 50, 100, 250… ms instead of waiting for the poll."""
     agent, api, _ = run_agent()
     wait_for(lambda: agent.live_state == "connected", what="the live connection")
-    at = time.time() + 0.3
-    run_id = api.add_run(at + 0.12)  # becomes claimable 120 ms after the announced time
+    at = time.time() + 1.3
+    woken = at - TIMER_LEAD_SECONDS
+    # claimable (within the claim's lookahead) only 120 ms after the agent wakes up for it
+    run_id = api.add_run(woken + 0.12 + CLAIM_LOOKAHEAD_SECONDS)
     socket_server.push({"type": "work_available", "labels": [], "at": dt_iso(at)})
     handle = wait_for(lambda: agent.launched.get(run_id), timeout=3, interval=0.005, what="the late run")
-    assert handle.launched_at - (at + 0.12) < 0.2
+    assert handle.launched_at - (woken + 0.12) < 0.2
     assert [n for _, n in api.claims[1:]][-1] == 1 and len(api.claims) >= 3
 
 

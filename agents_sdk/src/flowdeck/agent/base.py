@@ -16,6 +16,7 @@ protocol, back-off, concurrency, shutdown) lives here.
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import logging
 import signal
@@ -67,6 +68,23 @@ class FatalAgentError(Exception):
     """The agent cannot go on (its key was refused); it shuts down and exits non-zero."""
 
 
+# Runs due within this many seconds are claimed (and their processes started) ahead of time, and
+# a pushed scheduled start wakes the loop this much early, so the flow starts on the dot.
+CLAIM_LOOKAHEAD_SECONDS = 2
+TIMER_LEAD_SECONDS = 1.0
+
+
+def _seconds_until_start(record: Mapping[str, Any], lease_seconds: int) -> float:
+    """How long after the claim the run's scheduled start is, by the server's clock: the claim
+    answered at (lease end − lease)."""
+    try:
+        scheduled = dt.datetime.fromisoformat(str(record["scheduled_start"]))
+        lease_end = dt.datetime.fromisoformat(str(record["lease_expires_at"]))
+    except (KeyError, ValueError):
+        return 0.0
+    return (scheduled - (lease_end - dt.timedelta(seconds=lease_seconds))).total_seconds()
+
+
 @dataclass(frozen=True)
 class ClaimedRun:
     """A run this agent claimed, with what it takes to start it (the claim record)."""
@@ -83,10 +101,21 @@ class ClaimedRun:
     task_runs: list[dict[str, Any]]
     raw: dict[str, Any] = field(repr=False)
 
+    # When the flow may start, on this host's clock (None: at once). A run claimed ahead of its
+    # scheduled start waits for it; the delay comes from the server's clock, so skew cancels out.
+    start_not_before: float | None = None
+
     @classmethod
-    def from_claim(cls, record: Mapping[str, Any]) -> ClaimedRun:
+    def from_claim(cls, record: Mapping[str, Any], *, lease_seconds: int | None = None,
+                   received_at: float | None = None) -> ClaimedRun:
         version = record.get("version") or {}
+        start_not_before = None
+        if lease_seconds and received_at is not None:
+            delay = _seconds_until_start(record, lease_seconds)
+            if delay > 0:
+                start_not_before = received_at + min(delay, CLAIM_LOOKAHEAD_SECONDS + 1.0)
         return cls(
+            start_not_before=start_not_before,
             id=str(record["id"]),
             name=str(record.get("name") or record["id"]),
             attempt=int(record.get("attempt") or 1),
@@ -132,6 +161,7 @@ class ClaimedRun:
             "run_config": self.run_config,
             "task_runs": done,
             "lease_seconds": lease_seconds,
+            "start_not_before": self.start_not_before,
         }
 
 
@@ -419,7 +449,7 @@ class Agent(ABC):
         key, limit = self._unanswered_claim or (str(uuid.uuid4()), min(free, 100))
         try:
             claimed = self.client.claim(self.agent_id, limit=limit, lease_seconds=self.lease_seconds,
-                                        idempotency_key=key)
+                                        lookahead_seconds=CLAIM_LOOKAHEAD_SECONDS, idempotency_key=key)
         except FATAL_ERRORS as exc:
             raise FatalAgentError(f"The server refused this agent's claim: {exc}") from exc
         except (ServerUnavailableError, RateLimitedError) as exc:
@@ -431,8 +461,9 @@ class Agent(ABC):
             self._note_failure("claim", exc)
             return 0
         self._unanswered_claim = None
+        received_at = time.time()
         for record in claimed:
-            self.start_run(ClaimedRun.from_claim(record))
+            self.start_run(ClaimedRun.from_claim(record, lease_seconds=self.lease_seconds, received_at=received_at))
         return len(claimed)
 
     def claim_pushed_work(self) -> None:
@@ -759,7 +790,8 @@ class Agent(ABC):
                 if notice.at is None or notice.at <= time.time():
                     self._claim_now = True
                 else:
-                    self._add_timer(notice.at, 0)
+                    # Claim a little early: the process starts meanwhile and waits for the start time.
+                    self._add_timer(notice.at - TIMER_LEAD_SECONDS, 0)
             elif isinstance(notice, LiveState):
                 if notice.connected and self.live_state != "connected" and self.live.connections > 1:
                     self._cycle_now = True  # reconnected: pushes were missed meanwhile

@@ -249,6 +249,7 @@ def _run(control: RunControl, record: Mapping[str, Any]) -> int:
         logger.error("Could not load the flow from its storage %s:\n%s", record.get("storage"), text)
         control.flow_state(Failed(message=_clip(f"Could not load the flow from its storage: {exc}\n{text}")))
         return 0
+    _wait_for_start(record, control)
     if control.cancel_requested():
         control.flow_state(Cancelled(message="Cancelled before the flow started."))
         return 0
@@ -266,6 +267,18 @@ def _run(control: RunControl, record: Mapping[str, Any]) -> int:
         control.flow_state(Failed(message=_clip(f"The flow run failed unexpectedly: {exc}\n{text}")))
         return 1
     return 0
+
+
+def _wait_for_start(record: Mapping[str, Any], control: RunControl) -> None:
+    """A run claimed ahead of its scheduled start (the agent's lookahead) starts the flow on time."""
+    start = record.get("start_not_before")
+    if not isinstance(start, (int, float)):
+        return
+    while not control.cancel_requested():
+        left = float(start) - time.time()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
 
 
 def _clip(text: str, limit: int = 10_000) -> str:

@@ -253,10 +253,13 @@ class Client:
                                   idempotency_key=idempotency_key).json()
         return result
 
-    def claim(self, agent_id: str, *, limit: int, lease_seconds: int,
+    def claim(self, agent_id: str, *, limit: int, lease_seconds: int, lookahead_seconds: int | None = None,
               idempotency_key: str | None = None) -> list[JSON]:
-        """Claim due runs this agent's labels cover; each claimed run is PENDING and held by it."""
+        """Claim due runs this agent's labels cover (and, with ``lookahead_seconds``, runs due within
+        that many seconds); each claimed run is PENDING and held by it."""
         body = {"limit": limit, "lease_seconds": lease_seconds}
+        if lookahead_seconds:
+            body["lookahead_seconds"] = int(lookahead_seconds)
         result = self._post(f"agents/{agent_id}/claim/", body, idempotency_key=idempotency_key).json()
         return list(result.get("results", []))
 
