@@ -94,6 +94,23 @@ def _send(groups: list[str], event: dict[str, Any]) -> None:
         _deliver(_Item(group=group, event=event, workspace_id=event["workspace_id"], run=run))
 
 
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the server's event loop (the live hub calls this when it starts): in embedded mode,
+    events published from other threads are handed to it."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 def _deliver(item: _Item) -> None:
     """Called on commit. An in-memory layer (embedded mode) is sent to directly, on the server's own
     event loop; any other layer goes through the background sender, so a write never waits for
@@ -109,7 +126,13 @@ def _deliver(item: _Item) -> None:
                 log = event_log_for(layer)
                 assert isinstance(log, MemoryEventLog)
                 message = item.envelope(log.append(item.workspace_id, item.event or {}, item.run))
-            async_to_sync(layer.group_send)(item.group, message)
+            loop = _server_loop
+            if loop is not None and loop.is_running() and not _running_on(loop):
+                # From another thread (the embedded periodic loop, a worker thread): the in-memory
+                # layer's queues belong to the server's loop, so the send must run there.
+                asyncio.run_coroutine_threadsafe(layer.group_send(item.group, message), loop)
+            else:
+                async_to_sync(layer.group_send)(item.group, message)
         except Exception:  # noqa: BLE001 - never fail the write (G3)
             logger.warning("could not publish %s to %s", item.label, item.group, exc_info=True)
         return

@@ -116,5 +116,8 @@ def get_hub() -> Hub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
+        from core.events import bind_server_loop
+
+        bind_server_loop(loop)
         hub = _hubs[loop] = Hub()
     return hub

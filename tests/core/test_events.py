@@ -96,3 +96,46 @@ def test_a_down_channel_layer_does_not_fail_the_write(settings):
             publish(workspace_id=uuid.uuid4(), type="flow_run.created", data={})
     finally:
         channel_layers.backends.pop("default", None)
+
+
+def test_embedded_events_from_another_thread_reach_the_server_loop(settings):
+    """Embedded mode: the periodic loop publishes from its own thread; the in-memory layer's queues
+    belong to the server's event loop, so the send is handed to that loop."""
+    import threading
+
+    from channels.layers import channel_layers
+
+    import core.events as events
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.pop("default", None)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    previous = events._server_loop
+    try:
+        layer = channel_layers["default"]
+        ws = uuid.uuid4()
+        channel = asyncio.run_coroutine_threadsafe(layer.new_channel(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(layer.group_add(workspace_group(ws), channel), loop).result(5)
+        events.bind_server_loop(loop)
+        ran_on = []
+        original = layer.group_send
+
+        async def recording_group_send(group, message):  # type: ignore[no-untyped-def]
+            ran_on.append(asyncio.get_running_loop())
+            await original(group, message)
+
+        layer.group_send = recording_group_send
+        # when: published from this (non-server) thread, as the periodic loop does
+        events._send([workspace_group(ws)], {"type": "flow_run.created", "workspace_id": str(ws), "data": {},
+                                             "at": "2026-01-01T00:00:00+00:00"})
+        # then: it arrives on the server's loop
+        message = asyncio.run_coroutine_threadsafe(asyncio.wait_for(layer.receive(channel), 5), loop).result(10)
+        assert message["event"]["type"] == "flow_run.created"
+        assert ran_on == [loop]  # asyncio objects of the layer are only touched from their own loop
+    finally:
+        events._server_loop = previous
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        channel_layers.backends.pop("default", None)
