@@ -94,7 +94,7 @@ def test_the_agent_protocol_end_to_end(live_server_url: str, live_world: Workspa
     reports = [
         {"task_key": "extract", "map_index": -1, "state": {"type": "RUNNING"}},
         {"task_key": "extract", "map_index": -1, "state": {"type": "COMPLETED", "name": "Success",
-                                                           "result_ref": "/tmp/results/extract"}},
+                                                           "result_ref": "results/extract"}},
     ]
     key = str(uuid.uuid4())
     results = agent.report_task_runs(claimed.run_id, attempt=claimed.attempt, reports=reports, idempotency_key=key)
@@ -113,7 +113,7 @@ def test_the_agent_protocol_end_to_end(live_server_url: str, live_world: Workspa
 
     task_runs = claimed.developer.list_task_runs(claimed.run_id)
     assert [(t["task_key"], t["state_type"], t["result_ref"]) for t in task_runs] == [
-        ("extract", "COMPLETED", "/tmp/results/extract")]
+        ("extract", "COMPLETED", "results/extract")]
     logs = claimed.developer.list_logs(claimed.run_id)
     assert [line["message"] for line in logs["results"]] == ["line 1", "line 2"]
     assert logs["next_after_sequence"] == 2

@@ -79,13 +79,14 @@ with Flow("always-fails") as always_fails:
 
 @task
 def sleeper(seconds, marker):
-    Path(marker).write_text(str(os.getpid()))
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
     time.sleep(seconds)
     return seconds
 
 
 with Flow("sleepy") as sleepy:
-    sleeper(Parameter("seconds", default=30), Parameter("marker", default="/tmp/none"))
+    sleeper(Parameter("seconds", default=30), Parameter("marker", default=""))
 
 
 @task

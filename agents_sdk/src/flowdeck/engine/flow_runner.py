@@ -214,15 +214,8 @@ class FlowRunner(Runner):
         return f"<FlowRunner: {self.flow.name}>"
 
     # --- state changes ---------------------------------------------------------------------------
-    def call_runner_target_handlers(self, old_state: State, new_state: State) -> State:
-        flow = self.flow
-        for handler in flow.state_handlers:
-            replaced = handler(flow, old_state, new_state)
-            if replaced is not None:
-                new_state = replaced
-        if flow.on_failure is not None and new_state.is_failed():
-            flow.on_failure(flow, new_state)
-        return new_state
+    def runner_target(self) -> Flow:
+        return self.flow
 
     def _set_flow_state(self, old_state: State, new_state: State) -> State:
         new_state = self.handle_state_change(old_state, new_state)

@@ -34,8 +34,21 @@ class Runner:
     def logger(self, value: logging.Logger) -> None:
         self._logger = value
 
+    def runner_target(self) -> Any:
+        """The flow or the task being run (its ``state_handlers`` and ``on_failure`` are called)."""
+        return None
+
     def call_runner_target_handlers(self, old_state: State, new_state: State) -> State:
-        """Call the handlers of the thing being run (the flow or the task); subclasses implement it."""
+        """Call the state handlers of the flow or task being run, then its ``on_failure`` if failed."""
+        target = self.runner_target()
+        if target is None:
+            return new_state
+        for handler in target.state_handlers:
+            replaced = handler(target, old_state, new_state)
+            if replaced is not None:
+                new_state = replaced
+        if target.on_failure is not None and new_state.is_failed():
+            target.on_failure(target, new_state)
         return new_state
 
     def handle_state_change(self, old_state: State, new_state: State) -> State:

@@ -119,15 +119,8 @@ class TaskRunner(Runner):
         return f"<TaskRunner: {self.task.name}>"
 
     # --- state changes ---------------------------------------------------------------------------
-    def call_runner_target_handlers(self, old_state: State, new_state: State) -> State:
-        task = self.task
-        for handler in task.state_handlers:
-            replaced = handler(task, old_state, new_state)
-            if replaced is not None:
-                new_state = replaced
-        if task.on_failure is not None and new_state.is_failed():
-            task.on_failure(task, new_state)
-        return new_state
+    def runner_target(self) -> Task:
+        return self.task
 
     def _set(self, old_state: State, new_state: State) -> State:
         if self._has_handlers:
