@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
 Websockets get the session user (``AuthMiddlewareStack``); the Origin check (E1) applies to the
-cookie-authenticated browser socket, per route in :mod:`config.routing`."""
+cookie-authenticated browser socket, per route in :mod:`config.routing`. Importing this module (as
+uvicorn does) also starts the process's web-tier beat."""
 
 import os
 
@@ -15,6 +16,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from orchestration.services.web_tier import start_web_tier_beat  # noqa: E402
+
+# Every server process stamps "the web tier is serving" every second, so the reaper (in Celery)
+# never reads a web outage as dead agents (orchestration/services/web_tier.py).
+start_web_tier_beat()
 
 application = ProtocolTypeRouter(
     {

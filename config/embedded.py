@@ -167,7 +167,9 @@ def with_max_interval(services: Iterable[PeriodicService], every: float | None) 
 def serve(
     host: str, port: int, *, periodic: bool = True, log_level: str = "info", periodic_every: float | None = None
 ) -> None:
-    """Serve the ASGI application with uvicorn, with the periodic loop beside it when enabled."""
+    """Serve the ASGI application with uvicorn, with the periodic loop beside it when enabled.
+    Importing the application starts the web-tier beat too (even with ``--no-periodic``): the
+    reaper, here or in Celery, reaps only while some server process beats."""
     import uvicorn
     from django.conf import settings
 

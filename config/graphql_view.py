@@ -8,7 +8,7 @@
   scoped to the workspaces the signed-in user belongs to (C2).
 * DataLoaders run deferred (``graphql-sync-dataloaders``); mutations still complete one by one.
 * Errors that are not ours to explain (bugs) are logged and answered as ``internal_error`` without
-  their text.
+  their text. A database that cannot be reached is not a field's error: the request answers 503.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from graphql import (
 
 from accounts.graphql.context import context_for
 from core import tenancy
+from core.errors import is_database_unavailable
 from core.graphql.execution import FlowdeckExecutionContext
 from core.graphql.limits import validation_rules
 
@@ -149,6 +150,12 @@ class FlowdeckGraphQLView(GraphQLView):
             return None, 200
         body: dict[str, Any] = {}
         status_code = 200
+        for error in result.errors or ():
+            original = getattr(error, "original_error", None) or error
+            if is_database_unavailable(original):
+                # The database is down, not a field broken: the request answers 503 + Retry-After
+                # (core.middleware.DatabaseUnavailableMiddleware), like REST.
+                raise original
         if result.errors:
             body["errors"] = [self.format_error(error) for error in result.errors]
             # Expected errors (a field the role may not read, a bad argument) change nothing, and each

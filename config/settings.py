@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "core.middleware.BodySizeLimitMiddleware",
+    "core.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,14 +97,29 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+# A database that cannot be reached must fail a request within seconds, not hang it (G2): the
+# request then answers 503 with Retry-After (core.middleware.DatabaseUnavailableMiddleware).
+DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", default=5)
+if IS_POSTGRES:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=2)
+    )
+    # Check a pooled connection before handing it out (an empty query): after a database restart
+    # every pooled connection is dead, and without the check each would fail one request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_HEALTH_CHECKS", default=True)
 if IS_POSTGRES and env.bool("DATABASE_POOL", default=True):
     # Opening a PostgreSQL connection per request costs more than the request, and Django's docs
     # advise a pool rather than persistent connections under ASGI. Row-level-security settings are
     # transaction-local, so nothing leaks from one pooled use to the next.
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
-        "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
+        # How long a request waits for a connection before it answers 503 (G2).
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=2.0),
+        # psycopg_pool retries a lost connection with a backoff that doubles up to this long; a
+        # short give-up lets the next request try afresh, so the pool reconnects within seconds of
+        # the database coming back instead of after a backoff as long as the outage.
+        "reconnect_timeout": env.float("DATABASE_POOL_RECONNECT_TIMEOUT", default=5.0),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + immediate transactions + a busy timeout: concurrent writers queue instead of

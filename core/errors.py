@@ -51,6 +51,41 @@ class TooManyRequests(ServiceError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database cannot be reached right now (down, restarting, or no pooled connection came
+    free in time): 503 with ``Retry-After``; nothing was done, the same request may be sent again."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+
+# SQLSTATEs that mean "the server is not there for us" rather than "this query is wrong":
+# class 08 (connection exceptions), shutdown/crash/start-up in progress, too many connections.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says the database cannot be reached (G2), as opposed to a bug or a bad query:
+    a connection refused or lost, a pool that had no connection to give in time, a server shutting
+    down or starting up. Lock timeouts, deadlocks and cancelled statements are not outages."""
+    from django.db import InterfaceError, OperationalError
+
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    if isinstance(exc, InterfaceError):
+        return True  # Django's own "connection already closed"
+    cause = exc.__cause__
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the embedded SQLite build has no outage to report
+        return False
+    if not isinstance(cause, psycopg.Error):
+        return False
+    # Client-side failures (refused, timed out, closed, the pool's PoolTimeout) carry no SQLSTATE.
+    sqlstate = cause.sqlstate
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 

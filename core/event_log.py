@@ -8,12 +8,24 @@ reconnects with the last seq it saw gets what it missed; a gap older than that i
 
 Two stores, picked to match the channel layer:
 
-- :class:`RedisEventLog` (production, tests): a Lua script INCRs ``<prefix>:live:seq:<ws>`` and
+- :class:`RedisEventLog` (production, tests): a Lua script bumps ``<prefix>:live:seq:<ws>`` and
   XADDs the event to the stream ``<prefix>:live:log:<ws>`` with the seq as its id, capped at
   :data:`REPLAY_MAX_EVENTS` and expiring after :data:`REPLAY_MAX_AGE_SECONDS` of silence. The
   background sender appends a whole batch in one pipelined round trip. Every ASGI process and
   worker shares it, so the seq is global to the workspace.
 - :class:`MemoryEventLog` (embedded mode, one process): ring buffers in memory.
+
+The numbering never goes back below what a client may have seen, even when Redis loses the counter
+(an empty restart, a flush, an eviction, 30 days of silence). Two guards, both in the scripts:
+
+- a missing counter starts at the Redis server's clock in **milliseconds**, not at 0. Any process
+  may be the first to touch it after the loss, including one that never saw the old numbers; a
+  counter started earlier at its own clock value was then at most that value plus the events since,
+  which stays below the new start unless the workspace averaged 1,000 events a second meanwhile;
+- a **floor**: every process remembers the highest seq it handed out, delivered or read per
+  workspace (:meth:`RedisEventLog.observe`), and a counter below that floor is raised to it.
+
+So seqs are large numbers, not counts; clients only compare them.
 """
 
 from __future__ import annotations
@@ -31,8 +43,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 REPLAY_MAX_EVENTS = 1_000
 REPLAY_MAX_AGE_SECONDS = 600
-# A workspace silent this long starts again from seq 1; a client still holding an older seq is
-# then ahead of the counter and is told it missed an unknown amount (a gap).
+# A counter silent this long is dropped; it starts again from the clock (see the module docstring).
 SEQ_TTL_SECONDS = 30 * 24 * 3600
 
 
@@ -67,6 +78,22 @@ def _select(
     return Replay(events=events, gap=gap, latest=latest)
 
 
+class _Floors:
+    """The highest seq this process has handed out, delivered or read, per workspace."""
+
+    def __init__(self) -> None:
+        self._floors: dict[str, int] = {}
+        self._floor_lock = threading.Lock()  # the sender's thread and the server's loop both write
+
+    def observe(self, workspace_id: str, seq: int) -> None:
+        with self._floor_lock:
+            if seq > self._floors.get(workspace_id, 0):
+                self._floors[workspace_id] = seq
+
+    def floor(self, workspace_id: str) -> int:
+        return self._floors.get(workspace_id, 0)
+
+
 class MemoryEventLog:
     """In-process ring buffers (embedded mode: one server process publishes and serves)."""
 
@@ -74,6 +101,18 @@ class MemoryEventLog:
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
         self._entries: dict[str, deque[tuple[int, float, str | None, dict[str, Any]]]] = {}
+
+    def observe(self, workspace_id: str, seq: int) -> None:
+        """The floor (see :class:`RedisEventLog`): here the counter itself, which is never lost
+        while the process lives (a restarted embedded server numbers from 1 again, and its clients
+        see ``hello`` go backwards and start over)."""
+        with self._lock:
+            if seq > self._seq.get(workspace_id, 0):
+                self._seq[workspace_id] = seq
+
+    def floor(self, workspace_id: str) -> int:
+        with self._lock:
+            return self._seq.get(workspace_id, 0)
 
     def append(self, workspace_id: str, event: dict[str, Any], flow_run_id: str | None) -> int:
         with self._lock:
@@ -94,27 +133,57 @@ class MemoryEventLog:
         return _select(entries, after, latest, flow_run_id, time.time())
 
 
-# INCR the seq and XADD the event under it, atomically, so a seq is never handed out without its
+# counter(key, floor, ttl): the counter's value, created or raised as the module docstring says.
+# Numbers go through string.format: Lua would print large ones in exponent notation.
+_COUNTER = """
+local function counter(key, floor, ttl)
+  local cur = tonumber(redis.call('GET', key))
+  local set = false
+  if not cur then
+    local t = redis.call('TIME')
+    cur = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    set = true
+  end
+  if cur < floor then
+    cur = floor
+    set = true
+  end
+  if set then
+    redis.call('SET', key, string.format('%d', cur), 'PX', ttl)
+  end
+  return cur
+end
+"""
+
+# Bump the seq and XADD the event under it, atomically, so a seq is never handed out without its
 # event being stored (a reader never sees a hole that is not a trim). A stream whose ids ran ahead
 # of the counter (the counter alone was evicted) is dropped and restarted: readers see a gap.
-_APPEND = """
-local seq = redis.call('INCR', KEYS[1])
-local id = seq .. '-1'
+# ARGV: event, run, time (ms), maxlen, stream TTL (ms), counter TTL (ms), floor.
+_APPEND = _COUNTER + """
+local seq = counter(KEYS[1], tonumber(ARGV[7]), ARGV[6]) + 1
+redis.call('SET', KEYS[1], string.format('%d', seq), 'PX', ARGV[6])
+local id = string.format('%d-1', seq)
 local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 'e', ARGV[1], 'r', ARGV[2], 't', ARGV[3])
 if type(ok) == 'table' and ok.err then
   redis.call('DEL', KEYS[2])
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 'e', ARGV[1], 'r', ARGV[2], 't', ARGV[3])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return seq
 """
 
+# The latest seq (ARGV: floor, counter TTL): a lost counter is started here too, so a client that
+# reconnects after Redis lost it is told a seq no lower than the next event's.
+_LATEST = _COUNTER + """
+return counter(KEYS[1], tonumber(ARGV[1]), ARGV[2])
+"""
 
-class RedisEventLog:
+
+class RedisEventLog(_Floors):
     """Seq counters and capped streams in Redis, shared by every process."""
 
     def __init__(self, url: str, prefix: str) -> None:
+        super().__init__()
         self.url = url
         self.prefix = prefix
         # redis.asyncio clients belong to one event loop: one per loop (the server's, the sender's).
@@ -122,14 +191,20 @@ class RedisEventLog:
 
     def _client(self) -> Any:
         import redis.asyncio as aredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             # Short timeouts: with Redis down, live updates degrade quickly instead of hanging (G3).
             # A blocking pool: a burst of reconnecting sockets waits for a connection instead of failing.
+            # One immediate retry on a connection error: after Redis restarts, each pooled connection
+            # fails once ("closed by server") before it is replaced, and must not lose an event.
             pool = aredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=200, timeout=5, socket_connect_timeout=1, socket_timeout=2
+                self.url, max_connections=200, timeout=5, socket_connect_timeout=1, socket_timeout=2,
+                retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
             )
             client = aredis.Redis(connection_pool=pool)
             self._clients[loop] = client
@@ -148,19 +223,26 @@ class RedisEventLog:
                     _APPEND, 2, *self._keys(workspace_id),
                     json.dumps(event, separators=(",", ":")), flow_run_id or "", now_ms,
                     REPLAY_MAX_EVENTS, REPLAY_MAX_AGE_SECONDS * 1000, SEQ_TTL_SECONDS * 1000,
+                    self.floor(workspace_id),
                 )
-            return [int(seq) for seq in await pipe.execute()]
+            seqs = [int(seq) for seq in await pipe.execute()]
+        for (workspace_id, _, _), seq in zip(items, seqs, strict=True):
+            self.observe(workspace_id, seq)
+        return seqs
 
     async def latest(self, workspace_id: str) -> int:
-        value = await self._client().get(self._keys(workspace_id)[0])
-        return int(value or 0)
+        seq = int(await self._client().eval(_LATEST, 1, self._keys(workspace_id)[0], self.floor(workspace_id),
+                                            SEQ_TTL_SECONDS * 1000))
+        self.observe(workspace_id, seq)
+        return seq
 
     async def replay(self, workspace_id: str, after: int, flow_run_id: str | None = None) -> Replay:
         seq_key, log_key = self._keys(workspace_id)
         async with self._client().pipeline(transaction=True) as pipe:
-            pipe.get(seq_key)
+            pipe.eval(_LATEST, 1, seq_key, self.floor(workspace_id), SEQ_TTL_SECONDS * 1000)
             pipe.xrange(log_key, min=f"{after + 1}-0", max="+", count=REPLAY_MAX_EVENTS + 1)
             raw_latest, raw_entries = await pipe.execute()
+        self.observe(workspace_id, int(raw_latest))
         entries = []
         for entry_id, fields in raw_entries:
             seq = int(entry_id.split(b"-")[0])

@@ -204,9 +204,18 @@ class _BackgroundSender:
             else:
                 continue  # no seq (the store is down): the layer most likely is too; clients reload
             try:
-                await layer.group_send(item.group, message)
+                await _group_send(layer, item.group, message)
             except Exception:  # noqa: BLE001 - keep sending the next ones
                 logger.warning("could not publish %s to %s", item.label, item.group, exc_info=True)
+
+
+async def _group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    try:
+        await layer.group_send(group, message)
+    except Exception:  # noqa: BLE001 - tried once more below
+        # After Redis restarts, each pooled connection fails once ("closed by server") before it is
+        # replaced: the first events after an outage must not be lost to that.
+        await layer.group_send(group, message)
 
 
 async def _assign_seqs(batch: list[tuple[Any, _Item]]) -> dict[int, int]:

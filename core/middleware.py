@@ -1,13 +1,17 @@
-"""Request-level guards that must run before any view reads the body."""
+"""Request-level guards: the body-size limit that must run before any view reads the body, and
+the 503 answer while the database cannot be reached."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from .errors import error_response
+from .errors import error_response, is_database_unavailable
+
+logger = logging.getLogger(__name__)
 
 
 class BodySizeLimitMiddleware:
@@ -30,3 +34,28 @@ class BodySizeLimitMiddleware:
                 {"limit_bytes": limit},
             )
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that cannot reach the database answers 503 with ``Retry-After`` (G2), not 500: REST,
+    GraphQL and allauth clients get the one error shape, people a plain page. The connection
+    settings bound how long that takes (``DATABASE_CONNECT_TIMEOUT``, ``DATABASE_POOL_TIMEOUT``).
+
+    Views open their transaction, and with it the connection, as they start (``ATOMIC_REQUESTS``),
+    so an outage surfaces here as the view's exception; one raised by another middleware reaches
+    ``core.views.server_error``, which answers the same."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_database_unavailable(exception):
+            return None
+        from .views import database_unavailable
+
+        logger.warning("Database unavailable: %s %s answered 503 (%s: %s)", request.method, request.path,
+                       type(exception).__name__, str(exception).strip()[:300])
+        return database_unavailable(request)

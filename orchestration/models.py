@@ -261,6 +261,9 @@ class TaskRun(TenantModel):
     tags = models.JSONField(default=list)
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
+    # The flow-run attempt that last reported this task run: a report of a newer attempt starts it
+    # over (a crash retry runs it again), one of an older attempt is refused (D2).
+    flow_run_attempt = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=now)
 
     class Meta(TenantModel.Meta):
@@ -370,3 +373,68 @@ class IdempotencyRecord(TenantModel):
             models.UniqueConstraint(fields=["workspace", "scope", "key"], name="idempotency_unique_key")
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+
+class WebTierBeat(models.Model):
+    """The web tier's sign of life (one row, platform-wide, not a tenant table): every server
+    process stamps ``last_seen_at`` with the database clock every second. Agents can only heartbeat
+    while the web tier serves, so the reaper reads a stale stamp as "the web tier is down", not as
+    "the agents are dead", and waits (issue 9, point 5); the beat that ends a gap moves every lease
+    on by the gap's length (``orchestration.services.web_tier``)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    # Start of the current unbroken stretch of beats, and the newest beat.
+    up_since = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    # The last gap the web tier came back from (for operators and tests).
+    last_gap_seconds = models.FloatField(default=0)
+    last_gap_ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"web tier up since {self.up_since}"
+
+
+class BulkAction(TenantModel):
+    """One bulk action on runs (cancel, clear late, mark) and its progress. The runs matching the
+    filter when it starts are worked through in small batches, each its own short transaction, so
+    agents' writes to those runs are never held up for more than a moment; the counts move with
+    every batch (``bulk_action.progress`` events), and ``done + skipped + failed == matched`` once
+    it is finished."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        FINISHED = "finished"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    action = models.CharField(max_length=16)
+    filters = models.JSONField(default=dict)
+    state_type = models.CharField(max_length=16, blank=True)  # what "mark" sets
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Runs the filter matched when the action started; then those changed, those left alone
+    # because they no longer matched (they moved on meanwhile), and those the engine refused.
+    matched = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # Who asked, to act with their role when it runs in the background.
+    actor_role = models.CharField(max_length=16)
+    created_by_user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    service_account = models.ForeignKey(
+        "accounts.ServiceAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="bulk_action_ws_created_idx")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} ({self.status})"

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 
 from accounts.authz import NotFound
 from orchestration.engine.core import db_now as engine_db_now
-from orchestration.models import Agent, FlowRun
+from orchestration.models import Agent, FlowRun, FlowRunState
 
 
 def db_now() -> datetime:
@@ -38,6 +38,17 @@ def flow_run_get(*, workspace: Any, flow_run_id: Any) -> FlowRun:
     if run is None:
         raise NotFound()
     return run
+
+
+def flow_run_states_list(*, workspace: Any, flow_run: FlowRun, after: int | None = None,
+                         limit: int = 200) -> list[FlowRunState]:
+    """A page of ``flow_run``'s state history, oldest first. The cursor is a state's id: states are
+    written under the run's row lock, so their ids grow in the order the run passed through them,
+    and ``after`` returns exactly the states a follower has not seen yet."""
+    states = FlowRunState.objects.for_workspace(workspace).filter(flow_run=flow_run)
+    if after is not None:
+        states = states.filter(id__gt=after)
+    return list(states.order_by("id")[:limit])
 
 
 def agents_covering_labels(*, workspace: Any, labels: list[str]) -> list[Agent]:

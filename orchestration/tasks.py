@@ -51,3 +51,12 @@ def purge_expired_logs_task() -> int:
     from orchestration.services.logs import purge_expired_logs
 
     return purge_expired_logs()
+
+
+@shared_task(name="orchestration.tasks.run_bulk_action_task", ignore_result=True)
+def run_bulk_action_task(bulk_action_id: str) -> None:
+    """A bulk action on runs too large for its request (queued by ``bulk_action_create``); runs
+    it once, however often the task is delivered."""
+    from orchestration.services.bulk_actions import bulk_action_run
+
+    bulk_action_run(bulk_action_id=bulk_action_id)

@@ -167,3 +167,15 @@ def _agent(world: Any) -> str:
     if agent is None:
         agent = AgentFactory(workspace=world.workspace, name="isolation-agent", service_account=world.agent)
     return str(agent.pk)
+
+
+@id_provider("bulk_action_id")
+def _bulk_action(world: Any) -> str:
+    from accounts.models import Role
+    from orchestration.models import BulkAction
+
+    bulk = BulkAction.all_objects.filter(workspace=world.workspace).first()
+    if bulk is None:
+        bulk = BulkAction.all_objects.create(workspace=world.workspace, action="cancel", actor_role=Role.ADMIN,
+                                             status=BulkAction.Status.FINISHED)
+    return str(bulk.pk)

@@ -62,6 +62,15 @@ def _agent(principal: Principal, slug: str, agent_id: str) -> tuple[Any, list[di
         return agent, upcoming_work(agent)
 
 
+def _upcoming(workspace_id: Any, agent_id: str) -> list[dict[str, Any]]:
+    from orchestration.models import Agent
+    from orchestration.services.live import upcoming_work
+
+    with workspace_scope([workspace_id]):
+        agent = Agent.objects.for_workspace(workspace_id).filter(pk=agent_id).first()
+        return [] if agent is None else upcoming_work(agent)
+
+
 def _key_still_valid(secret: str, agent_id: Any) -> bool:
     from accounts.services.api_keys import api_key_authenticate
     from orchestration.models import Agent
@@ -99,6 +108,7 @@ class AgentConsumer(LiveConsumer):
             return
         agent, upcoming = resolved
         self.agent_id = str(agent.pk)
+        self.workspace_id = agent.workspace_id
         self.labels = set(agent.labels or [])
         groups = [agents_group(agent.workspace_id), agent_group(agent.pk)]
         if found.api_key is not None:
@@ -115,6 +125,11 @@ class AgentConsumer(LiveConsumer):
 
     async def still_allowed(self) -> bool:
         return bool(await database_sync_to_async(_key_still_valid)(self.secret, self.agent_id))
+
+    async def flowdeck_resync(self, message: dict[str, Any]) -> None:
+        # Pushes sent while Redis was away are lost: send the work waiting now, as on connect.
+        for push in await database_sync_to_async(_upcoming)(self.workspace_id, self.agent_id):
+            await self.push(push)
 
     async def flowdeck_agent(self, message: dict[str, Any]) -> None:
         push = message.get("push") or {}

@@ -48,6 +48,11 @@ CLOSE_TOO_SLOW = 4008
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
+    # No channel of the socket's own: group messages come through the process's hub. A channel per
+    # socket would also be read by Channels in a loop that ends the socket (or fails its handshake
+    # with HTTP 500) whenever Redis cannot be reached.
+    channel_layer_alias = "flowdeck.live.hub-only"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.groups: list[str] = []
@@ -108,7 +113,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
             if handler is None or not str(message.get("type", "")).startswith("flowdeck."):
                 continue
             async with self.lock:
-                await handler(message)
+                try:
+                    await handler(message)
+                except StopConsumer:
+                    raise
+                except Exception:  # noqa: BLE001 - a database blip loses this message, not the socket's inbox
+                    logger.warning("live socket could not handle %s", message.get("type"), exc_info=True)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         async def run() -> None:
@@ -210,6 +220,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
             if not allowed:
                 await self.shut(CLOSE_FORBIDDEN)
                 return
+
+    async def flowdeck_resync(self, message: dict[str, Any]) -> None:
+        """The hub re-joined its groups after Redis was lost: messages may have been lost meanwhile."""
 
     async def flowdeck_control(self, message: dict[str, Any]) -> None:
         """Access ended (member removed, key revoked, logged out): close with the given code."""

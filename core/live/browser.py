@@ -163,7 +163,8 @@ class BrowserConsumer(LiveConsumer):
                 return Replay(latest=await self.log.latest(self.workspace_id))
             return await self.log.replay(self.workspace_id, after, flow_run_id)
         except Exception:  # noqa: BLE001 - the store is down: go live, say the past is unknown (G3)
-            return Replay(gap=after is not None)
+            # Numbering never goes back below what this process has seen, whatever the store says later.
+            return Replay(gap=after is not None, latest=self.log.floor(self.workspace_id))
 
     async def still_allowed(self) -> bool:
         session = self.scope.get("session")
@@ -173,6 +174,11 @@ class BrowserConsumer(LiveConsumer):
         ):
             return False
         return await database_sync_to_async(_principal)(self.user_id, self.slug) is not None
+
+    async def flowdeck_resync(self, message: dict[str, Any]) -> None:
+        # Events committed while Redis was away were never numbered nor sent: reload (covers the
+        # subscribed runs too; one message, so the page refetches once).
+        await self.push({"type": "gap", "message": GAP_MESSAGE})
 
     async def flowdeck_control(self, message: dict[str, Any]) -> None:
         workspace = message.get("workspace_id")

@@ -220,8 +220,15 @@ class AgentRegisterIn(StrictInputSerializer):
     poll_interval_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False, default=10)
 
 
+class HeldRunIn(StrictInputSerializer):
+    id = serializers.UUIDField()
+    attempt = serializers.IntegerField(min_value=1, max_value=10**6)
+
+
 class AgentHeartbeatIn(StrictInputSerializer):
     polled = serializers.BooleanField(required=False, default=False)
+    # The runs whose processes the agent is running: the answer names those it no longer holds.
+    flow_runs = serializers.ListField(child=HeldRunIn(), required=False, max_length=1000)
 
 
 class ClaimIn(StrictInputSerializer):
@@ -391,3 +398,23 @@ class ConcurrencyLimitOut(serializers.ModelSerializer):
 
 class CountOut(serializers.Serializer):
     count = serializers.IntegerField()
+
+
+class BulkActionOut(serializers.Serializer):
+    """A bulk action and its progress; ``count`` (runs changed so far) is ``done``, kept for
+    callers of the synchronous API."""
+
+    id = serializers.UUIDField()
+    action = serializers.CharField()
+    filters = serializers.JSONField()
+    state_type = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=["pending", "running", "finished", "failed"])
+    matched = serializers.IntegerField()
+    done = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    count = serializers.IntegerField(source="done")
+    error = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)

@@ -25,6 +25,7 @@ from accounts.authz import NotFound
 from core.api import WorkspaceAPIView
 from core.errors import InvalidInput, ServiceError
 from core.pagination import CreatedCursorPagination
+from orchestration import selectors
 from orchestration.models import Agent, FlowRun, FlowRunState, Schedule, StateType, TaskRun
 from orchestration.services import flows as flow_services
 from orchestration.services import projects as project_services
@@ -405,8 +406,9 @@ class FlowRunBulkCreateView(_Views):
 class FlowRunBulkActionView(_Views):
     scope_map = {"POST": "flow_run:update"}
 
-    @extend_schema(request=s.FlowRunBulkActionIn, responses=s.CountOut,
-                   summary="Cancel, mark or clear late every run matching a filter")
+    @extend_schema(request=s.FlowRunBulkActionIn, responses={200: s.BulkActionOut, 202: s.BulkActionOut},
+                   summary="Cancel, mark or clear late every run matching a filter (in batches; a large "
+                           "selection runs in the background: 202, follow bulk-actions/{id}/)")
     def post(self, request: Request, workspace_slug: str) -> Response:
         data = _valid(s.FlowRunBulkActionIn, request)
         if data["action"] == "mark" and not data.get("state_type"):
@@ -420,10 +422,20 @@ class FlowRunBulkActionView(_Views):
         for name in ("labels", "scheduled_before", "scheduled_after"):
             if name in given:
                 filters[name] = given[name]
-        count = _svc("runs").flow_run_bulk_action(
+        bulk = _svc("bulk_actions").bulk_action_create(
             actor=self.principal, action=data["action"], filters=filters, state_type=data.get("state_type")
         )
-        return Response({"count": count})
+        finished = bulk.status in ("finished", "failed")
+        return Response(s.BulkActionOut(bulk).data, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
+
+
+class BulkActionDetailView(_Views):
+    scope_map = {"GET": "project:read"}
+
+    @extend_schema(responses=s.BulkActionOut, summary="A bulk action's status and counts")
+    def get(self, request: Request, workspace_slug: str, bulk_action_id: str) -> Response:
+        bulk = _svc("bulk_actions").access_bulk_action(principal=self.principal, bulk_action_id=bulk_action_id)
+        return Response(s.BulkActionOut(bulk).data)
 
 
 class FlowRunDetailView(_Views):
@@ -447,6 +459,32 @@ class FlowRunDetailView(_Views):
         run = self.flow_run(flow_run_id, check_read=True)
         _svc("runs").flow_run_delete(actor=self.principal, flow_run=run)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StateFilterIn(drf_serializers.Serializer):
+    after = drf_serializers.IntegerField(min_value=0, max_value=2**62, required=False)
+    limit = drf_serializers.IntegerField(min_value=1, max_value=1000, required=False, default=200)
+
+
+class FlowRunStatesView(_Views):
+    """The run's state history in the order it happened, paged by state id: a follower (the CLI's
+    ``run --watch``) sees every state, however briefly the run held it."""
+
+    scope_map = {"GET": "project:read"}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("after", OpenApiTypes.INT), OpenApiParameter("limit", OpenApiTypes.INT)],
+        responses=s.StateOut(many=True), summary="A run's state history; page with after",
+    )
+    def get(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
+        filters = _query(StateFilterIn, request)
+        run = self.flow_run(flow_run_id, check_read=True)
+        states = selectors.flow_run_states_list(workspace=self.workspace, flow_run=run, after=filters.get("after"),
+                                                limit=filters["limit"])
+        return Response({
+            "results": s.StateOut(states, many=True).data,
+            "next_after": states[-1].pk if states else filters.get("after"),
+        })
 
 
 def _result_body(result: Any) -> dict[str, Any]:
@@ -687,7 +725,8 @@ class AgentHeartbeatView(_Views):
         agent = self.agent(agent_id)
 
         def compute() -> tuple[int, dict]:
-            reply = _svc("agents").agent_heartbeat(actor=self.principal, agent=agent, polled=data["polled"])
+            reply = _svc("agents").agent_heartbeat(actor=self.principal, agent=agent, polled=data["polled"],
+                                                   flow_runs=data.get("flow_runs"))
             return status.HTTP_200_OK, _jsonable(reply)
 
         return _idempotent(self, request, f"agent:{agent.pk}:heartbeat", compute)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,8 +22,21 @@ from django.db.models.functions import Now
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
 from core.events import publish
-from orchestration.models import FlowRun, FlowRunState, StateType, TaskRun, TaskRunState
+from orchestration.models import TERMINAL_STATES, FlowRun, FlowRunState, StateType, TaskRun, TaskRunState
 from orchestration.services import live
+
+
+def stale_attempt_reason(attempt: int | None, current: int) -> str:
+    """The one wording of the stale-attempt refusal (D2, code ``stale_attempt``). The state rule,
+    the flow-run heartbeat and task-run reports all answer with it, so an agent (or a test) reads
+    the same sentence whichever of its racing requests is refused first."""
+    return f"This report is for attempt {attempt}, but the run is on attempt {current}; stop this attempt."
+
+
+def run_not_held_reason(state_name: str) -> str:
+    """The one wording of "this run has ended or is no longer held" (code ``run_not_held``), for
+    the heartbeat and task-run reports alike."""
+    return f"This run is {state_name} and no longer held by an agent; stop it."
 
 
 class SetStateStatus(enum.StrEnum):
@@ -103,6 +117,8 @@ class Context:
     cache: dict[str, Any] = field(default_factory=dict)
     entered: list[Any] = field(default_factory=list)
     originals: dict[str, Any] = field(default_factory=dict)
+    # ACCEPT with nothing to record: the run is already in the proposed state (a repeated report).
+    unchanged: bool = False
 
     def __post_init__(self) -> None:
         if not self.from_type:
@@ -148,6 +164,12 @@ class Context:
 
     def wait(self, reason: str, **details: Any) -> None:
         self.status, self.reason = SetStateStatus.WAIT, reason
+        self.details.update(details)
+
+    def accept_unchanged(self, reason: str, **details: Any) -> None:
+        """Answer ACCEPT without recording anything: the run already is where the proposal
+        would take it (no second history row, no new version, no event)."""
+        self.status, self.reason, self.unchanged = SetStateStatus.ACCEPT, reason, True
         self.details.update(details)
 
 
@@ -250,7 +272,7 @@ def flow_run_set_state(
     context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
     policy = policy or _default_policy()
     policy.apply(context)
-    if context.status is not SetStateStatus.ACCEPT:
+    if context.status is not SetStateStatus.ACCEPT or context.unchanged:
         return _result(run, context)
     _record(run, context, FlowRunState, "flow_run")
     _after(policy, context)
@@ -290,7 +312,7 @@ def task_run_set_state(
     context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
     policy = policy or _default_task_policy()
     policy.apply(context)
-    if context.status is not SetStateStatus.ACCEPT:
+    if context.status is not SetStateStatus.ACCEPT or context.unchanged:
         return _result(run, context)
     _record(run, context, TaskRunState, "task_run")
     _after(policy, context)
@@ -356,3 +378,72 @@ def _record(run: FlowRun | TaskRun, context: Context, history_model: Any, fk: st
     with connection.cursor() as cursor:
         cursor.execute(sql, [run.workspace_id, run.pk, state.type, state.name[:32], state.message,
                              state.result_ref[:1000], details, context.clock(), *values, run.pk])
+
+
+_OPEN_EXCLUDED = sorted(str(s) for s in TERMINAL_STATES)
+
+
+def close_open_task_runs(*, flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> int:
+    """End every task run of ``flow_run`` that is not in a terminal state with ``state`` (terminal),
+    stamping its end time and a history row — because its flow run ended or its attempt is over,
+    and nothing will ever report it again. Called from a rule inside the flow run's transition
+    (the flow run is locked, so no task-run report of it is in flight). A run may have thousands of
+    mapped task runs: on PostgreSQL this is one statement whatever their number (an UPDATE …
+    RETURNING feeding the history INSERT), elsewhere three. Publishes one
+    ``task_run.states_changed`` event. Returns how many task runs it ended."""
+    from django.conf import settings
+
+    assert state.type in TERMINAL_STATES
+    name, message = state.name[:32], state.message
+    if settings.IS_POSTGRES:
+        closed = _close_open_task_runs_pg(flow_run, state, at)
+    else:
+        open_runs = TaskRun.objects.for_workspace(flow_run.workspace_id).filter(flow_run_id=flow_run.pk).exclude(
+            state_type__in=_OPEN_EXCLUDED)
+        closed = list(open_runs.values_list("pk", "task_key", "map_index"))
+        if closed:
+            from django.db.models import F
+
+            open_runs.update(  # the same rows: the flow run is locked, nothing reports them meanwhile
+                state_type=state.type, state_name=name, state_message=message, state_timestamp=at, end_time=at,
+                state_version=F("state_version") + 1,
+            )
+            TaskRunState.objects.unscoped().bulk_create(
+                [TaskRunState(workspace_id=flow_run.workspace_id, task_run_id=pk, type=state.type, name=name,
+                              message=message, details=state.details, timestamp=at) for pk, _, _ in closed],
+                batch_size=2000,
+            )
+    if closed:
+        publish(
+            workspace_id=flow_run.workspace_id,
+            type="task_run.states_changed",
+            data={"flow_run_id": str(flow_run.pk), "task_runs": [
+                {"id": str(pk), "task_key": key, "map_index": index, "state_type": state.type, "state_name": name}
+                for pk, key, index in closed[:500]
+            ]},
+            flow_run_id=flow_run.pk,
+        )
+    return len(closed)
+
+
+def _close_open_task_runs_pg(flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> list[tuple[Any, str, int]]:
+    from django.db import connection
+
+    task_runs, history = TaskRun._meta.db_table, TaskRunState._meta.db_table
+    sql = (
+        f'WITH closed AS (UPDATE "{task_runs}" SET state_type = %s, state_name = %s, state_message = %s, '  # noqa: S608 (names from the models)
+        "state_timestamp = %s, end_time = %s, state_version = state_version + 1 "
+        "WHERE workspace_id = %s AND flow_run_id = %s AND state_type <> ALL(%s) "
+        "RETURNING id, task_key, map_index), "
+        f'h AS (INSERT INTO "{history}" '
+        '("workspace_id", "task_run_id", "type", "name", "message", "result_ref", "details", "timestamp") '
+        "SELECT %s, id, %s, %s, %s, '', %s::jsonb, %s FROM closed) "
+        "SELECT id, task_key, map_index FROM closed"
+    )
+    name = state.name[:32]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
+            state.type, name, state.message, at, at, flow_run.workspace_id, flow_run.pk, _OPEN_EXCLUDED,
+            flow_run.workspace_id, state.type, name, state.message, json.dumps(state.details), at,
+        ])
+        return [tuple(row) for row in cursor.fetchall()]

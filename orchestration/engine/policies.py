@@ -19,20 +19,25 @@ from .core import Context, SetStateStatus
 from .rules import (
     ACTIVE,
     ALL_STATES,
+    TERMINAL,
     UNIVERSAL_TRANSFORMS,
+    AcceptRepeatedRunningUnchanged,
     CancellationWinsOverLateReports,
     CountReportedTaskRetries,
+    EndOpenTaskRunsWithTheirFlowRun,
     PreventTaskStartInEndedFlowRun,
     PreventTransitionsFromTerminalStates,
     RejectStaleAttempt,
     ReleaseSlotsOfEndedFlowRun,
     ReleaseTaskConcurrencySlots,
+    RequireTagSlotsToFinish,
     RetryCrashedFlowRuns,
     RetryFailedTaskRuns,
     Rule,
     SecureFlowConcurrencySlot,
     SecurePendingToRunningByClaimingAgent,
     SecureTaskConcurrencySlots,
+    StartTaskRunInNewFlowRunAttempt,
 )
 
 
@@ -49,7 +54,8 @@ class BasePolicy:
                 continue
             entered.append(rule)
             rule.before_transition(context)
-            if context.status is not SetStateStatus.ACCEPT:
+            # A refusal stops the walk; so does an ACCEPT with nothing to record (nothing changes).
+            if context.status is not SetStateStatus.ACCEPT or context.unchanged:
                 for done in reversed(entered):
                     done.cleanup(context)
                 context.undo()
@@ -71,13 +77,17 @@ class CorePolicy(BasePolicy):
         RetryCrashedFlowRuns,
         SecureFlowConcurrencySlot,
         ReleaseSlotsOfEndedFlowRun,
+        EndOpenTaskRunsWithTheirFlowRun,
         *UNIVERSAL_TRANSFORMS,
     )
 
 
 class TaskPolicy(BasePolicy):
     RULES = (
+        StartTaskRunInNewFlowRunAttempt,  # before the terminal-state guard: a new attempt starts over
         PreventTransitionsFromTerminalStates,
+        AcceptRepeatedRunningUnchanged,
+        RequireTagSlotsToFinish,  # before a FAILED is rewritten into a retry
         RetryFailedTaskRuns,
         CountReportedTaskRetries,
         PreventTaskStartInEndedFlowRun,
@@ -106,6 +116,7 @@ class ReaperPolicy(BasePolicy):
         OnlyCrashActiveRuns,
         RetryCrashedFlowRuns,
         ReleaseSlotsOfEndedFlowRun,
+        EndOpenTaskRunsWithTheirFlowRun,
         ReleaseTaskConcurrencySlots,
         *UNIVERSAL_TRANSFORMS,
     )
@@ -118,9 +129,18 @@ class ReleaseSlotsOnForcedExit(ReleaseSlotsOfEndedFlowRun):
     TO_STATES = ALL_STATES - ACTIVE
 
 
+class EndOpenTaskRunsOnForcedEnd(EndOpenTaskRunsWithTheirFlowRun):
+    """A flow run forced into a terminal state ends its open task runs too (a forced SCHEDULED does
+    not: no new attempt starts, and its process may still report them)."""
+
+    FROM_STATES = ALL_STATES
+    TO_STATES = TERMINAL
+
+
 class ForcePolicy(BasePolicy):
     RULES = (
         ReleaseSlotsOnForcedExit,
+        EndOpenTaskRunsOnForcedEnd,
         ReleaseTaskConcurrencySlots,
         *UNIVERSAL_TRANSFORMS,
     )

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from accounts.models import Role
 from orchestration.models import TERMINAL_STATES, FlowRun, StateType, TaskRun
 
-from .core import Context, ProposedState, SetStateStatus
+from .core import Context, ProposedState, SetStateStatus, close_open_task_runs, stale_attempt_reason
 
 ALL_STATES: frozenset[str] = frozenset(StateType.values)
 TERMINAL: frozenset[str] = frozenset(str(s) for s in TERMINAL_STATES)
@@ -69,6 +69,46 @@ def is_restart(context: Context) -> bool:
 # --- the state machine's guards -------------------------------------------------------------------
 
 
+def starts_new_flow_run_attempt(context: Context) -> bool:
+    """Whether :class:`StartTaskRunInNewFlowRunAttempt` started this task run over (the report is
+    the first of a newer flow-run attempt than the one that last wrote it)."""
+    return isinstance(context.run, TaskRun) and "flow_run_attempt" in context.originals
+
+
+class StartTaskRunInNewFlowRunAttempt(Rule):
+    """Task runs are one row per (flow run, task, map index) across the flow run's attempts. The
+    first report of a newer flow-run attempt (``context.attempt``, checked against the flow run by
+    the caller) starts the task run over, whatever state the earlier attempt left it in (ended with
+    its attempt, or COMPLETED with a result the retry cannot load): its own retries count from 1
+    again and its start and end times are cleared."""
+
+    RUN_KINDS = (TaskRun,)
+
+    def applies(self, context: Context) -> bool:
+        run = context.run
+        return (super().applies(context) and context.attempt is not None
+                and isinstance(run, TaskRun) and context.attempt > run.flow_run_attempt)
+
+    def before_transition(self, context: Context) -> None:
+        context.set(flow_run_attempt=context.attempt, attempt=1, start_time=None, end_time=None)
+
+
+class AcceptRepeatedRunningUnchanged(Rule):
+    """A task run already RUNNING in this flow-run attempt that is proposed RUNNING again (a
+    re-sent report under a new idempotency key) is answered ACCEPT — it is running and holds its
+    slots — with nothing recorded: no second RUNNING row, no new version."""
+
+    FROM_STATES = _states([StateType.RUNNING])
+    TO_STATES = _states([StateType.RUNNING])
+    RUN_KINDS = (TaskRun,)
+
+    def applies(self, context: Context) -> bool:
+        return super().applies(context) and not starts_new_flow_run_attempt(context)
+
+    def before_transition(self, context: Context) -> None:
+        context.accept_unchanged("The task run is already RUNNING.", code="already_running")
+
+
 class RejectStaleAttempt(Rule):
     """D2: a report carries the attempt it belongs to; a report from another attempt (an agent that
     lost its lease and whose run was retried) is aborted, changes nothing, and tells the agent to
@@ -79,8 +119,7 @@ class RejectStaleAttempt(Rule):
     def before_transition(self, context: Context) -> None:
         if context.attempt is not None and context.attempt != context.run.attempt:
             context.abort(
-                f"This report is for attempt {context.attempt}, but the run is on attempt "
-                f"{context.run.attempt}; stop this attempt.",
+                stale_attempt_reason(context.attempt, context.run.attempt),
                 code="stale_attempt",
                 current_attempt=context.run.attempt,
             )
@@ -93,7 +132,7 @@ class PreventTransitionsFromTerminalStates(Rule):
     FROM_STATES = TERMINAL
 
     def before_transition(self, context: Context) -> None:
-        if is_restart(context):
+        if is_restart(context) or starts_new_flow_run_attempt(context):
             return
         context.reject(
             f"The run is already {context.from_type}; a finished run only changes state by a restart.",
@@ -288,28 +327,34 @@ class SecureFlowConcurrencySlot(Rule):
 
 class SecureTaskConcurrencySlots(Rule):
     """Tag limits: a task run carrying a limited tag takes one slot of each such limit on entering
-    RUNNING, or waits when one is full."""
+    RUNNING, or waits when one is full. The parent of a mapped task runs no code (its children
+    do, and take the slots): it takes none, so it can never starve its own children."""
 
     FROM_STATES = ALL_STATES - _states([StateType.RUNNING])
     TO_STATES = _states([StateType.RUNNING])
     RUN_KINDS = (TaskRun,)
 
     def before_transition(self, context: Context) -> None:
-        from orchestration.services.concurrency import acquire_task_slots, limits_for
+        from orchestration.services.concurrency import (
+            TAG_WAIT_SECONDS,
+            acquire_task_slots,
+            is_mapped_parent,
+            limits_for,
+        )
 
         run = context.run
         assert isinstance(run, TaskRun)
         limits = limits_for(context, run.tags)
-        if not limits:
+        if not limits or is_mapped_parent(run, version_tasks(context)):
             return
         full = acquire_task_slots(run, limits)
         if full is not None:
             context.wait(
                 f"The concurrency limit of tag '{full.tag}' ({full.limit} running) is reached; "
-                f"try again in {WAIT_SECONDS} s.",
+                f"try again in {TAG_WAIT_SECONDS} s.",
                 code="tag_concurrency_limit",
                 tag=full.tag,
-                retry_after_seconds=WAIT_SECONDS,
+                retry_after_seconds=TAG_WAIT_SECONDS,
             )
         else:
             context.cache.setdefault("acquired", set()).add(run.pk)
@@ -319,6 +364,38 @@ class SecureTaskConcurrencySlots(Rule):
 
         if context.run.pk in context.cache.get("acquired", set()):
             release_task_slots(context.run.workspace_id, [context.run.pk])
+
+
+class RequireTagSlotsToFinish(Rule):
+    """A task run with a limited tag runs its code only while it holds the tag's slots (RUNNING,
+    accepted by :class:`SecureTaskConcurrencySlots`): COMPLETED or FAILED straight from any other
+    state means the code ran without a slot, and is refused. States that never run code are let
+    through: ``Cached``, ``Skipped``, ``TriggerFailed`` and a mapped task's parent (``Mapped``, or
+    its failure to map)."""
+
+    FROM_STATES = ALL_STATES - _states([StateType.RUNNING])  # a new attempt may start over from one that ended
+    TO_STATES = _states([StateType.COMPLETED, StateType.FAILED])
+    RUN_KINDS = (TaskRun,)
+    NO_CODE_STATE_NAMES: ClassVar[frozenset[str]] = frozenset({"Cached", "Skipped", "TriggerFailed", "Mapped"})
+
+    def before_transition(self, context: Context) -> None:
+        from orchestration.services.concurrency import is_mapped_parent, limits_for
+
+        run = context.run
+        assert isinstance(run, TaskRun)
+        if context.proposed.name in self.NO_CODE_STATE_NAMES:
+            return
+        limits = limits_for(context, run.tags)
+        if not limits or is_mapped_parent(run, version_tasks(context)):
+            return
+        tags = ", ".join(f"'{row.tag}'" for row in limits)
+        context.reject(
+            f"This task run never held a concurrency slot of tag {tags} (it is {context.from_type}, not "
+            f"RUNNING), so it may not be {context.to_type}: propose RUNNING and run the task only once "
+            "it is accepted.",
+            code="no_concurrency_slot",
+            tags=[row.tag for row in limits],
+        )
 
 
 def flow_run_state(context: Context) -> str:
@@ -401,6 +478,45 @@ class ReleaseSlotsOfEndedFlowRun(Rule):
         release_flow_run_slots(context.run.workspace_id, context.run.pk)
 
 
+class EndOpenTaskRunsWithTheirFlowRun(Rule):
+    """A flow run that ends (terminal), or whose attempt ends (crashed and rescheduled), ends its
+    task runs that are still open (PENDING, RUNNING, SCHEDULED…) in the same transaction — nobody
+    will report them again, and their durations must not keep counting: CRASHED when the flow run
+    crashed, CANCELLED otherwise. One statement for any number of task runs
+    (:func:`~orchestration.engine.core.close_open_task_runs`); their tag slots go with the flow
+    run's (:class:`ReleaseSlotsOfEndedFlowRun`, in every policy that has this rule)."""
+
+    FROM_STATES = ALL_STATES - TERMINAL
+    TO_STATES = TERMINAL | _states([StateType.SCHEDULED])
+    RUN_KINDS = (FlowRun,)
+
+    def applies(self, context: Context) -> bool:
+        # SCHEDULED → SCHEDULED (a late run, a restarted run whose task runs were reset) ends nothing.
+        return super().applies(context) and not (
+            context.to_type == StateType.SCHEDULED and context.from_type == StateType.SCHEDULED)
+
+    def after_transition(self, context: Context) -> None:
+        run = context.run
+        assert isinstance(run, FlowRun)
+        attempt = context.originals.get("attempt", run.attempt)
+        crashed = context.proposed.details.get("crashed") if context.proposed.details else None
+        if context.to_type == StateType.CRASHED or crashed:
+            state = ProposedState(
+                type=StateType.CRASHED, name="Crashed",
+                message=f"Its flow run crashed on attempt {attempt}: {crashed or context.proposed.message}",
+                details={"ended_with_flow_run": context.to_type, "flow_run_attempt": attempt},
+            )
+        else:
+            ending = "was cancelled" if context.to_type == StateType.CANCELLED else (
+                f"ended {context.to_type}" if context.to_type in TERMINAL else f"left attempt {attempt}")
+            state = ProposedState(
+                type=StateType.CANCELLED, name="Cancelled",
+                message=f"Its flow run {ending} before this task run finished.",
+                details={"ended_with_flow_run": context.to_type, "flow_run_attempt": attempt},
+            )
+        close_open_task_runs(flow_run=run, state=state, at=context.clock())
+
+
 # --- universal transforms (bookkeeping; never refuse) ------------------------------------------------
 
 
@@ -477,9 +593,11 @@ __all__ = [
     "ALL_STATES",
     "TERMINAL",
     "UNIVERSAL_TRANSFORMS",
+    "AcceptRepeatedRunningUnchanged",
     "CancellationWinsOverLateReports",
     "ClearLease",
     "CountReportedTaskRetries",
+    "EndOpenTaskRunsWithTheirFlowRun",
     "IncrementRunCount",
     "PrepareRestart",
     "PreventTaskStartInEndedFlowRun",
@@ -487,6 +605,7 @@ __all__ = [
     "RejectStaleAttempt",
     "ReleaseSlotsOfEndedFlowRun",
     "ReleaseTaskConcurrencySlots",
+    "RequireTagSlotsToFinish",
     "RetryCrashedFlowRuns",
     "RetryFailedTaskRuns",
     "Rule",
@@ -496,4 +615,5 @@ __all__ = [
     "SetEndTime",
     "SetStartTimeOnFirstRunning",
     "SetStateStatus",
+    "StartTaskRunInNewFlowRunAttempt",
 ]

@@ -219,3 +219,13 @@ def agent_status(agent: Agent, now: datetime) -> str:
     from orchestration.services.agents import agent_status as decide
 
     return str(decide(agent, now))
+
+
+# --- bulk actions -----------------------------------------------------------------------------
+
+
+def bulk_action_get(principal: Principal, bulk_action_id: Any) -> Any:
+    """A bulk action of the workspace and its progress (NotFound for any other id)."""
+    from orchestration.services.bulk_actions import access_bulk_action
+
+    return access_bulk_action(principal=principal, bulk_action_id=parse_id(bulk_action_id))

@@ -133,6 +133,26 @@ class FlowRefType(graphene.ObjectType):
     name = graphene.String(required=True)
 
 
+class BulkActionType(graphene.ObjectType):
+    """A bulk action on runs (cancel, clear_late, mark) and its progress; the counts move with each
+    batch (live: ``bulk_action.progress`` events). Once finished, done + skipped + failed = matched."""
+
+    class Meta:
+        name = "BulkAction"
+
+    id = graphene.ID(required=True)
+    action = graphene.String(required=True)
+    status = graphene.String(required=True, description="pending, running, finished or failed.")
+    matched = graphene.Int(required=True, description="Runs the filter matched when it started.")
+    done = graphene.Int(required=True, description="Runs changed.")
+    skipped = graphene.Int(required=True, description="Runs that no longer matched (they moved on meanwhile).")
+    failed = graphene.Int(required=True, description="Runs the orchestration rules refused.")
+    error = graphene.String(required=True)
+    created_at = graphene.DateTime(required=True)
+    started_at = graphene.DateTime()
+    finished_at = graphene.DateTime()
+
+
 class AgentType(graphene.ObjectType):
     class Meta:
         name = "Agent"
@@ -499,6 +519,12 @@ class OrchestrationType(graphene.ObjectType):
     )
     flow_run = graphene.Field(FlowRunType, id=graphene.ID(required=True), description="Null for any id you cannot see.")
     agents = graphene.List(graphene.NonNull(AgentType), description="By name, with their liveness.")
+    bulk_action = graphene.Field(BulkActionType, id=graphene.ID(required=True),
+                                 description="A bulk action's progress; null for any id you cannot see.")
+
+    @staticmethod
+    def resolve_bulk_action(principal: Principal, info: Any, id: str) -> Any:
+        return _maybe(selectors.bulk_action_get, principal, id)
 
     @staticmethod
     def resolve_dashboard(principal: Principal, info: Any) -> Principal:

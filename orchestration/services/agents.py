@@ -146,10 +146,14 @@ def ensure_own_agent(actor: Principal, agent: Agent, action: str) -> None:
 
 
 @transaction.atomic
-def agent_heartbeat(*, actor: Principal, agent: Agent, polled: bool = False) -> dict[str, Any]:
+def agent_heartbeat(
+    *, actor: Principal, agent: Agent, polled: bool = False, flow_runs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Record a sign of life (and, with ``polled``, a claim-loop cycle) on the database clock.
-    Returns what the agent should know: its status, the server time, its poll interval, and the
-    runs it holds whose cancellation was requested."""
+    Returns what the agent should know: its status, the server time, its poll interval, the runs it
+    holds whose cancellation was requested, and which of ``flow_runs`` (``{"id", "attempt"}``: the
+    runs whose processes it runs) it no longer holds — another attempt, another agent, or gone — so
+    it stops their processes (D2)."""
     ensure_own_agent(actor, agent, "agent:heartbeat")
     with workspace_scope([agent.workspace_id]):
         locked, now = _record_sign_of_life(agent, polled=polled)
@@ -159,6 +163,7 @@ def agent_heartbeat(*, actor: Principal, agent: Agent, polled: bool = False) -> 
             .filter(agent=locked, state_type=StateType.CANCELLING)
             .values_list("pk", flat=True)
         )
+        lost = _lost_flow_runs(locked, flow_runs or [])
     agent.last_heartbeat_at, agent.last_poll_at = locked.last_heartbeat_at, locked.last_poll_at
     return {
         "agent_id": str(locked.pk),
@@ -166,7 +171,26 @@ def agent_heartbeat(*, actor: Principal, agent: Agent, polled: bool = False) -> 
         "server_time": now.isoformat(),
         "poll_interval_seconds": locked.poll_interval_seconds,
         "cancel_flow_run_ids": [str(pk) for pk in cancel_ids],
+        "lost_flow_run_ids": lost,
     }
+
+
+def _lost_flow_runs(agent: Agent, flow_runs: list[dict[str, Any]]) -> list[str]:
+    """Of the runs an agent says it runs, those it no longer holds: missing, on another attempt, or
+    claimed by another agent. A run its own attempt finished is still its own (its process may be
+    sending its last logs)."""
+    if not flow_runs:
+        return []
+    held = {
+        str(pk): (attempt, agent_id)
+        for pk, attempt, agent_id in FlowRun.objects.for_workspace(agent.workspace_id)
+        .filter(pk__in=[run["id"] for run in flow_runs])
+        .values_list("pk", "attempt", "agent_id")
+    }
+    return sorted(
+        str(run["id"]) for run in flow_runs
+        if held.get(str(run["id"])) != (run["attempt"], agent.pk)
+    )
 
 
 def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime]:

@@ -7,6 +7,12 @@ never get the same run. Each run then moves SCHEDULED → PENDING through the en
 and in the same transaction gets its agent and a lease that ends at database ``now()`` + the lease
 (D6). A claim that never turns into RUNNING, or a RUNNING run whose process stops heartbeating,
 outlives its lease and is crashed by the reaper (``reaper.py``).
+
+Before any run is taken, its flow's late-run policy is applied under the same locks
+(:func:`~orchestration.services.late_runs.skip_stale_claims`): with ``catchup="latest"`` only the
+newest due run of a schedule may be claimed and the older ones end Skipped in the claim's
+transaction, as the catch-up tick would have done; runs later than ``max_lateness_seconds`` too.
+Flows without a policy cost one small query.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from core.tenancy import workspace_scope
 from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state
 from orchestration.models import Agent, FlowRun, StateType
 from orchestration.services.agents import agent_record_poll, ensure_own_agent
+from orchestration.services.late_runs import skip_stale_claims
 
 DEFAULT_LEASE_SECONDS = 60
 MAX_CLAIM_LIMIT = 100
 MAX_LOOKAHEAD_SECONDS = 5
+# A claim that skipped stale runs looks again for ones that may run, at most this many times.
+MAX_POLICY_ROUNDS = 5
 
 
 def lease_until(seconds: int) -> ExpressionWrapper:
@@ -40,22 +49,26 @@ def _due_before(lookahead_seconds: int) -> Any:
     return lease_until(lookahead_seconds) if lookahead_seconds else Now()
 
 
-def due_runs_query(agent: Agent, limit: int, lookahead_seconds: int = 0) -> Any:
+def due_runs_query(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude: Any = ()) -> Any:
     """The claim query: due SCHEDULED runs of the agent's workspace whose labels the agent covers,
     oldest first, locked with SKIP LOCKED. Kept separate so the D8 test can EXPLAIN it."""
+    runs = FlowRun.objects.for_workspace(agent.workspace_id).filter(
+        state_type=StateType.SCHEDULED, scheduled_start__lte=_due_before(lookahead_seconds),
+        labels__contained_by=list(agent.labels),
+    )
+    if exclude:
+        runs = runs.exclude(pk__in=list(exclude))
     return (
-        FlowRun.objects.for_workspace(agent.workspace_id)
-        .filter(state_type=StateType.SCHEDULED, scheduled_start__lte=_due_before(lookahead_seconds),
-                labels__contained_by=list(agent.labels))
-        .order_by("scheduled_start")
+        runs.order_by("scheduled_start")
         .select_for_update(skip_locked=True, of=("self",))
         .values_list("pk", flat=True)[:limit]
     )
 
 
-def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int = 0) -> list[Any]:
+def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude: set[Any] | None = None) -> list[Any]:
+    exclude = exclude or set()
     if settings.IS_POSTGRES:
-        return list(due_runs_query(agent, limit, lookahead_seconds))
+        return list(due_runs_query(agent, limit, lookahead_seconds, exclude))
     # Embedded SQLite: no JSON containment and no row locks (its writes are serialised anyway).
     covered = set(agent.labels)
     due = (
@@ -64,7 +77,7 @@ def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int = 0) -> list[A
         .order_by("scheduled_start")
         .values_list("pk", "labels")
     )
-    return [pk for pk, labels in due.iterator() if set(labels) <= covered][:limit]
+    return [pk for pk, labels in due.iterator() if set(labels) <= covered and pk not in exclude][:limit]
 
 
 def _hold(run_ids: list[Any], agent: Agent, lease_seconds: int) -> list[FlowRun]:
@@ -80,6 +93,20 @@ def _hold(run_ids: list[Any], agent: Agent, lease_seconds: int) -> list[FlowRun]
             WHERE workspace_id = %s AND id = ANY(%s) RETURNING *""",  # noqa: S608 (table name from the model)
         [agent.pk, timedelta(seconds=lease_seconds), agent.workspace_id, list(run_ids)],
     ))
+
+
+def _claim_one(actor: Principal, agent: Agent, run_id: Any, lease_seconds: int) -> bool:
+    result = flow_run_set_state(
+        actor=actor,
+        flow_run_id=run_id,
+        state=ProposedState(
+            type=StateType.PENDING, name="Pending", message=f"Claimed by agent {agent.name}",
+            details={"agent_id": str(agent.pk), "agent_name": agent.name, "lease_seconds": lease_seconds},
+        ),
+        workspace_id=agent.workspace_id,
+    )
+    # Not accepted: a rule kept it (e.g. a flow concurrency limit); it stays for a later claim.
+    return result.status is SetStateStatus.ACCEPT and result.state_type == StateType.PENDING
 
 
 @transaction.atomic
@@ -103,20 +130,21 @@ def flow_runs_claim(
                            details={"lookahead_seconds": ["Invalid."]})
     workspace_id = agent.workspace_id
     claimed: list[Any] = []
+    seen: set[Any] = set()
     with workspace_scope([workspace_id]):
-        for run_id in _due_run_ids(agent, limit, lookahead_seconds):
-            result = flow_run_set_state(
-                actor=actor,
-                flow_run_id=run_id,
-                state=ProposedState(
-                    type=StateType.PENDING, name="Pending", message=f"Claimed by agent {agent.name}",
-                    details={"agent_id": str(agent.pk), "agent_name": agent.name, "lease_seconds": lease_seconds},
-                ),
-                workspace_id=workspace_id,
-            )
-            if result.status is not SetStateStatus.ACCEPT or result.state_type != StateType.PENDING:
-                continue  # a rule kept it (e.g. a flow concurrency limit): it stays for a later claim
-            claimed.append(run_id)
+        for _ in range(MAX_POLICY_ROUNDS):
+            run_ids = _due_run_ids(agent, limit - len(claimed), lookahead_seconds, seen)
+            if not run_ids:
+                break
+            seen.update(run_ids)
+            # The flow's late-run policy decides here too, under the same locks: the catch-up tick
+            # may not have run since the agents came back.
+            stale = skip_stale_claims(run_ids, workspace_id=workspace_id)
+            for run_id in run_ids:
+                if run_id not in stale and _claim_one(actor, agent, run_id, lease_seconds):
+                    claimed.append(run_id)
+            if not stale or len(claimed) >= limit:
+                break  # skipped runs left room: look again for runs that may run
         agent_record_poll(agent)
         if not claimed:
             return []

@@ -3,7 +3,10 @@
 
 Limits are enforced by the orchestration rules on the transition to RUNNING, under a row lock (the
 flow's or the limit's), and slots are released in the same transaction that ends the task run or
-its flow run, so a dead agent can never leak one. The CRUD here is for people (REST/GraphQL).
+its flow run, so a dead agent can never leak one. A task run with a limited tag runs its code only
+while it holds its slots: it finishes (COMPLETED/FAILED) only from RUNNING, unless its state ran no
+code (``RequireTagSlotsToFinish``); a mapped task's parent takes none (its children do). The CRUD
+here is for people (REST/GraphQL).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from core.tenancy import workspace_scope
 from orchestration.models import ConcurrencyLimit, ConcurrencySlot, FlowRun, StateType, TaskRun
 
 MAX_TAG_LENGTH = 100
+# What a WAIT for a tag slot tells the SDK to wait before proposing RUNNING again. Short: tagged
+# tasks are often short, and a waiting task that polls late leaves a freed slot idle meanwhile.
+TAG_WAIT_SECONDS = 1
 
 
 # --- CRUD ---------------------------------------------------------------------------------------------
@@ -93,6 +99,11 @@ def limits_for(context: Any, tags: Iterable[str]) -> list[ConcurrencyLimit]:
         limits = workspace_limits(context.run.workspace_id)
         context.cache["tag_limits"] = limits
     return [limits[t] for t in sorted(set(tags)) if t in limits]
+
+
+def is_mapped_parent(run: TaskRun, version_tasks: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``run`` is the parent of a mapped task (it runs no code; its children do)."""
+    return run.map_index == -1 and bool(version_tasks.get(run.task_key, {}).get("mapped"))
 
 
 def workspace_limits(workspace_id: Any) -> dict[str, ConcurrencyLimit]:

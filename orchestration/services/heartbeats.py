@@ -16,6 +16,7 @@ from django.db import transaction
 from accounts.authz import Principal, authorize
 from core.errors import Conflict, InvalidInput
 from core.tenancy import workspace_scope
+from orchestration.engine.core import run_not_held_reason, stale_attempt_reason
 from orchestration.models import FlowRun, StateType
 from orchestration.services.claims import lease_until
 
@@ -46,12 +47,12 @@ def flow_run_heartbeat(
         run = FlowRun.objects.for_workspace(flow_run.workspace_id).select_for_update().get(pk=flow_run.pk)
         if attempt != run.attempt:
             raise StaleAttempt(
-                f"Attempt {attempt} of this run is over (the run is on attempt {run.attempt}); stop it.",
+                stale_attempt_reason(attempt, run.attempt),  # the state rule's wording: they race
                 details={"attempt": run.attempt, "state_type": run.state_type, "state_name": run.state_name},
             )
         if run.state_type not in LEASED_STATES:
             raise StaleAttempt(
-                f"This run is {run.state_name} and no longer held by an agent; stop it.",
+                run_not_held_reason(run.state_name),
                 code="run_not_held",
                 details={"attempt": run.attempt, "state_type": run.state_type, "state_name": run.state_name},
             )

@@ -7,7 +7,7 @@ database clock, D6) and that nobody started to SCHEDULED "Late", so the UI and S
 (an outage), per flow (``Flow.catchup`` and ``Flow.max_lateness_seconds``):
 
 - ``max_lateness_seconds``: a due run later than that ends COMPLETED "Skipped" with the reason;
-- ``latest``: only the newest due scheduled run stays claimable, the older ones end Skipped;
+- ``latest``: only the newest due run of each schedule stays claimable, the older ones end Skipped;
 - ``none``: every scheduled run due more than
   :data:`~orchestration.services.scheduler.CATCHUP_GRACE` ago ends Skipped;
 - ``all``: runs are left alone.
@@ -22,6 +22,12 @@ a proposal the rules refuse (e.g. the run moved on meanwhile) is counted out and
 Both ticks lock the runs they look at with ``FOR UPDATE SKIP LOCKED`` and re-check them under the
 lock (the catch-up pass first takes the flow's row the same way, so one pass at a time decides a
 flow), so concurrent ticks (and claims) never act twice on one run, and a second pass does nothing.
+
+A claim does not wait for the next pass: :func:`skip_stale_claims` applies the same policy to the
+runs a claim is about to take, in the claim's transaction (agents back seconds after a start would
+otherwise run the stale run and the newest one). ``latest`` keeps the newest due run of each
+schedule, in any state — a newer run an agent already holds makes the older ones stale — so two
+claimers, each holding one of two due runs, never both run.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 from accounts.authz import NotFound
 from core.errors import ServiceError
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state
-from orchestration.models import Catchup, Flow, FlowRun, StateType
+from orchestration.models import Catchup, Flow, FlowRun, Schedule, StateType
 
 from .scheduler import CATCHUP_GRACE, db_now
 
@@ -52,6 +58,7 @@ MAX_RUNS_PER_FLOW = 5000
 LATE_NAME = "Late"
 SCHEDULED_NAME = "Scheduled"
 SKIPPED_NAME = "Skipped"
+AWAITING_RETRY_NAME = "AwaitingRetry"
 
 
 def _propose(run_id: Any, workspace_id: Any, state: ProposedState) -> bool:
@@ -122,39 +129,110 @@ def _skip(reason: str) -> ProposedState:
     return ProposedState(type=StateType.COMPLETED, name=SKIPPED_NAME, message=reason)
 
 
-def _decide(flow_runs: list[tuple[Any, Any, datetime, bool]], *, catchup: str, max_lateness: int | None,
-            now: datetime) -> list[tuple[Any, Any, ProposedState]]:
+def skip_reason(*, start: datetime, scheduled: bool, catchup: str, max_lateness: int | None, now: datetime,
+                newest: datetime | None) -> str | None:
+    """Why the flow's late-run policy skips a due, never-started run, or None when it may run.
+    ``scheduled``: a schedule created it (the catch-up policy is about missed *scheduled* runs; a
+    run someone started by hand is only subject to the maximum lateness). ``newest``: the start of
+    the newest due run of the same schedule (``latest`` keeps only that one)."""
+    if max_lateness is not None and start < now - timedelta(seconds=max_lateness):
+        return (f"Skipped: the run was due at {start.isoformat()}, more than the flow's maximum lateness "
+                f"of {max_lateness} s ago.")
+    if not scheduled:
+        return None
+    if catchup == Catchup.NONE and start < now - CATCHUP_GRACE:
+        return (f"Skipped by catch-up policy 'none': the run was due at {start.isoformat()} and was not "
+                f"started within {int(CATCHUP_GRACE.total_seconds())} s.")
+    if catchup == Catchup.LATEST and newest is not None and start < newest:
+        return f"Skipped by catch-up policy 'latest': a newer run is due (at {newest.isoformat()})."
+    return None
+
+
+def newest_due(schedule_ids: set[Any], *, at: Any, workspace_id: Any = None) -> dict[Any, datetime]:
+    """Per schedule, the start of its newest run due by ``at`` (a datetime or ``Now()``), in any
+    state: a newer run an agent already holds still makes the older ones stale. One index probe per
+    schedule on the unique (schedule, scheduled_start) index, however many runs it has."""
+    ids = {pk for pk in schedule_ids if pk is not None}
+    if not ids:
+        return {}
+    runs = FlowRun.objects.unscoped() if workspace_id is None else FlowRun.objects.for_workspace(workspace_id)
+    schedules = Schedule.objects.unscoped() if workspace_id is None else Schedule.objects.for_workspace(workspace_id)
+    newest = runs.filter(schedule_id=OuterRef("pk"), scheduled_start__lte=at).order_by("-scheduled_start")
+    rows = schedules.filter(pk__in=ids).annotate(newest=Subquery(newest.values("scheduled_start")[:1]))
+    return {pk: start for pk, start in rows.values_list("pk", "newest") if start is not None}
+
+
+def _decide(flow_runs: list[tuple[Any, Any, datetime, bool, Any]], *, catchup: str, max_lateness: int | None,
+            now: datetime, newest: dict[Any, datetime] | None = None) -> list[tuple[Any, Any, ProposedState]]:
     """The runs of one flow to skip, each with its reason. ``flow_runs`` are (id, workspace id,
-    scheduled start, created by a schedule) of its due, unclaimed runs, oldest first. The catch-up
-    policy is about missed *scheduled* runs: a run someone started by hand is only subject to the
-    maximum lateness."""
+    scheduled start, created by a schedule, schedule id) of its due, unclaimed runs, oldest first;
+    ``newest`` the newest due start per schedule (:func:`newest_due`). ``latest`` keeps the newest
+    due run of each schedule (runs whose schedule is gone count as one schedule)."""
+    newest = dict(newest or {})
+    for _pk, _ws, start, scheduled, schedule_id in flow_runs:
+        if scheduled and (schedule_id not in newest or newest[schedule_id] < start):
+            newest[schedule_id] = start
     decisions: list[tuple[Any, Any, ProposedState]] = []
-    kept: list[tuple[Any, Any, datetime]] = []
-    for pk, workspace_id, start, scheduled in flow_runs:
-        if max_lateness is not None and start < now - timedelta(seconds=max_lateness):
-            decisions.append((pk, workspace_id, _skip(
-                f"Skipped: the run was due at {start.isoformat()}, more than the flow's maximum lateness "
-                f"of {max_lateness} s ago."
-            )))
-        elif not scheduled:
-            continue
-        elif catchup == Catchup.NONE and start < now - CATCHUP_GRACE:
-            decisions.append((pk, workspace_id, _skip(
-                f"Skipped by catch-up policy 'none': the run was due at {start.isoformat()} and was not "
-                f"started within {int(CATCHUP_GRACE.total_seconds())} s."
-            )))
-        else:
-            kept.append((pk, workspace_id, start))
-    if catchup == Catchup.LATEST and kept:
-        newest = kept[-1][2]
-        decisions.extend(
-            (pk, workspace_id, _skip(
-                f"Skipped by catch-up policy 'latest': a newer run is due (at {newest.isoformat()})."
-            ))
-            for pk, workspace_id, start in kept
-            if start < newest
-        )
+    for pk, workspace_id, start, scheduled, schedule_id in flow_runs:
+        reason = skip_reason(start=start, scheduled=scheduled, catchup=catchup, max_lateness=max_lateness,
+                             now=now, newest=newest.get(schedule_id))
+        if reason is not None:
+            decisions.append((pk, workspace_id, _skip(reason)))
     return decisions
+
+
+def skip_stale_claims(run_ids: list[Any], *, workspace_id: Any) -> set[Any]:
+    """The late-run policy applied by a claim, in the claim's transaction: of the due runs the
+    claim has locked (``run_ids``), skip those their flow's policy does not let run — COMPLETED
+    "Skipped" through the engine, with the reasons the catch-up pass gives — and, for each
+    schedule concerned, the other stale runs it still has (locked with SKIP LOCKED), so that
+    agents back seconds after a start never run what the next catch-up pass would have skipped.
+    Returns the ids of ``run_ids`` the claim must not take. One query when no candidate's flow
+    has a policy (``catchup="all"``, no maximum lateness)."""
+    policed = list(
+        FlowRun.objects.for_workspace(workspace_id)
+        .filter(pk__in=run_ids, start_time__isnull=True)
+        .exclude(state_name=AWAITING_RETRY_NAME)  # a retry is not a missed run
+        .filter(Q(flow__catchup__in=[Catchup.LATEST, Catchup.NONE]) | Q(flow__max_lateness_seconds__isnull=False))
+        .values_list("pk", "scheduled_start", "created_by_kind", "schedule_id", "flow__catchup",
+                     "flow__max_lateness_seconds")
+    )
+    if not policed:
+        return set()
+    at = db_now()  # the transaction's start on PostgreSQL: the instant the claim found them due
+    newest = newest_due({row[3] for row in policed if row[4] == Catchup.LATEST}, at=at, workspace_id=workspace_id)
+    stale: set[Any] = set()
+    sweep: dict[Any, tuple[str, int | None]] = {}
+    for pk, start, created_by, schedule_id, catchup, max_lateness in policed:
+        scheduled = created_by == FlowRun.CreatedBy.SCHEDULE
+        reason = skip_reason(start=start, scheduled=scheduled, catchup=catchup, max_lateness=max_lateness, now=at,
+                             newest=newest.get(schedule_id))
+        if reason is None:
+            continue
+        stale.add(pk)  # not claimed even if the engine refuses the skip: the policy says it must not run
+        _propose(pk, workspace_id, _skip(reason))
+        if scheduled and schedule_id is not None:
+            sweep[schedule_id] = (catchup, max_lateness)
+    for schedule_id, (catchup, max_lateness) in sweep.items():
+        siblings = FlowRun.objects.for_workspace(workspace_id).filter(
+            _due_unclaimed(at), schedule_id=schedule_id, created_by_kind=FlowRun.CreatedBy.SCHEDULE
+        )
+        if catchup == Catchup.LATEST and schedule_id in newest:
+            siblings = siblings.filter(scheduled_start__lt=newest[schedule_id])  # leave the one that runs alone
+        siblings = (
+            siblings
+            .exclude(state_name=AWAITING_RETRY_NAME)
+            .exclude(pk__in=run_ids)
+            .order_by("scheduled_start")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", "scheduled_start")[:MAX_RUNS_PER_FLOW]
+        )
+        for pk, start in siblings:
+            reason = skip_reason(start=start, scheduled=True, catchup=catchup, max_lateness=max_lateness, now=at,
+                                 newest=newest.get(schedule_id))
+            if reason is not None:
+                _propose(pk, workspace_id, _skip(reason))
+    return stale
 
 
 def apply_catchup_policy(*, now: datetime | None = None) -> int:
@@ -194,8 +272,10 @@ def _catch_up_flow(flow_id: Any, *, now: datetime | None) -> int:
         )
         if not rows:
             return 0
+        newest = newest_due({r.schedule_id for r in rows}, at=at) if flow.catchup == Catchup.LATEST else {}
         decisions = _decide(
-            [(r.pk, r.workspace_id, r.scheduled_start, r.created_by_kind == FlowRun.CreatedBy.SCHEDULE) for r in rows],
-            catchup=flow.catchup, max_lateness=flow.max_lateness_seconds, now=at,
+            [(r.pk, r.workspace_id, r.scheduled_start, r.created_by_kind == FlowRun.CreatedBy.SCHEDULE, r.schedule_id)
+             for r in rows],
+            catchup=flow.catchup, max_lateness=flow.max_lateness_seconds, now=at, newest=newest,
         )
         return _apply(decisions)

@@ -9,6 +9,10 @@ crash-retry rule). Rows are found across workspaces through the partial index
 and never wait on each other or on a run being reported. Run every few seconds (a platform tick):
 a run with no live lease is never left PENDING/RUNNING/CANCELLING longer than its lease plus one
 tick.
+
+An outage of the web tier is not the agents' death: agents heartbeat through it, so while it does
+not answer (its beat, ``web_tier.py``, is stale) the reaper reaps nothing, and when it comes back
+every lease has been moved on by the outage's length.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_sta
 from orchestration.models import FlowRun, StateType
 from orchestration.selectors import db_now
 from orchestration.services.heartbeats import HEARTBEAT_LEASE_SECONDS, LEASED_STATES
+from orchestration.services.web_tier import web_tier_is_up
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,9 @@ def _reap_batch(now: datetime | None) -> tuple[int, int]:
     reaped = 0
     with rls_bypass():
         cutoff = now or db_now()
+        if not web_tier_is_up(cutoff):
+            logger.info("The web tier is not answering: no run is reaped until it is back (agents cannot heartbeat)")
+            return 0, 0
         rows = list(
             FlowRun.objects.unscoped()
             .filter(state_type__in=LEASED_STATES)

@@ -49,10 +49,8 @@ MAX_LABELS = 100
 MAX_LABEL_LENGTH = 100
 MAX_NAME = 200
 MAX_IDEMPOTENCY_KEY = 200
-MAX_BULK_ACTION = 10_000
 PARAMETER_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 RESTARTABLE = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
-BULK_ACTIONS = ("cancel", "clear_late", "mark")
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -573,43 +571,14 @@ def flow_run_bulk_action(
     *, actor: Principal, action: str, filters: dict[str, Any], state_type: str | None = None
 ) -> int:
     """Apply ``action`` to every run of the actor's workspace matching ``filters`` (at most 10,000
-    per call); returns how many runs changed. ``cancel`` cancels unfinished runs, ``clear_late``
-    cancels SCHEDULED runs marked Late, ``mark`` sets ``state_type`` by hand."""
-    if action not in BULK_ACTIONS:
-        raise InvalidInput(f"action must be one of {', '.join(BULK_ACTIONS)}.", details={"action": ["Invalid."]})
-    if action == "mark" and state_type not in StateType.values:
-        raise InvalidInput("mark needs a state_type.", code="invalid_state", details={"state_type": ["Invalid."]})
-    with workspace_scope([actor.workspace.pk]):
-        authorize(actor, "flow_run:update", actor.workspace)
-        qs = _visible_to(actor, _filtered(actor, filters))
-        if action == "cancel":
-            qs = qs.exclude(state_type__in=[*TERMINAL_STATES, StateType.CANCELLING])
-        elif action == "clear_late":
-            qs = qs.filter(state_type=StateType.SCHEDULED, state_name="Late")
-        ids = list(qs.order_by("scheduled_start", "pk").values_list("pk", flat=True)[:MAX_BULK_ACTION])
-        changed = 0
-        for run_id in ids:
-            run = FlowRun.objects.for_workspace(actor.workspace).select_for_update().filter(pk=run_id).first()
-            if run is None:
-                continue
-            if action == "cancel":
-                if run.state_type in TERMINAL_STATES or run.state_type == StateType.CANCELLING:
-                    continue
-                result = _cancel_locked(actor, run)
-            elif action == "clear_late":
-                if not (run.state_type == StateType.SCHEDULED and run.state_name == "Late"):
-                    continue
-                result = flow_run_set_state(
-                    actor=actor, flow_run_id=run.pk, workspace_id=run.workspace_id,
-                    state=ProposedState(type=StateType.CANCELLED, name="Cancelled",
-                                        message=f"Late run cleared by {actor.label}"),
-                )
-            else:
-                assert state_type is not None
-                result = _mark_locked(actor, run, state_type, "")
-            if result.status is SetStateStatus.ACCEPT:
-                changed += 1
-        return changed
+    per call) before returning; returns how many runs changed. ``cancel`` cancels unfinished runs,
+    ``clear_late`` cancels SCHEDULED runs marked Late, ``mark`` sets ``state_type`` by hand. Works
+    in small batches (:mod:`orchestration.services.bulk_actions`, which the API uses to run large
+    selections in the background with progress)."""
+    from orchestration.services.bulk_actions import bulk_action_create
+
+    return bulk_action_create(actor=actor, action=action, filters=filters, state_type=state_type,
+                              background=False).done
 
 
 __all__ = [

@@ -7,6 +7,12 @@ and locked in one query (created on first sight with one bulk insert), the TaskP
 report in memory in order (a batch may carry PENDING, RUNNING and COMPLETED of one task), and the
 history rows and task-run rows are written with one bulk insert and one bulk update. Rules that
 need the database (tag concurrency limits) query only for task runs whose tags are limited.
+
+Reports are refused as a whole (409, nothing applied; the agent stops the run) when they belong to
+an attempt that is not the run's current one (``stale_attempt``) or when the run has ended
+(``run_not_held``: its open task runs were ended with it). The first report of a new attempt for
+a task run an earlier attempt left starts that task run over; RUNNING proposed for a task run
+already RUNNING is answered ACCEPT with nothing recorded (``already_running``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,15 @@ from core.errors import Conflict, InvalidInput
 from core.events import publish
 from core.tenancy import workspace_scope
 from orchestration.engine import OrchestrationResult, ProposedState, SetStateStatus, TaskPolicy
-from orchestration.engine.core import Context, apply_accepted, db_now, history_row
-from orchestration.models import FlowRun, FlowVersion, StateType, TaskRun, TaskRunState
+from orchestration.engine.core import (
+    Context,
+    apply_accepted,
+    db_now,
+    history_row,
+    run_not_held_reason,
+    stale_attempt_reason,
+)
+from orchestration.models import TERMINAL_STATES, FlowRun, FlowVersion, StateType, TaskRun, TaskRunState
 
 MAX_REPORTS = 5_000
 MAX_MESSAGE = 10_000
@@ -30,7 +43,7 @@ MAX_RESULT_REF = 1_000
 MAX_KEY = 200
 _REPORT_FIELDS = {"task_key", "map_index", "state_type", "state_name", "message", "result_ref", "expected_version"}
 _UPDATE_FIELDS = ["state_type", "state_name", "state_message", "state_timestamp", "state_version", "result_ref",
-                  "attempt", "start_time", "end_time"]
+                  "attempt", "start_time", "end_time", "flow_run_attempt"]
 
 
 def _validate(reports: Any) -> list[dict[str, Any]]:
@@ -78,16 +91,17 @@ def _validate(reports: Any) -> list[dict[str, Any]]:
     return clean
 
 
-def _lock_flow_run(workspace_id: Any, flow_run_id: Any) -> tuple[int, Any, str] | None:
-    """The run's attempt and version, with the row share-locked: batches of one run proceed in
-    parallel, but the run's own state (and attempt) cannot change until this batch commits."""
+def _lock_flow_run(workspace_id: Any, flow_run_id: Any) -> tuple[int, Any, str, str] | None:
+    """The run's attempt, version and state, with the row share-locked: batches of one run proceed
+    in parallel, but the run's own state (and attempt) cannot change until this batch commits."""
     if not settings.IS_POSTGRES:
         row = FlowRun.objects.for_workspace(workspace_id).filter(pk=flow_run_id).values_list(
-            "attempt", "flow_version_id", "state_type").first()
+            "attempt", "flow_version_id", "state_type", "state_name").first()
         return row  # type: ignore[return-value]
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT attempt, flow_version_id, state_type FROM orchestration_flowrun WHERE id = %s AND workspace_id = %s FOR SHARE",
+            "SELECT attempt, flow_version_id, state_type, state_name FROM orchestration_flowrun "
+            "WHERE id = %s AND workspace_id = %s FOR SHARE",
             [flow_run_id, workspace_id],
         )
         return cursor.fetchone()  # type: ignore[return-value]
@@ -109,7 +123,8 @@ def task_run_report_batch(
 ) -> list[OrchestrationResult]:
     """Apply task-run state reports of ``flow_run``'s ``attempt`` in order; one result per report
     (ACCEPT, REJECT/WAIT with a reason, or ABORT for a stale ``expected_version``). A stale
-    ``attempt`` refuses the whole batch with 409 ``stale_attempt`` and changes nothing (D2)."""
+    ``attempt`` refuses the whole batch with 409 ``stale_attempt``, and so does a run that has
+    ended with 409 ``run_not_held``; either changes nothing (D2)."""
     if flow_run.workspace_id != actor.workspace.pk:
         raise NotFound()
     if isinstance(attempt, bool) or not isinstance(attempt, int):
@@ -121,14 +136,14 @@ def task_run_report_batch(
         locked = _lock_flow_run(workspace_id, flow_run.pk)
         if locked is None:
             raise NotFound()
-        current_attempt, version_id, flow_run_state = locked
+        current_attempt, version_id, flow_run_state, flow_run_state_name = locked
         if attempt != current_attempt:
-            raise Conflict(
-                f"These reports are for attempt {attempt}, but the run is on attempt {current_attempt}; "
-                "stop this attempt.",
-                code="stale_attempt",
-                details={"attempt": current_attempt},
-            )
+            raise Conflict(stale_attempt_reason(attempt, current_attempt), code="stale_attempt",
+                           details={"attempt": current_attempt})
+        if flow_run_state in TERMINAL_STATES:
+            raise Conflict(run_not_held_reason(flow_run_state_name), code="run_not_held",
+                           details={"attempt": current_attempt, "state_type": flow_run_state,
+                                    "state_name": flow_run_state_name})
         specs = FlowVersion.objects.for_workspace(workspace_id).filter(pk=version_id).values_list(
             "tasks", flat=True).first() or []
         tasks = {t.get("key"): t for t in specs if isinstance(t, dict)}
@@ -141,7 +156,7 @@ def task_run_report_batch(
                 [
                     TaskRun(workspace_id=workspace_id, flow_run_id=flow_run.pk, task_key=key, map_index=index,
                             tags=[t for t in tasks.get(key, {}).get("tags", []) if isinstance(t, str)],
-                            state_timestamp=now, created_at=now)
+                            flow_run_attempt=current_attempt, state_timestamp=now, created_at=now)
                     for key, index in sorted(missing)
                 ],
                 ignore_conflicts=True,  # a concurrent batch may create the same task run
@@ -164,12 +179,12 @@ def task_run_report_batch(
                 ))
                 continue
             context = Context(
-                run=run, actor=actor, now=now, cache=cache,
+                run=run, actor=actor, now=now, cache=cache, attempt=current_attempt,
                 proposed=ProposedState(type=report["state_type"], name=report["state_name"],
                                        message=report["message"], result_ref=report["result_ref"]),
             )
             policy.apply(context)
-            if context.status is SetStateStatus.ACCEPT:
+            if context.status is SetStateStatus.ACCEPT and not context.unchanged:
                 history.append(history_row(run, context.proposed, TaskRunState, "task_run", now))
                 apply_accepted(run, context)
                 changed.setdefault(run.pk, (run, set()))[1].update(context.updates)
@@ -199,13 +214,14 @@ def _bulk_update(runs: list[TaskRun]) -> None:
     if not settings.IS_POSTGRES:
         TaskRun.objects.unscoped().bulk_update(runs, _UPDATE_FIELDS, batch_size=500)
         return
-    row = "(%s::uuid, %s, %s, %s, %s::timestamptz, %s::integer, %s, %s::integer, %s::timestamptz, %s::timestamptz)"
+    row = ("(%s::uuid, %s, %s, %s, %s::timestamptz, %s::integer, %s, %s::integer, %s::timestamptz, %s::timestamptz, "
+           "%s::integer)")
     for start in range(0, len(runs), 1000):
         chunk = runs[start:start + 1000]
         params: list[Any] = []
         for r in chunk:
             params += [r.pk, r.state_type, r.state_name, r.state_message, r.state_timestamp, r.state_version,
-                       r.result_ref, r.attempt, r.start_time, r.end_time]
+                       r.result_ref, r.attempt, r.start_time, r.end_time, r.flow_run_attempt]
         sets = ", ".join(f"{f} = v.{f}" for f in _UPDATE_FIELDS)
         sql = (
             f"UPDATE orchestration_taskrun AS t SET {sets} FROM (VALUES {', '.join([row] * len(chunk))}) "  # noqa: S608

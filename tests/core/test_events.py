@@ -42,6 +42,14 @@ def _receive(channel: str, timeout: float = 1.0):
     return async_to_sync(receive)()
 
 
+def _latest(workspace_id: uuid.UUID) -> int:
+    from core.event_log import get_event_log
+
+    log = get_event_log()
+    assert log is not None
+    return async_to_sync(log.latest)(str(workspace_id))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_event_is_delivered_after_commit_to_the_workspace_group_only():
     ws, other, run = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -51,7 +59,7 @@ def test_event_is_delivered_after_commit_to_the_workspace_group_only():
         assert _receive(mine, timeout=0.2) is None  # nothing before commit
     message = _receive(mine)
     assert message["event"]["type"] == "flow_run.state_changed"
-    assert message["seq"] == 1  # the workspace's first event (E2)
+    assert message["seq"] == _latest(ws)  # numbered by the workspace's counter (E2)
     assert message["event"]["workspace_id"] == str(ws)
     assert message["event"]["data"] == {"id": str(run)}
     assert _receive(theirs, timeout=0.2) is None
@@ -67,7 +75,7 @@ def test_events_inside_a_run_go_to_that_runs_group_only():
         publish(workspace_id=ws, type="logs.appended", data={"count": 3}, flow_run_id=run)
     message = _receive(run_channel)
     assert (message["event"]["type"], message["event"]["data"]) == ("logs.appended", {"count": 3})
-    assert (message["seq"], message["flow_run_id"]) == (1, str(run))  # one seq shared with the workspace
+    assert (message["seq"], message["flow_run_id"]) == (_latest(ws), str(run))  # one seq shared with the workspace
     assert message["event"]["workspace_id"] == str(ws)
     assert _receive(workspace, timeout=0.2) is None
     assert _receive(other_channel, timeout=0.2) is None

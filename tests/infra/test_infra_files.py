@@ -191,4 +191,7 @@ def test_web_replicas_come_from_values() -> None:
     web = template("web-deployment.yaml")
     assert "replicas: {{ .Values.web.replicas }}" in web
     assert "path: /healthz" in web
+    # Readiness checks the database and migrations; liveness only the process (G2).
+    readiness, liveness = web.split("readinessProbe:")[1].split("livenessProbe:")
+    assert "path: /readyz" in readiness and "path: /healthz" in liveness
     assert "config.asgi:application" in web

@@ -30,25 +30,29 @@ def test_redis_seqs_are_strictly_increasing_per_workspace_and_replay_is_filtered
     async def scenario():
         first = await log.append_many([(ws, _event(1), None), (ws, _event(2), run), (other, _event(3), None)])
         second = await log.append_many([(ws, _event(4), None)])
-        return first, second, await log.replay(ws, 0), await log.replay(ws, 1, run), await log.latest(ws)
+        base = first[0] - 1
+        return first, second, await log.replay(ws, base), await log.replay(ws, base + 1, run), await log.latest(ws)
 
     first, second, everything, in_run, latest = async_to_sync(scenario)()
-    assert first == [1, 2, 1] and second == [3] and latest == 3
-    assert [(e["seq"], e["event"]["data"]["i"]) for e in everything.events] == [(1, 1), (3, 4)]
-    assert not everything.gap and everything.latest == 3
-    assert [(e["seq"], e["flow_run_id"]) for e in in_run.events] == [(2, run)]
+    # Each counter starts at the Redis clock (core.event_log), then counts one by one.
+    base, other_base = first[0] - 1, first[2] - 1
+    assert first == [base + 1, base + 2, other_base + 1] and second == [base + 3] and latest == base + 3
+    assert [(e["seq"] - base, e["event"]["data"]["i"]) for e in everything.events] == [(1, 1), (3, 4)]
+    assert not everything.gap and everything.latest == base + 3
+    assert [(e["seq"] - base, e["flow_run_id"]) for e in in_run.events] == [(2, run)]
 
 
 def test_redis_replay_is_bounded_and_reports_a_gap():
     log, ws = _redis_log(), str(uuid.uuid4())
 
     async def scenario():
-        await log.append_many([(ws, _event(i), None) for i in range(REPLAY_MAX_EVENTS + 5)])
-        return await log.replay(ws, 0), await log.replay(ws, 10), await log.replay(ws, 10**6)
+        seqs = await log.append_many([(ws, _event(i), None) for i in range(REPLAY_MAX_EVENTS + 5)])
+        base = seqs[0] - 1
+        return base, await log.replay(ws, base), await log.replay(ws, base + 10), await log.replay(ws, seqs[-1] + 10**6)
 
-    trimmed, still_kept, ahead = async_to_sync(scenario)()
-    assert trimmed.gap and len(trimmed.events) == REPLAY_MAX_EVENTS and trimmed.events[0]["seq"] == 6
-    assert not still_kept.gap and still_kept.events[0]["seq"] == 11
+    base, trimmed, still_kept, ahead = async_to_sync(scenario)()
+    assert trimmed.gap and len(trimmed.events) == REPLAY_MAX_EVENTS and trimmed.events[0]["seq"] == base + 6
+    assert not still_kept.gap and still_kept.events[0]["seq"] == base + 11
     assert ahead.gap and ahead.events == []  # a seq from before the store was reset
 
 

@@ -13,11 +13,13 @@ Exit codes (scripts can rely on them):
 ====  ==========================================================================================
 0     success; for ``run --watch``: the run ended COMPLETED
 1     the server refused the request (invalid input, conflict …); ``run --watch``: FAILED or CRASHED
-2     wrong usage (unknown command or option, bad ``--param``); ``run --watch``: the run was CANCELLED
+2     wrong usage (unknown command or option, bad ``--param``)
 3     not configured or not allowed: no URL/key, the key was refused (401), lacks the role (403), or
       the plan does not allow it (402)
 4     not found (no such flow, run …, or not visible to this key)
-5     the server could not be reached, kept failing (5xx) or rate-limited the client
+5     the server could not be reached, kept failing (5xx) or rate-limited the client (``run --watch``
+      never gives up while it follows a run: it says so and keeps trying)
+6     ``run --watch``: the run was CANCELLED
 130   interrupted (Ctrl-C); a watched run keeps running on its agent
 ====  ==========================================================================================
 """
@@ -60,15 +62,18 @@ EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
+EXIT_CANCELLED = 6
 EXIT_INTERRUPTED = 130
-# ``run --watch``: the run's final state → exit code.
-RUN_EXIT_CODES = {"COMPLETED": EXIT_OK, "FAILED": 1, "CRASHED": 1, "CANCELLED": 2}
+# ``run --watch``: the run's final state → exit code (never 2, which is wrong usage).
+RUN_EXIT_CODES = {"COMPLETED": EXIT_OK, "FAILED": EXIT_ERROR, "CRASHED": EXIT_ERROR, "CANCELLED": EXIT_CANCELLED}
 TERMINAL_STATES = frozenset(RUN_EXIT_CODES)
+# ``run --watch`` while the server is unreachable: the longest wait between two tries (seconds).
+WATCH_MAX_RETRY_SECONDS = 5.0
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success (run --watch: COMPLETED); 1 request refused (run --watch: FAILED or CRASHED); "
-    "2 wrong usage (run --watch: CANCELLED); 3 not configured / key refused / not allowed; 4 not found; "
-    "5 server unreachable or failing; 130 interrupted."
+    "2 wrong usage; 3 not configured / key refused / not allowed; 4 not found; "
+    "5 server unreachable or failing; 6 run --watch: CANCELLED; 130 interrupted."
 )
 
 app = typer.Typer(
@@ -362,8 +367,11 @@ def run(
 ) -> None:
     """Start a run of a registered flow now (an agent picks it up).
 
-    With --watch the command follows the run's states and logs and exits with the run's outcome:
-    0 COMPLETED, 1 FAILED or CRASHED, 2 CANCELLED. --param values win over --params-json.
+    With --watch the command prints every state the run passes through, in order (from its state
+    history, so short ones such as a crash and its AwaitingRetry are shown too), the task runs'
+    changes and the logs, and exits with the run's outcome: 0 COMPLETED, 1 FAILED or CRASHED,
+    6 CANCELLED. While the server is unreachable it says so and keeps trying for as long as you
+    wait. --param values win over --params-json.
     """
     parameters = _parameters(param or [], params_json)
     with _errors():
@@ -410,35 +418,108 @@ def _drain_logs(client: Client, run_id: str, after: int | None, level_gte: int |
         after = page.get("next_after_sequence", after)
 
 
-def _watch(client: Client, run_id: str, *, poll_interval: float, show: bool) -> dict[str, Any]:
-    """Poll the run until it is terminal, printing state changes and new log lines when ``show``."""
-    last_state: tuple[str, str] | None = None
-    task_states: dict[tuple[str, int], tuple[str, str]] = {}
-    after: int | None = None
-    while True:
-        detail = client.get_flow_run(run_id)
-        if show:
-            lines, after = _drain_logs(client, run_id, after)
-            state = (detail["state_type"], detail["state_name"])
-            if state != last_state:
-                console.print(f"{_when(detail.get('state_timestamp'))} flow run → {state[0]} ({state[1]})",
-                              markup=False)
-                last_state = state
-            for task in detail.get("task_runs", []):
-                key = (task["task_key"], task["map_index"])
-                current = (task["state_type"], task["state_name"])
-                if task_states.get(key) != current:
-                    task_states[key] = current
-                    where = task["task_key"] + (f"[{task['map_index']}]" if task["map_index"] >= 0 else "")
-                    console.print(f"{_when(task.get('state_timestamp'))} task {where} → {current[0]} ({current[1]})",
-                                  markup=False)
+MAX_STATES_PAGE = 200
+
+
+def _one_line(text: Any, width: int = 200) -> str:
+    first = str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+def _print_state(state: dict[str, Any]) -> None:
+    """One line per state of the run's history; a crash the server turned into a retry (or, with no
+    retries left, into FAILED) is shown as the crash it was, then the state it became."""
+    when = _when(state.get("timestamp"))
+    raw_details = state.get("details")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+    crashed = details.get("crashed")
+    if crashed:
+        attempt = details.get("retry_of_attempt")
+        on_attempt = f" on attempt {attempt}" if attempt else ""
+        console.print(f"{when} flow run ✗ CRASHED{on_attempt}: {_one_line(crashed)}", markup=False, soft_wrap=True)
+    message = _one_line(state.get("message"))
+    console.print(f"{when} flow run → {state.get('type')} ({state.get('name')})" + (f": {message}" if message else ""),
+                  markup=False, soft_wrap=True)
+
+
+class _RunFollower:
+    """What ``run --watch`` has shown of a run so far, and one poll that shows what came since."""
+
+    def __init__(self, client: Client, run_id: str, *, show: bool) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.show = show
+        self.after_state: int | None = None
+        self.after_log: int | None = None
+        self.last_type: str | None = None
+        self.task_states: dict[tuple[str, int], tuple[str, str, int]] = {}
+
+    def poll(self) -> dict[str, Any] | None:
+        """Show the states (every one, in order), task changes and log lines that came since the
+        last poll; the run's detail once it has ended, else None."""
+        while True:
+            page = self.client.list_flow_run_states(self.run_id, after=self.after_state, limit=MAX_STATES_PAGE)
+            states = page.get("results", [])
+            for state in states:
+                if self.show:
+                    _print_state(state)
+                self.last_type = str(state.get("type"))
+            self.after_state = page.get("next_after", self.after_state)
+            if len(states) < MAX_STATES_PAGE:
+                break
+        ended = self.last_type in TERMINAL_STATES
+        if not self.show and not ended:
+            return None
+        detail = self.client.get_flow_run(self.run_id)
+        if self.show:
+            self._print_tasks(detail)
+            lines, self.after_log = _drain_logs(self.client, self.run_id, self.after_log)
             for line in lines:
                 _print_log_line(line)
-        if detail["state_type"] in TERMINAL_STATES:
-            if show:  # lines that arrived with the final state
-                for line in _drain_logs(client, run_id, after)[0]:
-                    _print_log_line(line)
-            return detail
+        return detail if ended else None
+
+    def _print_tasks(self, detail: dict[str, Any]) -> None:
+        for task in detail.get("task_runs", []):
+            key = (task["task_key"], task["map_index"])
+            attempt = int(task.get("attempt") or 1)
+            current = (task["state_type"], task["state_name"], attempt)
+            if self.task_states.get(key) == current:
+                continue
+            self.task_states[key] = current
+            where = task["task_key"] + (f"[{task['map_index']}]" if task["map_index"] >= 0 else "")
+            retry = f", attempt {attempt}" if attempt > 1 else ""
+            console.print(f"{_when(task.get('state_timestamp'))} task {where} → {current[0]} ({current[1]}){retry}",
+                          markup=False)
+
+
+def _watch(client: Client, run_id: str, *, poll_interval: float, show: bool) -> dict[str, Any]:
+    """Follow the run until it ends and return its detail. A server that cannot be reached or keeps
+    failing (a restart, a database outage answering 503) is waited out, with one line saying so,
+    for as long as the user waits: the run goes on without us, and its history is complete when
+    the server is back."""
+    # Each poll fails fast so that the outage is reported at once; this loop does the waiting.
+    follower = _RunFollower(client.with_options(retries=0), run_id, show=show)
+    failures = 0
+    outage_started: float | None = None
+    while True:
+        try:
+            final = follower.poll()
+        except (ServerUnavailableError, RateLimitedError) as exc:
+            if outage_started is None:
+                outage_started = time.monotonic()
+                err_console.print(f"Server unreachable, retrying… ({_one_line(exc, 160)})", markup=False,
+                                  soft_wrap=True)
+            delay = min(WATCH_MAX_RETRY_SECONDS, poll_interval * 2.0 ** min(failures, 10))
+            retry_after = getattr(exc, "retry_after", None)
+            failures += 1
+            time.sleep(min(WATCH_MAX_RETRY_SECONDS, retry_after) if retry_after else delay)
+            continue
+        if outage_started is not None:
+            err_console.print(f"Server reachable again after {time.monotonic() - outage_started:.0f} s; "
+                              "still following the run.", markup=False)
+            outage_started, failures = None, 0
+        if final is not None:
+            return final
         time.sleep(poll_interval)
 
 

@@ -4,6 +4,10 @@ Precedence, highest first: explicit arguments, then the environment (``FLOWDECK_
 ``FLOWDECK_API_KEY``, ``FLOWDECK_WORKSPACE``), then the config file written by ``flowdeck login``:
 ``$FLOWDECK_HOME/config.toml`` (``FLOWDECK_HOME`` defaults to ``~/.flowdeck``). The file holds a
 secret, so it is written with mode 0600 in a directory with mode 0700.
+
+Where task results are checkpointed: ``FLOWDECK_RESULTS_DIR`` (default ``$FLOWDECK_HOME/results``);
+``FLOWDECK_CHECKPOINTING`` turns the default checkpointing on or off (on in flow runs an agent
+starts, off in ``flow.run()``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ ENV_API_URL = "FLOWDECK_API_URL"
 ENV_API_KEY = "FLOWDECK_API_KEY"
 ENV_WORKSPACE = "FLOWDECK_WORKSPACE"
 ENV_HOME = "FLOWDECK_HOME"
+ENV_RESULTS_DIR = "FLOWDECK_RESULTS_DIR"
+ENV_CHECKPOINTING = "FLOWDECK_CHECKPOINTING"
 CONFIG_FILE_NAME = "config.toml"
 
 
@@ -44,6 +50,24 @@ def flowdeck_home() -> Path:
     """The SDK's own directory: ``$FLOWDECK_HOME`` or ``~/.flowdeck``."""
     override = os.environ.get(ENV_HOME)
     return Path(override).expanduser() if override else Path.home() / ".flowdeck"
+
+
+def results_dir() -> Path:
+    """Where results are checkpointed when neither the task nor its flow names a ``Result``:
+    ``$FLOWDECK_RESULTS_DIR`` (point it at storage every agent mounts to let a retry on another
+    machine reuse them), else ``$FLOWDECK_HOME/results``."""
+    override = os.environ.get(ENV_RESULTS_DIR)
+    return Path(override).expanduser() if override else flowdeck_home() / "results"
+
+
+def checkpointing(default: bool) -> bool:
+    """``$FLOWDECK_CHECKPOINTING`` as a flag (1/true/yes/on or 0/false/no/off), else ``default``."""
+    value = (os.environ.get(ENV_CHECKPOINTING) or "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
 
 
 def config_path() -> Path:

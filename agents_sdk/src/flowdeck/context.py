@@ -2,7 +2,8 @@
 
 The runners fill it while a flow and its tasks run: ``flow_name``, ``flow_run_id``, ``parameters``,
 ``task_key``/``task_slug``, ``task_name``, ``map_index``, ``task_run_count``, ``task_loop_count``,
-``task_loop_result``, ``today`` … and ``logger``. Read it anywhere::
+``task_loop_result``, ``today`` … and ``logger``; ``checkpointing`` says whether results are
+checkpointed when no ``Result`` is configured (set by the flow-run process). Read it anywhere::
 
     import flowdeck
     flowdeck.context.get("map_index")

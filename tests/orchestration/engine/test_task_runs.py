@@ -98,10 +98,18 @@ def test_terminal_task_runs_refuse_reports_and_tag_limits_make_tasks_wait(agent,
         assert ConcurrencySlot.objects.for_workspace(run.workspace_id).count() == 1
 
 
-def test_tasks_of_a_finished_flow_run_cannot_start(agent, run):
-    drive(run, "CANCELLED")
+def test_tasks_of_a_cancelling_flow_run_cannot_start(agent, run):
+    drive(run, "CANCELLING")
     results = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("load", "RUNNING")])
     assert results[0].status is SetStateStatus.REJECT and results[0].details["code"] == "flow_run_ended"
+
+
+def test_reports_for_a_finished_flow_run_are_refused_whole(agent, run):
+    drive(run, "CANCELLED")
+    with pytest.raises(Conflict) as error:
+        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("load", "RUNNING")])
+    assert error.value.code == "run_not_held"
+    assert task_runs(run) == {}
 
 
 def test_a_batch_costs_a_fixed_number_of_queries(agent, run):

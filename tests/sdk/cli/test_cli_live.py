@@ -170,7 +170,7 @@ def drive_run(url: str, world: WorkspaceWorld, flow: str, tmp: Path, outcome: st
         log.removeHandler(reporter.log_handler)
 
 
-@pytest.mark.parametrize(("outcome", "code"), [("COMPLETED", 0), ("FAILED", 1), ("CANCELLED", 2)])
+@pytest.mark.parametrize(("outcome", "code"), [("COMPLETED", 0), ("FAILED", 1), ("CANCELLED", 6)])
 def test_run_watch_follows_states_and_logs_and_exits_with_the_outcome(
     dev_env: dict[str, str], live_server_url: str, live_world: WorkspaceWorld, flow_id: str, tmp_path: Path,
     outcome: str, code: int

@@ -8,7 +8,10 @@ at once, or sets a timer for a scheduled run's start) or a held run is cancelled
 at once); while that socket is down the poll interval alone drives it. A launched run reports its own states (the flow-run process);
 the agent only speaks for a run when that process cannot: it never started (``FAILED`` with the
 error), it died without reaching a final state (``CRASHED``; the server retries it per the flow's
-crash policy), or it was killed on cancellation (``CANCELLED``).
+crash policy), or it was killed on cancellation (``CANCELLED``). Each heartbeat names the runs the
+agent is running; a run the server says it no longer holds (its lease ran out and the run was
+retried, or another agent has it) has its process stopped at once — SIGTERM, then SIGKILL after
+``STALE_KILL_GRACE`` — and nothing is reported for it: that attempt is over.
 
 Subclasses implement :meth:`Agent.launch` and return a :class:`RunHandle`; everything else (the
 protocol, back-off, concurrency, shutdown) lives here.
@@ -55,6 +58,9 @@ MAX_STATE_MESSAGE = 10_000
 TIMER_RETRIES = (0.05, 0.1, 0.25, 0.5, 1.0)
 # Timers for scheduled runs kept at most (the poll covers anything beyond).
 MAX_TIMERS = 10_000
+# How long a process of a run the agent no longer holds may take to stop after SIGTERM before
+# it is killed (it usually ends itself first: its own reports are refused with 409).
+STALE_KILL_GRACE = 1.0
 # A fatal answer: the key is wrong or not allowed. Retrying cannot help; an operator must act.
 FATAL_ERRORS: tuple[type[FlowdeckError], ...] = (AuthenticationError, PermissionDeniedError, PaymentRequiredError)
 
@@ -199,6 +205,7 @@ class RunHandle(ABC):
         self.run = run
         self.started_at = time.monotonic()
         self.cancel_requested_at: float | None = None  # monotonic time the agent asked it to stop
+        self.lost_at: float | None = None  # monotonic time the server said the run is no longer ours
         self.killed = False
         self.shutdown = False  # stopped because the agent shut down
 
@@ -418,8 +425,9 @@ class Agent(ABC):
         """Heartbeat (``polled``: the claim loop is alive, not only the process); returns the ids of
         held runs to cancel."""
         assert self.agent_id is not None
+        running = [{"id": h.run.id, "attempt": h.run.attempt} for h in self.in_flight.values() if h.lost_at is None]
         try:
-            answer = self.client.agent_heartbeat(self.agent_id, polled=polled)
+            answer = self.client.agent_heartbeat(self.agent_id, polled=polled, flow_runs=running)
         except FATAL_ERRORS as exc:
             raise FatalAgentError(f"The server refused this agent's key: {exc}") from exc
         except NotFoundError as exc:
@@ -434,7 +442,25 @@ class Agent(ABC):
         self.last_heartbeat_at = time.time()
         self.health = str(answer.get("status") or "healthy")
         self.status.heartbeat(self)
+        for run_id in answer.get("lost_flow_run_ids") or []:
+            self.stop_lost(str(run_id))
         return [str(i) for i in answer.get("cancel_flow_run_ids") or []]
+
+    def stop_lost(self, run_id: str) -> None:
+        """The server says this agent no longer holds ``run_id`` (the attempt it runs is over): stop
+        its process now — SIGTERM, and SIGKILL after ``STALE_KILL_GRACE`` (see :meth:`watch`)."""
+        handle = self.in_flight.get(run_id)
+        if handle is None or handle.lost_at is not None:
+            return
+        self.status.event("run_lost", f"Flow run {handle.run.name} (attempt {handle.run.attempt}) is no longer "
+                          "held by this agent (its lease ran out and it moved on); stopping its process",
+                          logging.WARNING, flow_run_id=run_id, attempt=handle.run.attempt)
+        handle.lost_at = time.monotonic()
+        try:
+            handle.terminate()
+        except Exception as exc:
+            logger.warning("Could not stop flow run %s: %s; killing it", run_id, exc)
+            self._kill(handle)
 
     def claim_and_launch(self) -> int:
         """Claim as many due runs as there are free slots and launch them; returns how many were
@@ -485,6 +511,12 @@ class Agent(ABC):
 
     def start_run(self, run: ClaimedRun) -> None:
         """Launch a claimed run; a launch that fails is the run's pre-start failure."""
+        old = self.in_flight.get(run.id)
+        if old is not None and old.run.attempt == run.attempt:
+            return  # already running this very attempt
+        if old is not None:  # an earlier attempt of this run, lost, still has a process: end it first
+            del self.in_flight[run.id]
+            self._retire(old)
         try:
             self.check_run_config(run)
             handle = self.launch(run)
@@ -508,6 +540,9 @@ class Agent(ABC):
                 logger.warning("Could not check flow run %s: %s", run_id, exc)
                 continue
             if outcome is None:
+                if handle.lost_at is not None and not handle.killed and now - handle.lost_at >= STALE_KILL_GRACE:
+                    self._kill(handle)
+                    continue
                 asked = handle.cancel_requested_at
                 if asked is not None and not handle.killed and now - asked >= self.kill_grace:
                     logger.info("Flow run %s did not stop within %ss of its cancellation; killing it", run_id,
@@ -526,6 +561,10 @@ class Agent(ABC):
     def settle(self, handle: RunHandle, outcome: RunExit) -> None:
         """Speak for a run whose process ended, when it could not speak for itself."""
         run = handle.run
+        if handle.lost_at is not None:
+            # Another attempt (or agent) has the run: anything reported for this one is refused.
+            self.status.run_finished(handle, "stopped", f"no longer held by this agent ({outcome.reason})")
+            return
         if outcome.failed_to_start:
             self.report_prestart_failure(run, outcome.reason)
             self.status.run_finished(handle, "FAILED", outcome.reason)
@@ -702,6 +741,23 @@ class Agent(ABC):
             handle.kill()
         except Exception as exc:
             logger.warning("Could not kill flow run %s: %s", handle.run.id, exc)
+
+    def _retire(self, handle: RunHandle, timeout: float = 5.0) -> None:
+        """Kill the process of an attempt that is over and wait (briefly) for it to end; nothing is
+        reported for it."""
+        if handle.lost_at is None:
+            handle.lost_at = time.monotonic()
+        self._kill(handle)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if handle.poll() is not None:
+                    break
+            except Exception:  # the platform's API failed: the cleanup below still tries
+                break
+            time.sleep(0.05)
+        self.status.run_finished(handle, "stopped", "no longer held by this agent (killed)")
+        self._cleanup(handle)
 
     def _cleanup(self, handle: RunHandle) -> None:
         try:

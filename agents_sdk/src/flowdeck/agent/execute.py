@@ -4,8 +4,11 @@ It reads the claim record (a file named by ``FLOWDECK_FLOW_RUN_FILE``, or the JS
 ``FLOWDECK_FLOW_RUN_JSON`` for containers), connects with ``FLOWDECK_API_URL``/``KEY``/``WORKSPACE``,
 and reports through a :class:`~flowdeck.reporting.RunReporter`: RUNNING first (the server may make it
 wait, or tell this attempt to stop), then the flow is loaded from its storage — a flow that cannot be
-loaded is reported FAILED with the traceback — and run with the run's parameters; task runs a
-restarted run already completed are not run again. Python logging reaches the server.
+loaded is reported FAILED with the traceback — and run with the run's parameters. Every task's
+result is checkpointed (``FLOWDECK_RESULTS_DIR``; ``FLOWDECK_CHECKPOINTING=false`` turns it off), so
+a retried or restarted run does not run again the tasks earlier attempts completed whose results
+load here; the others run again (see ``initial_task_states``). A run that completes removes its
+default checkpoints. Python logging reaches the server.
 
 Stopping: the reporter's heartbeat learns of a cancellation and the FlowRunner stops submitting tasks
 and ends Cancelled. SIGTERM does the same at once (the agent sends it on cancellation); a SIGTERM
@@ -77,42 +80,82 @@ def read_launch_record(environ: Mapping[str, str]) -> dict[str, Any]:
     return record
 
 
-def initial_task_states(record: Mapping[str, Any], flow: Flow) -> dict[str, State]:
-    """Tasks a restarted run already completed, as finished states the FlowRunner does not run
-    again. Their results come back from their checkpoints (``result_ref`` read with the task's or the
-    flow's ``Result``); a task without one gets ``None`` (checkpoint tasks whose results a restart
-    needs, as in Prefect 1). A checkpoint that cannot be read is run again. Only whole tasks count
-    (``map_index`` -1); parameters always take this run's values."""
-    from flowdeck.engine import state as states
+def initial_task_states(record: Mapping[str, Any], flow: Flow, *, checkpointing: bool = True) -> dict[Any, State]:
+    """What a retried (or restarted) run keeps of earlier attempts: the task runs they completed
+    whose results load *here*, as finished states the FlowRunner does not run again.
 
-    finished: dict[str, State] = {}
+    A result loads when it was checkpointed (``result_ref``) and the task's, the flow's or the
+    default ``CheckpointResult`` reads it on this machine: a results directory on another machine
+    is not found, and the task runs again — a retry never fails for want of a result. Each task
+    run again is logged with the reason. Parameters take this run's values; skipped tasks have no
+    result to load. Mapped children (``map_index`` ≥ 0) are restored one by one under
+    ``(key, map_index)``; a finished mapped parent becomes a ``Mapped`` state without children,
+    which the FlowRunner maps again over its upstream result, reusing the restored children."""
+    from flowdeck.engine import state as states
+    from flowdeck.engine.flow_runner import checkpoint_result, task_result
+
+    flow_result = checkpoint_result(flow, checkpointing)
+    finished: dict[Any, State] = {}
+    again: dict[str, list[tuple[int, str]]] = {}  # task key -> [(map index, why)]
     for task_run in record.get("task_runs") or []:
         key = str(task_run.get("task_key") or "")
-        if task_run.get("map_index", -1) != -1 or not key:
+        index = task_run.get("map_index", -1)
+        if not key or not isinstance(index, int) or isinstance(index, bool):
             continue
         try:
             task = flow.task_by_key(key)
         except KeyError:
+            continue  # a task of another version of the flow
+        if getattr(task, "_is_parameter", False):
             continue
-        if getattr(task, "_is_parameter", False) or task_run.get("state_name") == "Mapped":
-            continue  # parameters take this run's values; a mapped task runs again with its children
-        cls = getattr(states, str(task_run.get("state_name") or ""), None)
+        name = str(task_run.get("state_name") or "")
+        if index == -1 and name == "Mapped" and flow.is_mapped(task):
+            finished[key] = states.Mapped(message="Mapped in an earlier attempt.")
+            continue
+        cls = getattr(states, name, None)
         if not (isinstance(cls, type) and issubclass(cls, states.Success)) or cls is states.Mapped:
             cls = states.Success
         ref = str(task_run.get("result_ref") or "") or None
-        value: Any = None
-        handler = getattr(task, "result", None) or getattr(flow, "result", None)
-        if ref and handler is not None:
-            try:
-                value = handler.read(ref).value
-            except Exception as exc:
-                logger.warning("The result of %s from the earlier attempt cannot be read at %s (%s); running it "
-                               "again", key, ref, exc)
+        done = cls(message="Completed in an earlier attempt.")
+        if cls is not states.Skipped:  # a skipped task has no result: nothing to load
+            loaded = _load_result(task, task_result(task, flow_result), ref)
+            if isinstance(loaded, str):
+                again.setdefault(key, []).append((index, loaded))
                 continue
-        done = cls(message="Completed in an earlier attempt.", result=value)
+            done.result = loaded[0]
         done.result_ref = ref
-        finished[key] = done
+        finished[key if index == -1 else (key, index)] = done
+    if finished or again:
+        logger.info("Restored %d task run(s) an earlier attempt completed; %d other completed one(s) run again.",
+                    len(finished), sum(len(reasons) for reasons in again.values()))
+    for key, reasons in again.items():
+        whole = [why for i, why in reasons if i == -1]
+        if whole:
+            logger.info("Running task %s again: %s", key, whole[0])
+        children = [(i, why) for i, why in reasons if i >= 0]
+        if children:
+            shown = ", ".join(str(i) for i, _ in children[:10]) + (" …" if len(children) > 10 else "")
+            logger.info("Running %d mapped child(ren) of %s again (%s): %s", len(children), key, shown,
+                        children[0][1])
     return finished
+
+
+def _load_result(task: Any, handler: Any, ref: str | None) -> tuple[Any] | str:
+    """``(value,)`` read from a checkpoint, or why it cannot be (a sentence for the run's logs)."""
+    from flowdeck.engine.results.checkpoint import CheckpointResult, is_checkpoint_ref
+
+    if handler is None:
+        why = "checkpoint=False" if task.checkpoint is False else "checkpointing is off"
+        return f"its result is not checkpointed ({why}), so the earlier attempt's result cannot be restored"
+    if not ref:
+        return ("the earlier attempt did not checkpoint its result (it could not be pickled or written, or the "
+                "attempt ran without checkpointing)")
+    if isinstance(handler, CheckpointResult) and not is_checkpoint_ref(ref):
+        return f"its result reference {ref!r} is not inside the results directory"
+    try:
+        return (handler.read(ref).value,)
+    except Exception as exc:
+        return f"the earlier attempt's result cannot be loaded on this machine: {exc}"
 
 
 class RunControl:
@@ -210,29 +253,48 @@ def run_flow_run(record: Mapping[str, Any], environ: Mapping[str, str]) -> int:
     """Run one claimed flow run to its end, reporting everything; returns the exit status."""
     from flowdeck.client import Client
     from flowdeck.reporting import RunReporter
+    from flowdeck.reporting.reporter import end_process_group
 
     flow_run_id = str(record["id"])
     attempt = int(environ.get("FLOWDECK_ATTEMPT") or record.get("attempt") or 1)
     client = Client()
     # Heartbeats keep the agent's lease: a lost run comes back after it, not after the server's default.
     lease = record.get("lease_seconds")
+    # A stale attempt (its run was retried elsewhere) ends at once, with every process it started.
     reporter = RunReporter(client, flow_run_id, attempt, spool_dir=environ.get(ENV_SPOOL_DIR) or None,
-                           lease_seconds=int(lease) if lease else None)
+                           lease_seconds=int(lease) if lease else None, on_stale=end_process_group)
     _configure_logging(reporter.log_handler)
     control = RunControl(reporter, client, flow_run_id, attempt)
     signal.signal(signal.SIGTERM, control.on_sigterm)
+    outcome: dict[str, Any] = {}
     try:
-        status = _run(control, record)
+        status = _run(control, record, outcome)
     finally:
         delivered = reporter.close(timeout=_report_timeout(environ))
         client.close()
     if not delivered and not reporter.aborted:
         logger.error("Some reports could not be delivered to Flowdeck (%d left)", reporter.undelivered)
         return 1
+    answer = reporter.last_flow_answer or {}
+    if not reporter.aborted and answer.get("status") == "ACCEPT" and (answer.get("state") or {}).get("type") == "COMPLETED":
+        _remove_checkpoints(outcome.get("result"), flow_run_id)
     return status
 
 
-def _run(control: RunControl, record: Mapping[str, Any]) -> int:
+def _remove_checkpoints(result: Any, flow_run_id: str) -> None:
+    """A run the server took as COMPLETED is never retried nor restarted: its default checkpoints
+    are of no more use (a failed, crashed or cancelled run keeps them for its restart)."""
+    from flowdeck.engine.results.checkpoint import CheckpointResult
+
+    if isinstance(result, CheckpointResult):
+        import shutil
+
+        shutil.rmtree(result.run_dir(flow_run_id), ignore_errors=True)
+
+
+def _run(control: RunControl, record: Mapping[str, Any], outcome: dict[str, Any] | None = None) -> int:
+    from flowdeck.config import checkpointing
+    from flowdeck.engine.flow_runner import checkpoint_result
     from flowdeck.engine.state import Cancelled, Failed, Running
 
     reporter = control.reporter
@@ -253,12 +315,14 @@ def _run(control: RunControl, record: Mapping[str, Any]) -> int:
     if control.cancel_requested():
         control.flow_state(Cancelled(message="Cancelled before the flow started."))
         return 0
+    checkpoint = checkpointing(default=True)
     try:
-        flow.run(
+        final = flow.run(
             parameters=dict(record.get("parameters") or {}),
             observer=control,
-            initial_task_states=initial_task_states(record, flow),
-            context={"flow_run_id": str(record["id"]), "flow_run_name": str(record.get("name") or "")},
+            initial_task_states=initial_task_states(record, flow, checkpointing=checkpoint),
+            context={"flow_run_id": str(record["id"]), "flow_run_name": str(record.get("name") or ""),
+                     "checkpointing": checkpoint},
         )
     except Exception as exc:
         # The engine itself failed (tasks fail into states, not exceptions): the run is FAILED.
@@ -266,6 +330,8 @@ def _run(control: RunControl, record: Mapping[str, Any]) -> int:
         logger.error("The flow run failed unexpectedly:\n%s", text)
         control.flow_state(Failed(message=_clip(f"The flow run failed unexpectedly: {exc}\n{text}")))
         return 1
+    if outcome is not None and final.server_type == "COMPLETED":
+        outcome["result"] = checkpoint_result(flow, checkpoint)
     return 0
 
 

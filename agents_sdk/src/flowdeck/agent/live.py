@@ -13,7 +13,8 @@ The connection lives in a background thread that only *receives*: it turns messa
 :data:`Notice` objects on a queue and wakes the agent, whose claim-loop thread acts on them (so the
 agent's state is only ever touched by that one thread). When the socket is down the agent keeps
 polling at its poll interval, which always goes on anyway; the thread reconnects with exponential
-back-off and jitter, and reports every change (``connected`` / ``polling (reason)``) on the queue.
+back-off and jitter (at most :data:`RECONNECT_CAP_SECONDS` apart), and reports every change
+(``connected`` / ``polling (reason)``) on the queue.
 
 ``websockets`` is imported only here and only when the connection starts, so an SDK installed
 without it still runs (polling only, saying why).
@@ -137,6 +138,11 @@ def parse_message(raw: str | bytes) -> Notice | None:
     return None
 
 
+# The longest wait between two reconnection attempts: the socket is back within seconds of the
+# server (or its Redis) returning, while a refused connection attempt costs the server next to nothing.
+RECONNECT_CAP_SECONDS = 5.0
+
+
 class Backoff:
     """Exponential back-off with jitter: ``base·factor^n`` capped at ``cap``, each delay scaled by a
     random factor in ``[1 - jitter, 1]`` so that agents cut off together do not reconnect together."""
@@ -179,7 +185,7 @@ class LiveConnection:
         self.url = url
         self.api_key = api_key
         self.wake = wake
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(cap=RECONNECT_CAP_SECONDS)
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout

@@ -247,10 +247,15 @@ class Client:
         result: JSON = self._post("agents/", body, idempotency_key=idempotency_key).json()
         return result
 
-    def agent_heartbeat(self, agent_id: str, *, polled: bool, idempotency_key: str | None = None) -> JSON:
-        """``{"status", "server_time", "poll_interval_seconds", "cancel_flow_run_ids"}``."""
-        result: JSON = self._post(f"agents/{agent_id}/heartbeat/", {"polled": polled},
-                                  idempotency_key=idempotency_key).json()
+    def agent_heartbeat(self, agent_id: str, *, polled: bool, idempotency_key: str | None = None,
+                        flow_runs: Sequence[Mapping[str, Any]] | None = None) -> JSON:
+        """``{"status", "server_time", "poll_interval_seconds", "cancel_flow_run_ids",
+        "lost_flow_run_ids"}``; ``flow_runs`` (``{"id", "attempt"}``) are the runs the agent runs, of
+        which ``lost_flow_run_ids`` names those it no longer holds."""
+        body: JSON = {"polled": polled}
+        if flow_runs:
+            body["flow_runs"] = [dict(run) for run in flow_runs]
+        result: JSON = self._post(f"agents/{agent_id}/heartbeat/", body, idempotency_key=idempotency_key).json()
         return result
 
     def claim(self, agent_id: str, *, limit: int, lease_seconds: int, lookahead_seconds: int | None = None,
@@ -386,6 +391,14 @@ class Client:
             "created_by": created_by,
         }
         return list(self._pages("flow-runs/", params, limit))
+
+    def list_flow_run_states(self, flow_run_id: str, *, after: int | None = None, limit: int = 200) -> JSON:
+        """One page of the run's state history, in the order the run passed through the states:
+        ``{"results": [...], "next_after"}``; pass ``next_after`` back as ``after`` for the states
+        that came since. Each state has ``id``, ``type``, ``name``, ``message``, ``timestamp``,
+        ``details``."""
+        result: JSON = self._get(f"flow-runs/{flow_run_id}/states/", after=after, limit=limit)
+        return result
 
     def cancel_flow_run(self, flow_run_id: str) -> JSON:
         """Request cancellation: CANCELLING while an agent holds the run, else CANCELLED at once."""

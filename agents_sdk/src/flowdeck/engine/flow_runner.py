@@ -5,7 +5,14 @@ The runner walks the tasks in topological order and submits one ``run_task`` per
 executor, passing the upstream tasks' futures as arguments (so parallel executors start each task
 as soon as its inputs are ready). A mapped task first waits for the inputs it maps over, then
 submits one child per element and a parent that gathers them into a ``Mapped`` state. Tasks given a
-finished state in ``initial_task_states`` are not run again.
+finished state in ``initial_task_states`` are not run again; so are mapped children given one under
+``(task or key, map_index)``. A mapped task given a ``Mapped`` state without its children's states
+(what a restart knows) maps again over its upstream result, reusing the children it was given, and
+reports nothing when it was given every child.
+
+Checkpoints: when the flow names no ``Result`` and checkpointing is on (``checkpointing`` in the
+context, else ``FLOWDECK_CHECKPOINTING``; flow runs an agent starts turn it on), every task's result
+is written to a ``CheckpointResult`` in the results directory, so a retry can restore it.
 
 A ``RunObserver`` hears every flow-run and task-run state change, in order, in this process: task
 runners executing in this process stream their changes as they happen; remote ones (processes,
@@ -28,6 +35,7 @@ from flowdeck.engine.runner import Runner, RunnerStateHandler
 from flowdeck.engine.state import (
     Cancelled,
     Failed,
+    Mapped,
     Paused,
     Pending,
     Running,
@@ -49,9 +57,34 @@ if TYPE_CHECKING:
     from flowdeck.core.flow import Flow
     from flowdeck.core.task import Task
     from flowdeck.engine.observer import RunObserver
+    from flowdeck.engine.results import Result
 
 # Context keys that describe how a flow is being *built*; they must not leak into task runs.
 _BUILD_KEYS = ("flow", "case", "tags")
+
+
+def checkpoint_result(flow: Flow, checkpointing: Any = None) -> Result | None:
+    """The flow-level ``Result`` tasks are checkpointed to: the flow's own, else, when checkpointing
+    is on (``checkpointing``, or ``FLOWDECK_CHECKPOINTING`` when it is not a bool), a
+    ``CheckpointResult`` in the results directory."""
+    if flow.result is not None:
+        return flow.result
+    if not isinstance(checkpointing, bool):
+        from flowdeck.config import checkpointing as checkpointing_setting
+
+        checkpointing = checkpointing_setting(default=False)
+    if not checkpointing:
+        return None
+    from flowdeck.engine.results.checkpoint import CheckpointResult
+
+    return CheckpointResult()
+
+
+def task_result(task: Task, flow_result: Result | None) -> Result | None:
+    """Where ``task``'s result is checkpointed (``None``: it is not), as the task runner decides."""
+    if task.checkpoint is False or task._is_parameter:
+        return None
+    return task.result if task.result is not None else flow_result
 
 
 def runs_in_process(executor: Any) -> bool:
@@ -209,6 +242,9 @@ class FlowRunner(Runner):
         self._observer: RunObserver | None = None
         self._lock = threading.Lock()
         self._cancelled = False
+        self._flow_result: Result | None = flow.result
+        #: Finished states of mapped children given by ``initial_task_states`` (``{task: {index: state}}``).
+        self._children: dict[Task, dict[int, State]] = {}
 
     def __repr__(self) -> str:
         return f"<FlowRunner: {self.flow.name}>"
@@ -257,11 +293,13 @@ class FlowRunner(Runner):
             state: the flow run's current state (default ``Pending``); when it is already ``Running``
                 (an agent reported it), the runner does not report ``Running`` again.
             task_states / initial_task_states: ``{task or task key: State}``; finished states are kept
-                and those tasks are not run (restarts); ``Resume`` resumes a paused task.
+                and those tasks are not run (restarts); ``Resume`` resumes a paused task. A key
+                ``(task or task key, map_index)`` gives a mapped child's state.
             parameters: parameter values (defaults fill the rest; unknown or missing required ones
                 end the run ``Failed`` with a message saying which).
             executor: where tasks run (default: the flow's executor, else ``LocalExecutor``).
-            context: extra ``flowdeck.context`` values for every task (e.g. ``flow_run_id``).
+            context: extra ``flowdeck.context`` values for every task (e.g. ``flow_run_id``;
+                ``checkpointing=True`` checkpoints every result, see ``checkpoint_result``).
             task_contexts: extra context values per task.
             return_tasks: accepted for Prefect 1 compatibility; every task's state is returned.
             observer: receives every state change (default: the one given to the constructor).
@@ -274,6 +312,8 @@ class FlowRunner(Runner):
         try:
             resolved_parameters = flow.resolve_parameters(parameters)
             flow.validate()
+            self._flow_result = checkpoint_result(flow, (context or {}).get("checkpointing",
+                                                                            flowdeck_context.get("checkpointing")))
             initial = self._initial_states(task_states, initial_task_states)
         except (ValueError, KeyError, TypeError) as exc:
             return self._set_flow_state(current, Failed(str(exc).strip("\"'"), result=exc))
@@ -315,21 +355,32 @@ class FlowRunner(Runner):
         from flowdeck.core.task import Task
 
         found: dict[Task, State] = {}
+        children: dict[Task, dict[int, State]] = {}
         for source in sources:
             for ref, st in (source or {}).items():
+                index = -1
+                if isinstance(ref, tuple) and len(ref) == 2 and isinstance(ref[1], int):
+                    ref, index = ref
                 task = ref if isinstance(ref, Task) else self.flow.task_by_key(str(ref))
                 if not isinstance(st, State):
                     raise TypeError(f"The initial state of {task.name!r} must be a State, not {type(st).__name__}.")
-                found[task] = st
+                if index < 0:
+                    found[task] = st
+                elif st.is_finished():  # an unfinished child simply runs
+                    children.setdefault(task, {})[index] = st
         for task, st in found.items():
             self._hydrate(task, st)
+        for task, by_index in children.items():
+            for st in by_index.values():
+                self._hydrate(task, st)
+        self._children = children
         return found
 
     def _hydrate(self, task: Task, state: State) -> None:
         """A restarted task's result is read back from its checkpoint when only the reference is known."""
         if state.result is not None or not state.result_ref or not state.is_successful():
             return
-        handler = task.result if task.result is not None else self.flow.result
+        handler = task.result if task.result is not None else self._flow_result
         if handler is not None:
             state.result = handler.read(state.result_ref).value
 
@@ -367,7 +418,7 @@ class FlowRunner(Runner):
         # Thread pools may start a task long after it was submitted: let it check for cancellation.
         should_stop = self._cancel_requested if stream and type(executor).__name__ != "LocalExecutor" else None
         runner_cls = self.task_runner_cls
-        flow_result = flow.result
+        flow_result = self._flow_result
         submit = executor.submit
         # The local executor needs no hints, and preparing them would cost time on every task.
         hints = type(executor).__name__ != "LocalExecutor"
@@ -382,7 +433,7 @@ class FlowRunner(Runner):
                 not_started.append(task)
                 continue
             start = initial.get(task)
-            if start is not None and start.is_finished():
+            if start is not None and start.is_finished() and not (plan.is_mapped and _restored_parent(start)):
                 outcomes[task] = TaskRunOutcome(start, [])
                 continue
             context = flow_context if task not in task_contexts else {**flow_context, **task_contexts[task]}
@@ -424,12 +475,15 @@ class FlowRunner(Runner):
         task = plan.task
         upstream = collector.resolve([outcomes[u] for u in plan.upstream])
         upstream_states = {e: o.state for e, o in zip(plan.edges, upstream, strict=True)}
+        flow_result = self._flow_result
         # The parent's own state changes happen here, in the driver: report them directly.
         parent = self.task_runner_cls(
-            task, state_handlers=handlers, flow_result=self.flow.result,
+            task, state_handlers=handlers, flow_result=flow_result,
             on_state=functools.partial(self._emit, plan.key, -1),
         )
-        current: State = start if start is not None else Pending()
+        restored = self._children.get(task, {})
+        finished_before = start is not None and _restored_parent(start)
+        current: State = start if start is not None and not finished_before else Pending()
         previous = flowdeck_context.replace({**context, "task_key": plan.key, "map_index": -1, "task_name": task.name})
         try:
             decision = _prepare_map(plan, upstream_states)
@@ -438,6 +492,12 @@ class FlowRunner(Runner):
             if isinstance(decision, State):
                 return TaskRunOutcome(parent._set(current, decision), [])
             elements, count = decision
+            if finished_before and all(i in restored for i in range(count)):
+                # Mapped in an earlier attempt and every child restored: nothing to run or report.
+                states = [restored[i] for i in range(count)]
+                done = Mapped(start.message if start is not None else None, result=[s.result for s in states],
+                              map_states=states)
+                return TaskRunOutcome(done, [])
             current = parent._set(current, Running(f"Mapping over {count} elements."))
         finally:
             flowdeck_context.replace(previous)
@@ -451,6 +511,9 @@ class FlowRunner(Runner):
                 cancelled = parent._set(current, Cancelled("The flow run was cancelled while mapping this task."))
                 collector.resolve(children)
                 return TaskRunOutcome(cancelled, [])
+            if i in restored:
+                children.append(TaskRunOutcome(restored[i], []))  # finished in an earlier attempt
+                continue
             args = [
                 elements[j][i] if edge.mapped else upstream[j]
                 for j, edge in enumerate(plan.edges)
@@ -459,7 +522,7 @@ class FlowRunner(Runner):
             for name, values in plan.mapped_constants.items():
                 constants[name] = values[i]
             spec = TaskRunSpec(
-                task, plan.key, i, plan.edges, constants, None, context, runner_cls, handlers, self.flow.result,
+                task, plan.key, i, plan.edges, constants, None, context, runner_cls, handlers, flow_result,
                 functools.partial(emit, plan.key, i) if emit is not None else None, should_stop,
             )
             extra = {**plan.extra, "map_index": i}
@@ -467,7 +530,7 @@ class FlowRunner(Runner):
             children.append(future)
             collector.track(plan.key, i, future)
         parent_spec = TaskRunSpec(
-            task, plan.key, -1, (), {}, current, context, runner_cls, handlers, self.flow.result,
+            task, plan.key, -1, (), {}, current, context, runner_cls, handlers, flow_result,
             functools.partial(emit, plan.key, -1) if emit is not None else None, None,
         )
         future = executor.submit(assemble_mapped, parent_spec, *children, extra_context=plan.extra)
@@ -494,6 +557,12 @@ class FlowRunner(Runner):
         if any(failed(s) for s in reference_states):
             return Failed("Some reference tasks failed.", result=states)
         return Success("All reference tasks succeeded.", result=states)
+
+
+def _restored_parent(state: State) -> bool:
+    """A ``Mapped`` state without its children's states: a mapped task a restart says finished, which
+    maps again to get its children back (see the module doc)."""
+    return isinstance(state, Mapped) and not state.map_states
 
 
 def _mapped_elements(state: State, flattened: bool, source: str) -> list[State] | str:
@@ -552,4 +621,4 @@ def _prepare_map(plan: _TaskPlan, upstream_states: dict[Edge, State]) -> State |
     return elements, min(lengths)
 
 
-__all__ = ["FlowRunner", "runs_in_process"]
+__all__ = ["FlowRunner", "checkpoint_result", "runs_in_process", "task_result"]

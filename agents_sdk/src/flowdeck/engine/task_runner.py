@@ -8,6 +8,13 @@ is reused (``Cached``); then ``run()`` is called — with the timeout, retries (
 ``retry_delay``), loops (``LOOP`` → ``Looped``) and signals. Every state change goes through the
 state handlers and is recorded in ``history`` (and streamed to ``on_state`` when given).
 
+Tag concurrency limits: under an agent, a task with tags does not call ``run()`` until the server
+has accepted its RUNNING (it then holds a slot of each limited tag). The task runner proposes it
+through the flow run's :class:`SlotGate` (the run's reporter, found by ``flow_run_id``) and, on WAIT,
+waits — saying so once in the run's logs — and proposes again, at the pace the server asks for,
+until it is accepted; a refusal means the task does not run. Tasks without tags, and runs without a
+gate (a plain ``flow.run()``), start at once.
+
 ``run_task`` and ``assemble_mapped`` are the functions the ``FlowRunner`` submits to executors; they
 are module-level so process and distributed executors can pickle them.
 """
@@ -17,11 +24,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowdeck.context import context as flowdeck_context
 from flowdeck.engine import signals
@@ -61,6 +70,87 @@ def clear_cache() -> None:
     """Forget every cached task result of this process."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+# --- tag concurrency slots ---------------------------------------------------------------------------
+
+
+class SlotGate(Protocol):
+    """How a task runner asks the server for its tags' slots (the flow run's reporter)."""
+
+    def propose_task_running(self, task_key: str, map_index: int, state: State) -> Mapping[str, Any]:
+        """Propose RUNNING for the task run and return the server's answer (``status``, ``reason``,
+        ``details``); blocks until there is one."""
+
+    def cancel_requested(self) -> bool:
+        """True once the flow run must stop."""
+
+
+# flow_run_id -> (gate, the pid that registered it: a forked child must not use its parent's).
+_SLOT_GATES: dict[str, tuple[SlotGate, int]] = {}
+_SLOT_GATES_LOCK = threading.Lock()
+# How long a task told to WAIT waits before proposing again when the server does not say, and the
+# longest wait its back-off reaches (a freed slot should not stay idle long).
+SLOT_RETRY_DEFAULT = 1.0
+SLOT_RETRY_MAX = 5.0
+
+
+def register_slot_gate(flow_run_id: str, gate: SlotGate, *, remove: bool = False) -> None:
+    """Make ``gate`` the one task runs of ``flow_run_id`` in this process ask for their slots
+    (``remove``: stop, if it still is)."""
+    key, pid = str(flow_run_id), os.getpid()
+    with _SLOT_GATES_LOCK:
+        if not remove:
+            _SLOT_GATES[key] = (gate, pid)
+        elif _SLOT_GATES.get(key, (None, 0))[0] is gate:
+            _SLOT_GATES[key] = (_CLOSED_GATE, pid)  # the run's reporter is done: nothing starts any more
+
+
+def slot_gate(flow_run_id: Any) -> SlotGate | None:
+    """The slot gate of ``flow_run_id`` in this process: the run's reporter; in a process the
+    flow-run process started to run tasks (a process pool's worker), a gate that asks the server
+    itself; none outside an agent's run (nothing to ask)."""
+    if flow_run_id is None:
+        return None
+    key, pid = str(flow_run_id), os.getpid()
+    found = _SLOT_GATES.get(key)
+    if found is not None and found[1] == pid:
+        return found[0]
+    if os.environ.get("FLOWDECK_FLOW_RUN_ID") != key:
+        return None
+    from flowdeck.reporting.reporter import DirectSlotGate
+
+    gate = DirectSlotGate.from_env(key)
+    if gate is not None:
+        with _SLOT_GATES_LOCK:
+            _SLOT_GATES[key] = (gate, pid)
+    return gate
+
+
+class _ClosedGate:
+    """The gate of a run whose reporter closed or was told the attempt is over."""
+
+    def propose_task_running(self, task_key: str, map_index: int, state: State) -> Mapping[str, Any]:
+        return {"status": "ABORT", "reason": "This run attempt's reporter is closed.", "details": {}}
+
+    def cancel_requested(self) -> bool:
+        return True
+
+
+_CLOSED_GATE = _ClosedGate()
+
+
+def slot_retry_delay(answer: Mapping[str, Any], waits: int) -> float:
+    """Seconds before proposing RUNNING again after the ``waits``-th WAIT: the server's
+    ``retry_after_seconds`` first, then growing slowly (capped), with jitter so waiting tasks of many
+    runs do not all come back in the same instant."""
+    details = answer.get("details") or {}
+    given = answer.get("retry_after_seconds", details.get("retry_after_seconds") if isinstance(details, Mapping)
+                       else None)
+    base = float(given) if isinstance(given, (int, float)) and not isinstance(given, bool) and given > 0 \
+        else SLOT_RETRY_DEFAULT
+    delay = min(base * 1.25 ** max(waits - 1, 0), max(base, SLOT_RETRY_MAX))
+    return delay * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not security)
 
 
 class _TaskTimeout(Exception):
@@ -249,7 +339,12 @@ class TaskRunner(Runner):
         while True:
             data["task_run_count"] = run_count
             data["task_loop_count"] = loop_count
-            state = self._set(state, Running("Starting task run."))
+            running = Running("Starting task run.")
+            if task.tags:
+                refused = self._secure_slots(running, data)
+                if refused is not None:
+                    return self._set(state, refused)
+            state = self._set(state, running)
             if not state.is_running():
                 return state  # a state handler decided otherwise
             forced_retry = False
@@ -306,6 +401,40 @@ class TaskRunner(Runner):
                 run_count += 1
                 continue
             return self._set(state, new)
+
+    # --- tag slots -------------------------------------------------------------------------------
+    def _secure_slots(self, running: Running, data: dict[str, Any]) -> State | None:
+        """Have the server accept ``running`` (its tags' slots taken) before the task runs: ``None``
+        once accepted (or when there is no server to ask), else the state the task ends in."""
+        gate = slot_gate(data.get("flow_run_id"))
+        if gate is None:
+            return None
+        key = str(data.get("task_key") or self.task.name)
+        map_index = data.get("map_index", -1)
+        map_index = map_index if isinstance(map_index, int) else -1
+        waits = 0
+        while True:
+            answer = gate.propose_task_running(key, map_index, running)
+            status = answer.get("status")
+            if status == "ACCEPT":
+                if waits:
+                    self.task.logger.info("Task %r: got its concurrency slot after waiting; starting", self.task.name)
+                return None
+            if status != "WAIT":
+                reason = answer.get("reason") or f"the server answered {status}"
+                self.task.logger.warning("Task %r: Flowdeck did not let it start: %s", self.task.name, reason)
+                return Cancelled(f"Flowdeck did not let this task start: {reason}")
+            waits += 1
+            if waits == 1:  # once, not on every poll
+                details = answer.get("details") or {}
+                tag = details.get("tag") if isinstance(details, Mapping) else None
+                self.task.logger.info("Task %r: waiting for a concurrency slot on tag %s (%s)", self.task.name,
+                                      tag or ", ".join(sorted(self.task.tags)), answer.get("reason") or "limit reached")
+            deadline = time.monotonic() + slot_retry_delay(answer, waits)
+            while time.monotonic() < deadline:
+                if gate.cancel_requested():
+                    return Cancelled("The flow run was cancelled while this task waited for a concurrency slot.")
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     # --- calling run() ---------------------------------------------------------------------------
     def _call(self, inputs: dict[str, Any], data: dict[str, Any]) -> Any:
@@ -518,6 +647,9 @@ def assemble_mapped(spec: TaskRunSpec, *children: Any) -> TaskRunOutcome:
 
 
 __all__ = [
+    "SlotGate",
+    "register_slot_gate",
+    "slot_gate",
     "TaskRunner",
     "TaskRunOutcome",
     "TaskRunSpec",

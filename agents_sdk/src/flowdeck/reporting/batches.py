@@ -9,7 +9,7 @@ stretch before its log lines (so lines can name task runs that now exist).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,7 +28,11 @@ TaskItem = tuple[Literal["t"], str, int, str, str, Any, str]
 LogItem = tuple[Literal["l"], int, int, float, str, str, "str | None", "int | None"]
 # ("f", type, name, message, result_ref)
 FlowItem = tuple[Literal["f"], str, str, Any, str]
-Item = TaskItem | LogItem | FlowItem
+# ("s", task_key, map_index, type, name, message, result_ref, waiter): a task-run report whose
+# caller waits for the server's answer (RUNNING of a task with limited tags); the waiter is
+# whatever the reporter hands back the answer with.
+SyncTaskItem = tuple[Literal["s"], str, int, str, str, Any, str, Any]
+Item = TaskItem | LogItem | FlowItem | SyncTaskItem
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Batch:
     kind: BatchKind
     payload: Any  # list of reports / list of log lines / one state dict
     idempotency_key: str
+    # Reports (by position in ``payload``) whose callers wait for their answers; never spooled.
+    waiters: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "idempotency_key": self.idempotency_key, "payload": self.payload}
@@ -73,8 +79,8 @@ def state_payload(state_type: str, name: str, message: Any, result_ref: str) -> 
     return state
 
 
-def task_report(item: TaskItem) -> dict[str, Any]:
-    _, task_key, map_index, state_type, name, message, result_ref = item
+def task_report(item: TaskItem | SyncTaskItem) -> dict[str, Any]:
+    _, task_key, map_index, state_type, name, message, result_ref = item[:7]
     return {"task_key": task_key, "map_index": map_index,
             "state": state_payload(state_type, name, message, result_ref)}
 
@@ -94,8 +100,15 @@ def log_line(item: LogItem, *, with_task_keys: bool) -> dict[str, Any]:
     return line
 
 
-def _chunks(kind: BatchKind, payload: list[dict[str, Any]], size: int) -> list[Batch]:
-    return [Batch(kind, payload[i:i + size], str(uuid.uuid4())) for i in range(0, len(payload), size)]
+def _chunks(kind: BatchKind, payload: list[dict[str, Any]], size: int,
+            waiters: dict[int, Any] | None = None) -> list[Batch]:
+    batches = []
+    for start in range(0, len(payload), size):
+        batch = Batch(kind, payload[start:start + size], str(uuid.uuid4()))
+        if waiters:
+            batch.waiters = {i - start: w for i, w in waiters.items() if start <= i < start + size}
+        batches.append(batch)
+    return batches
 
 
 def form_batches(items: list[Item], *, max_task_batch: int, max_log_batch: int,
@@ -103,12 +116,14 @@ def form_batches(items: list[Item], *, max_task_batch: int, max_log_batch: int,
     """Batches for ``items`` (in the order they were queued), ready to send in list order."""
     batches: list[Batch] = []
     reports: list[dict[str, Any]] = []
+    waiters: dict[int, Any] = {}
     lines: list[dict[str, Any]] = []
 
     def flush() -> None:
         if reports:
-            batches.extend(_chunks("task_runs", reports, max_task_batch))
+            batches.extend(_chunks("task_runs", reports, max_task_batch, waiters))
             reports.clear()
+            waiters.clear()
         if lines:
             batches.extend(_chunks("logs", lines, max_log_batch))
             lines.clear()
@@ -116,6 +131,9 @@ def form_batches(items: list[Item], *, max_task_batch: int, max_log_batch: int,
     for item in items:
         tag = item[0]
         if tag == "t":
+            reports.append(task_report(item))  # type: ignore[arg-type]
+        elif tag == "s":
+            waiters[len(reports)] = item[7]  # type: ignore[misc]
             reports.append(task_report(item))  # type: ignore[arg-type]
         elif tag == "l":
             lines.append(log_line(item, with_task_keys=log_task_keys))  # type: ignore[arg-type]
@@ -132,5 +150,7 @@ def split(batch: Batch) -> tuple[Batch, Batch]:
     """Halves of a batch the server found too large (413). Their keys derive from the batch's, so a
     re-send of the same halves after a lost answer is still recognised by the server."""
     middle = len(batch.payload) // 2
-    return (Batch(batch.kind, batch.payload[:middle], batch.idempotency_key[:190] + "-a"),
-            Batch(batch.kind, batch.payload[middle:], batch.idempotency_key[:190] + "-b"))
+    return (Batch(batch.kind, batch.payload[:middle], batch.idempotency_key[:190] + "-a",
+                  {i: w for i, w in batch.waiters.items() if i < middle}),
+            Batch(batch.kind, batch.payload[middle:], batch.idempotency_key[:190] + "-b",
+                  {i - middle: w for i, w in batch.waiters.items() if i >= middle}))

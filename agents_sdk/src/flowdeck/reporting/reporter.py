@@ -7,16 +7,27 @@ barriers), each with its own idempotency key. When the server cannot be reached 
 a spool directory and are sent again, in order and with the same keys, once it answers: every
 report arrives exactly once. A heartbeat thread keeps the run's lease and learns about
 cancellation. A 409 (the attempt is over, the run is no longer ours) aborts the reporter: it drops
-what is left and ``cancel_requested()`` becomes true so the FlowRunner stops.
+what is left and ``cancel_requested()`` becomes true so the FlowRunner stops; with ``on_stale`` (the
+flow-run process passes :func:`end_process_group`) the work stops at once instead — a stale attempt
+must not go on running a task while its retry runs elsewhere.
+
+A task with limited tags may run its code only once the server has accepted its RUNNING (it holds
+the tags' slots then): :meth:`RunReporter.propose_task_running` sends that report in order with
+everything queued before it and waits for the server's answer, which may be WAIT. The task runner
+finds the reporter of its flow run through :func:`flowdeck.engine.task_runner.slot_gate`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +57,45 @@ SEQUENCE_BLOCK = 1_000_000_000  # log sequences are attempt * SEQUENCE_BLOCK + n
 DEFAULT_LEASE_SECONDS = 60.0  # the server's flow-run heartbeat lease
 _OUTAGE = (ServerUnavailableError, RateLimitedError)
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError, PaymentRequiredError, ConflictError)
+# The exit status of a flow-run process that ended itself because its attempt was over.
+STALE_EXIT_CODE = 75
+
+
+def end_process_group(reason: str) -> None:
+    """End this process and every process of its group at once (SIGKILL): the flow-run process's
+    answer to learning that its attempt is over. Nothing more is reported (the server refuses it)
+    and no task is left to finish. Only a group this process leads is killed (the process agent
+    starts each run as a group leader); otherwise just this process exits."""
+    try:
+        sys.stderr.write(f"Flowdeck: this run attempt is over ({reason}); stopping its processes now.\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: S110 (a closed stderr must not keep the process alive)
+        pass
+    group = os.getpgrp()
+    if group == os.getpid() and group > 1:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(STALE_EXIT_CODE)
+
+
+class _Answer:
+    """The server's answer to one report a caller waits for (see ``propose_task_running``)."""
+
+    __slots__ = ("_event", "value")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.value: dict[str, Any] = {}
+
+    def set(self, value: dict[str, Any]) -> None:
+        if not self._event.is_set():
+            self.value = value
+            self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
 
 
 class _StateLike(Protocol):
@@ -77,6 +127,8 @@ class RunReporter:
     or 0 turns heartbeats off. ``wait_for_running`` makes
     ``flow_state(Running)`` wait until the server has answered the RUNNING proposal (it may say
     WAIT, e.g. while the flow's concurrency limit is full, and the run must not start meanwhile).
+    ``on_stale`` is called (from a reporter thread) with the reason when the server says this
+    attempt is over (409, ABORT); :func:`end_process_group` stops everything at once.
     """
 
     def __init__(
@@ -95,6 +147,7 @@ class RunReporter:
         wait_for_running: bool = True,
         log_task_keys: bool = True,
         start: bool = True,
+        on_stale: Callable[[str], None] | None = None,
     ) -> None:
         self.flow_run_id = str(flow_run_id)
         self.attempt = int(attempt)
@@ -116,6 +169,7 @@ class RunReporter:
         self.retry_interval_max = retry_interval_max
         self.wait_for_running = wait_for_running
         self.log_task_keys = log_task_keys
+        self.on_stale = on_stale
 
         self.aborted = False
         self.abort_reason: str | None = None
@@ -135,6 +189,7 @@ class RunReporter:
         self._cancel = False
         self._closed = False
         self._terminal_sent = False
+        self._run_started = False  # the server accepted the flow run's RUNNING from this attempt
         self._last_flow: tuple[str, str] | None = None
         self._pending: deque[b.Batch] = deque()
         self._spool: Spool | None = Spool(self.spool_path) if self.spool_path.is_dir() else None
@@ -142,6 +197,11 @@ class RunReporter:
         self._retry_at = 0.0
         self._outage_retries = 0
         self._thread_ids: set[int] = set()
+        # Answers callers wait for, by the idempotency key of the batch carrying their report (a
+        # spooled batch comes back from disk without them); task runs whose RUNNING was accepted
+        # that way (the engine's own RUNNING report for them is not sent again).
+        self._waiters: dict[str, dict[int, _Answer]] = {}
+        self._started: set[tuple[str, int]] = set()
         self.log_handler: logging.Handler = ReporterLogHandler(self._add_log, self._thread_ids)
         self._sender = threading.Thread(target=self._send_loop, name=f"flowdeck-reporter-{self.flow_run_id[:8]}",
                                         daemon=True)
@@ -155,6 +215,11 @@ class RunReporter:
     def task_state(self, task_key: str, map_index: int, state: _StateLike) -> None:
         if self._closed:
             return
+        if self._started and state.server_type == "RUNNING":
+            with self._lock:
+                if (task_key, map_index) in self._started:
+                    self._started.discard((task_key, map_index))
+                    return  # already reported (and accepted) by propose_task_running
         item: b.TaskItem = ("t", task_key, map_index, state.server_type, state.name, state.message,
                             result_ref_of(state))
         with self._lock:
@@ -180,6 +245,43 @@ class RunReporter:
 
     def cancel_requested(self) -> bool:
         return self._cancel
+
+    # --- tag concurrency slots (the task runner's SlotGate) -----------------------------------------
+
+    def propose_task_running(self, task_key: str, map_index: int, state: _StateLike) -> dict[str, Any]:
+        """Report ``state`` (RUNNING) for a task run now and wait for the server's answer:
+        ``{"status": "ACCEPT"|"WAIT"|"REJECT"|"ABORT", "reason", "details": {...}}``. The report goes
+        out in order, after everything queued before it (the task run's earlier states). While the
+        server is unreachable this waits (the task must not start without its slots); an aborted or
+        closed reporter answers ABORT. Once accepted, the engine's own report of this RUNNING is
+        not sent again."""
+        answer = _Answer()
+        item: b.SyncTaskItem = ("s", task_key, map_index, state.server_type, state.name, state.message,
+                                result_ref_of(state), answer)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._outbox.append(item)
+        if closed:
+            return {"status": "ABORT", "reason": self.abort_reason or "The run's reporter is closed.", "details": {}}
+        self._wake.set()
+        while not answer.wait(0.5):
+            if not self._sender.is_alive():
+                answer.set({"status": "ABORT", "reason": self.abort_reason or "The run's reporter is not running.",
+                            "details": {}})
+        if answer.value.get("status") == "ACCEPT":
+            with self._lock:
+                self._started.add((task_key, map_index))
+        return answer.value
+
+    def _answer_all(self, status: str, reason: str) -> None:
+        """Answer every waiting caller (the reporter is aborted or closed: nothing more is sent)."""
+        with self._lock:
+            waiting = [a for by_index in self._waiters.values() for a in by_index.values()]
+            self._waiters.clear()
+            queued = [item[7] for item in self._outbox if item[0] == "s"]
+        for answer in [*waiting, *queued]:
+            answer.set({"status": status, "reason": reason, "details": {}})
 
     # --- logs -----------------------------------------------------------------------------------
 
@@ -212,6 +314,9 @@ class RunReporter:
         """Start the sender and (unless turned off) the heartbeat threads."""
         if self._sender.is_alive() or self._closed:
             return
+        from flowdeck.engine.task_runner import register_slot_gate
+
+        register_slot_gate(self.flow_run_id, self)
         self._sender.start()
         if self._sender.ident is not None:
             self._thread_ids.add(self._sender.ident)
@@ -239,6 +344,8 @@ class RunReporter:
             self._spill_to_disk()  # what could not be delivered in time waits on disk, not in memory
         if self._heartbeat.is_alive():
             self._heartbeat.join(5.0)
+        self._unregister()
+        self._answer_all("ABORT", self.abort_reason or "The run's reporter closed before the server answered.")
         delivered = not self.aborted and not self._outbox and not self._pending and not self._spool
         if self._spool is not None:
             self._spool.remove_if_empty()
@@ -293,6 +400,10 @@ class RunReporter:
                 self.stats["log_lines"] += 1
         formed = b.form_batches(items, max_task_batch=self.max_task_batch, max_log_batch=self.max_log_batch,
                                 log_task_keys=self.log_task_keys)
+        for batch in formed:
+            if batch.waiters:
+                with self._lock:
+                    self._waiters[batch.idempotency_key] = batch.waiters
         if self._spool:  # keep the order: nothing overtakes what already waits on disk
             for batch in formed:
                 self._spool.append(batch)
@@ -355,22 +466,41 @@ class RunReporter:
         except _OUTAGE:
             raise
         except _FATAL as exc:
-            self._abort(f"{exc}")
+            self._abort(f"{exc}", stale=isinstance(exc, ConflictError))
         except InvalidRequestError as exc:
             if exc.status == 413 and len(batch) > 1 and batch.kind != "flow_state":
-                for half in b.split(batch):
+                with self._lock:
+                    batch.waiters = self._waiters.pop(batch.idempotency_key, {})
+                halves = b.split(batch)
+                for half in halves:
+                    if half.waiters:
+                        with self._lock:
+                            self._waiters[half.idempotency_key] = half.waiters
+                for half in halves:
                     self._deliver(half, from_spool=False)
                 return
-            self.stats["dropped_batches"] += 1
-            logger.error("Flowdeck refused a %s batch of %d; dropping it: %s", batch.kind, len(batch), exc)
+            self._drop(batch, exc)
         except FlowdeckError as exc:
-            self.stats["dropped_batches"] += 1
-            logger.error("Flowdeck refused a %s batch of %d; dropping it: %s", batch.kind, len(batch), exc)
+            self._drop(batch, exc)
+
+    def _drop(self, batch: b.Batch, exc: Exception) -> None:
+        self.stats["dropped_batches"] += 1
+        logger.error("Flowdeck refused a %s batch of %d; dropping it: %s", batch.kind, len(batch), exc)
+        with self._lock:
+            waiting = self._waiters.pop(batch.idempotency_key, {})
+        for answer in waiting.values():
+            answer.set({"status": "REJECT", "reason": f"Flowdeck refused the report: {exc}", "details": {}})
 
     def _send_task_runs(self, batch: b.Batch) -> None:
         results = self._client.report_task_runs(self.flow_run_id, attempt=self.attempt, reports=batch.payload,
                                                 idempotency_key=batch.idempotency_key)
         self.stats["task_batches"] += 1
+        with self._lock:
+            waiting = self._waiters.pop(batch.idempotency_key, {})
+        for index, answer in waiting.items():
+            found = results[index] if index < len(results) and isinstance(results[index], dict) else None
+            answer.set(found or {"status": "REJECT", "reason": "The server sent no answer for this report.",
+                                 "details": {}})
         refused = [r for r in results if r.get("status") != "ACCEPT"]
         if refused:
             self.stats["not_accepted_reports"] += len(refused)
@@ -415,8 +545,11 @@ class RunReporter:
             self.last_flow_answer = answer
             status = answer.get("status")
             current = answer.get("state") or {}
+            if proposed == "RUNNING" and status == "ACCEPT":
+                self._run_started = True
             if status == "ABORT" or (status == "REJECT" and proposed not in TERMINAL):
-                self._abort(str(answer.get("reason") or f"the server answered {status} to {proposed}"))
+                self._abort(str(answer.get("reason") or f"the server answered {status} to {proposed}"),
+                            stale=status == "ABORT")
             elif current.get("type") in ("CANCELLING", "CANCELLED") and proposed != "CANCELLED":
                 self._cancel = True
                 if status == "REJECT" and proposed in TERMINAL and current.get("type") == "CANCELLING":
@@ -438,14 +571,19 @@ class RunReporter:
     def _is_aborted(self) -> bool:
         return self.aborted
 
-    def _abort(self, reason: str) -> None:
-        """The server says this attempt is over: stop reporting, drop what is left, stop the run."""
+    def _abort(self, reason: str, *, stale: bool = False) -> None:
+        """The server says this attempt is over: stop reporting, drop what is left, stop the run
+        (``stale``: the run moved on without this attempt — ``on_stale`` ends the work at once)."""
         if not self.aborted:
             logger.warning("Flowdeck: this run attempt is over (%s); stopping it", reason)
+        if stale and self.on_stale is not None and self._run_started:
+            self.on_stale(reason)  # before the run started nothing runs: the graceful stop suffices
         self.aborted = True
         self.abort_reason = reason
         self._cancel = True
         self._closed = True
+        self._unregister()
+        self._answer_all("ABORT", reason)  # before the queue is dropped: it may hold waiting reports
         with self._lock:
             self._outbox.clear()
         self._pending.clear()
@@ -454,6 +592,11 @@ class RunReporter:
             self._spool = None
         self._hb_stop.set()
         self._running_settled.set()
+
+    def _unregister(self) -> None:
+        from flowdeck.engine.task_runner import register_slot_gate
+
+        register_slot_gate(self.flow_run_id, self, remove=True)
 
     # --- heartbeat thread -----------------------------------------------------------------------
 
@@ -468,7 +611,7 @@ class RunReporter:
                 logger.warning("Flowdeck heartbeat failed (%s); will try again", exc)
             except _FATAL as exc:
                 if not (self._terminal_sent or self._hb_stop.is_set()):
-                    self._abort(f"{exc}")
+                    self._abort(f"{exc}", stale=isinstance(exc, ConflictError))
                 return
             except FlowdeckError as exc:
                 logger.error("Flowdeck heartbeat refused: %s", exc)
@@ -482,3 +625,51 @@ class RunReporter:
 def _mentions_task_keys(details: Any) -> bool:
     text = repr(details)
     return "task_key" in text or "map_index" in text
+
+
+class DirectSlotGate:
+    """The slot gate of a process that runs tasks without the run's reporter (a worker of a process
+    pool, started by the flow-run process): it proposes a task run's RUNNING itself, with the run's
+    ``FLOWDECK_*`` environment, and returns the server's answer. The reporter in the flow-run
+    process later forwards the same RUNNING, which changes nothing."""
+
+    def __init__(self, client: Client, flow_run_id: str, attempt: int) -> None:
+        self.flow_run_id = flow_run_id
+        self.attempt = attempt
+        self._client = client.with_options(retries=2, timeout=min(client.timeout, 15.0), backoff_max=2.0)
+
+    @classmethod
+    def from_env(cls, flow_run_id: str, environ: Any = None) -> DirectSlotGate | None:
+        """A gate for ``flow_run_id`` when this process's environment is that run's, else None."""
+        env = os.environ if environ is None else environ
+        if env.get("FLOWDECK_FLOW_RUN_ID") != flow_run_id or not env.get("FLOWDECK_API_KEY"):
+            return None
+        try:
+            attempt = int(env.get("FLOWDECK_ATTEMPT") or 1)
+        except ValueError:
+            return None
+        return cls(Client(), flow_run_id, attempt)
+
+    def propose_task_running(self, task_key: str, map_index: int, state: _StateLike) -> dict[str, Any]:
+        report = {"task_key": task_key, "map_index": map_index,
+                  "state": b.state_payload(state.server_type, state.name, state.message, result_ref_of(state))}
+        key = str(uuid.uuid4())
+        outages = 0
+        while True:
+            try:
+                results = self._client.report_task_runs(self.flow_run_id, attempt=self.attempt, reports=[report],
+                                                        idempotency_key=key)
+            except _OUTAGE as exc:  # the task must not start without its slots: wait for the server
+                logger.warning("Flowdeck is unreachable (%s); the task waits for its concurrency slot", exc)
+                time.sleep(backoff_delay(outages, base=0.25, cap=5.0))
+                outages += 1
+                continue
+            except ConflictError as exc:
+                return {"status": "ABORT", "reason": str(exc), "details": {}}
+            except FlowdeckError as exc:
+                return {"status": "REJECT", "reason": str(exc), "details": {}}
+            found = results[0] if results and isinstance(results[0], dict) else None
+            return found or {"status": "REJECT", "reason": "The server sent no answer for this report.", "details": {}}
+
+    def cancel_requested(self) -> bool:
+        return False

@@ -15,16 +15,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def default_results_dir() -> Path:
-    """``$FLOWDECK_HOME/results`` (default ``~/.flowdeck/results``)."""
-    home = os.environ.get("FLOWDECK_HOME")
-    return (Path(home) if home else Path.home() / ".flowdeck") / "results"
+    """``$FLOWDECK_RESULTS_DIR``, else ``$FLOWDECK_HOME/results`` (default ``~/.flowdeck/results``)."""
+    from flowdeck.config import results_dir
+
+    return results_dir()
 
 
 class LocalResult(Result):
     """Stores each value as a file under ``dir``.
 
     Args:
-        dir: the directory (created when needed; default ``~/.flowdeck/results``).
+        dir: the directory (created when needed; default ``FLOWDECK_RESULTS_DIR`` or
+            ``~/.flowdeck/results``).
         validate_dir: create the directory now and fail early when it cannot be written.
         location: a file name template relative to ``dir`` (or absolute); default: one file per
             task run, named after the flow, the task key, the map index and a random id.
