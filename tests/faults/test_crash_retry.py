@@ -92,7 +92,7 @@ def _alive(pid: int) -> bool:
 
 
 def _agent(world: World, tmp_path: Path, name: str, results: Path) -> AgentProcess:
-    return world.start_agent(tmp_path, name=name, lease=LEASE, extra=("--env", f"FLOWDECK_RESULTS_DIR={results}"))
+    return world.start_agent(tmp_path, name=name, lease=LEASE, extra=("--results-dir", str(results)))
 
 
 def _task_runs(client: Any, run_id: str) -> dict[tuple[str, int], str]:

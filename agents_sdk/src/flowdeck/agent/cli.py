@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -80,6 +81,10 @@ def start(
         "--kill-grace", min=0, help="On cancellation, seconds a run gets to stop before it is killed.")] = 10.0,
     env: Annotated[list[str] | None, typer.Option(
         "--env", "-e", metavar="NAME=VALUE", help="NAME=VALUE set on every flow run (repeatable).")] = None,
+    results_dir: Annotated[str | None, typer.Option(
+        "--results-dir", envvar="FLOWDECK_RESULTS_DIR", metavar="DIR", help="Where runs checkpoint task results "
+        "(default: ~/.flowdeck/results of the run's user). Point agents at shared storage so a retry on another "
+        "agent restores finished tasks instead of running them again.")] = None,
     max_polls: Annotated[int | None, typer.Option("--max-polls", min=1, help="Stop after this many cycles.")] = None,
     api_url: Annotated[str | None, typer.Option(
         "--api-url", help="Flowdeck server URL (default: FLOWDECK_API_URL or `flowdeck login`). The key comes "
@@ -136,6 +141,11 @@ def start(
     if not isinstance(level, int):
         raise _fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}.")
     env_vars = _parse_env(env or [])
+    if results_dir:
+        # An explicit --env FLOWDECK_RESULTS_DIR=… wins. For a process agent a relative path means the
+        # agent's directory; for containers the path is inside the container (mount shared storage there).
+        local = agent_type is AgentType.process
+        env_vars.setdefault("FLOWDECK_RESULTS_DIR", str(Path(results_dir).expanduser().resolve()) if local else results_dir)
     resources = Resources(cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request,
                           memory_limit=memory_limit)
     try:
