@@ -198,7 +198,7 @@ def _batch_once(actor: Principal, bulk: BulkAction, chunk: list[Any], progress: 
         # (an agent's report on it does not wait), and one that another transaction holds is
         # passed over rather than waited for.
         rows = list(
-            selection.filter(pk__in=chunk).order_by("scheduled_start", "pk")
+            selection.filter(pk__in=chunk).order_by("-scheduled_start", "-pk")
             .select_for_update(skip_locked=True, of=("self",))
         )
         got = {run.pk for run in rows}
@@ -228,9 +228,11 @@ def _batch_once(actor: Principal, bulk: BulkAction, chunk: list[Any], progress: 
 def _execute(actor: Principal, bulk: BulkAction) -> BulkAction:
     """Work through the action's selection in batches; the record ends FINISHED."""
     with transaction.atomic(), workspace_scope([bulk.workspace_id]):
+        # Newest first: claims take due runs oldest first, so the two work from opposite ends and
+        # a claim does not walk past the runs a batch holds or just changed.
         ids = list(
             _selection(actor, bulk.action, bulk.filters)
-            .order_by("scheduled_start", "pk").values_list("pk", flat=True)[:MAX_BULK_ACTION]
+            .order_by("-scheduled_start", "-pk").values_list("pk", flat=True)[:MAX_BULK_ACTION]
         )
         bulk.matched = len(ids)
         BulkAction.objects.for_workspace(bulk.workspace_id).filter(pk=bulk.pk).update(

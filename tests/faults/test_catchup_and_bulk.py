@@ -81,6 +81,12 @@ def _as_superuser(stack: Stack, *statements: str) -> None:
             conn.execute(statement)  # type: ignore[arg-type]
 
 
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    return (f"n={len(ordered)} p50={ordered[len(ordered) // 2] * 1000:.0f}ms "
+            f"p95={ordered[int(len(ordered) * 0.95)] * 1000:.0f}ms max={ordered[-1] * 1000:.0f}ms")
+
+
 def _db_now(stack: Stack) -> Any:
     return stack.sql("SELECT now()")[0][0]
 
@@ -153,8 +159,9 @@ class FakeAgent:
         self.timings.append((what, response.status_code, time.monotonic() - begun))
         return response
 
-    def run(self, stop: threading.Event, hold_seconds: float = 1.5, in_flight: int = 3) -> None:
+    def run(self, stop: threading.Event, hold_seconds: float = 2.0, in_flight: int = 3) -> None:
         held: dict[str, tuple[int, float]] = {}  # run id -> (attempt, started)
+        beats: dict[str, float] = {}
         with httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30) as client:
             try:
                 agent_id = self._post(client, "register", "/agents/", {"name": self.name, "type": "process"}).json()["id"]
@@ -169,13 +176,15 @@ class FakeAgent:
                                 held[run["id"]] = (run["attempt"], time.monotonic())
                                 self.started.add(run["id"])
                     for run_id, (attempt, since) in list(held.items()):
-                        self._post(client, "heartbeat", f"/flow-runs/{run_id}/heartbeat/",
-                                   {"attempt": attempt, "lease_seconds": 30})
+                        if time.monotonic() - beats.get(run_id, 0.0) >= 0.5:  # 40x a real agent's rate
+                            self._post(client, "heartbeat", f"/flow-runs/{run_id}/heartbeat/",
+                                       {"attempt": attempt, "lease_seconds": 30})
+                            beats[run_id] = time.monotonic()
                         if time.monotonic() - since > hold_seconds:
                             self._post(client, "set-state", f"/flow-runs/{run_id}/set-state/",
                                        {"state": {"type": "COMPLETED"}, "attempt": attempt})
                             del held[run_id]
-                    time.sleep(0.2)  # a beat per run every ~0.2 s: far more often than a real agent
+                    time.sleep(0.1)
                 for run_id, (attempt, _) in held.items():
                     self._post(client, "set-state", f"/flow-runs/{run_id}/set-state/",
                                {"state": {"type": "COMPLETED"}, "attempt": attempt})
@@ -235,8 +244,9 @@ def test_bulk_cancel_of_5000_runs_never_holds_up_agents(stack: Stack, fault_worl
     timings = [t for agent in agents for t in agent.timings]
     assert {status for _, status, _ in timings} <= {200, 201}, [t for t in timings if t[1] not in (200, 201)][:10]
     slowest = max(timings, key=lambda t: t[2])
+    spread = {kind: _percentiles([t[2] for t in timings if t[0] == kind]) for kind in {t[0] for t in timings}}
     over = sorted((t for t in timings if t[2] >= 1.0), key=lambda t: -t[2])
-    assert not over, (len(over), over[:10], len(timings), lock_waits[:20])
+    assert not over, (len(over), over[:10], len(timings), spread, lock_waits[:20])
     # and no run an agent started was cancelled: each one completed, with no cancel in its history
     started_runs = sorted(set().union(*(agent.started for agent in agents)))
     states = dict(stack.sql("SELECT id::text, state_type FROM orchestration_flowrun WHERE id::text = ANY(%s)",
@@ -256,4 +266,6 @@ def test_bulk_cancel_of_5000_runs_never_holds_up_agents(stack: Stack, fault_worl
     assert final["done"] + final["skipped"] == final["matched"]
     print(f"\nbulk cancel of {final['matched']} runs: {elapsed:.1f}s, {len(timings)} agent requests, "
           f"slowest {slowest[0]} {slowest[2] * 1000:.0f} ms, {final['skipped']} skipped (moved on), "
-          f"{len(lock_waits)} lock waits over 100 ms")
+          f"{len(lock_waits)} lock waits over 100 ms; latency p50/p95/max by request: {spread}")
+    for line in lock_waits[:10]:
+        print("  ", line[:300])

@@ -38,9 +38,9 @@ def published(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def _runs(version, count: int) -> list[FlowRun]:  # type: ignore[no-untyped-def]
-    """Scheduled runs in the order a bulk action takes them (by scheduled start)."""
+    """Scheduled runs in the order a bulk action takes them (newest scheduled start first)."""
     start = timezone.now() - timedelta(hours=1)
-    return [FlowRunFactory(flow_version=version, scheduled_start=start + timedelta(seconds=i)) for i in range(count)]
+    return [FlowRunFactory(flow_version=version, scheduled_start=start - timedelta(seconds=i)) for i in range(count)]
 
 
 def _states(runs: list[FlowRun]) -> list[str]:
