@@ -306,6 +306,10 @@ GUARDIAN_MONKEY_PATCH_USER = False
 
 # Embedded mode runs the periodic services on an in-process loop.
 FLOWDECK_INPROCESS_PERIODIC = env.bool("FLOWDECK_INPROCESS_PERIODIC", default=not REDIS_URL)
+# Every server process stamps "the web tier is serving" each second, so the reaper never reads a
+# web outage as dead agents (orchestration/services/web_tier.py). Off only in the test process,
+# whose in-process ASGI apps are not a web tier (its server subprocesses keep it on).
+FLOWDECK_WEB_TIER_BEAT = env.bool("FLOWDECK_WEB_TIER_BEAT", default=True)
 # API key last-used timestamps are written at most this often (B2).
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=300)
 INVITATION_TTL_DAYS = 7

@@ -18,6 +18,12 @@ from tests.factories import MembershipFactory, ServiceAccountFactory, UserFactor
 HUMAN_ROLES = [Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The test process is no web tier: its in-process ASGI apps must not stamp the web-tier beat
+    # (server subprocesses get their own settings from the environment and keep it on).
+    settings.FLOWDECK_WEB_TIER_BEAT = False
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """After pytest-django creates and migrates the test database as the owner, switch every

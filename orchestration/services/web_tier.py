@@ -120,7 +120,7 @@ def start_web_tier_beat() -> threading.Thread | None:
     """Start this server process's beat thread (once per process; a daemon). Off when
     ``settings.FLOWDECK_WEB_TIER_BEAT`` is false."""
     global _thread
-    if not getattr(settings, "FLOWDECK_WEB_TIER_BEAT", True):
+    if not settings.FLOWDECK_WEB_TIER_BEAT:
         return None
     with _thread_lock:
         if _thread is None or not _thread.is_alive():
