@@ -218,9 +218,35 @@ class Postgres:
             self.kill9()
 
 
-class Redis:
+class _Child:
+    """Stop, kill and restart for a server process this module started as its direct child."""
+
+    proc: subprocess.Popen[bytes] | None
+    stop_timeout: float = 20
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float | None = None) -> None:
+        _terminate(self.proc, timeout=self.stop_timeout if timeout is None else timeout)
+        self.proc = None
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Redis(_Child):
     """A redis-server without persistence: every start is an empty Redis (a restart loses
     everything, like a cache node being replaced)."""
+
+    stop_timeout = 10
 
     def __init__(self, base: Path) -> None:
         self.dir = base / "redis"
@@ -255,22 +281,9 @@ class Redis:
         if not self.is_running():
             raise RuntimeError(f"redis-server exited at start-up:\n{_tail(self.log_path)}")
 
-    def stop(self) -> None:
-        _terminate(self.proc, timeout=10)
-        self.proc = None
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
-class _Process:
+class _Process(_Child):
     """A long-running Flowdeck process (web, worker, beat) restartable with the same arguments."""
 
     name = "process"
@@ -318,19 +331,6 @@ class _Process:
                 raise RuntimeError(f"{self.name} was not ready within {timeout}s:\n" + _tail(self.log_path))
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 20) -> None:
-        _terminate(self.proc, timeout=timeout)
-        self.proc = None
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -393,7 +393,7 @@ class Beat(_Process):
     def ready(self, log_offset: int) -> bool:
         return "platform tick(s) installed" in self._log_since(log_offset)
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         super().stop(timeout)
         (self.stack.dir / "beat.pid").unlink(missing_ok=True)
 

@@ -456,11 +456,7 @@ class Agent(ABC):
                           "held by this agent (its lease ran out and it moved on); stopping its process",
                           logging.WARNING, flow_run_id=run_id, attempt=handle.run.attempt)
         handle.lost_at = time.monotonic()
-        try:
-            handle.terminate()
-        except Exception as exc:
-            logger.warning("Could not stop flow run %s: %s; killing it", run_id, exc)
-            self._kill(handle)
+        self._terminate(handle)
 
     def claim_and_launch(self) -> int:
         """Claim as many due runs as there are free slots and launch them; returns how many were
@@ -597,11 +593,7 @@ class Agent(ABC):
         self.status.event("cancelling", f"Cancelling flow run {handle.run.name}: stopping its process",
                           flow_run_id=run_id)
         handle.cancel_requested_at = time.monotonic()
-        try:
-            handle.terminate()
-        except Exception as exc:
-            logger.warning("Could not stop flow run %s: %s; killing it", run_id, exc)
-            self._kill(handle)
+        self._terminate(handle)
 
     # --- reports the agent makes on a run's behalf -----------------------------------------------------
 
@@ -741,6 +733,14 @@ class Agent(ABC):
             handle.kill()
         except Exception as exc:
             logger.warning("Could not kill flow run %s: %s", handle.run.id, exc)
+
+    def _terminate(self, handle: RunHandle) -> None:
+        """Ask a run's process to stop (its kill grace then applies); kill it if asking fails."""
+        try:
+            handle.terminate()
+        except Exception as exc:
+            logger.warning("Could not stop flow run %s: %s; killing it", handle.run.id, exc)
+            self._kill(handle)
 
     def _retire(self, handle: RunHandle, timeout: float = 5.0) -> None:
         """Kill the process of an attempt that is over and wait (briefly) for it to end; nothing is
