@@ -5,6 +5,7 @@ role that row-level security applies to, exactly as production does."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -54,6 +55,16 @@ def _reconnect_as(user: str) -> None:
         if conn.alias in getattr(conn, "_connection_pools", {}):
             conn.close_pool()
         conn.settings_dict["USER"] = user
+
+
+@pytest.fixture
+def one_rate_window():  # type: ignore[no-untyped-def]
+    """Start the test five seconds into a fresh minute (and hour): the fixed-window rate limits
+    count per minute, so a test whose attempts straddled a boundary would see its count reset."""
+    import time_machine
+
+    with time_machine.travel(datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC), tick=True):
+        yield
 
 
 @pytest.fixture(autouse=True)

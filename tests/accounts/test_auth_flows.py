@@ -144,7 +144,7 @@ def test_removed_member_loses_access_on_next_request(world_a):
     assert client.get(world_a.url("members/")).status_code == 404
 
 
-def test_signup_is_rate_limited(db, settings):
+def test_signup_is_rate_limited(db, settings, one_rate_window):
     settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "signup": "3/m/ip"}
     statuses = [
         _post(Client(), "/signup", {"email": f"u{i}@example.com", "password": GOOD_PASSWORD}).status_code for i in range(5)
@@ -164,7 +164,7 @@ def test_workspace_created_at_signup_is_audited(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fifty_concurrent_wrong_passwords_never_pass_the_limit(settings):
+def test_fifty_concurrent_wrong_passwords_never_pass_the_limit(settings, one_rate_window):
     import threading
 
     from django.db import connection

@@ -267,7 +267,7 @@ def test_unknown_invitation_token_is_null(world_a, token):
     assert ok(gql(login(), INVITATION_PREVIEW, {"token": token})) == {"invitation": None}
 
 
-def test_invitation_preview_is_rate_limited_per_ip(world_a, settings):
+def test_invitation_preview_is_rate_limited_per_ip(world_a, settings, one_rate_window):
     settings.INVITATION_ACCEPT_LIMIT_PER_IP = 2
     client = login()
     for _ in range(2):
@@ -474,7 +474,7 @@ def test_accept_refusals(world_a):
     assert not Membership.objects.filter(user=someone_else).exists()
 
 
-def test_accepting_is_rate_limited_per_ip(world_a, settings):
+def test_accepting_is_rate_limited_per_ip(world_a, settings, one_rate_window):
     settings.INVITATION_ACCEPT_LIMIT_PER_IP = 1
     client = login(world_a.users[Role.VIEWER])
     first = ok(gql(client, ACCEPT, {"token": "guess-1"}))["acceptInvitation"]

@@ -28,7 +28,7 @@ def test_secret_appears_in_no_log(world_a, caplog):
     assert created["secret"] not in caplog.text
 
 
-def test_failed_key_attempts_from_one_address_get_429_with_retry_after(world_a, settings):
+def test_failed_key_attempts_from_one_address_get_429_with_retry_after(world_a, settings, one_rate_window):
     settings.API_KEY_FAILURE_LIMIT_PER_IP = 3
     client = Client(HTTP_AUTHORIZATION="Bearer " + keys.generate("user").secret, REMOTE_ADDR="198.51.100.7")
     statuses = [client.get(world_a.url("members/")).status_code for _ in range(5)]
@@ -41,7 +41,7 @@ def test_failed_key_attempts_from_one_address_get_429_with_retry_after(world_a, 
     assert other.get(world_a.url("members/")).status_code == 200
 
 
-def test_invitation_token_guessing_is_rate_limited(db, settings):
+def test_invitation_token_guessing_is_rate_limited(db, settings, one_rate_window):
     settings.INVITATION_ACCEPT_LIMIT_PER_IP = 3
     client = Client(REMOTE_ADDR="198.51.100.9")
     statuses = [client.get(f"/api/v1/invitations/guess{i}/").status_code for i in range(5)]
