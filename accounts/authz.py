@@ -16,21 +16,11 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 from guardian.shortcuts import get_perms
 
+# The two access errors are defined in core (which renders them without importing an app) and
+# re-exported here, where callers have always imported them from.
+from core.errors import NotFound, PermissionDenied
+
 from .models import ApiKey, Membership, Role, ServiceAccount, User, Workspace
-
-
-class NotFound(Exception):
-    """The object does not exist for this principal (missing and not-yours look the same)."""
-
-
-class PermissionDenied(Exception):
-    """The principal can see the object but its role does not allow the action."""
-
-    def __init__(self, action: str, role: str | None):
-        self.action = action
-        self.role = role
-        super().__init__(f"Your role ({role or 'none'}) does not allow '{action}' in this workspace.")
-
 
 RANK = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3, Role.OWNER: 4}
 

@@ -11,8 +11,8 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 import core.live.signals  # noqa: F401 - connects the logout receiver in every ASGI process
-from core.live.agent import AgentConsumer
-from core.live.browser import BrowserConsumer
+from orchestration.live.agent import AgentConsumer
+from orchestration.live.browser import BrowserConsumer
 
 websocket_urlpatterns: list = [
     path("ws/v1/workspaces/<slug:slug>/events/", AllowedHostsOriginValidator(BrowserConsumer.as_asgi())),

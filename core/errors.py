@@ -15,6 +15,22 @@ from rest_framework import status
 from rest_framework.response import Response
 
 
+class NotFound(Exception):
+    """The object does not exist for this principal (missing and not-yours look the same).
+
+    Raised by access checks (``accounts.authz``, the selectors); rendered as 404. It lives here,
+    not in accounts, so that this module renders it without importing an app."""
+
+
+class PermissionDenied(Exception):
+    """The principal can see the object but its role does not allow the action (rendered as 403)."""
+
+    def __init__(self, action: str, role: str | None):
+        self.action = action
+        self.role = role
+        super().__init__(f"Your role ({role or 'none'}) does not allow '{action}' in this workspace.")
+
+
 class ServiceError(Exception):
     status_code = 400
     code = "invalid"
@@ -119,8 +135,6 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF exception handler that renders every error in the one shape."""
-    from accounts.authz import NotFound, PermissionDenied
-
     headers: dict[str, str] = {}
     if isinstance(exc, ServiceError):
         if isinstance(exc, TooManyRequests):

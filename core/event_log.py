@@ -1,4 +1,4 @@
-"""Per-workspace event sequence and bounded replay (RELIABILITY E2).
+"""Per-workspace event sequence and bounded replay (E2 in docs/reliability.md).
 
 Every published event gets a ``seq``: a strictly increasing integer per workspace, shared by the
 workspace's own events and the events inside its runs. The last :data:`REPLAY_MAX_EVENTS` events

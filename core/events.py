@@ -1,4 +1,4 @@
-"""Publishing events after commit (DESIGN.md §5, RELIABILITY E2, G3).
+"""Publishing events after commit (E2, G3 in docs/reliability.md; protocol in docs/live-updates.md).
 
 Every state change, run creation, agent status change and log batch calls :func:`publish`. The
 event is sent only once the transaction commits (``transaction.on_commit``), so a rolled-back change

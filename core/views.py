@@ -148,8 +148,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if is_database_unavailable(sys.exc_info()[1]):
         return database_unavailable(request)
     if request.path.startswith(API_PREFIXES):
-        return error_response("server_error", "Something went wrong on our side; it has been logged. Retry shortly.", 500)
-    return HttpResponse("Something went wrong on our side. Please retry shortly.", status=500, content_type="text/plain")
+        return error_response(
+            "server_error", "Something went wrong on our side; it has been logged. Retry shortly.", 500
+        )
+    return HttpResponse(
+        "Something went wrong on our side. Please retry shortly.", status=500, content_type="text/plain"
+    )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

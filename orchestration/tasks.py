@@ -1,56 +1,36 @@
-"""Celery tasks of the orchestration app: thin, idempotent wrappers over the periodic services.
+"""Celery tasks of the orchestration app.
 
-Each task takes no arguments and calls one plain service function that opens its own transactions
-and is safe to run twice at once (beat may overlap a slow run with the next one). Beat holds only
-these platform ticks (see :mod:`orchestration.periodic` and ``manage.py setup_periodic_tasks``);
-one scheduler tick expands every customer schedule.
+The platform ticks (see :mod:`orchestration.periodic` and ``manage.py setup_periodic_tasks``) are the
+periodic services themselves, registered as ``orchestration.tasks.<service>_task``: each takes no
+arguments, opens its own transactions and is safe to run twice at once (beat may overlap a slow run
+with the next one), so it needs no wrapper. Beat holds only these ticks; one scheduler tick expands
+every customer schedule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from celery import shared_task
 
-
-@shared_task(name="orchestration.tasks.schedule_due_runs_task", ignore_result=True)
-def schedule_due_runs_task() -> int:
-    from orchestration.services.scheduler import schedule_due_runs
-
-    return schedule_due_runs()
-
-
-@shared_task(name="orchestration.tasks.mark_late_runs_task", ignore_result=True)
-def mark_late_runs_task() -> int:
-    from orchestration.services.late_runs import mark_late_runs
-
-    return mark_late_runs()
+from orchestration.services.agents import announce_silent_agents
+from orchestration.services.late_runs import apply_catchup_policy, mark_late_runs
+from orchestration.services.logs import purge_expired_logs
+from orchestration.services.reaper import reap_lost_runs
+from orchestration.services.scheduler import schedule_due_runs
 
 
-@shared_task(name="orchestration.tasks.apply_catchup_policy_task", ignore_result=True)
-def apply_catchup_policy_task() -> int:
-    from orchestration.services.late_runs import apply_catchup_policy
-
-    return apply_catchup_policy()
+def _platform_tick(service: Callable[..., int]) -> Any:
+    return shared_task(name=f"{__name__}.{service.__name__}_task", ignore_result=True)(service)
 
 
-@shared_task(name="orchestration.tasks.reap_lost_runs_task", ignore_result=True)
-def reap_lost_runs_task() -> int:
-    from orchestration.services.reaper import reap_lost_runs
-
-    return reap_lost_runs()
-
-
-@shared_task(name="orchestration.tasks.announce_silent_agents_task", ignore_result=True)
-def announce_silent_agents_task() -> int:
-    from orchestration.services.agents import announce_silent_agents
-
-    return announce_silent_agents()
-
-
-@shared_task(name="orchestration.tasks.purge_expired_logs_task", ignore_result=True)
-def purge_expired_logs_task() -> int:
-    from orchestration.services.logs import purge_expired_logs
-
-    return purge_expired_logs()
+schedule_due_runs_task = _platform_tick(schedule_due_runs)
+mark_late_runs_task = _platform_tick(mark_late_runs)
+apply_catchup_policy_task = _platform_tick(apply_catchup_policy)
+reap_lost_runs_task = _platform_tick(reap_lost_runs)
+announce_silent_agents_task = _platform_tick(announce_silent_agents)
+purge_expired_logs_task = _platform_tick(purge_expired_logs)
 
 
 @shared_task(name="orchestration.tasks.run_bulk_action_task", ignore_result=True)

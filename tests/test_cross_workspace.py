@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from accounts.api.guard import WorkspaceAPIView
 from accounts.models import Role
-from core.api import WorkspaceAPIView
 from tests.isolation import ID_PROVIDERS, workspace_routes
 
 ROUTES = workspace_routes()

@@ -6,19 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors
+from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import NotFound, Principal
 from accounts.models import Membership, User
 from accounts.services import api_keys, invitations, members, object_permissions, service_accounts, workspaces
 from core import ratelimit
-from core.api import WorkspaceAPIView
 from core.errors import TooManyRequests
 from core.pagination import CreatedCursorPagination
 
@@ -94,7 +95,8 @@ class MemberListView(WorkspaceAPIView):
 
 
 class MemberDetailView(WorkspaceAPIView):
-    scope_map = {"GET": "member:read", "PATCH": "member:read", "DELETE": "member:read"}
+    # DELETE of one's own membership is leaving, which every member may do: the service decides.
+    scope_map = {"GET": "member:read", "PATCH": "member:update_role", "DELETE": "member:read"}
 
     @extend_schema(responses=s.MembershipOut)
     def get(self, request: Request, workspace_slug: str, member_id: str) -> Response:
@@ -208,9 +210,8 @@ class ServiceAccountListView(WorkspaceAPIView):
 
 
 class ServiceAccountDetailView(WorkspaceAPIView):
-    # Object grants can widen access to one account, so the guard only checks membership here and
-    # the services decide per object.
-    scope_map = {"GET": "workspace:read", "PATCH": "workspace:read", "DELETE": "workspace:read"}
+    # Reading and updating can be granted on one account: the guard leaves those to the service.
+    scope_map = {"GET": "service_account:read", "PATCH": "service_account:update", "DELETE": "service_account:delete"}
 
     def _account(self, account_id: str):  # type: ignore[no-untyped-def]
         return service_accounts.service_account_get(actor=self.principal, service_account_id=account_id)
@@ -232,7 +233,7 @@ class ServiceAccountDetailView(WorkspaceAPIView):
 
 
 class ServiceAccountKeysView(WorkspaceAPIView):
-    scope_map = {"GET": "workspace:read", "POST": "workspace:read"}
+    scope_map = {"GET": "service_account:manage_keys", "POST": "service_account:manage_keys"}
 
     @extend_schema(responses=s.ApiKeyOut(many=True))
     def get(self, request: Request, workspace_slug: str, account_id: str) -> Response:
@@ -298,6 +299,7 @@ class ApiKeyListView(WorkspaceAPIView):
 
 
 class ApiKeyDetailView(WorkspaceAPIView):
+    # Everyone may revoke their own keys (Admins any key): the service decides per key.
     scope_map = {"GET": "workspace:read", "DELETE": "workspace:read"}
 
     @extend_schema(responses=s.ApiKeyOut)
@@ -311,6 +313,7 @@ class ApiKeyDetailView(WorkspaceAPIView):
 
 
 class ApiKeyRotateView(WorkspaceAPIView):
+    # Like revoking: one's own keys, or any key for Admins; the service decides per key.
     scope_map = {"POST": "workspace:read"}
 
     @extend_schema(request=s.ApiKeyRotateIn, responses={201: s.ApiKeyCreatedOut}, summary="Rotate a key with a grace period")
@@ -321,11 +324,23 @@ class ApiKeyRotateView(WorkspaceAPIView):
         return Response(s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED)
 
 
+class AuditLogFilterIn(serializers.Serializer):
+    area = serializers.ChoiceField(choices=sorted(selectors.AUDIT_LOG_AREAS), required=False)
+
+
 class AuditLogView(WorkspaceAPIView):
     scope_map = {"GET": "audit_log:read"}
 
-    @extend_schema(responses=s.AuditLogEntryOut(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("area", OpenApiTypes.STR, enum=sorted(selectors.AUDIT_LOG_AREAS),
+                                     description="Only this area's entries (by action).")],
+        responses=s.AuditLogEntryOut(many=True),
+    )
     def get(self, request: Request, workspace_slug: str) -> Response:
-        return _paginated(self, request, selectors.audit_log_list(self.principal), s.AuditLogEntryOut)
+        given = request.query_params
+        filters = AuditLogFilterIn(data={"area": given["area"]} if "area" in given else {})
+        filters.is_valid(raise_exception=True)
+        entries = selectors.audit_log_list(self.principal, area=filters.validated_data.get("area"))
+        return _paginated(self, request, entries, s.AuditLogEntryOut)
 
 

@@ -17,9 +17,11 @@ def audit_record(
     actor_user: User | None = None,
     ip_address: str | None = None,
     data: dict | None = None,
+    target_label: str | None = None,
 ) -> AuditLogEntry:
     """Append one entry. ``actor`` is the principal; ``actor_user`` serves flows with no principal
-    yet (signing up, accepting an invitation)."""
+    yet (signing up, accepting an invitation). ``target_label`` replaces ``str(target)`` when that
+    would not read well in the log (an id, say)."""
     user = actor.user if actor else actor_user
     service_account = actor.service_account if actor else None
     label = actor.label if actor else (actor_user.email if actor_user else "system")
@@ -31,7 +33,7 @@ def audit_record(
         action=action,
         target_type=target._meta.model_name if hasattr(target, "_meta") else str(target),
         target_id=str(getattr(target, "pk", "")),
-        target_label=str(target)[:254],
+        target_label=(str(target) if target_label is None else target_label)[:254],
         data=data or {},
         ip_address=(actor.ip_address if actor else None) or ip_address,
     )

@@ -136,7 +136,8 @@ class FlowdeckExecutionContext(DeferredExecutionContext):
     def execute_fields_serially(self, parent_type: Any, source_value: Any, path: Any, fields: Any) -> Any:
         results: dict[str, Any] = {}
         for response_name, field_nodes in fields.items():
-            result = self.execute_field(parent_type, source_value, field_nodes, Path(path, response_name, parent_type.name))
+            field_path = Path(path, response_name, parent_type.name)
+            result = self.execute_field(parent_type, source_value, field_nodes, field_path)
             self._drain()
             if isinstance(result, SyncFuture):
                 result = result.result()
@@ -148,7 +149,8 @@ class FlowdeckExecutionContext(DeferredExecutionContext):
         results: dict[str, Any] = {}
         pending: list[str] = []
         for response_name, field_nodes in fields.items():
-            result = self.execute_field(parent_type, source_value, field_nodes, Path(path, response_name, parent_type.name))
+            field_path = Path(path, response_name, parent_type.name)
+            result = self.execute_field(parent_type, source_value, field_nodes, field_path)
             if result is Undefined:
                 continue
             results[response_name] = result
@@ -175,7 +177,9 @@ class FlowdeckExecutionContext(DeferredExecutionContext):
             result = resolve_fn(source, info, **args)
             if isinstance(result, SyncFuture):
                 self._defer(result)
-                completed = _then(result, lambda value: self.complete_value(return_type, field_nodes, info, path, value))
+                completed = _then(
+                    result, lambda value: self.complete_value(return_type, field_nodes, info, path, value)
+                )
             else:
                 completed = self.complete_value(return_type, field_nodes, info, path, result)
         except Exception as raw_error:

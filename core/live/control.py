@@ -1,9 +1,9 @@
-"""Closing live sockets when access ends (RELIABILITY C4).
+"""Closing live sockets when access ends (C4 in docs/reliability.md).
 
 The accounts services call these inside their transaction; the control message is sent after
 commit to a group only the affected sockets joined, and each socket closes itself with 4403. A
 socket that misses the message (Redis blip) still re-checks its access every
-``REVALIDATE_SECONDS`` (see :mod:`core.live.consumers`)."""
+``REVALIDATE_SECONDS`` (see :mod:`core.live.base`)."""
 
 from __future__ import annotations
 

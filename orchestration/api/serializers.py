@@ -23,8 +23,7 @@ from orchestration.models import (
     StateType,
     TaskRun,
 )
-
-MAX_PARAMETERS_BYTES = 512 * 1024
+from orchestration.services.parameters import MAX_PARAMETERS_BYTES
 
 
 def check_parameters_size(value: Any) -> Any:
@@ -106,22 +105,19 @@ class SchedulePauseIn(StrictInputSerializer):
     active = serializers.BooleanField()
 
 
-class FlowRunCreateIn(StrictInputSerializer):
+class BulkRunIn(StrictInputSerializer):
+    """One run of a bulk create (and the run fields of a single create)."""
+
+    parameters = serializers.DictField(required=False, allow_null=True, validators=[check_parameters_size])
+    labels = StrList(required=False, allow_null=True)
+    scheduled_start = serializers.DateTimeField(required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
+    name = serializers.CharField(max_length=200, required=False, allow_null=True)
+
+
+class FlowRunCreateIn(BulkRunIn):
     flow = serializers.UUIDField()
     flow_version = serializers.UUIDField(required=False, allow_null=True)
-    parameters = serializers.DictField(required=False, allow_null=True, validators=[check_parameters_size])
-    labels = StrList(required=False, allow_null=True)
-    scheduled_start = serializers.DateTimeField(required=False, allow_null=True)
-    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
-    name = serializers.CharField(max_length=200, required=False, allow_null=True)
-
-
-class BulkRunIn(StrictInputSerializer):
-    parameters = serializers.DictField(required=False, allow_null=True, validators=[check_parameters_size])
-    labels = StrList(required=False, allow_null=True)
-    scheduled_start = serializers.DateTimeField(required=False, allow_null=True)
-    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
-    name = serializers.CharField(max_length=200, required=False, allow_null=True)
 
 
 class FlowRunBulkCreateIn(StrictInputSerializer):
@@ -237,9 +233,49 @@ class ClaimIn(StrictInputSerializer):
     lookahead_seconds = serializers.IntegerField(min_value=0, max_value=5, required=False, default=0)
 
 
+class EmptyIn(StrictInputSerializer):
+    """A POST that takes no body (any field is 400)."""
+
+
 class ConcurrencyLimitIn(StrictInputSerializer):
     tag = serializers.CharField(max_length=100)
     limit = serializers.IntegerField(min_value=0, max_value=10**6)
+
+
+# --- query parameters (lists: repeated or comma-separated) -------------------------------------------
+
+
+class FlowFilterIn(serializers.Serializer):
+    project = serializers.UUIDField(required=False)
+    name = serializers.CharField(max_length=200, required=False)
+
+
+class FlowRunFilterIn(serializers.Serializer):
+    flow = serializers.UUIDField(required=False)
+    state_type = serializers.ListField(child=serializers.ChoiceField(choices=StateType.values), required=False,
+                                       max_length=20)
+    state_name = serializers.CharField(max_length=32, required=False)
+    labels = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
+    scheduled_before = serializers.DateTimeField(required=False)
+    scheduled_after = serializers.DateTimeField(required=False)
+    created_by = serializers.ChoiceField(choices=FlowRun.CreatedBy.values, required=False)
+
+
+class StateFilterIn(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, max_value=2**62, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=200)
+
+
+class LogFilterIn(serializers.Serializer):
+    level_gte = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    task_run_id = serializers.UUIDField(required=False)
+    after_sequence = serializers.IntegerField(min_value=-1, max_value=2**62, required=False)
+    search = serializers.CharField(max_length=200, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=200)
+
+
+class TagIn(serializers.Serializer):
+    tag = serializers.CharField(max_length=100)
 
 
 # --- outputs ------------------------------------------------------------------------------------

@@ -4,6 +4,23 @@ proposal, then record it — all in one transaction (Prefect's orchestration mod
 This module is the skeleton: it owns locking, the expected-version check (D3), history rows, the
 denormalised current state and the event. The rules and policies (terminal states absorb, claims
 are exclusive, retries, cancellation wins, concurrency slots…) plug in through ``policy``.
+
+The steps are functions that every entry point calls — :func:`flow_run_set_state`,
+:func:`task_run_set_state` and the batch of task-run reports (:mod:`.batch`,
+:func:`~orchestration.engine.batch.task_run_set_states`):
+
+- lock: :func:`lock_task_runs` (``FOR UPDATE``) and :func:`share_lock_flow_run` (``FOR SHARE``);
+- the expected-version check: :func:`check_expected_version`;
+- the policy's decision: :func:`decide`;
+- the history row and the run's new state: :func:`accept` (then written by :func:`_record`, or in
+  bulk by the batch);
+- the events: ``orchestration.events`` (one builder per event type).
+
+**A stale expected version has one answer** (D3), from every entry point: the proposal is refused
+with 409 ``Conflict`` code ``stale_state_version`` (``details``: the run's current ``state_type``,
+``state_name``, ``state_version``; a batch adds the report's ``task_key`` and ``map_index``), and
+nothing of the call is applied — a batch is refused as a whole, like a stale attempt. It is never an
+ABORT result: ABORT means "this attempt is over" (a stale attempt, a run no longer held).
 """
 
 from __future__ import annotations
@@ -14,16 +31,22 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
-from core.events import publish
+from orchestration import events
 from orchestration.models import TERMINAL_STATES, FlowRun, FlowRunState, StateType, TaskRun, TaskRunState
 from orchestration.services import live
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def stale_attempt_reason(attempt: int | None, current: int) -> str:
@@ -186,27 +209,81 @@ def _default_task_policy() -> Policy:
 
 
 def db_now() -> dt.datetime:
-    """The database clock (D6): leases, lateness and state times never trust a client's clock."""
-    from django.conf import settings
-    from django.db import connection
-
+    """The database clock (D6): leases, lateness and state times never trust a client's clock.
+    Inside a transaction it is the transaction's start time. SQLite (the embedded mode) has no
+    clock worth the name, so the process clock stands in there. The only definition: import it
+    from ``orchestration.engine``."""
     if not settings.IS_POSTGRES:
-        from django.utils import timezone
-
         return timezone.now()
     with connection.cursor() as cursor:
         cursor.execute("SELECT now()")
-        return cursor.fetchone()[0]  # type: ignore[index]
+        row = cursor.fetchone()
+    assert row is not None
+    now: dt.datetime = row[0]
+    return now
 
 
-def _in_transaction(func: Callable[..., OrchestrationResult]) -> Callable[..., OrchestrationResult]:
+def share_lock_flow_run(workspace_id: Any, flow_run_id: Any, *fields: str) -> tuple[Any, ...] | None:
+    """``fields`` of a flow run, its row locked ``FOR SHARE`` until the transaction ends: task-run
+    reports of one run proceed in parallel, but the run's own state and attempt cannot change (it
+    cannot end, or release its slots, while a task of it takes one). None when there is no such
+    run. The ORM has no FOR SHARE, hence the SQL; SQLite locks the whole database anyway."""
+    if not settings.IS_POSTGRES:
+        row: tuple[Any, ...] | None = (
+            FlowRun.objects.for_workspace(workspace_id).filter(pk=flow_run_id).values_list(*fields).first()
+        )
+        return row
+    columns = ", ".join(f'"{_column(FlowRun, name)}"' for name in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {columns} FROM "{FlowRun._meta.db_table}" '  # noqa: S608 (names from the model)
+            "WHERE id = %s AND workspace_id = %s FOR SHARE",
+            [flow_run_id, workspace_id],
+        )
+        found = cursor.fetchone()
+    return tuple(found) if found is not None else None
+
+
+def _column(model: Any, name: str) -> str:
+    column: str = model._meta.get_field(name).column
+    return column
+
+
+def lock_task_runs(workspace_id: Any, **where: Any) -> QuerySet[TaskRun]:
+    """The task runs matching ``where``, locked ``FOR UPDATE`` when read, each annotated with the
+    database clock (``db_now``). The batch orders them (task key, map index) so that two batches of
+    one flow run lock in the same order and never deadlock."""
+    return TaskRun.objects.for_workspace(workspace_id).select_for_update().annotate(db_now=Now()).filter(**where)
+
+
+def check_expected_version(run: FlowRun | TaskRun, expected_version: int | None, **details: Any) -> None:
+    """D3: refuse a proposal made against a version the run has moved past (the one answer for a
+    stale version; see the module docstring). ``details`` name the report in a batch."""
+    if expected_version is not None and expected_version != run.state_version:
+        what = "run" if isinstance(run, FlowRun) else "task run"
+        raise Conflict(
+            f"The {what}'s state changed since you read it; re-read and retry.",
+            code="stale_state_version",
+            details={**details, "state_type": run.state_type, "state_name": run.state_name,
+                     "state_version": run.state_version},
+        )
+
+
+def decide(policy: Policy, context: Context) -> bool:
+    """Let the policy's rules decide the proposal; True when there is a new state to record."""
+    policy.apply(context)
+    return context.status is SetStateStatus.ACCEPT and not context.unchanged
+
+
+def _in_transaction(func: Callable[P, R]) -> Callable[P, R]:
     """Run ``func`` in the caller's transaction, or in a new one when there is none. No savepoint:
     a transition is two statements, and under load every round trip waits for a CPU. Refusals
-    (404, stale version) are raised before anything is written; a caller that wants to carry on
-    after an error (the reaper's loop) wraps the call in its own ``transaction.atomic()``."""
+    (404, stale version) are raised before anything is written (a batch's, possibly after: the
+    caller's transaction rolls back); a caller that wants to carry on after an error (the reaper's
+    loop) wraps the call in its own ``transaction.atomic()``."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> OrchestrationResult:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if transaction.get_connection().in_atomic_block:
             return func(*args, **kwargs)
         with transaction.atomic():
@@ -228,12 +305,25 @@ def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:
     )
 
 
-def _stale(run: FlowRun | TaskRun, what: str) -> Conflict:
-    return Conflict(
-        f"The {what}'s state changed since you read it; re-read and retry.",
-        code="stale_state_version",
-        details={"state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
-    )
+def _set_state(
+    run: FlowRun | TaskRun | None, state: ProposedState, actor: Principal | None, expected_version: int | None,
+    attempt: int | None, policy: Policy,
+) -> tuple[Context, bool]:
+    """The steps after the lock, shared by both single entry points: 404, the version check, the
+    policy's decision, then (when accepted) the history row, the new state and the rules' after
+    hooks. Returns the context and whether a new state was recorded."""
+    if run is None:
+        raise NotFound()
+    check_expected_version(run, expected_version)
+    context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
+    recorded = decide(policy, context)
+    if recorded:
+        if isinstance(run, FlowRun):
+            _record(run, context, FlowRunState, "flow_run")
+        else:
+            _record(run, context, TaskRunState, "task_run")
+        _after(policy, context)
+    return context, recorded
 
 
 _FLOW_RUN_FIELDS = tuple(f.name for f in FlowRun._meta.concrete_fields)
@@ -265,25 +355,13 @@ def flow_run_set_state(
         .order_by()[:1]  # no ORDER BY (the model's ordering, or .first()'s) to compile on every transition
     )
     run = next(iter(rows), None)
-    if run is None:
-        raise NotFound()
-    if expected_version is not None and expected_version != run.state_version:
-        raise _stale(run, "run")
-    context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
-    policy = policy or _default_policy()
-    policy.apply(context)
-    if context.status is not SetStateStatus.ACCEPT or context.unchanged:
-        return _result(run, context)
-    _record(run, context, FlowRunState, "flow_run")
-    _after(policy, context)
-    publish(
-        workspace_id=run.workspace_id,
-        type="flow_run.state_changed",
-        data={"id": str(run.pk), "state_type": run.state_type, "state_name": run.state_name, "state_version": run.state_version},
-    )
-    if run.state_type == StateType.SCHEDULED:
-        live.runs_available([run])  # a retry or restart is claimable again: tell the agents (issue 5)
-    return _result(run, context)
+    context, recorded = _set_state(run, state, actor, expected_version, attempt, policy or _default_policy())
+    assert isinstance(context.run, FlowRun)
+    if recorded:
+        events.flow_run_state_changed(context.run)
+        if context.run.state_type == StateType.SCHEDULED:
+            live.runs_available([context.run])  # a retry or restart is claimable again: tell the agents
+    return _result(context.run, context)
 
 
 @_in_transaction
@@ -297,33 +375,15 @@ def task_run_set_state(
     attempt: int | None = None,
     policy: Policy | None = None,
 ) -> OrchestrationResult:
-    rows = (
-        TaskRun.objects.for_workspace(workspace_id)
-        .select_for_update()
-        .annotate(db_now=Now())
-        .filter(pk=task_run_id)
-        .order_by()[:1]
-    )
-    run = next(iter(rows), None)
-    if run is None:
-        raise NotFound()
-    if expected_version is not None and expected_version != run.state_version:
-        raise _stale(run, "task run")
-    context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
-    policy = policy or _default_task_policy()
-    policy.apply(context)
-    if context.status is not SetStateStatus.ACCEPT or context.unchanged:
-        return _result(run, context)
-    _record(run, context, TaskRunState, "task_run")
-    _after(policy, context)
-    publish(
-        workspace_id=run.workspace_id,
-        type="task_run.state_changed",
-        data={"id": str(run.pk), "flow_run_id": str(run.flow_run_id), "task_key": run.task_key,
-              "map_index": run.map_index, "state_type": run.state_type, "state_name": run.state_name},
-        flow_run_id=run.flow_run_id,
-    )
-    return _result(run, context)
+    """Propose ``state`` for one task run (a person's restart, a platform service). Agents report
+    task runs in batches (:func:`~orchestration.engine.batch.task_run_set_states`), through the
+    same steps. Stale ``expected_version`` → 409."""
+    run = next(iter(lock_task_runs(workspace_id, pk=task_run_id).order_by()[:1]), None)
+    context, recorded = _set_state(run, state, actor, expected_version, attempt, policy or _default_task_policy())
+    assert isinstance(context.run, TaskRun)
+    if recorded:
+        events.task_run_state_changed(context.run)
+    return _result(context.run, context)
 
 
 STATE_FIELDS = ["state_type", "state_name", "state_message", "state_timestamp", "state_version"]
@@ -336,9 +396,11 @@ def history_row(run: FlowRun | TaskRun, state: ProposedState, history_model: Any
     )
 
 
-def apply_accepted(run: FlowRun | TaskRun, context: Context) -> None:
-    """Move the in-memory run to the accepted state (the caller saves it)."""
+def accept(run: FlowRun | TaskRun, context: Context, history_model: Any, fk: str) -> Any:
+    """Move the in-memory run to the accepted state and return its history row (unsaved): the
+    caller writes both, one run at a time (:func:`_record`) or a batch at once."""
     state = context.proposed
+    row = history_row(run, state, history_model, fk, context.clock())
     run.state_type = state.type
     run.state_name = state.name[:32]
     run.state_message = state.message
@@ -346,38 +408,43 @@ def apply_accepted(run: FlowRun | TaskRun, context: Context) -> None:
     run.state_version += 1
     if isinstance(run, TaskRun) and state.result_ref:
         context.set(result_ref=state.result_ref[:1000])
+    return row
+
+
+_HISTORY_COLUMNS = ("workspace_id", "type", "name", "message", "result_ref", "details", "timestamp")
+
+
+@functools.cache
+def _history_insert(history_model: Any, fk: str) -> tuple[str, list[Any]]:
+    """The CTE that inserts one history row (its parameters: the run id, then ``history``'s)."""
+    history = [history_model._meta.get_field(name) for name in _HISTORY_COLUMNS]
+    columns = ", ".join(f'"{f.column}"' for f in history)
+    placeholders = ", ".join(["%s"] * len(history))
+    insert = (
+        f'WITH h AS (INSERT INTO "{history_model._meta.db_table}" '  # noqa: S608 (names from the models)
+        f'("{fk}_id", {columns}) VALUES (%s, {placeholders}))'
+    )
+    return insert, history
 
 
 def _record(run: FlowRun | TaskRun, context: Context, history_model: Any, fk: str) -> None:
     """Write the history row and the run's new state: on PostgreSQL in one round trip (a CTE that
     inserts the history row and updates the run), elsewhere with the ORM."""
-    from django.conf import settings
-
-    apply_accepted(run, context)
+    row = accept(run, context, history_model, fk)
     fields = STATE_FIELDS + sorted(context.updates)
     if not settings.IS_POSTGRES:
-        history_model.objects.unscoped().bulk_create(
-            [history_row(run, context.proposed, history_model, fk, context.clock())]
-        )
+        history_model.objects.unscoped().bulk_create([row])
         run.save(update_fields=fields)
         return
-    from django.db import connection
-
-    state = context.proposed
     model = type(run)
     columns: list[Any] = [model._meta.get_field(name) for name in fields]
     assignments = ", ".join(f'"{f.column}" = %s' for f in columns)
     values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in columns]
-    sql = (
-        f'WITH h AS (INSERT INTO "{history_model._meta.db_table}" '  # noqa: S608 (names from the models)
-        f'("workspace_id", "{fk}_id", "type", "name", "message", "result_ref", "details", "timestamp") '
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)) "
-        f'UPDATE "{model._meta.db_table}" SET {assignments} WHERE "id" = %s'
-    )
-    details = history_model._meta.get_field("details").get_db_prep_save(state.details, connection)
+    insert, history = _history_insert(history_model, fk)
+    sql = f'{insert} UPDATE "{model._meta.db_table}" SET {assignments} WHERE "id" = %s'  # noqa: S608
+    row_values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in history]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [run.workspace_id, run.pk, state.type, state.name[:32], state.message,
-                             state.result_ref[:1000], details, context.clock(), *values, run.pk])
+        cursor.execute(sql, [run.pk, *row_values, *values, run.pk])
 
 
 _OPEN_EXCLUDED = sorted(str(s) for s in TERMINAL_STATES)
@@ -391,8 +458,6 @@ def close_open_task_runs(*, flow_run: FlowRun, state: ProposedState, at: dt.date
     mapped task runs: on PostgreSQL this is one statement whatever their number (an UPDATE …
     RETURNING feeding the history INSERT), elsewhere three. Publishes one
     ``task_run.states_changed`` event. Returns how many task runs it ended."""
-    from django.conf import settings
-
     assert state.type in TERMINAL_STATES
     name, message = state.name[:32], state.message
     if settings.IS_POSTGRES:
@@ -414,21 +479,14 @@ def close_open_task_runs(*, flow_run: FlowRun, state: ProposedState, at: dt.date
                 batch_size=2000,
             )
     if closed:
-        publish(
-            workspace_id=flow_run.workspace_id,
-            type="task_run.states_changed",
-            data={"flow_run_id": str(flow_run.pk), "task_runs": [
-                {"id": str(pk), "task_key": key, "map_index": index, "state_type": state.type, "state_name": name}
-                for pk, key, index in closed[:500]
-            ]},
-            flow_run_id=flow_run.pk,
-        )
+        events.task_run_states_changed(flow_run, [
+            TaskRun(pk=pk, task_key=key, map_index=index, state_type=state.type, state_name=name)
+            for pk, key, index in closed[:events.TASK_RUNS_LISTED]
+        ])
     return len(closed)
 
 
 def _close_open_task_runs_pg(flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> list[tuple[Any, str, int]]:
-    from django.db import connection
-
     task_runs, history = TaskRun._meta.db_table, TaskRunState._meta.db_table
     sql = (
         f'WITH closed AS (UPDATE "{task_runs}" SET state_type = %s, state_name = %s, state_message = %s, '  # noqa: S608 (names from the models)

@@ -18,7 +18,14 @@ from typing import Any, ClassVar
 from accounts.models import Role
 from orchestration.models import TERMINAL_STATES, FlowRun, StateType, TaskRun
 
-from .core import Context, ProposedState, SetStateStatus, close_open_task_runs, stale_attempt_reason
+from .core import (
+    Context,
+    ProposedState,
+    SetStateStatus,
+    close_open_task_runs,
+    share_lock_flow_run,
+    stale_attempt_reason,
+)
 
 ALL_STATES: frozenset[str] = frozenset(StateType.values)
 TERMINAL: frozenset[str] = frozenset(str(s) for s in TERMINAL_STATES)
@@ -400,38 +407,16 @@ class RequireTagSlotsToFinish(Rule):
 
 def flow_run_state(context: Context) -> str:
     """The state of a task run's flow run, share-locked until the transaction ends (so the flow run
-    cannot end, and release its slots, while a task of it takes one). Memoised on the context."""
+    cannot end, and release its slots, while a task of it takes one). Memoised on the context (a
+    batch fills it when it locks the flow run)."""
     state = context.cache.get("flow_run_state")
     if state is None:
         run = context.run
         assert isinstance(run, TaskRun)
-        state = (
-            FlowRun.objects.for_workspace(run.workspace_id)
-            .select_for_update(no_key=True)
-            .filter(pk=run.flow_run_id)
-            .values_list("state_type", flat=True)
-            .first()
-        ) if not _postgres() else _share_locked_state(run.workspace_id, run.flow_run_id)
+        row = share_lock_flow_run(run.workspace_id, run.flow_run_id, "state_type")
+        state = row[0] if row else None
         context.cache["flow_run_state"] = state
     return str(state)
-
-
-def _postgres() -> bool:
-    from django.conf import settings
-
-    return bool(settings.IS_POSTGRES)
-
-
-def _share_locked_state(workspace_id: Any, flow_run_id: Any) -> str | None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT state_type FROM orchestration_flowrun WHERE id = %s AND workspace_id = %s FOR SHARE",
-            [flow_run_id, workspace_id],
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 class PreventTaskStartInEndedFlowRun(Rule):

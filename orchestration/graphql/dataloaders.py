@@ -16,9 +16,8 @@ from graphql_sync_dataloaders import SyncDataLoader
 
 from accounts.authz import Principal
 from accounts.graphql.context import get_context
-from orchestration.selectors import db_now
-
-from . import selectors
+from orchestration import selectors
+from orchestration.engine import db_now
 
 _ATTRIBUTE = "orchestration"
 

@@ -3,10 +3,9 @@
 one savepoint each, ``not_authenticated`` for anonymous callers).
 
 Each one resolves the workspace from its slug and the run or flow from its id through the same
-selectors as the reads (another workspace's or a restricted project's id is ``not_found``), checks
-the action with ``authorize`` (``flow_run:create`` or ``flow_run:update``: a Viewer gets
-``permission_denied``), then calls one service, which authorizes again and applies the rules.
-The services module is imported when a mutation runs, so the schema loads without it.
+selectors as the reads (another workspace's or a restricted project's id is ``not_found``), checking
+the action there (``flow_run:create`` or ``flow_run:update``: a Viewer gets ``permission_denied``),
+then calls one service, which authorizes again and applies the rules.
 """
 
 from __future__ import annotations
@@ -16,13 +15,14 @@ from typing import Any, ClassVar
 import graphene
 
 from accounts import selectors as account_selectors
-from accounts.authz import Principal, authorize, principal_for_user
+from accounts.authz import Principal, principal_for_user
 from accounts.graphql.context import GraphQLContext
 from accounts.graphql.mutations import BaseMutation
 from core.errors import Conflict, InvalidInput
+from orchestration import selectors
 from orchestration.models import StateType
+from orchestration.services import runs as run_services
 
-from . import selectors
 from .types import FlowRunType
 
 MAX_LABELS = 50
@@ -33,12 +33,6 @@ MAX_MESSAGE_LENGTH = 2000
 def _actor(context: GraphQLContext, slug: str) -> Principal:
     workspace = account_selectors.workspace_get_for_user(context.user, slug)  # type: ignore[arg-type]
     return principal_for_user(context.user, workspace, context.ip_address)
-
-
-def _run_services() -> Any:
-    from orchestration.services import runs
-
-    return runs
 
 
 def _labels(labels: Any) -> list[str] | None:
@@ -76,16 +70,16 @@ class QuickRun(BaseMutation):
         name: str | None = None,
     ) -> QuickRun:
         actor = _actor(context, workspace)
-        flow = selectors.flow_get(actor, flow_id)
-        authorize(actor, "flow_run:create", flow.project)
+        flow = selectors.access_flow(actor, flow_id, "flow_run:create")
         if parameters is not None and not isinstance(parameters, dict):
             raise InvalidInput(
                 "Parameters must be a JSON object of name → value.",
                 code="invalid_parameters",
                 details={"parameters": ["Not an object."]},
             )
-        run, _created = _run_services().flow_run_create(
-            actor=actor, flow=flow, parameters=parameters, labels=_labels(labels), name=name or None, created_by_kind="user"
+        run, _created = run_services.flow_run_create(
+            actor=actor, flow=flow, parameters=parameters, labels=_labels(labels), name=name or None,
+            created_by_kind="user",
         )
         return cls(flow_run=run, errors=[])
 
@@ -101,9 +95,7 @@ class _RunAction(BaseMutation):
     @staticmethod
     def _run(context: GraphQLContext, workspace: str, id: str) -> tuple[Principal, Any]:
         actor = _actor(context, workspace)
-        run = selectors.flow_run_get(actor, id)
-        authorize(actor, "flow_run:update", run.flow.project)
-        return actor, run
+        return actor, selectors.access_flow_run(actor, id, "flow_run:update")
 
 
 class CancelFlowRun(_RunAction):
@@ -115,8 +107,8 @@ class CancelFlowRun(_RunAction):
     @classmethod
     def perform(cls, context: GraphQLContext, workspace: str, id: str) -> CancelFlowRun:
         actor, run = cls._run(context, workspace, id)
-        _run_services().flow_run_cancel(actor=actor, flow_run=run)
-        return cls(flow_run=selectors.flow_run_get(actor, run.pk), errors=[])
+        run_services.flow_run_cancel(actor=actor, flow_run=run)
+        return cls(flow_run=selectors.access_flow_run(actor, run.pk), errors=[])
 
 
 class RestartFlowRun(_RunAction):
@@ -128,8 +120,8 @@ class RestartFlowRun(_RunAction):
     @classmethod
     def perform(cls, context: GraphQLContext, workspace: str, id: str) -> RestartFlowRun:
         actor, run = cls._run(context, workspace, id)
-        _run_services().flow_run_restart(actor=actor, flow_run=run)
-        return cls(flow_run=selectors.flow_run_get(actor, run.pk), errors=[])
+        run_services.flow_run_restart(actor=actor, flow_run=run)
+        return cls(flow_run=selectors.access_flow_run(actor, run.pk), errors=[])
 
 
 class MarkFlowRun(_RunAction):
@@ -158,14 +150,14 @@ class MarkFlowRun(_RunAction):
             raise InvalidInput(
                 f"A message is at most {MAX_MESSAGE_LENGTH} characters.", details={"message": ["Too long."]}
             )
-        result = _run_services().flow_run_mark(actor=actor, flow_run=run, state_type=state_type, message=message or "")
+        result = run_services.flow_run_mark(actor=actor, flow_run=run, state_type=state_type, message=message or "")
         if str(getattr(result, "status", "ACCEPT")) != "ACCEPT":
             raise Conflict(
                 f"Could not mark the run {state_type}: {getattr(result, 'reason', '')}",
                 code="transition_refused",
                 details={"state_type": getattr(result, "state_type", None)},
             )
-        return cls(flow_run=selectors.flow_run_get(actor, run.pk), errors=[])
+        return cls(flow_run=selectors.access_flow_run(actor, run.pk), errors=[])
 
 
 class DeleteFlowRun(_RunAction):
@@ -177,5 +169,5 @@ class DeleteFlowRun(_RunAction):
     @classmethod
     def perform(cls, context: GraphQLContext, workspace: str, id: str) -> DeleteFlowRun:
         actor, run = cls._run(context, workspace, id)
-        _run_services().flow_run_delete(actor=actor, flow_run=run)
+        run_services.flow_run_delete(actor=actor, flow_run=run)
         return cls(ok=True, errors=[])

@@ -6,7 +6,8 @@ on runs.
                   lateRuns(first: 10) { … } failingRuns { … } upcomingRuns { … } agents { name status } }
       projects { id name flows { id name } }
       flow(id: …) { activeVersion { tasks edges parameters } versions { … } schedules { … } recentRuns { … } }
-      flowRuns(filter: {flowId, stateTypes, stateName, labels}, first: 25, after: …) { edges { node { … } } pageInfo { … } }
+      flowRuns(filter: {flowId, stateTypes, stateName, labels, scheduledBefore, scheduledAfter, createdBy},
+               first: 25, after: …) { edges { node { … } } pageInfo { … } }
       flowRun(id: …) { stateHistory { … } taskRuns { … } logs(first: 200, afterSequence: …) { … } }
       agents { name status lastHeartbeatAt }
     }

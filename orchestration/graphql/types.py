@@ -2,7 +2,7 @@
 
 The root is :class:`OrchestrationType`, reached through ``orchestration(workspace: String!)``; its
 source is the viewer's :class:`~accounts.authz.Principal` in that workspace, and every field below
-reads through :mod:`orchestration.graphql.selectors` with it. A list or object the viewer may not
+reads through :mod:`orchestration.selectors` with it (the same reads as REST). A list or object the viewer may not
 read is null with the error's code (``not_found``, ``permission_denied``) on that field; an id that
 is missing, malformed, another workspace's or in a restricted project is simply null.
 
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from datetime import datetime
 from typing import Any
 
 import graphene
-from django.db import connection
 from django.db.models import Q
 from graphene.types.generic import GenericScalar
 from graphql import GraphQLError
@@ -28,9 +26,13 @@ from graphql import GraphQLError
 from accounts.authz import NotFound, Principal
 from accounts.graphql.context import get_context
 from accounts.graphql.errors import EXPECTED_ERRORS, graphql_error
+from orchestration import selectors
 from orchestration.models import Agent, Flow, FlowRun, StateType
+from orchestration.selectors import FlowRunFilter
+from orchestration.services.agents import agent_status
+from orchestration.services.bulk_actions import access_bulk_action
+from orchestration.services.logs import logs_list
 
-from . import selectors
 from .dataloaders import loaders
 
 DEFAULT_PAGE = 25
@@ -173,7 +175,7 @@ class AgentType(graphene.ObjectType):
 
     @staticmethod
     def resolve_status(agent: Agent, info: Any) -> str:
-        return selectors.agent_status(agent, loaders(info).now())
+        return str(agent_status(agent, loaders(info).now()))
 
 
 class AgentRefType(graphene.ObjectType):
@@ -294,7 +296,7 @@ class FlowRunType(graphene.ObjectType):
 
     @staticmethod
     def resolve_state_history(run: FlowRun, info: Any) -> Any:
-        return selectors.flow_run_states(run)
+        return selectors.flow_run_states(run, limit=None)
 
     @staticmethod
     def resolve_task_runs(run: FlowRun, info: Any) -> Any:
@@ -303,9 +305,10 @@ class FlowRunType(graphene.ObjectType):
     @staticmethod
     def resolve_logs(run: FlowRun, info: Any, first: int | None = None, after_sequence: float | None = None) -> Any:
         limit = _page(first, 200, MAX_LOG_PAGE)
-        lines = _reading(selectors.log_list, _principal_of(info, run), run)
-        if after_sequence is not None:
-            lines = lines.filter(sequence__gt=int(after_sequence))
+        after = None if after_sequence is None else int(after_sequence)
+        # logs_list pages from 1 line; ``first: 0`` still checks log:read and answers no lines.
+        lines = _reading(lambda: logs_list(actor=_principal_of(info, run), flow_run=run, after_sequence=after,
+                                           limit=max(limit, 1)))
         return lines[:limit]
 
 
@@ -328,11 +331,19 @@ class FlowRunConnection(graphene.relay.Connection):
         node = FlowRunType
 
 
-class FlowRunFilter(graphene.InputObjectType):
+class FlowRunFilterInput(graphene.InputObjectType):
+    """The run filter REST and bulk actions use too (:class:`orchestration.selectors.FlowRunFilter`)."""
+
+    class Meta:
+        name = "FlowRunFilter"
+
     flow_id = graphene.ID()
     state_types = graphene.List(graphene.NonNull(graphene.String), description="Any of these state types.")
     state_name = graphene.String()
     labels = graphene.List(graphene.NonNull(graphene.String), description="Runs carrying all of these labels.")
+    scheduled_before = graphene.DateTime(description="Scheduled to start before this time.")
+    scheduled_after = graphene.DateTime(description="Scheduled to start at or after this time.")
+    created_by = graphene.String(description="user, schedule or api.")
 
 
 def _encode_cursor(run: FlowRun) -> str:
@@ -347,37 +358,35 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise GraphQLError("The cursor is not one this API gave out.", extensions={"code": "invalid_cursor"}) from None
 
 
-def _filtered(runs: Any, filter: dict | None) -> Any:
-    if not filter:
-        return runs
-    if filter.get("flow_id") is not None:
-        try:
-            runs = runs.filter(flow_id=selectors.parse_id(filter["flow_id"]))
-        except NotFound:
-            return runs.none()
-    state_types = filter.get("state_types")
+def _run_filter(given: dict | None) -> FlowRunFilter:
+    """The GraphQL filter argument, checked, as the shared run filter."""
+    given = given or {}
+    state_types = given.get("state_types")
     if state_types is not None:
         unknown = sorted(set(state_types) - set(StateType.values))
         if unknown or len(state_types) > MAX_FILTER_ITEMS:
             raise _invalid(f"Unknown state types: {', '.join(unknown)}; use {', '.join(StateType.values)}.")
-        runs = runs.filter(state_type__in=state_types)
-    if filter.get("state_name"):
-        runs = runs.filter(state_name=filter["state_name"])
-    labels = filter.get("labels")
-    if labels:
-        if len(labels) > MAX_FILTER_ITEMS or any("\x00" in label for label in labels):
-            raise _invalid(f"At most {MAX_FILTER_ITEMS} labels, without NUL characters.")
-        if connection.vendor == "postgresql":
-            runs = runs.filter(labels__contains=list(labels))
-        else:  # SQLite (embedded mode) has no JSON containment: match each label's JSON text
-            for label in labels:
-                runs = runs.filter(labels__icontains=json.dumps(label))
-    return runs
+    labels = given.get("labels")
+    if labels and (len(labels) > MAX_FILTER_ITEMS or any("\x00" in label for label in labels)):
+        raise _invalid(f"At most {MAX_FILTER_ITEMS} labels, without NUL characters.")
+    created_by = given.get("created_by")
+    if created_by is not None and created_by not in FlowRun.CreatedBy.values:
+        raise _invalid(f"createdBy must be one of {', '.join(FlowRun.CreatedBy.values)}.")
+    return FlowRunFilter(
+        flow_id=given.get("flow_id"),
+        state_types=state_types,
+        state_name=given.get("state_name"),
+        labels=labels,
+        scheduled_before=given.get("scheduled_before"),
+        scheduled_after=given.get("scheduled_after"),
+        created_by=created_by,
+    )
 
 
 def flow_run_page(principal: Principal, filter: dict | None, first: int | None, after: str | None) -> FlowRunConnection:
     limit = _page(first)
-    runs = _filtered(_reading(selectors.flow_run_list, principal), filter)
+    run_filter = _run_filter(filter)
+    runs = selectors.filter_runs(_reading(selectors.runs_visible_to, principal), run_filter)
     if after:
         created_at, pk = _decode_cursor(after)
         runs = runs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
@@ -416,20 +425,21 @@ class FlowType(graphene.ObjectType):
 
     @staticmethod
     def resolve_active_version(flow: Flow, info: Any) -> Any:
-        return selectors.flow_active_version(flow)
+        return selectors.flow_version_for_new_run(flow)
 
     @staticmethod
     def resolve_versions(flow: Flow, info: Any) -> Any:
-        return selectors.flow_version_list(flow)
+        return selectors.flow_versions(flow)
 
     @staticmethod
     def resolve_schedules(flow: Flow, info: Any) -> Any:
-        return selectors.schedule_list(flow)
+        return selectors.flow_schedules(flow)
 
     @staticmethod
     def resolve_recent_runs(flow: Flow, info: Any, first: int | None = None) -> Any:
         limit = _page(first, 10)
-        return list(_reading(selectors.flow_run_list, _principal_of(info, flow)).filter(flow=flow)[:limit])
+        runs = _reading(selectors.runs_visible_to, _principal_of(info, flow))
+        return list(selectors.filter_runs(runs, FlowRunFilter(flow_id=flow.pk))[:limit])
 
 
 class ProjectType(graphene.ObjectType):
@@ -444,7 +454,7 @@ class ProjectType(graphene.ObjectType):
 
     @staticmethod
     def resolve_flows(project: Any, info: Any) -> Any:
-        return project.flows.all()  # prefetched by the selector
+        return project.flows.all()  # prefetched by selectors.projects_with_flows
 
 
 # --- Dashboard and root -----------------------------------------------------------------------
@@ -498,7 +508,7 @@ class DashboardType(graphene.ObjectType):
 
     @staticmethod
     def resolve_agents(principal: Principal, info: Any) -> Any:
-        return _reading(selectors.agent_list, principal)
+        return _reading(selectors.agents_of, principal)
 
 
 class OrchestrationType(graphene.ObjectType):
@@ -512,7 +522,7 @@ class OrchestrationType(graphene.ObjectType):
     flow = graphene.Field(FlowType, id=graphene.ID(required=True), description="Null for any id you cannot see.")
     flow_runs = graphene.Field(
         FlowRunConnection,
-        filter=FlowRunFilter(),
+        filter=FlowRunFilterInput(),
         first=graphene.Int(default_value=DEFAULT_PAGE),
         after=graphene.String(),
         description="Newest first.",
@@ -524,7 +534,7 @@ class OrchestrationType(graphene.ObjectType):
 
     @staticmethod
     def resolve_bulk_action(principal: Principal, info: Any, id: str) -> Any:
-        return _maybe(selectors.bulk_action_get, principal, id)
+        return _maybe(lambda: access_bulk_action(principal=principal, bulk_action_id=selectors.parse_id(id)))
 
     @staticmethod
     def resolve_dashboard(principal: Principal, info: Any) -> Principal:
@@ -532,11 +542,11 @@ class OrchestrationType(graphene.ObjectType):
 
     @staticmethod
     def resolve_projects(principal: Principal, info: Any) -> Any:
-        return _reading(selectors.project_list, principal)
+        return _reading(selectors.projects_with_flows, principal)
 
     @staticmethod
     def resolve_flow(principal: Principal, info: Any, id: str) -> Any:
-        return _maybe(selectors.flow_get, principal, id)
+        return _maybe(selectors.access_flow, principal, id)
 
     @staticmethod
     def resolve_flow_runs(
@@ -546,8 +556,8 @@ class OrchestrationType(graphene.ObjectType):
 
     @staticmethod
     def resolve_flow_run(principal: Principal, info: Any, id: str) -> Any:
-        return _maybe(selectors.flow_run_get, principal, id)
+        return _maybe(selectors.access_flow_run, principal, id)
 
     @staticmethod
     def resolve_agents(principal: Principal, info: Any) -> Any:
-        return _reading(selectors.agent_list, principal)
+        return _reading(selectors.agents_of, principal)

@@ -17,10 +17,11 @@ from django.db.models.functions import Now
 
 from accounts.authz import Principal, authorize
 from core.errors import Forbidden, InvalidInput
-from core.events import publish
 from core.tenancy import rls_bypass, workspace_scope
+from orchestration import events
+from orchestration.engine import db_now
 from orchestration.models import Agent, FlowRun, StateType
-from orchestration.selectors import agents_covering_labels, db_now
+from orchestration.selectors import agents_covering_labels
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -122,15 +123,10 @@ def agent_register(
         if not created:
             for attr, value in fields.items():
                 setattr(agent, attr, value)
-            agent.last_heartbeat_at = Now()  # type: ignore[assignment]
+            agent.last_heartbeat_at = Now()
             agent.save(update_fields=[*fields, "last_heartbeat_at"])
         agent.refresh_from_db(fields=["last_heartbeat_at"])
-        publish(
-            workspace_id=actor.workspace.pk,
-            type="agent.registered",
-            data={"id": str(agent.pk), "name": agent.name, "type": agent.type, "labels": agent.labels,
-                  "version": agent.version, "created": created},
-        )
+        events.agent_registered(agent, created=created)
     return agent
 
 
@@ -199,7 +195,7 @@ def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime
     locked = (
         Agent.objects.for_workspace(agent.workspace_id).select_for_update().annotate(db_now=Now()).get(pk=agent.pk)
     )
-    now: datetime = locked.db_now  # type: ignore[attr-defined]
+    now: datetime = locked.db_now
     previous = agent_status(locked, now)
     locked.last_heartbeat_at = now
     update = ["last_heartbeat_at"]
@@ -209,7 +205,7 @@ def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime
     locked.save(update_fields=update)
     status = agent_status(locked, now)
     if status != previous:
-        _publish_status(locked, previous, status)
+        events.agent_status_changed(locked, previous=previous, status=status)
     return locked, now
 
 
@@ -240,15 +236,7 @@ def agent_record_poll(agent: Agent) -> None:
     snapshot.last_heartbeat_at = snapshot.last_poll_at = now
     status = agent_status(snapshot, now)
     if status != previous:
-        _publish_status(snapshot, previous, status)
-
-
-def _publish_status(agent: Agent, previous: str, status: str) -> None:
-    publish(
-        workspace_id=agent.workspace_id,
-        type="agent.status_changed",
-        data={"id": str(agent.pk), "name": agent.name, "previous": previous, "status": status},
-    )
+        events.agent_status_changed(snapshot, previous=previous, status=status)
 
 
 def announce_silent_agents() -> int:
@@ -267,7 +255,7 @@ def announce_silent_agents() -> int:
             if status == agent.announced_status:
                 continue
             if status != HEALTHY:
-                _publish_status(agent, agent.announced_status, status)
+                events.agent_status_changed(agent, previous=agent.announced_status, status=status)
                 announced += 1
             Agent.objects.unscoped().filter(pk=agent.pk).update(announced_status=status)
     return announced

@@ -38,11 +38,13 @@ from django.db.models import QuerySet
 from django.db.models.functions import Now
 
 from accounts.authz import NotFound, Principal, authorize
+from accounts.services.audit import audit_record
 from core.errors import InvalidInput, ServiceError
-from core.events import publish
 from core.tenancy import rls_bypass, workspace_scope
+from orchestration import events
 from orchestration.engine import OrchestrationResult, ProposedState, SetStateStatus, flow_run_set_state
 from orchestration.models import TERMINAL_STATES, BulkAction, FlowRun, StateType
+from orchestration.selectors import filter_runs, runs_visible_to
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +95,10 @@ def _jsonable(filters: dict[str, Any]) -> dict[str, Any]:
 def _selection(actor: Principal, action: str, filters: dict[str, Any]) -> QuerySet[FlowRun]:
     """The runs ``action`` applies to under ``filters``, as the actor may see them: the filter
     and the state the action needs (re-read under each batch's lock)."""
-    from orchestration.services.runs import _filtered, _visible_to
+    from orchestration.services.runs import bulk_run_filter
 
-    runs = _visible_to(actor, _filtered(actor, filters))
+    # No joins: this is also the statement that locks a batch's runs.
+    runs = filter_runs(runs_visible_to(actor).select_related(None), bulk_run_filter(filters))
     if action == "cancel":
         return runs.exclude(state_type__in=[*TERMINAL_STATES, StateType.CANCELLING])
     if action == "clear_late":
@@ -128,7 +131,8 @@ def _apply(actor: Principal, action: str, state_type: str, run: FlowRun) -> str:
     elif action == "clear_late":
         result = flow_run_set_state(
             actor=actor, flow_run_id=run.pk, workspace_id=run.workspace_id,
-            state=ProposedState(type=StateType.CANCELLED, name="Cancelled", message=f"Late run cleared by {actor.label}"),
+            state=ProposedState(type=StateType.CANCELLED, name="Cancelled",
+                                message=f"Late run cleared by {actor.label}"),
         )
     else:
         result = _mark_locked(actor, run, state_type, "")
@@ -165,13 +169,7 @@ class _Progress:
         for name, value in fields.items():
             if name != "finished_at":
                 setattr(self.bulk, name, value)
-        publish(workspace_id=self.bulk.workspace_id, type="bulk_action.progress", data=progress_data(self.bulk))
-
-
-def progress_data(bulk: BulkAction) -> dict[str, Any]:
-    """The payload of ``bulk_action.progress``."""
-    return {"id": str(bulk.pk), "action": bulk.action, "status": bulk.status, "matched": bulk.matched,
-            "done": bulk.done, "skipped": bulk.skipped, "failed": bulk.failed}
+        events.bulk_action_progress(self.bulk)
 
 
 class _Retry(Exception):
@@ -289,8 +287,13 @@ def bulk_action_create(
             actor_role=actor.role, created_by_user=actor.user, service_account=actor.service_account,
             api_key=actor.api_key,
         )
+        audit_record(
+            workspace=actor.workspace, action="bulk_action.created", target=bulk, actor=actor,
+            target_label=f"{action} on {count} runs",
+            data={"action": action, "filters": bulk.filters, "state_type": bulk.state_type, "matched": count},
+        )
         if background:
-            publish(workspace_id=actor.workspace.pk, type="bulk_action.progress", data=progress_data(bulk))
+            events.bulk_action_progress(bulk)
             _start_in_background(bulk.pk)
             return bulk
     return _execute(actor, bulk)
@@ -353,6 +356,6 @@ def bulk_action_run(*, bulk_action_id: Any) -> BulkAction | None:
                 status=BulkAction.Status.FAILED, error=str(exc)[:2000], finished_at=Now()
             )
             bulk.status = BulkAction.Status.FAILED
-            publish(workspace_id=bulk.workspace_id, type="bulk_action.progress", data=progress_data(bulk))
+            events.bulk_action_progress(bulk)
         return bulk
 

@@ -17,9 +17,10 @@ from typing import Any
 from django.db import transaction
 
 from accounts.authz import NotFound, Principal, authorize
+from accounts.services.audit import audit_record
 from core.errors import InvalidInput
-from core.events import publish
 from core.tenancy import workspace_scope
+from orchestration import events
 from orchestration.models import ConcurrencyLimit, ConcurrencySlot, FlowRun, StateType, TaskRun
 
 MAX_TAG_LENGTH = 100
@@ -54,10 +55,21 @@ def concurrency_limit_set(*, actor: Principal, tag: str, limit: int) -> Concurre
         raise InvalidInput("A limit is a whole number from 0 to 1,000,000.", details={"limit": ["Invalid."]})
     with workspace_scope([actor.workspace.pk]):
         authorize(actor, "project:write", actor.workspace)
+        # Locked so that two people changing the same limit each log the value they replaced.
+        previous = (
+            ConcurrencyLimit.objects.for_workspace(actor.workspace)
+            .select_for_update()
+            .filter(tag=tag)
+            .values_list("limit", flat=True)
+            .first()
+        )
         row, _ = ConcurrencyLimit.objects.unscoped().update_or_create(
             workspace=actor.workspace, tag=tag, defaults={"limit": limit}
         )
-        publish(workspace_id=actor.workspace.pk, type="concurrency_limit.updated", data={"tag": tag, "limit": limit})
+        if previous != limit:
+            audit_record(workspace=actor.workspace, action="concurrency_limit.set", target=row, actor=actor,
+                         target_label=tag, data={"tag": tag, "limit": limit, "previous": previous})
+        events.concurrency_limit_updated(row)
         return row
 
 
@@ -66,10 +78,13 @@ def concurrency_limit_delete(*, actor: Principal, tag: str) -> None:
     """Remove the limit of ``tag`` (its slots go with it)."""
     with workspace_scope([actor.workspace.pk]):
         authorize(actor, "project:write", actor.workspace)
-        deleted, _ = ConcurrencyLimit.objects.for_workspace(actor.workspace).filter(tag=tag).delete()
-        if not deleted:
+        row = ConcurrencyLimit.objects.for_workspace(actor.workspace).select_for_update().filter(tag=tag).first()
+        if row is None:
             raise NotFound()
-        publish(workspace_id=actor.workspace.pk, type="concurrency_limit.deleted", data={"tag": tag})
+        audit_record(workspace=actor.workspace, action="concurrency_limit.deleted", target=row, actor=actor,
+                     target_label=tag, data={"tag": tag, "limit": row.limit})
+        events.concurrency_limit_deleted(row)
+        row.delete()
 
 
 @transaction.atomic

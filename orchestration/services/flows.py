@@ -13,12 +13,14 @@ import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, ProtectedError, QuerySet
+from django.db.models import Max, ProtectedError
 
 from accounts.authz import NotFound, Principal, authorize
+from accounts.services.audit import audit_record
 from core.errors import Conflict, InvalidInput
-from core.events import publish
+from orchestration import events
 from orchestration.models import Catchup, Flow, FlowRun, FlowVersion, Project
+from orchestration.services.parameters import PARAMETER_TYPES, value_matches_type
 
 MAX_TASKS = 2_000
 MAX_EDGES = 10_000
@@ -29,7 +31,6 @@ MAX_TAGS = 50
 MAX_KEY = 200
 MAX_NAME = 200
 MAX_STRING = 1_000
-PARAMETER_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 STORAGE_TYPES = ("module", "file", "git", "image")
 AGENT_TYPES = ("process", "docker", "kubernetes")
 METADATA_FIELDS = ("tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config")
@@ -134,7 +135,9 @@ def _validate_tasks(errors: _Errors, tasks: Any) -> tuple[list[dict], list[str]]
             "name": _string(errors, f"{path}.name", task.get("name", key), limit=MAX_NAME),
             "tags": _str_list(errors, f"{path}.tags", task.get("tags"), limit=MAX_TAGS, item_limit=100),
             "retries": _non_negative_int(errors, f"{path}.retries", task.get("retries", 0)) or 0,
-            "retry_delay_seconds": _non_negative_int(errors, f"{path}.retry_delay_seconds", task.get("retry_delay_seconds")),
+            "retry_delay_seconds": _non_negative_int(
+                errors, f"{path}.retry_delay_seconds", task.get("retry_delay_seconds")
+            ),
             "timeout_seconds": _non_negative_int(errors, f"{path}.timeout_seconds", task.get("timeout_seconds")),
         }
         for extra in ("trigger", "cache_key"):
@@ -217,16 +220,6 @@ def _validate_edges(errors: _Errors, edges: Any, keys: list[str]) -> list[dict]:
     return clean
 
 
-def _type_ok(kind: str, value: Any) -> bool:
-    if kind == "any" or value is None:
-        return True
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
-
-
 def _validate_parameters(errors: _Errors, parameters: Any) -> list[dict]:
     if parameters is None:
         return []
@@ -254,7 +247,7 @@ def _validate_parameters(errors: _Errors, parameters: Any) -> list[dict]:
         if not isinstance(required, bool):
             errors.add(f"{path}.required", "Must be a boolean.")
         default = param.get("default")
-        if not _type_ok(kind, default):
+        if not value_matches_type(kind, default):
             errors.add(f"{path}.default", f"Does not match the declared type '{kind}'.")
         item = {"name": name, "type": kind, "default": default, "required": bool(required)}
         if "description" in param:
@@ -377,51 +370,6 @@ def content_hash(metadata: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# --- reads --------------------------------------------------------------------------------------
-
-
-def flow_get(*, actor: Principal, flow_id: Any, action: str = "project:read") -> Flow:
-    flow = Flow.objects.for_workspace(actor.workspace).select_related("project").filter(pk=flow_id).first()
-    if flow is None:
-        raise NotFound()
-    authorize(actor, action, flow.project)
-    return flow
-
-
-def flow_list(*, actor: Principal, project_id: Any = None, name: str | None = None) -> QuerySet[Flow]:
-    from orchestration.services.projects import project_list
-
-    flows = Flow.objects.for_workspace(actor.workspace).filter(project__in=project_list(actor=actor))
-    if project_id is not None:
-        flows = flows.filter(project_id=project_id)
-    if name:
-        flows = flows.filter(name=name)
-    return flows.select_related("project").order_by("name", "id")
-
-
-def flow_version_get(*, actor: Principal, flow: Flow, version_id: Any) -> FlowVersion:
-    version = FlowVersion.objects.for_workspace(actor.workspace).filter(flow=flow, pk=version_id).first()
-    if version is None:
-        raise NotFound()
-    return version
-
-
-def flow_version_list(*, actor: Principal, flow: Flow) -> QuerySet[FlowVersion]:
-    return FlowVersion.objects.for_workspace(actor.workspace).filter(flow=flow).order_by("-version")
-
-
-def flow_active_version(flow: Flow) -> FlowVersion | None:
-    """The pinned version, else the newest unarchived one."""
-    if flow.pinned_version_id is not None:
-        return FlowVersion.objects.for_workspace(flow.workspace_id).filter(pk=flow.pinned_version_id).first()
-    return (
-        FlowVersion.objects.for_workspace(flow.workspace_id)
-        .filter(flow=flow, is_archived=False)
-        .order_by("-version")
-        .first()
-    )
-
-
 # --- writes -------------------------------------------------------------------------------------
 
 
@@ -469,12 +417,18 @@ def flow_register(*, actor: Principal, project_name: str, name: str, metadata: d
     # A schedule in the metadata becomes the flow's registered schedule(s); a bad one fails the whole
     # registration, so nothing is half-written.
     schedules_sync_from_registration(actor=actor, flow=flow, spec=clean["schedule"])
-    publish(
-        workspace_id=actor.workspace.pk, type="flow.registered",
-        data={"flow_id": str(flow.pk), "flow_version_id": str(version.pk), "version": number, "name": name,
-              "project": project.name},
-    )
+    flow.project = project  # the event names it; spares a query
+    events.flow_registered(version)
     return version, True
+
+
+def _audit(actor: Principal, action: str, target: Flow | FlowVersion, data: dict[str, Any],
+           label: str | None = None) -> None:
+    audit_record(workspace=actor.workspace, action=action, target=target, actor=actor, data=data, target_label=label)
+
+
+def _version_label(flow: Flow, version: FlowVersion) -> str:
+    return f"{flow.name} v{version.version}"
 
 
 @transaction.atomic
@@ -483,7 +437,8 @@ def flow_update(
     catchup: str | None = None, concurrency_limit: int | None = None, max_crash_retries: int | None = None,
     fields: set[str] | None = None,
 ) -> Flow:
-    """Update the given fields. ``fields`` names those to set (so a field can be set to null)."""
+    """Update the given fields. ``fields`` names those to set (so a field can be set to null). The
+    audit row lists each changed field as ``[old, new]``."""
     authorize(actor, "project:write", flow.project)
     values = {
         "description": description, "max_lateness_seconds": max_lateness_seconds, "catchup": catchup,
@@ -496,55 +451,88 @@ def flow_update(
         raise InvalidInput(f"catchup must be one of {', '.join(Catchup.values)}.", details={"catchup": ["Invalid."]})
     if "max_crash_retries" in chosen and max_crash_retries is None:
         raise InvalidInput("max_crash_retries cannot be null.", details={"max_crash_retries": ["Required."]})
+    changes: dict[str, list[Any]] = {}
     for key in sorted(chosen):
-        value = values[key]
-        setattr(flow, key, (value or "") if key == "description" else value)
+        old, new = getattr(flow, key), values[key]
+        new = (new or "") if key == "description" else new
+        if old != new:
+            changes[key] = [old, new]
+        setattr(flow, key, new)
     flow.save(update_fields=sorted(chosen) or None)
-    publish(workspace_id=actor.workspace.pk, type="flow.updated", data={"id": str(flow.pk)})
+    if changes:
+        _audit(actor, "flow.updated", flow, changes)
+    events.flow_updated(flow)
     return flow
 
 
 @transaction.atomic
 def flow_version_archive(*, actor: Principal, version: FlowVersion, archived: bool = True) -> FlowVersion:
+    """Archive a version (new runs no longer use it; a pin on it is lifted) or restore it."""
     flow = Flow.objects.for_workspace(actor.workspace).select_related("project").get(pk=version.flow_id)
     authorize(actor, "flow:register", flow.project)
     version.is_archived = archived
     version.save(update_fields=["is_archived"])
-    if archived and flow.pinned_version_id == version.pk:
+    unpinned = archived and flow.pinned_version_id == version.pk
+    if unpinned:
         flow.pinned_version = None
         flow.save(update_fields=["pinned_version"])
-    publish(workspace_id=actor.workspace.pk, type="flow.version_archived" if archived else "flow.version_restored",
-            data={"flow_id": str(flow.pk), "flow_version_id": str(version.pk)})
+    data = {"flow_id": str(flow.pk), "version": version.version}
+    if archived:
+        _audit(actor, "flow.version_archived", version, {**data, "unpinned": unpinned}, _version_label(flow, version))
+        events.flow_version_archived(version)
+    else:
+        _audit(actor, "flow.version_restored", version, data, _version_label(flow, version))
+        events.flow_version_restored(version)
     return version
+
+
+def _pinned_number(flow: Flow) -> int | None:
+    """The version number of ``flow``'s pinned version, for the audit row (None: not pinned)."""
+    if flow.pinned_version_id is None:
+        return None
+    return FlowVersion.objects.for_workspace(flow.workspace_id).filter(pk=flow.pinned_version_id) \
+        .values_list("version", flat=True).first()
+
+
+def _set_pin(actor: Principal, flow: Flow, version: FlowVersion | None) -> Flow:
+    """Pin ``version`` (None: unpin); the audit row is written only when the pin changes."""
+    if flow.pinned_version_id != (version.pk if version else None):
+        data = {"previous": _pinned_number(flow)}
+        if version is None:
+            _audit(actor, "flow.version_unpinned", flow, data)
+        else:
+            _audit(actor, "flow.version_pinned", flow, {**data, "version": version.version})
+    flow.pinned_version = version
+    flow.save(update_fields=["pinned_version"])
+    events.flow_updated(flow, pin_changed=True)
+    return flow
 
 
 @transaction.atomic
 def flow_pin_version(*, actor: Principal, flow: Flow, version: FlowVersion) -> Flow:
+    """Make ``version`` the one new runs use, whatever is registered later."""
     authorize(actor, "flow:register", flow.project)
     if version.flow_id != flow.pk:
         raise NotFound()
     if version.is_archived:
         raise Conflict("An archived version cannot be pinned; restore it first.", code="version_archived")
-    flow.pinned_version = version
-    flow.save(update_fields=["pinned_version"])
-    publish(workspace_id=actor.workspace.pk, type="flow.updated",
-            data={"id": str(flow.pk), "pinned_version_id": str(version.pk)})
-    return flow
+    return _set_pin(actor, flow, version)
 
 
 @transaction.atomic
 def flow_unpin_version(*, actor: Principal, flow: Flow) -> Flow:
+    """New runs use the newest unarchived version again."""
     authorize(actor, "flow:register", flow.project)
-    flow.pinned_version = None
-    flow.save(update_fields=["pinned_version"])
-    publish(workspace_id=actor.workspace.pk, type="flow.updated", data={"id": str(flow.pk), "pinned_version_id": None})
-    return flow
+    return _set_pin(actor, flow, None)
 
 
 @transaction.atomic
 def flow_delete(*, actor: Principal, flow: Flow) -> None:
+    """Delete a flow with its versions, schedules and runs."""
     authorize(actor, "project:write", flow.project)
-    flow_id = str(flow.pk)
+    # Both read the flow's id, which delete() clears; nothing is kept if the delete fails.
+    _audit(actor, "flow.deleted", flow, {"name": flow.name, "project": flow.project.name})
+    events.flow_deleted(flow)
     try:
         with transaction.atomic():
             # Runs go first: they PROTECT the versions the flow's deletion cascades to.
@@ -554,5 +542,3 @@ def flow_delete(*, actor: Principal, flow: Flow) -> None:
         raise Conflict("This flow still has runs that cannot be deleted.", code="flow_in_use") from None
     except IntegrityError:
         raise Conflict("This flow is still referenced.", code="flow_in_use") from None
-    publish(workspace_id=actor.workspace.pk, type="flow.deleted", data={"id": flow_id})
-

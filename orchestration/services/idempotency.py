@@ -21,8 +21,8 @@ from django.db import IntegrityError, transaction
 
 from core.errors import InvalidInput, ServiceError
 from core.tenancy import rls_bypass, workspace_scope
+from orchestration.engine import db_now
 from orchestration.models import IdempotencyRecord
-from orchestration.selectors import db_now
 
 MAX_KEY_LENGTH = 200
 # Agents retry for minutes, not days; records older than this are purged by the retention tick.

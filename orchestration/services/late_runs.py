@@ -43,10 +43,10 @@ from django.db.models import OuterRef, Q, Subquery
 from accounts.authz import NotFound
 from core.errors import ServiceError
 from core.tenancy import rls_bypass, workspace_scope
-from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state
+from orchestration.engine import ProposedState, SetStateStatus, db_now, flow_run_set_state
 from orchestration.models import Catchup, Flow, FlowRun, Schedule, StateType
 
-from .scheduler import CATCHUP_GRACE, db_now
+from .scheduler import CATCHUP_GRACE
 
 logger = logging.getLogger(__name__)
 

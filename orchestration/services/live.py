@@ -1,8 +1,9 @@
-"""Pushes to agent sockets (issue 5): "work available for your labels" and "cancel run X".
+"""Pushes to agent sockets, so agents start work without waiting for their next poll: "work available
+for your labels" and "cancel run X".
 
-The services call these inside their transaction, one line each; the push goes out after commit
-(``core.events.send_after_commit``: never before the run is visible to a claim, never for a
-rolled-back change, and a Redis outage never fails the write). A push is only a hint: the agent
+The services and the engine call these inside their transaction, one line each; the push goes out
+after commit (``core.events.send_after_commit``: never before the run is visible to a claim, never
+for a rolled-back change, and a Redis outage never fails the write). A push is only a hint: the agent
 then claims through REST as usual (D1 still decides who gets the run), and an agent that misses a
 push (socket down) finds the work by polling.
 

@@ -19,8 +19,8 @@ from django.utils.dateparse import parse_datetime
 from accounts.authz import Principal, authorize
 from accounts.models import Workspace
 from core.errors import InvalidInput
-from core.events import publish
 from core.tenancy import rls_bypass, workspace_scope
+from orchestration import events
 from orchestration.models import FlowRun, LogEntry, TaskRun
 
 LOG_RETENTION_DAYS = 7
@@ -162,13 +162,8 @@ def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> in
             [LogEntry(workspace_id=workspace_id, flow_run=flow_run, created_at=now, **line) for line in fresh],
             ignore_conflicts=True,
         )
-        publish(
-            workspace_id=workspace_id,
-            type="logs.appended",
-            data={"flow_run_id": str(flow_run.pk), "count": len(fresh),
-                  "first_sequence": fresh[0]["sequence"], "last_sequence": fresh[-1]["sequence"]},
-            flow_run_id=flow_run.pk,
-        )
+        events.logs_appended(flow_run, count=len(fresh), first_sequence=fresh[0]["sequence"],
+                             last_sequence=fresh[-1]["sequence"])
     return len(fresh)
 
 

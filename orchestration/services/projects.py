@@ -1,61 +1,44 @@
-"""Projects group flows. Names are unique per workspace (C3); a restricted project is invisible to
-those it is not shared with (``authorize`` answers NotFound for them)."""
+"""Projects group flows: create, rename, restrict and delete them. Names are unique per workspace;
+a restricted project is invisible to those it is not shared with (see
+:mod:`orchestration.selectors.projects` for who sees which project). Reads are selectors:
+``projects_visible_to`` and ``access_project``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
-from guardian.shortcuts import get_objects_for_user
 
-from accounts.authz import NotFound, Principal, authorize
-from accounts.models import ApiKey, Role
+from accounts.authz import Principal, authorize
+from accounts.services.audit import audit_record
 from core.errors import Conflict, InvalidInput
-from core.events import publish
+from orchestration import events
 from orchestration.models import FlowRun, Project
+
+MAX_NAME = 100
+MAX_DESCRIPTION = 1000
 
 
 def _clean_name(name: str) -> str:
     name = (name or "").strip()
-    if not name or len(name) > 100:
+    if not name or len(name) > MAX_NAME:
         raise InvalidInput("A project needs a name of 1–100 characters.", details={"name": ["Invalid."]})
     return name
 
 
 def _clean_description(description: str) -> str:
-    if len(description or "") > 1000:
+    if len(description or "") > MAX_DESCRIPTION:
         raise InvalidInput("A description is at most 1,000 characters.", details={"description": ["Too long."]})
     return description or ""
 
 
-def project_list(*, actor: Principal) -> QuerySet[Project]:
-    """The projects the actor can see: restricted ones only for Admins and those granted access."""
-    authorize(actor, "project:read", actor.workspace)
-    projects = Project.objects.for_workspace(actor.workspace).order_by("name")
-    if actor.role in (Role.OWNER, Role.ADMIN):
-        return projects
-    # Same rule as authorize(): only a person (session or their own key) picks up object grants.
-    if actor.user is None or (actor.api_key is not None and actor.api_key.kind != ApiKey.Kind.USER):
-        return projects.filter(is_restricted=False)
-    shared = get_objects_for_user(
-        actor.user, ["orchestration.view_project", "orchestration.manage_project"],
-        klass=Project.objects.for_workspace(actor.workspace).filter(is_restricted=True),
-        any_perm=True, accept_global_perms=False,
-    )
-    return projects.filter(Q(is_restricted=False) | Q(pk__in=shared.values("pk")))
-
-
-def project_get(*, actor: Principal, project_id: Any) -> Project:
-    project = Project.objects.for_workspace(actor.workspace).filter(pk=project_id).first()
-    if project is None:
-        raise NotFound()
-    authorize(actor, "project:read", project)
-    return project
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A project named '{name}' already exists.", code="name_taken")
 
 
 @transaction.atomic
 def project_create(*, actor: Principal, name: str, description: str = "", is_restricted: bool = False) -> Project:
+    """A new project in the actor's workspace (audited as ``project.created``)."""
     authorize(actor, "project:write", actor.workspace)
     name = _clean_name(name)
     try:
@@ -65,9 +48,18 @@ def project_create(*, actor: Principal, name: str, description: str = "", is_res
                 is_restricted=is_restricted,
             )
     except IntegrityError:
-        raise Conflict(f"A project named '{name}' already exists.", code="name_taken") from None
-    publish(workspace_id=actor.workspace.pk, type="project.created", data={"id": str(project.pk), "name": name})
+        raise _name_taken(name) from None
+    audit_record(workspace=actor.workspace, action="project.created", target=project, actor=actor,
+                 data={"name": name, "is_restricted": is_restricted})
+    events.project_created(project)
     return project
+
+
+def _authorize_restriction_change(actor: Principal) -> None:
+    # Restricting or opening a project decides who can see it, the same power as granting and
+    # revoking per-object access, so it takes the action that governs those grants
+    # ("object_permission:manage", held by Owners and Admins only).
+    authorize(actor, "object_permission:manage", actor.workspace)
 
 
 @transaction.atomic
@@ -75,32 +67,41 @@ def project_update(
     *, actor: Principal, project: Project, name: str | None = None, description: str | None = None,
     is_restricted: bool | None = None,
 ) -> Project:
+    """Rename, describe, restrict or open a project. Only Owners and Admins change restriction.
+    Audited as ``project.updated`` with the changed fields as ``{field: [old, new]}``."""
     authorize(actor, "project:write", project)
-    if is_restricted is not None and is_restricted != project.is_restricted:
-        # Restricting or opening a project changes who can see it: that is an Admin's call.
-        if actor.role not in (Role.OWNER, Role.ADMIN):
-            from accounts.authz import PermissionDenied
-
-            raise PermissionDenied("project:write", actor.role)
-        project.is_restricted = is_restricted
+    wanted: dict[str, Any] = {}
     if name is not None:
-        project.name = _clean_name(name)
+        wanted["name"] = _clean_name(name)
     if description is not None:
-        project.description = _clean_description(description)
+        wanted["description"] = _clean_description(description)
+    if is_restricted is not None:
+        wanted["is_restricted"] = is_restricted
+    changes = {field: [getattr(project, field), value] for field, value in wanted.items()
+               if getattr(project, field) != value}
+    if "is_restricted" in changes:
+        _authorize_restriction_change(actor)
+    if not changes:
+        return project
+    for field, (_old, new) in changes.items():
+        setattr(project, field, new)
     try:
         with transaction.atomic():
-            project.save()
+            project.save(update_fields=list(changes))
     except IntegrityError:
-        raise Conflict(f"A project named '{project.name}' already exists.", code="name_taken") from None
-    publish(workspace_id=actor.workspace.pk, type="project.updated", data={"id": str(project.pk)})
+        raise _name_taken(project.name) from None
+    audit_record(workspace=actor.workspace, action="project.updated", target=project, actor=actor, data=changes)
+    events.project_updated(project)
     return project
 
 
 @transaction.atomic
 def project_delete(*, actor: Principal, project: Project) -> None:
+    """Delete a project with its flows, versions, schedules and runs (audited as ``project.deleted``)."""
     authorize(actor, "project:write", project)
-    project_id = str(project.pk)
+    audit_record(workspace=actor.workspace, action="project.deleted", target=project, actor=actor,
+                 data={"name": project.name})
+    events.project_deleted(project)  # built before the delete clears the pk; sent on commit
     # Runs go first: they PROTECT the versions the project's deletion cascades to.
     FlowRun.objects.for_workspace(actor.workspace).filter(flow__project=project).delete()
     project.delete()
-    publish(workspace_id=actor.workspace.pk, type="project.deleted", data={"id": project_id})

@@ -2,13 +2,13 @@
 
 A claimed run must start, and a started run's process must heartbeat, before its lease ends. Runs
 in PENDING, RUNNING or CANCELLING whose lease ended before the database's ``now()`` (or that never
-had a lease, one lease period after their state change) are proposed CRASHED, with a reason, through the engine's entry point — which releases their concurrency slots
-in the same transaction and, per the flow's ``max_crash_retries``, schedules a retry (the engine's
-crash-retry rule). Rows are found across workspaces through the partial index
-``flow_run_lease_idx`` and locked with SKIP LOCKED, so two reapers at once never crash a run twice
-and never wait on each other or on a run being reported. Run every few seconds (a platform tick):
-a run with no live lease is never left PENDING/RUNNING/CANCELLING longer than its lease plus one
-tick.
+had a lease, one lease period after their state change) are proposed CRASHED, with a reason,
+through the engine's entry point — which releases their concurrency slots in the same transaction
+and, per the flow's ``max_crash_retries``, schedules a retry (the engine's crash-retry rule). Rows
+are found across workspaces through the partial index ``flow_run_lease_idx`` and locked with SKIP
+LOCKED, so two reapers at once never crash a run twice and never wait on each other or on a run
+being reported. Run every few seconds (a platform tick): a run with no live lease is never left
+PENDING/RUNNING/CANCELLING longer than its lease plus one tick.
 
 An outage of the web tier is not the agents' death: agents heartbeat through it, so while it does
 not answer (its beat, ``web_tier.py``, is stale) the reaper reaps nothing, and when it comes back
@@ -25,9 +25,8 @@ from django.db import transaction
 from django.db.models import Q
 
 from core.tenancy import rls_bypass
-from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state
+from orchestration.engine import ProposedState, SetStateStatus, db_now, flow_run_set_state
 from orchestration.models import FlowRun, StateType
-from orchestration.selectors import db_now
 from orchestration.services.heartbeats import HEARTBEAT_LEASE_SECONDS, LEASED_STATES
 from orchestration.services.web_tier import web_tier_is_up
 
@@ -81,7 +80,8 @@ def _reap_batch(now: datetime | None) -> tuple[int, int]:
                 # An active run that never got a lease (e.g. marked RUNNING by hand) gets one lease's
                 # grace from its state change, then counts as lost too.
                 Q(lease_expires_at__lt=cutoff)
-                | Q(lease_expires_at__isnull=True, state_timestamp__lt=cutoff - timedelta(seconds=HEARTBEAT_LEASE_SECONDS))
+                | Q(lease_expires_at__isnull=True,
+                    state_timestamp__lt=cutoff - timedelta(seconds=HEARTBEAT_LEASE_SECONDS))
             )
             .order_by("lease_expires_at")
             .select_for_update(skip_locked=True, of=("self",))

@@ -2,26 +2,24 @@
 mark as, delete and bulk actions on a filter.
 
 Every function takes the acting :class:`Principal`, authorizes with the role matrix, and scopes
-itself to the actor's workspace. State changes go through the engine's entry point
-(``orchestration.engine``); nothing here assigns a run's state, except the first SCHEDULED state
-written with the run at creation (state_version 1 and its history row, in the same transaction).
+itself to the actor's workspace. A run is born in its first state through the engine's creation
+path (``orchestration.engine.creation``) and every later state change goes through the engine's
+entry point (``orchestration.engine``); nothing here assigns a run's state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 
 from accounts.authz import NotFound, Principal, authorize
 from core.errors import Conflict, InvalidInput
-from core.events import publish
 from core.tenancy import workspace_scope
+from orchestration import events
 from orchestration.engine import (
     ForcePolicy,
     OrchestrationResult,
@@ -29,76 +27,26 @@ from orchestration.engine import (
     SetStateStatus,
     db_now,
     flow_run_set_state,
+    insert_scheduled_runs,
+    new_scheduled_run,
     task_run_set_state,
 )
-from orchestration.models import (
-    TERMINAL_STATES,
-    Flow,
-    FlowRun,
-    FlowRunState,
-    FlowVersion,
-    Schedule,
-    StateType,
-    TaskRun,
-)
+from orchestration.models import TERMINAL_STATES, Flow, FlowRun, FlowVersion, Schedule, StateType, TaskRun
+from orchestration.selectors import FlowRunFilter, flow_version_for_new_run
 from orchestration.services import live
+from orchestration.services.parameters import validate_parameters
 
-MAX_PARAMETERS_BYTES = 512 * 1024  # A1: parameters are small metadata, never data
 MAX_BULK_RUNS = 5_000
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 100
 MAX_NAME = 200
 MAX_IDEMPOTENCY_KEY = 200
-PARAMETER_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 RESTARTABLE = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+BULK_FILTERS = ("flow_id", "state_type", "state_types", "labels", "scheduled_before", "scheduled_after")
+RUN_SPEC_FIELDS = ("parameters", "labels", "scheduled_start", "idempotency_key", "name")
 
 
 # --- validation -----------------------------------------------------------------------------------
-
-
-def _type_ok(kind: str, value: Any) -> bool:
-    if kind not in PARAMETER_TYPES or kind == "any" or value is None:
-        return True
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
-
-
-def validate_parameters(schema: list[dict[str, Any]], parameters: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Check ``parameters`` against a version's parameter schema. Returns the parameters with the
-    defaults of omitted optional ones filled in, and the errors by field (empty when valid)."""
-    errors: dict[str, list[str]] = {}
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, dict):
-        return {}, {"parameters": ["Must be an object of parameter names to values."]}
-    try:
-        size = len(json.dumps(parameters, separators=(",", ":")).encode())
-    except (TypeError, ValueError):
-        return {}, {"parameters": ["Must be JSON."]}
-    if size > MAX_PARAMETERS_BYTES:
-        return {}, {"parameters": [f"At most {MAX_PARAMETERS_BYTES // 1024} KB of JSON ({size} bytes given); "
-                                   "pass references to data, not data."]}
-    specs = {p["name"]: p for p in schema or [] if isinstance(p, dict) and "name" in p}
-    clean: dict[str, Any] = {}
-    for name in parameters:
-        if name not in specs:
-            errors[f"parameters.{name}"] = [f"Unknown parameter '{name}'; the flow takes: "
-                                            f"{', '.join(sorted(specs)) or 'none'}."]
-    for name, spec in specs.items():
-        kind = spec.get("type", "any")
-        if name in parameters:
-            value = parameters[name]
-            if not _type_ok(kind, value):
-                errors[f"parameters.{name}"] = [f"Must be of type '{kind}', got {type(value).__name__}."]
-            clean[name] = value
-        elif spec.get("required"):
-            errors[f"parameters.{name}"] = ["This parameter is required."]
-        elif "default" in spec:
-            clean[name] = spec.get("default")
-    return clean, errors
 
 
 def _labels(value: Any, errors: dict[str, list[str]], path: str = "labels") -> list[str] | None:
@@ -141,21 +89,20 @@ def _when(value: Any, path: str, errors: dict[str, list[str]]) -> dt.datetime | 
     return value
 
 
+def _first_error(errors: dict[str, list[str]]) -> str:
+    path, messages = next(iter(errors.items()))
+    more = f" ({len(errors) - 1} more errors in details)" if len(errors) > 1 else ""
+    return f"{path}: {messages[0]}{more}"
+
+
 def _run_name(flow: Flow) -> str:
     return f"{flow.name[:180]}-{uuid.uuid4().hex[:8]}"
 
 
-def active_version(flow: Flow) -> FlowVersion:
-    """The pinned version, else the newest unarchived one; a flow without one cannot run."""
-    if flow.pinned_version_id is not None:
-        version = FlowVersion.objects.for_workspace(flow.workspace_id).filter(pk=flow.pinned_version_id).first()
-    else:
-        version = (
-            FlowVersion.objects.for_workspace(flow.workspace_id)
-            .filter(flow=flow, is_archived=False)
-            .order_by("-version")
-            .first()
-        )
+def _version_for_new_run(flow: Flow) -> FlowVersion:
+    """The version a new run of ``flow`` uses (:func:`~orchestration.selectors.flow_version_for_new_run`);
+    a flow without one cannot run."""
+    version = flow_version_for_new_run(flow)
     if version is None:
         raise Conflict("The flow has no active version to run; register or unarchive one.", code="no_active_version")
     return version
@@ -164,66 +111,37 @@ def active_version(flow: Flow) -> FlowVersion:
 def _prepare(
     flow: Flow, version: FlowVersion, spec: dict[str, Any], errors: dict[str, list[str]], prefix: str = ""
 ) -> dict[str, Any]:
+    """One run's fields, checked (problems go to ``errors`` under ``prefix``), ready for
+    :func:`~orchestration.engine.new_scheduled_run`."""
     parameters, param_errors = validate_parameters(version.parameters, spec.get("parameters"))
     errors.update({prefix + k: v for k, v in param_errors.items()})
-    labels = _labels(spec.get("labels"), errors, prefix + "labels")
     name = _text(spec.get("name"), MAX_NAME, prefix + "name", errors)
-    key = _text(spec.get("idempotency_key"), MAX_IDEMPOTENCY_KEY, prefix + "idempotency_key", errors)
-    when = _when(spec.get("scheduled_start"), prefix + "scheduled_start", errors)
     return {
         "parameters": parameters,
-        "labels": labels if labels is not None else list(version.labels or []),
+        "labels": _labels(spec.get("labels"), errors, prefix + "labels"),  # None: the version's
         "name": name or _run_name(flow),
-        "idempotency_key": key,
-        "scheduled_start": when,
+        "idempotency_key": _text(spec.get("idempotency_key"), MAX_IDEMPOTENCY_KEY, prefix + "idempotency_key", errors),
+        "scheduled_start": _when(spec.get("scheduled_start"), prefix + "scheduled_start", errors),
     }
 
 
 def _new_run(
     actor: Principal, flow: Flow, version: FlowVersion, prepared: dict[str, Any], now: dt.datetime,
-    created_by_kind: str, schedule: Schedule | None,
+    created_by_kind: str, schedule: Schedule | None = None,
 ) -> FlowRun:
-    return FlowRun(
-        id=uuid.uuid4(),
-        workspace_id=flow.workspace_id,
-        flow=flow,
-        flow_version=version,
-        name=prepared["name"],
-        parameters=prepared["parameters"],
-        labels=prepared["labels"],
-        idempotency_key=prepared["idempotency_key"],
-        created_by_kind=created_by_kind,
-        created_by_user=actor.user,
-        schedule=schedule,
-        scheduled_start=prepared["scheduled_start"] or now,
-        state_type=StateType.SCHEDULED,
-        state_name="Scheduled",
-        state_timestamp=now,
-        state_version=1,  # the first state, written with the run (its history row below)
-        created_at=now,
-    )
-
-
-def _first_state(run: FlowRun, now: dt.datetime) -> FlowRunState:
-    return FlowRunState(
-        workspace_id=run.workspace_id, flow_run_id=run.pk, type=StateType.SCHEDULED, name="Scheduled",
-        timestamp=now, details={"scheduled_start": run.scheduled_start.isoformat()},
-    )
-
-
-def _created_event(run: FlowRun) -> None:
-    publish(
-        workspace_id=run.workspace_id,
-        type="flow_run.created",
-        data={"id": str(run.pk), "flow_id": str(run.flow_id), "name": run.name, "state_type": run.state_type,
-              "scheduled_start": run.scheduled_start.isoformat()},
-    )
+    return new_scheduled_run(flow=flow, flow_version=version, now=now, created_by_kind=created_by_kind,
+                             created_by_user=actor.user, schedule=schedule, **prepared)
 
 
 def _own_flow(actor: Principal, flow: Flow) -> Flow:
     if flow.workspace_id != actor.workspace.pk:
         raise NotFound()
     return flow
+
+
+def _runs_by_key(actor: Principal, keys: Iterable[str]) -> dict[str, FlowRun]:
+    runs = FlowRun.objects.for_workspace(actor.workspace).filter(idempotency_key__in=[k.strip() for k in keys])
+    return {run.idempotency_key: run for run in runs}
 
 
 # --- create -----------------------------------------------------------------------------------------
@@ -253,15 +171,12 @@ def flow_run_create(
             raise InvalidInput(f"created_by_kind must be one of {', '.join(FlowRun.CreatedBy.values)}.",
                                details={"created_by_kind": ["Invalid."]})
         if idempotency_key is not None:
-            existing = _by_key(actor, idempotency_key)
+            existing = _runs_by_key(actor, [idempotency_key]).get(idempotency_key.strip())
             if existing is not None:
                 return existing, False
-        if flow_version is not None:
-            if flow_version.flow_id != flow.pk:
-                raise InvalidInput("That version belongs to another flow.", details={"flow_version": ["Invalid."]})
-            version = flow_version
-        else:
-            version = active_version(flow)
+        if flow_version is not None and flow_version.flow_id != flow.pk:
+            raise InvalidInput("That version belongs to another flow.", details={"flow_version": ["Invalid."]})
+        version = flow_version or _version_for_new_run(flow)
         errors: dict[str, list[str]] = {}
         prepared = _prepare(flow, version, {
             "parameters": parameters, "labels": labels, "scheduled_start": scheduled_start,
@@ -271,30 +186,15 @@ def flow_run_create(
             raise InvalidInput(_first_error(errors), code="invalid_run", details=errors)
         now = db_now()
         run = _new_run(actor, flow, version, prepared, now, created_by_kind, schedule)
-        try:
-            with transaction.atomic():
-                FlowRun.objects.unscoped().bulk_create([run])
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            existing = _by_key(actor, prepared["idempotency_key"])
-            if existing is None:
-                raise
-            return existing, False
-        FlowRunState.objects.unscoped().bulk_create([_first_state(run, now)])
-        _created_event(run)
-        live.runs_available([run], now=now)
-        return run, True
-
-
-def _by_key(actor: Principal, key: str) -> FlowRun | None:
-    return FlowRun.objects.for_workspace(actor.workspace).filter(idempotency_key=key.strip()).first()
-
-
-def _first_error(errors: dict[str, list[str]]) -> str:
-    path, messages = next(iter(errors.items()))
-    more = f" ({len(errors) - 1} more errors in details)" if len(errors) > 1 else ""
-    return f"{path}: {messages[0]}{more}"
+        key = prepared["idempotency_key"]
+        # With a key, a concurrent create of the same key may insert first: ours is then skipped
+        # (the insert waits for the other to commit) and the other's run is the answer.
+        if insert_scheduled_runs([run], now=now, ignore_conflicts=key is not None):
+            return run, True
+        existing = _runs_by_key(actor, [key]).get(key)
+        if existing is None:
+            raise IntegrityError(f"flow run {run.pk} was not inserted")
+        return existing, False
 
 
 @transaction.atomic
@@ -311,60 +211,42 @@ def flow_run_bulk_create(*, actor: Principal, flow: Flow, runs: list[dict[str, A
                            details={"runs": [f"At most {MAX_BULK_RUNS}."]})
     with workspace_scope([actor.workspace.pk]):
         authorize(actor, "flow_run:create", flow)
-        version = active_version(flow)
+        version = _version_for_new_run(flow)
         errors: dict[str, list[str]] = {}
         prepared = []
         for i, spec in enumerate(runs):
             if not isinstance(spec, dict):
                 errors[f"runs[{i}]"] = ["Must be an object."]
                 continue
-            unknown = set(spec) - {"parameters", "labels", "scheduled_start", "idempotency_key", "name"}
+            unknown = set(spec) - set(RUN_SPEC_FIELDS)
             if unknown:
                 errors[f"runs[{i}]"] = [f"Unknown fields: {', '.join(sorted(unknown))}."]
             prepared.append(_prepare(flow, version, spec, errors, prefix=f"runs[{i}]."))
         if errors:
             raise InvalidInput(_first_error(errors), code="invalid_run", details=errors)
-        keys = [p["idempotency_key"] for p in prepared if p["idempotency_key"]]
-        existing = {
-            run.idempotency_key: run
-            for run in FlowRun.objects.for_workspace(actor.workspace).filter(idempotency_key__in=keys)
-        } if keys else {}
+        keys = {p["idempotency_key"] for p in prepared if p["idempotency_key"]}
+        by_key = _runs_by_key(actor, keys) if keys else {}
         now = db_now()
         result: list[FlowRun] = []
         fresh: list[FlowRun] = []
-        seen: dict[str, FlowRun] = {}
         for p in prepared:
             key = p["idempotency_key"]
-            if key and key in existing:
-                result.append(existing[key])
-            elif key and key in seen:
-                result.append(seen[key])
-            else:
-                run = _new_run(actor, flow, version, p, now, FlowRun.CreatedBy.API, None)
-                if key:
-                    seen[key] = run
-                fresh.append(run)
-                result.append(run)
-        # A concurrent call may insert one of our keys first: those rows are skipped here and the
-        # other call's run is returned in their place.
-        FlowRun.objects.unscoped().bulk_create(fresh, batch_size=1000, ignore_conflicts=bool(seen))
-        if seen:
-            inserted = set(
-                FlowRun.objects.for_workspace(actor.workspace)
-                .filter(pk__in=[r.pk for r in fresh]).values_list("pk", flat=True)
-            )
-            lost = [r for r in fresh if r.pk not in inserted]
-            if lost:
-                winners = {r.idempotency_key: r for r in FlowRun.objects.for_workspace(actor.workspace)
-                           .filter(idempotency_key__in=[r.idempotency_key for r in lost])}
-                result = [winners.get(r.idempotency_key, r) if r.pk not in inserted and r in lost else r
-                          for r in result]
-                fresh = [r for r in fresh if r.pk in inserted]
-        FlowRunState.objects.unscoped().bulk_create([_first_state(r, now) for r in fresh], batch_size=1000)
-        if fresh:
-            publish(workspace_id=actor.workspace.pk, type="flow_run.created",
-                    data={"flow_id": str(flow.pk), "count": len(fresh), "ids": [str(r.pk) for r in fresh[:100]]})
-            live.runs_available(fresh, now=now)
+            if key in by_key:  # a known key, or one repeated within the call: that run
+                result.append(by_key[key])
+                continue
+            run = _new_run(actor, flow, version, p, now, FlowRun.CreatedBy.API)
+            fresh.append(run)
+            result.append(run)
+            if key:
+                by_key[key] = run
+        # A concurrent call may insert one of our keys first: that row is skipped here and the
+        # other call's run is returned in its place.
+        with_keys = any(r.idempotency_key for r in fresh)
+        inserted = {r.pk for r in insert_scheduled_runs(fresh, now=now, ignore_conflicts=with_keys)}
+        lost = {r.idempotency_key for r in fresh if r.pk not in inserted and r.idempotency_key}
+        if lost:
+            winners = _runs_by_key(actor, lost)
+            result = [winners.get(r.idempotency_key, r) if r.idempotency_key in lost else r for r in result]
         return result
 
 
@@ -494,27 +376,28 @@ def flow_run_delete(*, actor: Principal, flow_run: FlowRun) -> None:
     with workspace_scope([actor.workspace.pk]):
         run = _locked(actor, flow_run)
         authorize(actor, "flow_run:update", run)
-        run_id = run.pk
-        FlowRun.objects.for_workspace(actor.workspace).filter(pk=run_id).delete()
-        publish(workspace_id=actor.workspace.pk, type="flow_run.deleted", data={"id": str(run_id)})
+        FlowRun.objects.for_workspace(actor.workspace).filter(pk=run.pk).delete()
+        events.flow_run_deleted(run)
 
 
 # --- bulk actions ------------------------------------------------------------------------------------
 
 
-def _filtered(actor: Principal, filters: dict[str, Any]) -> QuerySet[FlowRun]:
+def bulk_run_filter(filters: Any) -> FlowRunFilter:
+    """A bulk action's filters (raw JSON as stored on the record: ``flow_id``, ``state_type`` or
+    ``state_types``, ``labels``, ``scheduled_before``, ``scheduled_after``) as a
+    :class:`~orchestration.selectors.FlowRunFilter`; InvalidInput naming every bad filter."""
     if not isinstance(filters, dict):
         raise InvalidInput("filters must be an object.", details={"filters": ["Invalid."]})
-    allowed = {"flow_id", "state_type", "state_types", "labels", "scheduled_before", "scheduled_after"}
-    unknown = set(filters) - allowed
+    unknown = set(filters) - set(BULK_FILTERS)
     if unknown:
         raise InvalidInput(f"Unknown filters: {', '.join(sorted(unknown))}.",
                            details={f"filters.{k}": ["Unknown."] for k in sorted(unknown)})
     errors: dict[str, list[str]] = {}
-    qs = FlowRun.objects.for_workspace(actor.workspace)
+    flow_id = None
     if filters.get("flow_id") is not None:
         try:
-            qs = qs.filter(flow_id=uuid.UUID(str(filters["flow_id"])))
+            flow_id = uuid.UUID(str(filters["flow_id"]))
         except ValueError:
             errors["filters.flow_id"] = ["Must be a UUID."]
     types: list[str] = []
@@ -528,43 +411,16 @@ def _filtered(actor: Principal, filters: dict[str, Any]) -> QuerySet[FlowRun]:
     bad = [t for t in types if t not in StateType.values]
     if bad:
         errors["filters.state_type"] = [f"Unknown state types: {', '.join(map(str, bad))}."]
-    elif types:
-        qs = qs.filter(state_type__in=types)
-    labels = _labels(filters.get("labels"), errors, "filters.labels")
-    if labels:
-        qs = qs.filter(labels__contains=labels)
-    before = _when(filters.get("scheduled_before"), "filters.scheduled_before", errors)
-    after = _when(filters.get("scheduled_after"), "filters.scheduled_after", errors)
-    if before is not None:
-        qs = qs.filter(scheduled_start__lt=before)
-    if after is not None:
-        qs = qs.filter(scheduled_start__gte=after)
+    run_filter = FlowRunFilter(
+        flow_id=flow_id,
+        state_types=types or None,
+        labels=_labels(filters.get("labels"), errors, "filters.labels"),
+        scheduled_before=_when(filters.get("scheduled_before"), "filters.scheduled_before", errors),
+        scheduled_after=_when(filters.get("scheduled_after"), "filters.scheduled_after", errors),
+    )
     if errors:
         raise InvalidInput(_first_error(errors), code="invalid_filters", details=errors)
-    return qs
-
-
-@transaction.atomic
-def _visible_to(actor: Principal, runs: Any) -> Any:
-    """Leave out runs of restricted projects not shared with the actor (Owners and Admins see all)."""
-    from django.db.models import Q
-    from guardian.shortcuts import get_objects_for_user
-
-    from accounts.models import ApiKey, Role
-    from orchestration.models import Project
-
-    if actor.role in (Role.OWNER, Role.ADMIN):
-        return runs
-    shared: list[Any] = []
-    if actor.user is not None and (actor.api_key is None or actor.api_key.kind == ApiKey.Kind.USER):
-        projects = Project.objects.for_workspace(actor.workspace).filter(is_restricted=True)
-        shared = list(
-            get_objects_for_user(
-                actor.user, ["orchestration.view_project", "orchestration.manage_project"], klass=projects,
-                any_perm=True, accept_global_perms=False, with_superuser=False,
-            ).values_list("pk", flat=True)
-        )
-    return runs.filter(Q(flow__project__is_restricted=False) | Q(flow__project__in=shared))
+    return run_filter
 
 
 def flow_run_bulk_action(
@@ -583,8 +439,7 @@ def flow_run_bulk_action(
 
 __all__ = [
     "MAX_BULK_RUNS",
-    "MAX_PARAMETERS_BYTES",
-    "active_version",
+    "bulk_run_filter",
     "flow_run_bulk_action",
     "flow_run_bulk_create",
     "flow_run_cancel",
@@ -592,5 +447,4 @@ __all__ = [
     "flow_run_delete",
     "flow_run_mark",
     "flow_run_restart",
-    "validate_parameters",
 ]

@@ -22,21 +22,17 @@ number of queries, so thousands of schedules cost a bounded number of round trip
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery
-from django.utils import timezone
 
 from core.errors import InvalidInput
-from core.events import publish
 from core.tenancy import rls_bypass
-from orchestration.models import Catchup, Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
+from orchestration.engine import db_now, insert_scheduled_runs, new_scheduled_run
+from orchestration.models import Catchup, Flow, FlowRun, FlowVersion, Schedule
 from orchestration.schedules import occurrences
-from orchestration.services import live
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +44,6 @@ _MAX_PAST_OCCURRENCES = 5000
 # Runs due within this much of the tick are "now", even under catchup="none".
 CATCHUP_GRACE = timedelta(seconds=30)
 _EPSILON = timedelta(microseconds=1)
-
-
-def db_now() -> datetime:
-    """The database clock (D6); inside a transaction, its start time. SQLite (embedded) has none
-    worth the name, so the process clock stands in there."""
-    if connection.vendor != "postgresql":
-        return timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
-        row = cursor.fetchone()
-    assert row is not None
-    return row[0]
 
 
 def schedule_due_runs(
@@ -116,8 +100,11 @@ def _planned_starts(
     return past + future
 
 
+# TODO(selectors): move next to selectors.flow_version_for_new_run (the same rule for many flows in
+# a fixed number of queries), so the rule is written in one module.
 def _active_versions(flow_ids: set[Any]) -> dict[Any, FlowVersion]:
-    """flow id → the version new runs use (the pinned one, else the newest unarchived one)."""
+    """flow id → the version new runs use (the pinned one, else the newest unarchived one), as
+    :func:`orchestration.selectors.flow_version_for_new_run` answers for one flow."""
     newest = (
         FlowVersion.objects.unscoped()
         .filter(flow=OuterRef("pk"), is_archived=False)
@@ -182,6 +169,7 @@ def _tick_batch(
 
         runs: list[FlowRun] = []
         for schedule in schedules:
+            flow = schedule.flow
             version = versions.get(schedule.flow_id)
             if version is None:
                 continue  # a flow without a usable version has nothing to run
@@ -196,48 +184,13 @@ def _tick_batch(
                 continue
             parameters = {**_defaults(version), **(schedule.parameters or {})}
             runs.extend(
-                FlowRun(
-                    id=uuid.uuid4(), workspace_id=schedule.workspace_id, flow_id=schedule.flow_id,
-                    flow_version_id=version.pk, name=_run_name(schedule.flow.name, start),
-                    parameters=parameters, labels=list(version.labels), created_by_kind=FlowRun.CreatedBy.SCHEDULE,
-                    schedule_id=schedule.pk, scheduled_start=start, state_type=StateType.SCHEDULED,
-                    state_name="Scheduled", state_timestamp=clock, created_at=clock,
-                    state_version=1,  # the first state, written with the run (its history row below)
+                new_scheduled_run(
+                    flow=flow, flow_version=version, name=_run_name(flow.name, start), now=clock,
+                    scheduled_start=start, parameters=parameters, created_by_kind=FlowRun.CreatedBy.SCHEDULE,
+                    schedule=schedule,
                 )
                 for start in starts
             )
-        if not runs:
-            return 0, next_after
-
-        FlowRun.objects.unscoped().bulk_create(runs, ignore_conflicts=True, batch_size=1000)
-        # Conflicting rows (another tick won) keep the other tick's ids: ours are the ones that exist.
-        inserted = set(FlowRun.objects.unscoped().filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
-        mine = [r for r in runs if r.pk in inserted]
-        FlowRunState.objects.unscoped().bulk_create(
-            [
-                FlowRunState(
-                    workspace_id=r.workspace_id, flow_run_id=r.pk, type=StateType.SCHEDULED, name="Scheduled",
-                    message="Scheduled by the flow's schedule.", timestamp=clock,
-                    details={"scheduled_start": r.scheduled_start.isoformat(), "schedule_id": str(r.schedule_id)},
-                )
-                for r in mine
-            ],
-            batch_size=1000,
-        )
-        # One event per flow and batch, shaped like the bulk-create event of the run service.
-        by_flow: dict[tuple[Any, Any], list[FlowRun]] = defaultdict(list)
-        for run in mine:
-            by_flow[(run.workspace_id, run.flow_id)].append(run)
-        for (workspace_id, flow_id), flow_runs in by_flow.items():
-            publish(
-                workspace_id=workspace_id,
-                type="flow_run.created",
-                data={
-                    "flow_id": str(flow_id),
-                    "count": len(flow_runs),
-                    "ids": [str(r.pk) for r in flow_runs[:100]],
-                    "created_by_kind": FlowRun.CreatedBy.SCHEDULE,
-                },
-            )
-        live.runs_available(mine, now=clock)  # agents claim due runs now, set timers for the rest
-        return len(mine), next_after
+        # A run another tick already created (same schedule and start) is skipped; the rest are
+        # inserted with their first state and announced (one event per flow).
+        return len(insert_scheduled_runs(runs, now=clock, ignore_conflicts=True)), next_after

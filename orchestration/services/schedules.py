@@ -10,6 +10,7 @@ on the pause).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -18,15 +19,16 @@ from django.db.models.functions import Now
 from django.utils import timezone as django_timezone
 
 from accounts.authz import Principal, authorize
+from accounts.services.audit import audit_record
 from core.errors import InvalidInput
-from core.events import publish
 from core.tenancy import workspace_scope
+from orchestration import events
 from orchestration import schedules as timemaths
 from orchestration.models import Flow, FlowRun, Schedule, StateType
-from orchestration.services.flows import flow_active_version
+from orchestration.selectors.flows import flow_version_for_new_run
+from orchestration.services.parameters import MAX_PARAMETERS_BYTES, validate_parameters
 
 MAX_SCHEDULES_PER_FLOW = 20
-MAX_PARAMETERS_BYTES = 512 * 1024
 
 _SPEC_FIELDS = ("kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date", "end_date")
 UPDATABLE_FIELDS = frozenset({*_SPEC_FIELDS, "parameters", "is_active"})
@@ -38,16 +40,12 @@ def _validate_parameters(flow: Flow, parameters: Any) -> dict[str, Any]:
     if not isinstance(parameters, dict):
         raise InvalidInput("Schedule parameters must be an object of name → value.",
                            details={"parameters": ["Not an object."]})
-    import json
-
     if len(json.dumps(parameters, default=str)) > MAX_PARAMETERS_BYTES:
         raise InvalidInput("Schedule parameters are too large (512 KB at most).", code="parameters_too_large",
                            details={"parameters": ["Too large."]})
-    version = flow_active_version(flow)
+    version = flow_version_for_new_run(flow)
     if version is not None:
         # The same check a run's parameters get: unknown names, wrong types, missing required ones.
-        from orchestration.services.runs import validate_parameters
-
         _, errors = validate_parameters(version.parameters, parameters)
         if errors:
             unknown = sorted(k.split(".", 1)[1] for k, v in errors.items() if v[0].startswith("Unknown"))
@@ -81,14 +79,37 @@ def _delete_unclaimed_future_runs(schedule: Schedule) -> int:
     deleted_ids = [str(pk) for pk in runs.values_list("pk", flat=True)]
     if deleted_ids:
         FlowRun.objects.for_workspace(schedule.workspace_id).filter(pk__in=deleted_ids).delete()
-        publish(workspace_id=schedule.workspace_id, type="flow_run.deleted",
-                data={"ids": deleted_ids, "reason": "schedule_changed", "schedule_id": str(schedule.pk)})
+        events.flow_run_deleted_by_schedule(schedule, deleted_ids)
     return len(deleted_ids)
 
 
-def _publish(schedule: Schedule, type: str) -> None:
-    publish(workspace_id=schedule.workspace_id, type=type,
-            data={"id": str(schedule.pk), "flow_id": str(schedule.flow_id), "is_active": schedule.is_active})
+# --- the audit log ------------------------------------------------------------------------------
+
+
+def _loggable(value: Any) -> Any:
+    """A field's value as the audit log's JSON keeps it (dates as ISO 8601 text)."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _settings(schedule: Schedule) -> dict[str, Any]:
+    """What the schedule was set to: the fields that have a value, to read in the log."""
+    values = {k: getattr(schedule, k) for k in (*_SPEC_FIELDS, "parameters", "is_active")}
+    return {k: _loggable(v) for k, v in values.items() if v not in (None, "", {})}
+
+
+def _label(schedule: Schedule, flow: Flow) -> str:
+    """'nightly: cron 0 9 * * *': the flow and the clock, since a schedule has no name."""
+    clock = {
+        "interval": f"every {schedule.interval_seconds} s",
+        "cron": f"cron {schedule.cron}",
+        "rrule": f"rrule {schedule.rrule}",
+    }.get(schedule.kind, schedule.kind)
+    return f"{flow.name}: {clock}"
+
+
+def _audit(actor: Principal, schedule: Schedule, flow: Flow, action: str, data: dict[str, Any]) -> None:
+    audit_record(workspace=actor.workspace, action=action, target=schedule, actor=actor,
+                 target_label=_label(schedule, flow), data=data)
 
 
 @transaction.atomic
@@ -120,7 +141,8 @@ def schedule_create(
         schedule = Schedule.objects.unscoped().create(
             workspace_id=flow.workspace_id, flow=flow, is_active=bool(is_active), **fields
         )
-        _publish(schedule, "schedule.created")
+        _audit(actor, schedule, flow, "schedule.created", _settings(schedule))
+        events.schedule_created(schedule)
     return schedule
 
 
@@ -141,20 +163,28 @@ def schedule_update(*, actor: Principal, schedule: Schedule, **changes: Any) -> 
             fields.update(interval_seconds=None, cron="", rrule="")
         fields.update({k: v for k, v in changes.items() if k in _SPEC_FIELDS})
         fields = _normalise(fields)
+        flow = Flow.objects.for_workspace(schedule.workspace_id).get(pk=schedule.flow_id)
         if "parameters" in changes:
-            flow = Flow.objects.for_workspace(schedule.workspace_id).get(pk=schedule.flow_id)
             fields["parameters"] = _validate_parameters(flow, changes["parameters"])
         if "is_active" in changes:
             fields["is_active"] = bool(changes["is_active"])
         changed = [k for k, v in fields.items() if getattr(schedule, k) != v]
         if not changed:
             return schedule
+        before = {k: _loggable(getattr(schedule, k)) for k in changed}
         for key in changed:
             setattr(schedule, key, fields[key])
         schedule.updated_at = django_timezone.now()
         schedule.save(update_fields=[*changed, "updated_at"])
-        _delete_unclaimed_future_runs(schedule)
-        _publish(schedule, "schedule.updated")
+        removed = _delete_unclaimed_future_runs(schedule)
+        if changed == ["is_active"]:
+            # Pausing and resuming are what people look for in the log, so they get their own names.
+            _audit(actor, schedule, flow, "schedule.resumed" if schedule.is_active else "schedule.paused",
+                   {"future_runs_removed": removed} if removed else {})
+        else:
+            _audit(actor, schedule, flow, "schedule.updated",
+                   {k: [before[k], _loggable(getattr(schedule, k))] for k in changed})
+        events.schedule_updated(schedule)
     return schedule
 
 
@@ -168,8 +198,11 @@ def schedule_delete(*, actor: Principal, schedule: Schedule) -> None:
     """Delete a schedule and its unclaimed future runs; its past runs stay (without a schedule)."""
     authorize(actor, "flow:register", schedule)
     with workspace_scope([actor.workspace.pk]):
-        _delete_unclaimed_future_runs(schedule)
-        _publish(schedule, "schedule.deleted")
+        removed = _delete_unclaimed_future_runs(schedule)
+        flow = Flow.objects.for_workspace(schedule.workspace_id).get(pk=schedule.flow_id)
+        _audit(actor, schedule, flow, "schedule.deleted",
+               {**_settings(schedule), **({"future_runs_removed": removed} if removed else {})})
+        events.schedule_deleted(schedule)
         Schedule.objects.for_workspace(schedule.workspace_id).filter(pk=schedule.pk).delete()
 
 

@@ -57,7 +57,7 @@ def _clock() -> datetime:
         return timezone.now()
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement_timestamp()")
-        return cursor.fetchone()[0]  # type: ignore[index]
+        return cursor.fetchone()[0]
 
 
 @transaction.atomic

@@ -3,8 +3,8 @@
 from django.urls import include, path
 from rest_framework.response import Response
 
+from accounts.api.guard import WorkspaceAPIView
 from accounts.models import ApiKey, AuditLogEntry, ServiceAccount
-from core.api import WorkspaceAPIView
 
 
 class ForgetfulView(WorkspaceAPIView):

@@ -15,7 +15,7 @@ from django.utils import timezone
 from core.errors import InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration.models import FlowRun, FlowRunState, StateType
-from orchestration.selectors import db_now
+from orchestration.engine import db_now
 from orchestration.services.claims import due_runs_query, flow_runs_claim
 from tests.orchestration.agents.conftest import agent_principal, due_runs
 from tests.orchestration.factories import AgentFactory, FlowRunFactory

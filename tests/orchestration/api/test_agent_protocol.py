@@ -167,7 +167,8 @@ def test_agent_key_can_do_agent_things_only(world_a, registered):
     agent_client = world_a.client(Role.AGENT)
     url = world_a.url(f"flow-runs/{run['id']}/")
     for method, path, body in [
-        ("get", "flow-runs/", None), ("post", "flow-runs/", {"flow": flow["id"]}), ("get", f"flows/{flow['id']}/", None),
+        ("get", "flow-runs/", None), ("post", "flow-runs/", {"flow": flow["id"]}),
+        ("get", f"flows/{flow['id']}/", None),
         ("post", f"flow-runs/{run['id']}/cancel/", {}), ("delete", f"flow-runs/{run['id']}/", None),
         ("put", "concurrency-limits/", {"tag": "db", "limit": 1}), ("get", "agents/", None),
     ]:

@@ -9,7 +9,7 @@ from guardian.shortcuts import assign_perm
 from accounts.models import Role
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration.models import Flow, FlowVersion, Project
-from orchestration.services.flows import flow_active_version
+from orchestration.selectors import flow_version_for_new_run
 from tests.orchestration.api.conftest import assert_error, register
 from tests.orchestration.factories import FlowFactory, FlowVersionFactory, ProjectFactory
 
@@ -172,13 +172,13 @@ def test_versions_list_pin_unpin_and_archive(world_a, metadata):
     pinned = client.post(world_a.url(f"flows/{flow_id}/versions/{v1}/pin/"), {}, format="json")
     assert pinned.status_code == 200 and pinned.json()["pinned_version"] == v1
     with workspace_scope([world_a.workspace.pk]):
-        assert str(flow_active_version(Flow.objects.for_workspace(world_a.workspace).get(pk=flow_id)).pk) == v1
+        assert str(flow_version_for_new_run(Flow.objects.for_workspace(world_a.workspace).get(pk=flow_id)).pk) == v1
     client.post(world_a.url(f"flows/{flow_id}/versions/{v1}/pin/"), {"pinned": False}, format="json")
     # archiving the newest makes the previous one active
     archived = client.post(world_a.url(f"flows/{flow_id}/versions/{v2}/archive/"), {}, format="json")
     assert archived.status_code == 200 and archived.json()["is_archived"] is True
     with workspace_scope([world_a.workspace.pk]):
-        assert str(flow_active_version(Flow.objects.for_workspace(world_a.workspace).get(pk=flow_id)).pk) == v1
+        assert str(flow_version_for_new_run(Flow.objects.for_workspace(world_a.workspace).get(pk=flow_id)).pk) == v1
     # an archived version cannot be pinned
     assert_error(client.post(world_a.url(f"flows/{flow_id}/versions/{v2}/pin/"), {}, format="json"), 409,
                  "version_archived")

@@ -28,7 +28,8 @@ def test_registered_schedule_is_created_and_replaced_by_the_next_version(world_a
     assert first.status_code == 201, first.content
     flow_id = first.json()["flow"]["id"]
     assert _schedules(flow_id) == [("cron", "0 9 * * *", "Europe/Berlin", True)]
-    manual = client.post(world_a.url(f"flows/{flow_id}/schedules/"), {"kind": "interval", "interval_seconds": 3600}, format="json")
+    manual = client.post(world_a.url(f"flows/{flow_id}/schedules/"), {"kind": "interval", "interval_seconds": 3600},
+                         format="json")
     assert manual.status_code == 201, manual.content
     metadata["schedule"] = {"kind": "interval", "interval_seconds": 600}
     assert register(client, world_a, metadata).status_code == 201

@@ -69,7 +69,8 @@ def _mutate(metadata, change):
 
 BAD_METADATA = {
     "cycle": (lambda m: m["edges"].append({"upstream": "load", "downstream": "extract"}), "dag_cycle"),
-    "unknown-task-ref": (lambda m: m["edges"].append({"upstream": "extract", "downstream": "nope"}), "invalid_metadata"),
+    "unknown-task-ref": (lambda m: m["edges"].append({"upstream": "extract", "downstream": "nope"}),
+                         "invalid_metadata"),
     "self-edge": (lambda m: m["edges"].append({"upstream": "load", "downstream": "load"}), "invalid_metadata"),
     "duplicate-key": (lambda m: m["tasks"].append({"key": "load"}), "invalid_metadata"),
     "negative-retries": (lambda m: m["tasks"][0].update(retries=-1), "invalid_metadata"),
@@ -112,8 +113,9 @@ def test_container_resources_and_pull_policy_are_registered(world_a, metadata):
     response = register(world_a.client(Role.DEVELOPER), world_a, metadata)
     assert response.status_code == 201, response.content
     run_config = response.json()["version"]["run_config"]
-    assert (run_config["cpu_request"], run_config["cpu_limit"], run_config["memory_request"],
-            run_config["memory_limit"], run_config["image_pull_policy"]) == ("500m", "2", "512Mi", "1Gi", "IfNotPresent")
+    resources = (run_config["cpu_request"], run_config["cpu_limit"], run_config["memory_request"],
+                 run_config["memory_limit"], run_config["image_pull_policy"])
+    assert resources == ("500m", "2", "512Mi", "1Gi", "IfNotPresent")
 
 
 def test_a_cycle_is_reported_by_its_tasks(world_a, metadata):

@@ -295,7 +295,8 @@ def test_run_detail_tells_whether_a_live_agent_covers_its_labels(world_a, flow):
     reader = world_a.client(Role.VIEWER)
     assert reader.get(world_a.url(f"flow-runs/{run['id']}/")).json()["has_live_agent"] is False
     agent = world_a.client(Role.AGENT)
-    registered = agent.post(world_a.url("agents/"), {"name": "gpu-box", "type": "process", "labels": ["gpu", "prod"]}, format="json")
+    registered = agent.post(world_a.url("agents/"), {"name": "gpu-box", "type": "process", "labels": ["gpu", "prod"]},
+                            format="json")
     assert registered.status_code in (200, 201), registered.content
     agent.post(world_a.url(f"agents/{registered.json()['id']}/heartbeat/"), {"polled": True}, format="json")
     assert reader.get(world_a.url(f"flow-runs/{run['id']}/")).json()["has_live_agent"] is True

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import Role
 from core.errors import Conflict
 from core.tenancy import rls_bypass, workspace_scope
-from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state
+from orchestration.engine import ProposedState, SetStateStatus, db_now, flow_run_set_state
 from orchestration.engine.core import Context, stale_attempt_reason
 from orchestration.engine.rules import (
     TERMINAL,
@@ -29,7 +29,6 @@ from orchestration.engine.rules import (
     StartTaskRunInNewFlowRunAttempt,
 )
 from orchestration.models import ConcurrencySlot, FlowRun, StateType, TaskRun, TaskRunState, WebTierBeat
-from orchestration.selectors import db_now
 from orchestration.services.reaper import reap_lost_runs
 from orchestration.services.runs import flow_run_cancel
 from orchestration.services.task_runs import task_run_report_batch

@@ -76,12 +76,18 @@ def test_a_stale_attempt_refuses_the_batch_and_changes_nothing(agent, run):
     assert task_runs(run) == {}
 
 
-def test_a_stale_expected_version_aborts_only_that_report(agent, run):
+def test_a_stale_expected_version_refuses_the_batch_like_a_single_proposal(agent, run):
+    """One answer for a stale version (D3), whichever entry point: 409 ``stale_state_version`` with
+    the current state, and nothing of the call applied."""
     task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("load", "RUNNING")])
-    results = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
-        report("load", "COMPLETED", expected_version=0), report("extract", "RUNNING", expected_version=0)])
-    assert [r.status for r in results] == [SetStateStatus.ABORT, SetStateStatus.ACCEPT]
-    assert results[0].details["code"] == "stale_state_version"
+    with pytest.raises(Conflict) as error:
+        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+            report("extract", "RUNNING", expected_version=0), report("load", "COMPLETED", expected_version=0)])
+    assert error.value.code == "stale_state_version"
+    assert error.value.details == {"task_key": "load", "map_index": -1, "state_type": "RUNNING",
+                                   "state_name": "Running", "state_version": 1}
+    assert set(task_runs(run)) == {("load", -1)}  # extract (before the stale report) was not applied
+    assert task_runs(run)[("load", -1)].state_type == "RUNNING"
 
 
 def test_terminal_task_runs_refuse_reports_and_tag_limits_make_tasks_wait(agent, run):

@@ -130,7 +130,8 @@ def test_restart_a_cancelled_run(world_a, dag_flow):
 
 def test_restarting_a_scheduled_run_is_refused(world_a, dag_flow):
     run = new_run(world_a, dag_flow)
-    payload = ok(gql(login(world_a.users[Role.DEVELOPER]), RESTART, {"ws": "acme", "id": str(run.pk)}))["restartFlowRun"]
+    developer = login(world_a.users[Role.DEVELOPER])
+    payload = ok(gql(developer, RESTART, {"ws": "acme", "id": str(run.pk)}))["restartFlowRun"]
     assert [e["code"] for e in payload["errors"]] == ["not_restartable"]
     assert reload(run).state_type == "SCHEDULED"
 

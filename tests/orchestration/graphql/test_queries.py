@@ -32,7 +32,8 @@ def test_projects_list_their_unarchived_flows(world_a, dag_flow):
     # given a second project with two flows, one archived
     other = ProjectFactory(workspace=world_a.workspace, name="ml")
     DagFlowVersionFactory(flow__project=other, flow__workspace=world_a.workspace, flow__name="train")
-    DagFlowVersionFactory(flow__project=other, flow__workspace=world_a.workspace, flow__name="old", flow__is_archived=True)
+    DagFlowVersionFactory(flow__project=other, flow__workspace=world_a.workspace, flow__name="old",
+                          flow__is_archived=True)
     # when a viewer lists projects
     data = orchestration(world_a, Role.VIEWER, "projects { name description flows { id name } }")
     # then both projects come back by name with their live flows
@@ -100,7 +101,8 @@ def runs(world_a, dag_version):
         FlowRunFactory(flow_version=dag_version, name="r1", created_at=base, labels=["etl", "gpu"]),
         FlowRunFactory(flow_version=dag_version, name="r2", created_at=base + timedelta(minutes=1), state_type="FAILED",
                        state_name="Failed", agent=agent),
-        FlowRunFactory(flow_version=dag_version, name="r3", created_at=base + timedelta(minutes=2), state_type="RUNNING",
+        FlowRunFactory(flow_version=dag_version, name="r3", created_at=base + timedelta(minutes=2),
+                       state_type="RUNNING",
                        state_name="Running", labels=["etl"], agent=agent),
         FlowRunFactory(flow_version=dag_version, name="r4", created_at=base + timedelta(minutes=3), state_name="Late"),
     ]
@@ -166,7 +168,8 @@ def test_flow_run_detail_has_history_task_runs_and_logs(world_a, dag_version):
                          state_type="RUNNING", state_name="Running", state_version=3, agent=agent, attempt=2)
     start = timezone.now() - timedelta(minutes=5)
     for n, (type_, name) in enumerate([("SCHEDULED", "Scheduled"), ("PENDING", "Pending"), ("RUNNING", "Running")]):
-        FlowRunStateFactory(flow_run=run, type=type_, name=name, message=f"m{n}", timestamp=start + timedelta(minutes=n))
+        FlowRunStateFactory(flow_run=run, type=type_, name=name, message=f"m{n}",
+                            timestamp=start + timedelta(minutes=n))
     TaskRunFactory(flow_run=run, task_key="extract", state_type="COMPLETED", state_name="Success")
     TaskRunFactory(flow_run=run, task_key="transform", map_index=0, state_type="RUNNING", state_name="Running")
     for sequence in (1, 2, 3):
@@ -217,7 +220,8 @@ def test_dashboard(world_a, dag_version):
     FlowRunFactory(flow_version=dag_version, name="soon", scheduled_start=now + timedelta(minutes=10))
     FlowRunFactory(flow_version=dag_version, name="later", scheduled_start=now + timedelta(hours=2))
     FlowRunFactory(flow_version=dag_version, name="failed", state_type="FAILED", state_name="Failed",
-                   scheduled_start=hour - timedelta(hours=2) + timedelta(minutes=1), state_timestamp=now - timedelta(minutes=1))
+                   scheduled_start=hour - timedelta(hours=2) + timedelta(minutes=1),
+                   state_timestamp=now - timedelta(minutes=1))
     FlowRunFactory(flow_version=dag_version, name="crashed", state_type="CRASHED", state_name="Crashed",
                    scheduled_start=hour - timedelta(hours=2) + timedelta(minutes=2), state_timestamp=now)
     FlowRunFactory(flow_version=dag_version, name="ancient", state_type="COMPLETED", state_name="Completed",
@@ -291,8 +295,8 @@ def test_anonymous_and_non_members_get_null(world_a, world_b):
     query = 'query { orchestration(workspace: "acme") { projects { name } } }'
     assert ok(gql(login(), query)) == {"orchestration": None}
     assert ok(gql(login(world_b.users[Role.OWNER]), query)) == {"orchestration": None}
-    assert ok(gql(login(world_a.users[Role.OWNER]), 'query { orchestration(workspace: "nope") { agents { id } } }')) == {
-        "orchestration": None}
+    unknown = 'query { orchestration(workspace: "nope") { agents { id } } }'
+    assert ok(gql(login(world_a.users[Role.OWNER]), unknown)) == {"orchestration": None}
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,9 @@ def test_dashboard_costs_the_same_for_1_and_20_of_everything(world_a, dag_versio
     assert twenty == one
 
 
-def test_flow_runs_cost_the_same_for_1_and_20_runs_with_task_runs_and_agents(world_a, dag_version, django_assert_max_num_queries):
+def test_flow_runs_cost_the_same_for_1_and_20_runs_with_task_runs_and_agents(
+    world_a, dag_version, django_assert_max_num_queries
+):
     client = login(world_a.users[Role.DEVELOPER])
     _runs(dag_version, 1)
     one, _ = _count(client, RUNS)

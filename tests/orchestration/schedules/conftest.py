@@ -7,7 +7,7 @@ import pytest
 from accounts.authz import Principal
 from accounts.models import Role
 from core.tenancy import rls_bypass
-from orchestration.services.scheduler import db_now
+from orchestration.engine import db_now
 
 
 @pytest.fixture

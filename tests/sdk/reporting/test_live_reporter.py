@@ -359,7 +359,7 @@ def test_heartbeats_ask_for_the_agents_lease(live_server_url: str, live_world: W
         assert reporter.heartbeat_interval == 5
         from core.tenancy import rls_bypass
         from orchestration.models import FlowRun
-        from orchestration.selectors import db_now
+        from orchestration.engine import db_now
 
         def lease_left() -> float:
             with rls_bypass():

@@ -1,59 +1,39 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import { errorMessage } from "../api/graphql";
-import { fetchAuditLog } from "../api/operations";
 import type { AuditEntry } from "../api/types";
 import { EmptyState, ErrorState, Spinner, Time } from "../components/ui";
+import { AUDIT_AREAS, actionLabel, describeEntry, fetchAuditLogPage, targetTypeLabel } from "./auditLog";
 import { useWorkspace } from "./WorkspaceLayout";
-
-function describeData(data: unknown): string {
-  if (data === null || data === undefined) return "";
-  let value = data;
-  if (typeof value === "string") {
-    try {
-      value = JSON.parse(value);
-    } catch {
-      return value as string;
-    }
-  }
-  if (typeof value !== "object" || value === null) return String(value);
-  return Object.entries(value as Record<string, unknown>)
-    .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(" → ") : typeof v === "object" ? JSON.stringify(v) : String(v)}`)
-    .join(", ");
-}
-
-const TARGET_TYPES: Record<string, string> = {
-  apikey: "API key",
-  serviceaccount: "Service account",
-  membership: "Member",
-  invitation: "Invitation",
-  workspace: "Workspace",
-  user: "User",
-};
 
 export function AuditLogPage() {
   const { workspace, manager } = useWorkspace();
+  const [area, setArea] = useState("");
   const [entries, setEntries] = useState<AuditEntry[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const [hasMore, setHasMore] = useState(false);
+  const [next, setNext] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
+  // Only the newest request may fill the table: switching areas quickly must not mix two answers.
+  const latest = useRef(0);
 
   const load = useCallback(
     async (after: string | null) => {
+      const request = ++latest.current;
       setLoading(true);
       setError(null);
+      if (!after) setEntries([]);
       try {
-        const page = await fetchAuditLog(workspace.slug, after);
+        const page = await fetchAuditLogPage(workspace.slug, area, after);
+        if (request !== latest.current) return;
         setEntries((prev) => (after ? [...prev, ...page.entries] : page.entries));
-        setCursor(page.pageInfo.endCursor);
-        setHasMore(page.pageInfo.hasNextPage);
+        setNext(page.next);
       } catch (err) {
+        if (request !== latest.current) return;
         setError(errorMessage(err));
       }
       setLoading(false);
     },
-    [workspace.slug],
+    [workspace.slug, area],
   );
 
   useEffect(() => {
@@ -73,8 +53,20 @@ export function AuditLogPage() {
     <section className="card" aria-labelledby="audit-title">
       <div className="card-head">
         <h2 id="audit-title">Audit log</h2>
+        <div className="topbar-spacer" />
+        <select className="select-inline" aria-label="Area" value={area} onChange={(e) => setArea(e.target.value)}>
+          <option value="">All areas</option>
+          {AUDIT_AREAS.map((a) => (
+            <option key={a.value} value={a.value}>
+              {a.label}
+            </option>
+          ))}
+        </select>
       </div>
-      <p className="muted">Every change an Owner or Admin makes to members, roles and keys, newest first.</p>
+      <p className="muted">
+        Every change to members, roles and keys, to projects, flows, schedules and concurrency limits, and every bulk
+        action on runs, newest first.
+      </p>
       {entries.length > 0 ? (
         <table className="table">
           <thead>
@@ -95,14 +87,15 @@ export function AuditLogPage() {
                 </td>
                 <td data-label="Actor">{e.actor || <span className="muted">System</span>}</td>
                 <td data-label="Action">
+                  {actionLabel(e.action) ? <div className="cell-main">{actionLabel(e.action)}</div> : null}
                   <code className="action">{e.action}</code>
                 </td>
                 <td data-label="Target">
                   <div className="cell-main">{e.targetLabel || "—"}</div>
-                  <div className="cell-sub">{TARGET_TYPES[e.targetType] ?? e.targetType}</div>
+                  <div className="cell-sub">{targetTypeLabel(e.targetType)}</div>
                 </td>
                 <td data-label="Details" className="cell-wrap">
-                  {describeData(e.data) || <span className="muted">—</span>}
+                  {describeEntry(e.action, e.data) || <span className="muted">—</span>}
                 </td>
                 <td data-label="IP address">{e.ipAddress || <span className="muted">—</span>}</td>
               </tr>
@@ -110,12 +103,14 @@ export function AuditLogPage() {
           </tbody>
         </table>
       ) : null}
-      {!loading && !error && entries.length === 0 ? <EmptyState>Nothing has been recorded yet.</EmptyState> : null}
-      {error ? <ErrorState error={error} onRetry={() => void load(entries.length ? cursor : null)} /> : null}
+      {!loading && !error && entries.length === 0 ? (
+        <EmptyState>{area ? "Nothing has been recorded in this area yet." : "Nothing has been recorded yet."}</EmptyState>
+      ) : null}
+      {error ? <ErrorState error={error} onRetry={() => void load(entries.length ? next : null)} /> : null}
       {loading ? <Spinner label="Loading audit log…" /> : null}
-      {hasMore && !loading ? (
+      {next && !loading ? (
         <div className="load-more">
-          <button type="button" className="btn btn-secondary" onClick={() => void load(cursor)}>
+          <button type="button" className="btn btn-secondary" onClick={() => void load(next)}>
             Load more
           </button>
         </div>

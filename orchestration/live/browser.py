@@ -16,13 +16,15 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from accounts.authz import NotFound, PermissionDenied, Principal, principal_for_user
-from accounts.models import Role, User, Workspace
+from accounts.models import User, Workspace
 from core.event_log import Replay, get_event_log
+from core.live.base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
+from core.live.groups import flow_run_group, session_group, user_group, workspace_group
+from core.live.logs import LogGate
 from core.tenancy import workspace_scope
-
-from .base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
-from .groups import flow_run_group, session_group, user_group, workspace_group
-from .logs import LogGate
+from orchestration.models import Flow, FlowRun, Project, Schedule
+from orchestration.selectors import access_flow_run, projects_visible_to
+from orchestration.selectors.projects import sees_all_projects
 
 MAX_RUN_SUBSCRIPTIONS = 50
 GAP_MESSAGE = "Missed events are no longer available; reload."
@@ -43,19 +45,10 @@ def _principal(user_id: Any, slug: str) -> Principal | None:
 
 def _run_readable(principal: Principal, flow_run_id: uuid.UUID) -> bool:
     """The run exists in the principal's workspace and its project is readable (restricted
-    projects hide their runs), exactly as the REST run views decide."""
-    from orchestration.models import FlowRun
-    from orchestration.services.flows import flow_get
-
+    projects hide their runs): the same check the REST run views make."""
     with workspace_scope([principal.workspace.pk]):
-        flow_id = (
-            FlowRun.objects.for_workspace(principal.workspace).filter(pk=flow_run_id)
-            .values_list("flow_id", flat=True).first()
-        )
-        if flow_id is None:
-            return False
         try:
-            flow_get(actor=principal, flow_id=flow_id)
+            access_flow_run(principal, flow_run_id)
         except (NotFound, PermissionDenied):
             return False
     return True
@@ -63,30 +56,29 @@ def _run_readable(principal: Principal, flow_run_id: uuid.UUID) -> bool:
 
 def _hidden_projects(principal: Principal) -> set[str]:
     """Restricted projects of the workspace this member cannot read (none for Owners/Admins)."""
-    from orchestration.models import Project
-    from orchestration.services.projects import project_list
-
-    if principal.role in (Role.OWNER, Role.ADMIN):
+    if sees_all_projects(principal):
         return set()
     with workspace_scope([principal.workspace.pk]):
-        restricted = set(Project.objects.for_workspace(principal.workspace).filter(is_restricted=True)
-                         .values_list("pk", flat=True))
-        if not restricted:
-            return set()
-        visible = set(project_list(actor=principal).filter(is_restricted=True).values_list("pk", flat=True))
-    return {str(pk) for pk in restricted - visible}
+        visible = projects_visible_to(principal).values("pk")
+        hidden = (
+            Project.objects.for_workspace(principal.workspace)
+            .filter(is_restricted=True)
+            .exclude(pk__in=visible)
+            .values_list("pk", flat=True)
+        )
+        return {str(pk) for pk in hidden}
 
 
 def _project_of(workspace_id: Any, kind: str, ident: str) -> str | None:
-    from orchestration.models import Flow, FlowRun, Schedule
-
+    """The project an event's subject belongs to, or None when the subject is gone."""
     try:
         pk = uuid.UUID(str(ident))
     except ValueError:
         return None
     with workspace_scope([workspace_id]):
         if kind == "flow":
-            project = Flow.objects.for_workspace(workspace_id).filter(pk=pk).values_list("project_id", flat=True).first()
+            project = (Flow.objects.for_workspace(workspace_id).filter(pk=pk)
+                       .values_list("project_id", flat=True).first())
         elif kind == "run":
             project = (FlowRun.objects.for_workspace(workspace_id).filter(pk=pk)
                        .values_list("flow__project_id", flat=True).first())
@@ -295,7 +287,8 @@ class BrowserConsumer(LiveConsumer):
         if (kind, ident) not in self.project_cache:
             if len(self.project_cache) >= _VISIBILITY_CACHE:
                 self.project_cache.clear()
-            self.project_cache[(kind, ident)] = await database_sync_to_async(_project_of)(self.workspace_id, kind, ident)
+            project_of = database_sync_to_async(_project_of)
+            self.project_cache[(kind, ident)] = await project_of(self.workspace_id, kind, ident)
         project = self.project_cache[(kind, ident)]
         # Unknown (deleted before we could look): only said when nothing is hidden, i.e. not here.
         return project is not None and project not in self.hidden

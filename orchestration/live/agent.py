@@ -9,27 +9,28 @@ Origin is required (a browser cannot set the header; agents are not browsers). P
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.authz import NotFound, PermissionDenied, Principal
+from accounts.services.api_keys import api_key_authenticate
 from core import ratelimit
 from core.errors import ServiceError
+from core.live.base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
+from core.live.groups import agent_group, agents_group, api_key_group, service_account_group
 from core.tenancy import workspace_scope
-
-from .base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
-from .groups import agent_group, agents_group, api_key_group, service_account_group
+from orchestration.models import Agent
+from orchestration.selectors import access_agent
+from orchestration.services.agents import ensure_own_agent
+from orchestration.services.live import upcoming_work
 
 CLOSE_TOO_MANY_FAILURES = 4429
 
 
 def _authenticate(secret: str, ip: str | None) -> Principal | str:
     """The key's principal, or the close reason."""
-    from accounts.services.api_keys import api_key_authenticate
-
     try:
         return api_key_authenticate(secret, ip_address=ip)
     except ServiceError as exc:
@@ -38,54 +39,40 @@ def _authenticate(secret: str, ip: str | None) -> Principal | str:
         return exc.code if allowed else "too_many_failures"
 
 
-def _agent(principal: Principal, slug: str, agent_id: str) -> tuple[Any, list[dict[str, Any]]] | None:
+def _own_agent(principal: Principal, agent_id: Any) -> Agent | None:
+    """The agent, if this key's service account registered it; None for a malformed id, a missing
+    agent, another workspace's or another service account's. The caller scopes the transaction."""
+    try:
+        agent = access_agent(principal, agent_id, "agent:heartbeat")
+        ensure_own_agent(principal, agent, "agent:heartbeat")
+    except (NotFound, PermissionDenied, ServiceError):
+        return None
+    return agent
+
+
+def _agent(principal: Principal, slug: str, agent_id: str) -> tuple[Agent, list[dict[str, Any]]] | None:
     """The agent this key may listen as, with the pushes it gets on connect; None when the key
     acts in another workspace, the agent does not exist, or it is not this service account's."""
-    from orchestration.models import Agent
-    from orchestration.services.agents import ensure_own_agent
-    from orchestration.services.live import upcoming_work
-
     if principal.workspace.slug != slug:
         return None  # a key acts only within its own workspace
-    try:
-        pk = uuid.UUID(agent_id)
-    except ValueError:
-        return None
     with workspace_scope([principal.workspace.pk]):
-        agent = Agent.objects.for_workspace(principal.workspace).filter(pk=pk).first()
-        if agent is None:
-            return None
-        try:
-            ensure_own_agent(principal, agent, "agent:heartbeat")
-        except (NotFound, PermissionDenied, ServiceError):
-            return None
-        return agent, upcoming_work(agent)
+        agent = _own_agent(principal, agent_id)
+        return None if agent is None else (agent, upcoming_work(agent))
 
 
 def _upcoming(workspace_id: Any, agent_id: str) -> list[dict[str, Any]]:
-    from orchestration.models import Agent
-    from orchestration.services.live import upcoming_work
-
     with workspace_scope([workspace_id]):
         agent = Agent.objects.for_workspace(workspace_id).filter(pk=agent_id).first()
         return [] if agent is None else upcoming_work(agent)
 
 
 def _key_still_valid(secret: str, agent_id: Any) -> bool:
-    from accounts.services.api_keys import api_key_authenticate
-    from orchestration.models import Agent
-    from orchestration.services.agents import ensure_own_agent
-
     try:
         principal = api_key_authenticate(secret)
-        with workspace_scope([principal.workspace.pk]):
-            agent = Agent.objects.for_workspace(principal.workspace).filter(pk=agent_id).first()
-            if agent is None:
-                return False
-            ensure_own_agent(principal, agent, "agent:heartbeat")
     except (ServiceError, NotFound, PermissionDenied):
         return False
-    return True
+    with workspace_scope([principal.workspace.pk]):
+        return _own_agent(principal, agent_id) is not None
 
 
 class AgentConsumer(LiveConsumer):

@@ -5,6 +5,9 @@ base view resolves it, turns the request's credentials into a :class:`Principal`
 acts in its own workspace; a user must be a member), checks the scope the endpoint declares for
 the HTTP method, and scopes the database transaction to that workspace for row-level security.
 Subclasses declare ``scope_map`` and write handlers; they cannot override the guard.
+
+It lives in accounts, not core, because it turns credentials into a Principal and checks roles:
+both are accounts' business, and core imports no app (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.authz import NotFound, Principal, authorize, principal_for_user
+from accounts.authz import OBJECT_GRANTS, NotFound, Principal, authorize, principal_for_user
 from accounts.models import Workspace
 from core import ratelimit, tenancy
 
@@ -23,7 +26,10 @@ GUARDED = ("initial", "finalize_response", "get_principal")
 
 
 class WorkspaceAPIView(APIView):
-    #: HTTP method -> action checked before the handler (object-level checks happen in services).
+    #: HTTP method -> the action the method performs, checked before the handler. An action that a
+    #: grant on one object can allow (``OBJECT_GRANTS``: a Viewer with ``manage`` on a project may
+    #: edit it) cannot be refused here, before the object is known: for those the guard checks
+    #: membership only and the service, which authorizes on the object, decides.
     scope_map: ClassVar[dict[str, str]] = {}
     principal: Principal
     workspace: Workspace
@@ -43,7 +49,7 @@ class WorkspaceAPIView(APIView):
         if action is None and request.method not in ("OPTIONS", "HEAD"):
             # Only said once membership is proven, so it reveals nothing about other workspaces.
             raise MethodNotAllowed(request.method or "")
-        if action:
+        if action and action not in OBJECT_GRANTS:
             authorize(self.principal, action, self.workspace)
 
     def get_principal(self, request: Request, slug: str) -> Principal:

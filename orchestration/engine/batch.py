@@ -1,0 +1,172 @@
+"""Task-run states reported by an agent, many at once: the batch entry point of the engine.
+
+An agent reports the task runs of one flow-run attempt in batches. The batch goes through the same
+steps as :func:`~orchestration.engine.core.task_run_set_state` (core.py), only once per batch
+where one per report would cost a round trip each:
+
+1. lock: the flow run ``FOR SHARE`` (:func:`share_lock_flow_run`: its attempt and state cannot
+   change meanwhile, D2; batches of one run proceed in parallel), then the task runs ``FOR UPDATE``
+   in one query (:func:`lock_task_runs`), created on first sight with one bulk insert;
+2. per report, in order (a batch may carry PENDING, RUNNING and COMPLETED of one task): the
+   expected-version check (:func:`check_expected_version`), the TaskPolicy's decision
+   (:func:`decide`) and, when accepted, the history row and the new state in memory
+   (:func:`accept`) and the rules' after hooks;
+3. write: the history rows with one bulk insert and the task runs with one bulk update;
+4. publish: one ``task_run.states_changed`` event (``orchestration.events``).
+
+Refused as a whole (409, nothing applied; the agent stops the run), like a single proposal: a
+stale attempt (``stale_attempt``), a flow run that has ended (``run_not_held``: its open task runs
+were ended with it) and a stale ``expected_version`` on any report (``stale_state_version``, the
+engine's one answer for a stale version, see core.py). Raised errors leave the caller's
+transaction to roll back what the batch wrote before them (the service's ``atomic``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from accounts.authz import NotFound, Principal
+from core.errors import Conflict
+from orchestration import events
+from orchestration.models import TERMINAL_STATES, FlowRun, FlowVersion, TaskRun, TaskRunState
+
+from .core import (
+    Context,
+    OrchestrationResult,
+    ProposedState,
+    _after,
+    _in_transaction,
+    _result,
+    accept,
+    check_expected_version,
+    db_now,
+    decide,
+    lock_task_runs,
+    run_not_held_reason,
+    share_lock_flow_run,
+    stale_attempt_reason,
+)
+from .policies import TaskPolicy
+
+# The task-run fields a report may change (the state, and what the TaskPolicy's rules set).
+_UPDATE_FIELDS = ["state_type", "state_name", "state_message", "state_timestamp", "state_version", "result_ref",
+                  "attempt", "start_time", "end_time", "flow_run_attempt"]
+_WRITE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class TaskRunReport:
+    """One report of a batch: the task run (``task_key``, ``map_index``; -1 for an unmapped task)
+    and the state proposed for it, optionally conditional on the version last seen."""
+
+    task_key: str
+    map_index: int
+    state: ProposedState
+    expected_version: int | None = None
+
+
+@_in_transaction
+def task_run_set_states(
+    *, actor: Principal | None, workspace_id: Any, flow_run_id: Any, attempt: int, reports: list[TaskRunReport]
+) -> list[OrchestrationResult]:
+    """Apply ``reports`` (task runs of ``flow_run_id``'s ``attempt``) in order; one result per
+    report: ACCEPT, or REJECT/WAIT with a reason. Raises ``Conflict`` (409, nothing applied) for a
+    stale attempt (``stale_attempt``), an ended flow run (``run_not_held``) or a stale expected
+    version (``stale_state_version``), ``NotFound`` for no such run. The caller authorizes and
+    scopes the transaction to the workspace."""
+    locked = share_lock_flow_run(workspace_id, flow_run_id, "attempt", "flow_version_id", "state_type", "state_name")
+    if locked is None:
+        raise NotFound()
+    current_attempt, version_id, flow_run_state, flow_run_state_name = locked
+    if attempt != current_attempt:
+        raise Conflict(stale_attempt_reason(attempt, current_attempt), code="stale_attempt",
+                       details={"attempt": current_attempt})
+    if flow_run_state in TERMINAL_STATES:
+        raise Conflict(run_not_held_reason(flow_run_state_name), code="run_not_held",
+                       details={"attempt": current_attempt, "state_type": flow_run_state,
+                                "state_name": flow_run_state_name})
+    specs = FlowVersion.objects.for_workspace(workspace_id).filter(pk=version_id).values_list(
+        "tasks", flat=True).first() or []
+    tasks: dict[str, Any] = {str(t.get("key")): t for t in specs if isinstance(t, dict)}
+    now = db_now()
+    runs = _locked_task_runs(workspace_id, flow_run_id, {(r.task_key, r.map_index) for r in reports},
+                             tasks=tasks, attempt=current_attempt, now=now)
+
+    # What the rules look up once per batch (the version's tasks, the flow run's state, limits…).
+    cache: dict[str, Any] = {"version_tasks": tasks, "flow_run_state": flow_run_state}
+    policy = TaskPolicy()
+    history: list[TaskRunState] = []
+    changed: dict[Any, TaskRun] = {}
+    results: list[OrchestrationResult] = []
+    for report in reports:
+        run = runs[(report.task_key, report.map_index)]
+        check_expected_version(run, report.expected_version, task_key=report.task_key, map_index=report.map_index)
+        context = Context(run=run, proposed=report.state, actor=actor, now=now, cache=cache, attempt=current_attempt)
+        if decide(policy, context):
+            history.append(accept(run, context, TaskRunState, "task_run"))
+            changed[run.pk] = run
+            _after(policy, context)
+        results.append(_result(run, context))
+    if history:
+        TaskRunState.objects.unscoped().bulk_create(history, batch_size=2 * _WRITE_CHUNK)
+        _bulk_update(list(changed.values()))
+        events.task_run_states_changed(FlowRun(pk=flow_run_id, workspace_id=workspace_id), list(changed.values()))
+    return results
+
+
+def _locked_task_runs(
+    workspace_id: Any, flow_run_id: Any, keys: set[tuple[str, int]], *, tasks: dict[str, Any], attempt: int,
+    now: Any,
+) -> dict[tuple[str, int], TaskRun]:
+    """The task runs ``keys`` name, locked; those seen for the first time are created first."""
+    runs = _lock(workspace_id, flow_run_id, keys)
+    missing = keys - set(runs)
+    if missing:
+        TaskRun.objects.unscoped().bulk_create(
+            [
+                TaskRun(workspace_id=workspace_id, flow_run_id=flow_run_id, task_key=key, map_index=index,
+                        tags=[t for t in tasks.get(key, {}).get("tags", []) if isinstance(t, str)],
+                        flow_run_attempt=attempt, state_timestamp=now, created_at=now)
+                for key, index in sorted(missing)
+            ],
+            ignore_conflicts=True,  # a concurrent batch may create the same task run
+        )
+        runs.update(_lock(workspace_id, flow_run_id, missing))
+    return runs
+
+
+def _lock(workspace_id: Any, flow_run_id: Any, keys: set[tuple[str, int]]) -> dict[tuple[str, int], TaskRun]:
+    rows = lock_task_runs(
+        workspace_id, flow_run_id=flow_run_id, task_key__in={k for k, _ in keys}, map_index__in={i for _, i in keys}
+    ).order_by("task_key", "map_index")
+    return {(t.task_key, t.map_index): t for t in rows if (t.task_key, t.map_index) in keys}
+
+
+def _bulk_update(runs: list[TaskRun]) -> None:
+    """Write the new state of ``runs``: on PostgreSQL one UPDATE … FROM (VALUES …) per chunk."""
+    if not settings.IS_POSTGRES:
+        TaskRun.objects.unscoped().bulk_update(runs, _UPDATE_FIELDS, batch_size=500)
+        return
+    row = ("(%s::uuid, %s, %s, %s, %s::timestamptz, %s::integer, %s, %s::integer, %s::timestamptz, %s::timestamptz, "
+           "%s::integer)")
+    sets = ", ".join(f"{f} = v.{f}" for f in _UPDATE_FIELDS)
+    for start in range(0, len(runs), _WRITE_CHUNK):
+        chunk = runs[start:start + _WRITE_CHUNK]
+        params: list[Any] = []
+        for r in chunk:
+            params += [r.pk, r.state_type, r.state_name, r.state_message, r.state_timestamp, r.state_version,
+                       r.result_ref, r.attempt, r.start_time, r.end_time, r.flow_run_attempt]
+        sql = (
+            f'UPDATE "{TaskRun._meta.db_table}" AS t SET {sets} '  # noqa: S608 (names from the model)
+            f"FROM (VALUES {', '.join([row] * len(chunk))}) "
+            f"AS v(id, {', '.join(_UPDATE_FIELDS)}) WHERE t.id = v.id AND t.workspace_id = %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, runs[0].workspace_id])
+
+
+__all__ = ["TaskRunReport", "task_run_set_states"]

@@ -1,0 +1,120 @@
+"""Creating runs: the one place a flow run is born, with its first state (SCHEDULED, state_version
+1) and that state's history row, in the caller's transaction.
+
+Usage (the single create, the bulk create and the scheduler tick all do this)::
+
+    from orchestration.engine import new_scheduled_run, insert_scheduled_runs
+
+    now = db_now()
+    runs = [new_scheduled_run(flow=flow, flow_version=version, name=..., now=now,
+                              scheduled_start=start, parameters=..., labels=...,
+                              created_by_kind=..., created_by_user=..., schedule=...,
+                              idempotency_key=...)
+            for ... in ...]
+    inserted = insert_scheduled_runs(runs, now=now, ignore_conflicts=True)
+
+- :func:`new_scheduled_run` builds an unsaved :class:`FlowRun` already in its first state.
+- :func:`insert_scheduled_runs` inserts the runs and their first history rows, then announces the
+  inserted ones: one ``flow_run.created`` event (``orchestration.events.flow_run_created``) and the
+  agent pushes (``services.live.runs_available``), both sent after commit. Callers do NOT publish
+  ``flow_run.created`` or call ``runs_available`` themselves.
+- With ``ignore_conflicts=True`` a run that hits a unique constraint (an idempotency key another
+  call inserted first, or a (schedule, scheduled_start) another tick created) is skipped silently;
+  only the runs actually inserted are returned, get history rows and are announced. The caller
+  looks up the winner in place of a skipped run if it needs one.
+
+Everything after the first state goes through :func:`~orchestration.engine.flow_run_set_state`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from orchestration import events
+from orchestration.models import Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
+from orchestration.services import live
+
+#: Rows per INSERT statement when creating many runs (5,000 bulk creates, scheduler batches).
+INSERT_BATCH_SIZE = 1000
+SCHEDULED_BY_SCHEDULE = "Scheduled by the flow's schedule."
+
+
+def new_scheduled_run(
+    *,
+    flow: Flow,
+    flow_version: FlowVersion,
+    name: str,
+    now: dt.datetime,
+    scheduled_start: dt.datetime | None = None,
+    parameters: dict[str, Any] | None = None,
+    labels: list[str] | None = None,
+    created_by_kind: str = FlowRun.CreatedBy.API,
+    created_by_user: Any = None,
+    schedule: Schedule | None = None,
+    idempotency_key: str | None = None,
+) -> FlowRun:
+    """An unsaved run of ``flow_version`` in its first state, SCHEDULED at ``scheduled_start``
+    (default: ``now``, the database clock of the caller's transaction). ``labels`` default to the
+    version's. Insert it with :func:`insert_scheduled_runs`."""
+    return FlowRun(
+        id=uuid.uuid4(),
+        workspace_id=flow.workspace_id,
+        flow=flow,
+        flow_version=flow_version,
+        name=name,
+        parameters=parameters if parameters is not None else {},
+        labels=labels if labels is not None else list(flow_version.labels or []),
+        idempotency_key=idempotency_key,
+        created_by_kind=created_by_kind,
+        created_by_user=created_by_user,
+        schedule=schedule,
+        scheduled_start=scheduled_start or now,
+        state_type=StateType.SCHEDULED,
+        state_name="Scheduled",
+        state_timestamp=now,
+        state_version=1,  # the first state; its history row is written by insert_scheduled_runs
+        created_at=now,
+    )
+
+
+def first_state_row(run: FlowRun) -> FlowRunState:
+    """The history row of a run's first state (SCHEDULED, at the run's state timestamp)."""
+    details = {"scheduled_start": run.scheduled_start.isoformat()}
+    message = ""
+    if run.schedule_id is not None:
+        details["schedule_id"] = str(run.schedule_id)
+    if run.created_by_kind == FlowRun.CreatedBy.SCHEDULE:
+        message = SCHEDULED_BY_SCHEDULE
+    return FlowRunState(
+        workspace_id=run.workspace_id, flow_run_id=run.pk, type=StateType.SCHEDULED, name="Scheduled",
+        message=message, timestamp=run.state_timestamp, details=details,
+    )
+
+
+def insert_scheduled_runs(
+    runs: Sequence[FlowRun], *, now: dt.datetime, ignore_conflicts: bool = False
+) -> list[FlowRun]:
+    """Insert ``runs`` (from :func:`new_scheduled_run`) with their first history rows and announce
+    them; return the runs inserted, in the order given. Without ``ignore_conflicts`` a unique
+    conflict raises ``IntegrityError``; with it, conflicting runs are skipped (see the module).
+    ``now``: the clock the agents' pushes compare start times with (the caller's ``db_now()``).
+    Must run inside the caller's transaction, scoped to the runs' workspace (or ``rls_bypass``)."""
+    if not runs:
+        return []
+    FlowRun.objects.unscoped().bulk_create(runs, batch_size=INSERT_BATCH_SIZE, ignore_conflicts=ignore_conflicts)
+    inserted = list(runs)
+    if ignore_conflicts:
+        # A skipped row keeps our id in memory only: the ids that exist now are the ones we wrote.
+        existing = set(FlowRun.objects.unscoped().filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
+        inserted = [r for r in runs if r.pk in existing]
+    FlowRunState.objects.unscoped().bulk_create([first_state_row(r) for r in inserted], batch_size=INSERT_BATCH_SIZE)
+    if inserted:
+        events.flow_run_created(inserted)
+        live.runs_available(inserted, now=now)  # agents claim due runs now, set timers for the rest
+    return inserted
+
+
+__all__ = ["first_state_row", "insert_scheduled_runs", "new_scheduled_run"]

@@ -1,0 +1,61 @@
+"""Which version a new run uses: the pinned one, else the newest unarchived one, else none."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.tenancy import rls_bypass
+from orchestration.models import Flow
+from orchestration.selectors import flow_version_for_new_run, flow_versions
+from tests.orchestration.factories import FlowVersionFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def versions(world_a):  # type: ignore[no-untyped-def]
+    """Versions 1, 2 and 3 of one flow."""
+    project = ProjectFactory(workspace=world_a.workspace)
+    v1 = FlowVersionFactory(flow__project=project, flow__workspace=world_a.workspace, version=1)
+    v2 = FlowVersionFactory(flow=v1.flow, version=2)
+    v3 = FlowVersionFactory(flow=v1.flow, version=3)
+    return v1, v2, v3
+
+
+def _set(obj, **fields) -> None:  # type: ignore[no-untyped-def]
+    with rls_bypass():
+        type(obj).objects.unscoped().filter(pk=obj.pk).update(**fields)
+
+
+def _flow(flow: Flow) -> Flow:
+    with rls_bypass():
+        return Flow.objects.unscoped().get(pk=flow.pk)
+
+
+def _pick(flow: Flow):  # type: ignore[no-untyped-def]
+    with rls_bypass():
+        return flow_version_for_new_run(_flow(flow))
+
+
+def test_the_newest_unarchived_version_by_default(versions):
+    v1, _v2, v3 = versions
+    assert _pick(v1.flow) == v3
+    _set(v3, is_archived=True)
+    assert _pick(v1.flow).version == 2
+
+
+def test_a_pinned_version_wins_even_over_newer_ones(versions):
+    v1, _v2, _v3 = versions
+    _set(v1.flow, pinned_version=v1)
+    assert _pick(v1.flow) == v1
+
+
+def test_none_when_every_version_is_archived(versions):
+    for version in versions:
+        _set(version, is_archived=True)
+    assert _pick(versions[0].flow) is None
+
+
+def test_versions_are_listed_newest_first(versions):
+    with rls_bypass():
+        assert [v.version for v in flow_versions(_flow(versions[0].flow))] == [3, 2, 1]
