@@ -28,10 +28,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request, obj=None):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -58,5 +58,5 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "workspace", "actor_label", "action", "target_label", "ip_address"]
     list_filter = ["action"]
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return False

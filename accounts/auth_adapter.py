@@ -32,7 +32,7 @@ class AccountAdapter(DefaultAccountAdapter):
                 raise self.validation_error("too_many_login_attempts")
         super().pre_authenticate(request, **credentials)
 
-    def authenticate(self, request: HttpRequest, **credentials: Any):  # type: ignore[no-untyped-def]
+    def authenticate(self, request: HttpRequest, **credentials: Any):
         user = super().authenticate(request, **credentials)
         if user is not None:
             # A successful login gives its ticket back; failures keep theirs until the window ends.

@@ -115,7 +115,7 @@ def principal_for_user(user: User | AnonymousUser, workspace: Workspace, ip_addr
     membership = Membership.objects.filter(workspace=workspace, user=user).only("role").first()
     if membership is None:
         raise NotFound()
-    return Principal(workspace=workspace, role=membership.role, user=user, ip_address=ip_address)  # type: ignore[arg-type]
+    return Principal(workspace=workspace, role=membership.role, user=user, ip_address=ip_address)
 
 
 def _object_workspace_id(obj: Any) -> Any:

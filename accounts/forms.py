@@ -9,7 +9,7 @@ class SignupForm(forms.Form):
     workspace_name = forms.CharField(max_length=100, required=False)
     invitation = forms.CharField(max_length=200, required=False)
 
-    def signup(self, request, user) -> None:  # type: ignore[no-untyped-def]
+    def signup(self, request, user) -> None:
         from allauth.account.adapter import get_adapter
 
         from accounts.services.signup import user_signed_up

@@ -48,7 +48,7 @@ class UserManager(BaseUserManager["User"]):
 
 class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    username = None  # type: ignore[assignment,misc]
+    username = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
     full_name = models.CharField(max_length=150, blank=True)
 

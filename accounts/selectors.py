@@ -26,10 +26,12 @@ def membership_list(principal: Principal) -> QuerySet[Membership]:
     return Membership.objects.filter(workspace=principal.workspace).select_related("user").order_by("created_at", "id")
 
 
-def membership_get(principal: Principal, membership_id) -> Membership:  # type: ignore[no-untyped-def]
+def membership_get(principal: Principal, membership_id) -> Membership:
     authorize(principal, "member:read", principal.workspace)
     membership = (
-        Membership.objects.filter(workspace=principal.workspace, pk=membership_id).select_related("user", "workspace").first()
+        Membership.objects.filter(workspace=principal.workspace, pk=membership_id)
+        .select_related("user", "workspace")
+        .first()
     )
     if membership is None:
         raise NotFound()

@@ -1,5 +1,5 @@
 """Embedded mode: one process serves the API, websockets and the web app, and runs the periodic
-services on an in-process loop (DESIGN.md §8).
+services on an in-process loop (docs/architecture.md, "Embedded and production modes").
 
 ``scripts/start`` runs ``python -m config.embedded``, which
 
@@ -11,9 +11,8 @@ services on an in-process loop (DESIGN.md §8).
 In production the same service functions run under Celery beat (django-celery-beat) instead, so
 ``FLOWDECK_INPROCESS_PERIODIC`` is false there and this loop never starts.
 
-Registering a periodic service is a one-line change to :data:`SERVICES`::
-
-    PeriodicService("orchestration.services.scheduler.schedule_due_runs", every=10),
+:data:`SERVICES` is built from ``orchestration.periodic.PLATFORM_TICKS``: registering a periodic
+service is one ``PlatformTick`` there, which both this loop and Celery beat then run.
 
 The callable takes no arguments and is a plain service function: it opens its own transactions,
 scopes itself to workspaces (or uses ``core.tenancy.rls_bypass`` on purpose), and is safe to run
@@ -35,6 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from orchestration.periodic import PLATFORM_TICKS
+
 logger = logging.getLogger("flowdeck.embedded")
 
 DEFAULT_INTERVAL_SECONDS = 10.0
@@ -48,15 +49,10 @@ class PeriodicService:
     every: float = DEFAULT_INTERVAL_SECONDS
 
 
-# The registry of periodic services run in embedded mode. One line per service.
-# (The production beat schedule for the same functions is kept in the database by django-celery-beat.)
-SERVICES: tuple[PeriodicService, ...] = (
-    PeriodicService("orchestration.services.scheduler.schedule_due_runs", every=10),
-    PeriodicService("orchestration.services.late_runs.mark_late_runs", every=15),
-    PeriodicService("orchestration.services.late_runs.apply_catchup_policy", every=15),
-    PeriodicService("orchestration.services.reaper.reap_lost_runs", every=30),
-    PeriodicService("orchestration.services.agents.announce_silent_agents", every=15),
-    PeriodicService("orchestration.services.logs.purge_expired_logs", every=3600),
+# The periodic services run in embedded mode: the platform ticks, which Celery beat runs in
+# production, each at its own interval (declared once, in orchestration.periodic).
+SERVICES: tuple[PeriodicService, ...] = tuple(
+    PeriodicService(tick.service, every=tick.every_seconds) for tick in PLATFORM_TICKS
 )
 
 

@@ -37,5 +37,5 @@ def hit(scope: str, key: str, *, limit: int, window_seconds: int) -> tuple[bool,
     return count <= limit, retry_after
 
 
-def client_ip(request) -> str | None:  # type: ignore[no-untyped-def]
+def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None

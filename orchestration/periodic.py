@@ -26,28 +26,41 @@ PREFIX = "flowdeck: "
 TICK_SECONDS_ENV = "FLOWDECK_PLATFORM_TICK_SECONDS"
 
 
+TASKS_MODULE = "orchestration.tasks"
+
+
+def task_name(service_name: str) -> str:
+    """The Celery task a platform tick's service is registered as (see :mod:`orchestration.tasks`)."""
+    return f"{TASKS_MODULE}.{service_name}_task"
+
+
 @dataclass(frozen=True)
 class PlatformTick:
     name: str  # the PeriodicTask's unique name
-    task: str  # the Celery task name
+    service: str  # the service function's dotted path: it takes no arguments
     every_seconds: int
     description: str
 
+    @property
+    def task(self) -> str:
+        """The Celery task name beat schedules."""
+        return task_name(self.service.rsplit(".", 1)[-1])
 
+
+# The one list of platform ticks: Celery beat schedules their tasks, the embedded loop
+# (``config.embedded.SERVICES``) calls their services.
 PLATFORM_TICKS: tuple[PlatformTick, ...] = (
-    PlatformTick("flowdeck: schedule due runs", "orchestration.tasks.schedule_due_runs_task", 10,
+    PlatformTick("flowdeck: schedule due runs", "orchestration.services.scheduler.schedule_due_runs", 10,
                  "Materialise upcoming runs of every active schedule."),
-    PlatformTick("flowdeck: mark late runs", "orchestration.tasks.mark_late_runs_task", 15,
+    PlatformTick("flowdeck: mark late runs", "orchestration.services.late_runs.mark_late_runs", 15,
                  "Rename due, unstarted SCHEDULED runs to Late."),
-    PlatformTick("flowdeck: apply catch-up policy", "orchestration.tasks.apply_catchup_policy_task", 15,
+    PlatformTick("flowdeck: apply catch-up policy", "orchestration.services.late_runs.apply_catchup_policy", 15,
                  "Skip missed runs per each flow's catch-up policy and max lateness."),
-    # The reaper (Lazarus + Zombie-killer) and log retention: their services are
-    # orchestration.services.reaper.reap_lost_runs and orchestration.services.logs.purge_expired_logs.
-    PlatformTick("flowdeck: reap lost runs", "orchestration.tasks.reap_lost_runs_task", 30,
+    PlatformTick("flowdeck: reap lost runs", "orchestration.services.reaper.reap_lost_runs", 30,
                  "Crash runs whose lease expired and retry them per policy."),
-    PlatformTick("flowdeck: announce silent agents", "orchestration.tasks.announce_silent_agents_task", 15,
+    PlatformTick("flowdeck: announce silent agents", "orchestration.services.agents.announce_silent_agents", 15,
                  "Announce agents that went unhealthy or offline without a word."),
-    PlatformTick("flowdeck: purge expired logs", "orchestration.tasks.purge_expired_logs_task", 3600,
+    PlatformTick("flowdeck: purge expired logs", "orchestration.services.logs.purge_expired_logs", 3600,
                  "Delete log lines older than the retention period."),
 )
 

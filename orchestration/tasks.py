@@ -1,10 +1,10 @@
 """Celery tasks of the orchestration app.
 
-The platform ticks (see :mod:`orchestration.periodic` and ``manage.py setup_periodic_tasks``) are the
-periodic services themselves, registered as ``orchestration.tasks.<service>_task``: each takes no
-arguments, opens its own transactions and is safe to run twice at once (beat may overlap a slow run
-with the next one), so it needs no wrapper. Beat holds only these ticks; one scheduler tick expands
-every customer schedule.
+The platform ticks (declared in :data:`orchestration.periodic.PLATFORM_TICKS`) are the periodic
+services themselves, registered as ``orchestration.tasks.<service>_task``
+(:func:`~orchestration.periodic.task_name`): each takes no arguments, opens its own transactions and
+is safe to run twice at once (beat may overlap a slow run with the next one), so it needs no
+wrapper. Beat holds only these ticks; one scheduler tick expands every customer schedule.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import shared_task
 
+from orchestration.periodic import task_name
 from orchestration.services.agents import announce_silent_agents
 from orchestration.services.late_runs import apply_catchup_policy, mark_late_runs
 from orchestration.services.logs import purge_expired_logs
@@ -22,7 +23,7 @@ from orchestration.services.scheduler import schedule_due_runs
 
 
 def _platform_tick(service: Callable[..., int]) -> Any:
-    return shared_task(name=f"{__name__}.{service.__name__}_task", ignore_result=True)(service)
+    return shared_task(name=task_name(service.__name__), ignore_result=True)(service)
 
 
 schedule_due_runs_task = _platform_tick(schedule_due_runs)

@@ -94,8 +94,8 @@ def _invitation(world: Any) -> str:
     from accounts.models import Invitation
 
     invitation = Invitation.all_objects.create(
-        workspace=world.workspace, email="invitee@example.com", role="viewer", token_hash=f"h{timezone.now().timestamp()}",
-        expires_at=timezone.now() + timedelta(days=7),
+        workspace=world.workspace, email="invitee@example.com", role="viewer",
+        token_hash=f"h{timezone.now().timestamp()}", expires_at=timezone.now() + timedelta(days=7),
     )
     return str(invitation.pk)
 
@@ -109,7 +109,8 @@ def _service_account(world: Any) -> str:
 def _key(world: Any) -> str:
     from accounts.models import ApiKey
 
-    return str(ApiKey.all_objects.filter(workspace=world.workspace, user=world.users["viewer"]).values_list("id", flat=True)[0])
+    keys = ApiKey.all_objects.filter(workspace=world.workspace, user=world.users["viewer"])
+    return str(keys.values_list("id", flat=True)[0])
 
 
 # --- providers for orchestration routes -----------------------------------------------------------

@@ -21,7 +21,9 @@ def _error(response, status, code=None):
 
 
 def test_malformed_json_is_400(world_a):
-    response = world_a.client(Role.ADMIN).generic("POST", world_a.url("service-accounts/"), "{not json", content_type="application/json")
+    response = world_a.client(Role.ADMIN).generic(
+        "POST", world_a.url("service-accounts/"), "{not json", content_type="application/json"
+    )
     _error(response, 400, "malformed_request")
 
 
@@ -40,7 +42,8 @@ def test_huge_body_is_413_before_anything_is_read(world_a, settings):
 
 @pytest.mark.parametrize(
     "payload",
-    [{"name": ["x"], "role": "agent"}, {"name": "x", "role": 7}, {"name": "x", "role": "agent", "is_restricted": "maybe"},
+    [{"name": ["x"], "role": "agent"}, {"name": "x", "role": 7},
+     {"name": "x", "role": "agent", "is_restricted": "maybe"},
      {"name": "", "role": "agent"}, {"name": "x" * 101, "role": "agent"}, {"role": "agent"}],
 )
 def test_wrong_types_and_values_are_400_and_write_nothing(world_a, payload):
@@ -59,7 +62,9 @@ def test_client_cannot_set_protected_fields(world_a, field):
 def test_member_patch_cannot_change_user_or_workspace(world_a):
     target = Membership.objects.get(workspace=world_a.workspace, user=world_a.users[Role.VIEWER])
     response = world_a.client(Role.OWNER).patch(
-        world_a.url(f"members/{target.pk}/"), {"role": "viewer", "user": str(world_a.users[Role.OWNER].pk)}, format="json"
+        world_a.url(f"members/{target.pk}/"),
+        {"role": "viewer", "user": str(world_a.users[Role.OWNER].pk)},
+        format="json",
     )
     _error(response, 400)
 
@@ -93,7 +98,9 @@ def test_cookie_authenticated_unsafe_call_needs_csrf(world_a):
     # The same call with the token succeeds.
     token = "k" * 32
     client.cookies["csrftoken"] = token
-    response = client.post(world_a.url("service-accounts/"), {"name": "x", "role": "agent"}, format="json", HTTP_X_CSRFTOKEN=token)
+    response = client.post(
+        world_a.url("service-accounts/"), {"name": "x", "role": "agent"}, format="json", HTTP_X_CSRFTOKEN=token
+    )
     assert response.status_code == 201
 
 

@@ -66,10 +66,11 @@ def test_own_workspace_objects_are_reachable_so_404s_above_mean_isolation(world_
 def test_names_are_unique_per_workspace_so_uniqueness_errors_leak_nothing(world_a, world_b):
     # C3: "agent" exists in workspace A; workspace B may use the same name freely…
     admin_b = world_b.client(Role.ADMIN)
-    assert admin_b.post(world_b.url("service-accounts/"), {"name": "deployer", "role": "agent"}, format="json").status_code == 201
-    assert world_a.client(Role.ADMIN).post(world_a.url("service-accounts/"), {"name": "deployer", "role": "agent"}, format="json").status_code == 201
+    deployer = {"name": "deployer", "role": "agent"}
+    assert admin_b.post(world_b.url("service-accounts/"), deployer, format="json").status_code == 201
+    assert world_a.client(Role.ADMIN).post(world_a.url("service-accounts/"), deployer, format="json").status_code == 201
     # …and a clash inside one workspace says nothing about any other.
-    clash = admin_b.post(world_b.url("service-accounts/"), {"name": "deployer", "role": "agent"}, format="json")
+    clash = admin_b.post(world_b.url("service-accounts/"), deployer, format="json")
     assert clash.status_code == 409 and "acme" not in clash.content.decode()
 
 

@@ -26,7 +26,10 @@ def test_no_server_module_imports_an_http_client():
     offenders = {}
     for package in SERVER_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
-            found = {name for name in _imports(path) if name in OUTBOUND or name.split(".")[0] in {"httpx", "requests", "aiohttp"}}
+            found = {
+                name for name in _imports(path)
+                if name in OUTBOUND or name.split(".")[0] in {"httpx", "requests", "aiohttp"}
+            }
             if found:
                 offenders[str(path.relative_to(ROOT))] = sorted(found)
     assert offenders == {}

@@ -48,9 +48,13 @@ def _keep_test_connection():
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_causes_a_server_error(case):
     world = _world()
-    case.path_parameters = {**(case.path_parameters or {}), **({"workspace_slug": world.workspace.slug} if "workspace_slug" in (case.path_parameters or {}) else {})}
+    params = case.path_parameters or {}
+    slug = {"workspace_slug": world.workspace.slug} if "workspace_slug" in params else {}
+    case.path_parameters = {**params, **slug}
     response = case.call(headers={"Authorization": f"Bearer {world.keys[Role.OWNER]}"})
-    assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+    )
 
 
 @schema.parametrize()
@@ -63,7 +67,9 @@ def test_other_workspaces_key_only_gets_404(case):
         return  # not a workspace route
     case.path_parameters = {**params, "workspace_slug": world.workspace.slug}
     response = case.call(headers={"Authorization": f"Bearer {other.keys[Role.OWNER]}"})
-    assert response.status_code in (401, 404, 413, 415), f"{case.method} {case.formatted_path} -> {response.status_code}"
+    assert response.status_code in (401, 404, 413, 415), (
+        f"{case.method} {case.formatted_path} -> {response.status_code}"
+    )
 
 
 _cache: dict[str, object] = {}

@@ -15,7 +15,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     keyword = "bearer"
 
-    def authenticate(self, request):  # type: ignore[no-untyped-def]
+    def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
@@ -36,7 +36,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise _failed(exc.message, exc.code) from None
         return (principal.user or _ServiceAccountUser(principal), principal)
 
-    def authenticate_header(self, request) -> str:  # type: ignore[no-untyped-def]
+    def authenticate_header(self, request) -> str:
         return 'Bearer realm="flowdeck"'
 
 
@@ -50,7 +50,7 @@ class _ServiceAccountUser:
     is_superuser = False
     pk = None
 
-    def __init__(self, principal):  # type: ignore[no-untyped-def]
+    def __init__(self, principal):
         self.service_account = principal.service_account
 
     def __str__(self) -> str:
@@ -59,7 +59,7 @@ class _ServiceAccountUser:
 
 def _failed(message: str, code: str) -> exceptions.AuthenticationFailed:
     exc = exceptions.AuthenticationFailed(message)
-    exc.auth_code = code  # type: ignore[attr-defined]
+    exc.auth_code = code
     return exc
 
 

@@ -54,7 +54,10 @@ class InvitationOut(serializers.ModelSerializer):
 
     class Meta:
         model = Invitation
-        fields = ["id", "email", "role", "status", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at", "send_count"]
+        fields = [
+            "id", "email", "role", "status", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at",
+            "send_count",
+        ]
 
 
 class InvitationCreateIn(StrictInputSerializer):
@@ -107,7 +110,10 @@ class ApiKeyOut(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "kind", "owner", "lookup_prefix", "role", "created_at", "expires_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id", "name", "kind", "owner", "lookup_prefix", "role", "created_at", "expires_at", "last_used_at",
+            "revoked_at",
+        ]
 
     def get_owner(self, key: ApiKey) -> str:
         return key.user.email if key.user else key.service_account.name  # type: ignore[union-attr]
@@ -143,7 +149,9 @@ class AuditLogEntryOut(serializers.ModelSerializer):
 
     class Meta:
         model = AuditLogEntry
-        fields = ["id", "created_at", "actor", "action", "target_type", "target_id", "target_label", "data", "ip_address"]
+        fields = [
+            "id", "created_at", "actor", "action", "target_type", "target_id", "target_label", "data", "ip_address",
+        ]
 
 
 class MeOut(serializers.Serializer):

@@ -12,11 +12,23 @@ urlpatterns = [
     path(ws + "members/<uuid:member_id>/", views.MemberDetailView.as_view(), name="member-detail"),
     path(ws + "leave/", views.LeaveView.as_view(), name="workspace-leave"),
     path(ws + "invitations/", views.InvitationListView.as_view(), name="invitation-list"),
-    path(ws + "invitations/<uuid:invitation_id>/revoke/", views.InvitationRevokeView.as_view(), name="invitation-revoke"),
-    path(ws + "invitations/<uuid:invitation_id>/resend/", views.InvitationResendView.as_view(), name="invitation-resend"),
+    path(
+        ws + "invitations/<uuid:invitation_id>/revoke/", views.InvitationRevokeView.as_view(), name="invitation-revoke"
+    ),
+    path(
+        ws + "invitations/<uuid:invitation_id>/resend/", views.InvitationResendView.as_view(), name="invitation-resend"
+    ),
     path(ws + "service-accounts/", views.ServiceAccountListView.as_view(), name="service-account-list"),
-    path(ws + "service-accounts/<uuid:account_id>/", views.ServiceAccountDetailView.as_view(), name="service-account-detail"),
-    path(ws + "service-accounts/<uuid:account_id>/keys/", views.ServiceAccountKeysView.as_view(), name="service-account-keys"),
+    path(
+        ws + "service-accounts/<uuid:account_id>/",
+        views.ServiceAccountDetailView.as_view(),
+        name="service-account-detail",
+    ),
+    path(
+        ws + "service-accounts/<uuid:account_id>/keys/",
+        views.ServiceAccountKeysView.as_view(),
+        name="service-account-keys",
+    ),
     path(
         ws + "service-accounts/<uuid:account_id>/permissions/",
         views.ServiceAccountPermissionsView.as_view(),

@@ -185,12 +185,16 @@ class InvitationTokenView(APIView):
 
 
 class InvitationAcceptView(APIView):
-    @extend_schema(request=None, responses={200: s.WorkspaceOut, 410: OpenApiResponse(description="Used, revoked or expired")})
+    @extend_schema(
+        request=None, responses={200: s.WorkspaceOut, 410: OpenApiResponse(description="Used, revoked or expired")}
+    )
     def post(self, request: Request, token: str) -> Response:
         _limit_invitation_attempts(request)
         if isinstance(request.auth, Principal) or not isinstance(request.user, User):
             raise NotFound()  # accepting is for a signed-in person, not a key
-        membership = invitations.invitation_accept(token=token, user=request.user, ip_address=ratelimit.client_ip(request))
+        membership = invitations.invitation_accept(
+            token=token, user=request.user, ip_address=ratelimit.client_ip(request)
+        )
         return Response(s.WorkspaceOut(membership.workspace).data)
 
 
@@ -213,7 +217,7 @@ class ServiceAccountDetailView(WorkspaceAPIView):
     # Reading and updating can be granted on one account: the guard leaves those to the service.
     scope_map = {"GET": "service_account:read", "PATCH": "service_account:update", "DELETE": "service_account:delete"}
 
-    def _account(self, account_id: str):  # type: ignore[no-untyped-def]
+    def _account(self, account_id: str):
         return service_accounts.service_account_get(actor=self.principal, service_account_id=account_id)
 
     @extend_schema(responses=s.ServiceAccountOut)
@@ -223,7 +227,9 @@ class ServiceAccountDetailView(WorkspaceAPIView):
     @extend_schema(request=s.ServiceAccountUpdateIn, responses=s.ServiceAccountOut)
     def patch(self, request: Request, workspace_slug: str, account_id: str) -> Response:
         data = _valid(s.ServiceAccountUpdateIn, request)
-        account = service_accounts.service_account_update(actor=self.principal, account=self._account(account_id), **data)
+        account = service_accounts.service_account_update(
+            actor=self.principal, account=self._account(account_id), **data
+        )
         return Response(s.ServiceAccountOut(account).data)
 
     @extend_schema(responses={204: None})
@@ -248,13 +254,17 @@ class ServiceAccountKeysView(WorkspaceAPIView):
         data = _valid(s.ServiceAccountKeyCreateIn, request)
         account = service_accounts.service_account_get(actor=self.principal, service_account_id=account_id)
         created = api_keys.api_key_create_for_service_account(actor=self.principal, account=account, **data)
-        return Response(s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ServiceAccountPermissionsView(WorkspaceAPIView):
-    scope_map = {"GET": "object_permission:manage", "POST": "object_permission:manage", "DELETE": "object_permission:manage"}
+    scope_map = {
+        "GET": "object_permission:manage", "POST": "object_permission:manage", "DELETE": "object_permission:manage"
+    }
 
-    def _target(self, account_id: str, user_id: Any = None):  # type: ignore[no-untyped-def]
+    def _target(self, account_id: str, user_id: Any = None):
         account = service_accounts.service_account_get(actor=self.principal, service_account_id=account_id)
         if user_id is None:
             return account, None
@@ -295,7 +305,9 @@ class ApiKeyListView(WorkspaceAPIView):
     def post(self, request: Request, workspace_slug: str) -> Response:
         data = _valid(s.ApiKeyCreateIn, request)
         created = api_keys.api_key_create_for_user(actor=self.principal, **data)
-        return Response(s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ApiKeyDetailView(WorkspaceAPIView):
@@ -308,7 +320,8 @@ class ApiKeyDetailView(WorkspaceAPIView):
 
     @extend_schema(responses=s.ApiKeyOut, summary="Revoke a key (effective on the next request)")
     def delete(self, request: Request, workspace_slug: str, key_id: str) -> Response:
-        key = api_keys.api_key_revoke(actor=self.principal, key=api_keys.api_key_get(actor=self.principal, key_id=key_id))
+        key = api_keys.api_key_get(actor=self.principal, key_id=key_id)
+        key = api_keys.api_key_revoke(actor=self.principal, key=key)
         return Response(s.ApiKeyOut(key).data)
 
 
@@ -316,12 +329,16 @@ class ApiKeyRotateView(WorkspaceAPIView):
     # Like revoking: one's own keys, or any key for Admins; the service decides per key.
     scope_map = {"POST": "workspace:read"}
 
-    @extend_schema(request=s.ApiKeyRotateIn, responses={201: s.ApiKeyCreatedOut}, summary="Rotate a key with a grace period")
+    @extend_schema(
+        request=s.ApiKeyRotateIn, responses={201: s.ApiKeyCreatedOut}, summary="Rotate a key with a grace period"
+    )
     def post(self, request: Request, workspace_slug: str, key_id: str) -> Response:
         data = _valid(s.ApiKeyRotateIn, request)
         key = api_keys.api_key_get(actor=self.principal, key_id=key_id)
         created = api_keys.api_key_rotate(actor=self.principal, key=key, **data)
-        return Response(s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class AuditLogFilterIn(serializers.Serializer):

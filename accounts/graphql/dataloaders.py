@@ -78,7 +78,9 @@ def load_service_accounts(principals: Sequence[Principal]) -> list[Any]:
     return _per_workspace(principals, _service_accounts)
 
 
-def _each_key_fails_alone(batch: Callable[[Sequence[Principal]], list[Any]]) -> Callable[[Sequence[Principal]], list[Any]]:
+def _each_key_fails_alone(
+    batch: Callable[[Sequence[Principal]], list[Any]],
+) -> Callable[[Sequence[Principal]], list[Any]]:
     """An exception escaping a batch would abort the whole operation; hand it to every key
     instead, so it becomes an error on the fields that asked (and is reported as a bug)."""
 

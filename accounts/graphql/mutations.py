@@ -261,7 +261,9 @@ class CreateServiceAccount(BaseMutation):
                 f"A description is at most {MAX_DESCRIPTION_LENGTH} characters.", details={"description": ["Too long."]}
             )
         actor = _principal(context, workspace)
-        account = service_accounts.service_account_create(actor=actor, name=name, role=role, description=description or "")
+        account = service_accounts.service_account_create(
+            actor=actor, name=name, role=role, description=description or ""
+        )
         return cls(service_account=account, errors=[])
 
 

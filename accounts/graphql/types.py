@@ -195,6 +195,7 @@ class WorkspaceType(graphene.ObjectType):
         AuditLogConnection,
         first=graphene.Int(default_value=AUDIT_LOG_PAGE_SIZE),
         after=graphene.String(),
+        area=graphene.String(description="Only this area's entries: " + ", ".join(sorted(selectors.AUDIT_LOG_AREAS))),
         description="Newest first. Null with a permission_denied error below Admin.",
     )
 
@@ -219,13 +220,20 @@ class WorkspaceType(graphene.ObjectType):
         return get_context(info).loaders.api_keys.load(_principal(info, workspace))
 
     @staticmethod
-    def resolve_audit_log(workspace: Workspace, info: Any, first: int | None = None, after: str | None = None) -> Any:
+    def resolve_audit_log(
+        workspace: Workspace, info: Any, first: int | None = None, after: str | None = None, area: str | None = None
+    ) -> Any:
         limit = graphene_settings.RELAY_CONNECTION_MAX_LIMIT
         first = AUDIT_LOG_PAGE_SIZE if first is None else first
         if not 0 <= first <= limit:
             raise GraphQLError(f"'first' must be between 0 and {limit}.", extensions={"code": "invalid_argument"})
+        if area is not None and area not in selectors.AUDIT_LOG_AREAS:
+            known = ", ".join(sorted(selectors.AUDIT_LOG_AREAS))
+            raise GraphQLError(
+                f"Unknown area '{area[:50]}'; use one of {known}.", extensions={"code": "invalid_argument"}
+            )
         try:
-            entries = selectors.audit_log_list(_principal(info, workspace))
+            entries = selectors.audit_log_list(_principal(info, workspace), area=area)
         except EXPECTED_ERRORS as exc:
             raise graphql_error(exc) from None
         entries = entries.order_by("-created_at", "-id")

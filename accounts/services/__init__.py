@@ -1,1 +1,1 @@
-"""Every write to accounts data goes through these functions (see DESIGN.md §1)."""
+"""Every write to accounts data goes through these functions; REST, GraphQL and the admin only call them."""

@@ -34,11 +34,13 @@ def _validate(name: str, expires_at: datetime | None) -> str:
     if not name or len(name) > 100:
         raise InvalidInput("An API key needs a name of 1–100 characters.", details={"name": ["Invalid."]})
     if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidInput("The expiry must be in the future.", code="invalid_expiry", details={"expires_at": ["In the past."]})
+        raise InvalidInput(
+            "The expiry must be in the future.", code="invalid_expiry", details={"expires_at": ["In the past."]}
+        )
     return name
 
 
-def _mint(*, actor: Principal, kind: str, name: str, expires_at, role, user=None, service_account=None) -> CreatedKey:  # type: ignore[no-untyped-def]
+def _mint(*, actor: Principal, kind: str, name: str, expires_at, role, user=None, service_account=None) -> CreatedKey:
     generated = keys.generate(kind)
     key = ApiKey.objects.unscoped().create(
         workspace=actor.workspace, kind=kind, user=user, service_account=service_account, name=name,
@@ -82,8 +84,13 @@ def api_key_create_for_service_account(
     return created
 
 
-def api_key_get(*, actor: Principal, key_id) -> ApiKey:  # type: ignore[no-untyped-def]
-    key = ApiKey.objects.for_workspace(actor.workspace).select_related("service_account", "user").filter(pk=key_id).first()
+def api_key_get(*, actor: Principal, key_id) -> ApiKey:
+    key = (
+        ApiKey.objects.for_workspace(actor.workspace)
+        .select_related("service_account", "user")
+        .filter(pk=key_id)
+        .first()
+    )
     if key is None:
         raise NotFound()
     if key.user_id == getattr(actor.user, "pk", None) and key.kind == ApiKey.Kind.USER:
@@ -124,7 +131,9 @@ def api_key_rotate(*, actor: Principal, key: ApiKey, grace_seconds: int = 0) -> 
         raise InvalidInput("Only an active key can be rotated.", code="api_key_inactive")
     grace = timedelta(seconds=grace_seconds)
     if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
-        raise InvalidInput("The grace period is between 0 seconds and 7 days.", details={"grace_seconds": ["Out of range."]})
+        raise InvalidInput(
+            "The grace period is between 0 seconds and 7 days.", details={"grace_seconds": ["Out of range."]}
+        )
     created = _mint(
         actor=actor, kind=key.kind, name=key.name, expires_at=key.expires_at, role=key.role,
         user=key.user, service_account=key.service_account,
@@ -148,7 +157,9 @@ def api_key_authenticate(secret: str, *, ip_address: str | None = None) -> Princ
     A malformed key is rejected before any query; the stored hash is compared in constant time."""
     parsed = keys.parse(secret)
     if parsed is None:
-        raise Unauthenticated("That is not a valid Flowdeck API key (check for a copy-paste error).", code="api_key_malformed")
+        raise Unauthenticated(
+            "That is not a valid Flowdeck API key (check for a copy-paste error).", code="api_key_malformed"
+        )
     with rls_bypass():
         key = (
             ApiKey.objects.unscoped()
@@ -190,6 +201,6 @@ def _touch(key: ApiKey, now: datetime) -> None:
     threshold = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
     if key.last_used_at is not None and key.last_used_at >= threshold:
         return  # recorded recently: no write at all on the hot path
-    ApiKey.objects.unscoped().filter(pk=key.pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold)).update(
-        last_used_at=now
-    )
+    ApiKey.objects.unscoped().filter(pk=key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold)
+    ).update(last_used_at=now)

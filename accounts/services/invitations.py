@@ -50,7 +50,9 @@ def _normalize_email(email: str) -> str:
     try:
         validate_email(email)
     except ValidationError:
-        raise InvalidInput("Enter a valid email address.", code="invalid_email", details={"email": ["Invalid."]}) from None
+        raise InvalidInput(
+            "Enter a valid email address.", code="invalid_email", details={"email": ["Invalid."]}
+        ) from None
     return email
 
 
@@ -89,7 +91,7 @@ def invitation_create(*, actor: Principal, email: str, role: str) -> tuple[Invit
     return invitation, token
 
 
-def _pending_for_update(actor: Principal, invitation_id) -> Invitation:  # type: ignore[no-untyped-def]
+def _pending_for_update(actor: Principal, invitation_id) -> Invitation:
     invitation = Invitation.objects.for_workspace(actor.workspace).select_for_update().filter(pk=invitation_id).first()
     if invitation is None:
         raise NotFound()
@@ -101,7 +103,7 @@ def _pending_for_update(actor: Principal, invitation_id) -> Invitation:  # type:
 
 
 @transaction.atomic
-def invitation_revoke(*, actor: Principal, invitation_id) -> Invitation:  # type: ignore[no-untyped-def]
+def invitation_revoke(*, actor: Principal, invitation_id) -> Invitation:
     authorize(actor, "invitation:revoke", actor.workspace)
     invitation = _pending_for_update(actor, invitation_id)
     invitation.revoked_at = timezone.now()
@@ -112,7 +114,7 @@ def invitation_revoke(*, actor: Principal, invitation_id) -> Invitation:  # type
 
 
 @transaction.atomic
-def invitation_resend(*, actor: Principal, invitation_id) -> tuple[Invitation, str]:  # type: ignore[no-untyped-def]
+def invitation_resend(*, actor: Principal, invitation_id) -> tuple[Invitation, str]:
     """Send a fresh link (the old one stops working) and restart the 7 days."""
     authorize(actor, "invitation:create", actor.workspace)
     invitation = _pending_for_update(actor, invitation_id)

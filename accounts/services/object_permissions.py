@@ -13,7 +13,7 @@ from .audit import audit_record
 LEVELS = ("view", "manage")
 
 
-def _codename(level: str, obj) -> str:  # type: ignore[no-untyped-def]
+def _codename(level: str, obj) -> str:
     if level not in LEVELS:
         from core.errors import InvalidInput
 
@@ -22,7 +22,7 @@ def _codename(level: str, obj) -> str:  # type: ignore[no-untyped-def]
 
 
 @transaction.atomic
-def object_permission_grant(*, actor: Principal, obj, user: User, level: str) -> None:  # type: ignore[no-untyped-def]
+def object_permission_grant(*, actor: Principal, obj, user: User, level: str) -> None:
     authorize(actor, "object_permission:manage", obj)
     if not Membership.objects.filter(workspace=actor.workspace, user=user).exists():
         raise NotFound()
@@ -32,14 +32,14 @@ def object_permission_grant(*, actor: Principal, obj, user: User, level: str) ->
 
 
 @transaction.atomic
-def object_permission_revoke(*, actor: Principal, obj, user: User, level: str) -> None:  # type: ignore[no-untyped-def]
+def object_permission_revoke(*, actor: Principal, obj, user: User, level: str) -> None:
     authorize(actor, "object_permission:manage", obj)
     remove_perm(_codename(level, obj), user, obj)
     audit_record(workspace=actor.workspace, action="object_permission.revoked", target=obj, actor=actor,
                  data={"user": user.email, "level": level})
 
 
-def object_permission_list(*, actor: Principal, obj) -> dict[User, list[str]]:  # type: ignore[no-untyped-def]
+def object_permission_list(*, actor: Principal, obj) -> dict[User, list[str]]:
     authorize(actor, "object_permission:manage", obj)
     grants: dict[User, list[str]] = get_users_with_perms(  # type: ignore[assignment]
         obj, attach_perms=True, with_superusers=False, with_group_users=False

@@ -26,7 +26,7 @@ def _validate(name: str, role: str) -> str:
     return name
 
 
-def service_account_get(*, actor: Principal, service_account_id) -> ServiceAccount:  # type: ignore[no-untyped-def]
+def service_account_get(*, actor: Principal, service_account_id) -> ServiceAccount:
     account = ServiceAccount.objects.for_workspace(actor.workspace).filter(pk=service_account_id).first()
     if account is None:
         raise NotFound()

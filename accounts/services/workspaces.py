@@ -37,7 +37,9 @@ def _validate_slug(slug: str) -> str:
             details={"slug": ["Invalid slug."]},
         )
     if slug in RESERVED_SLUGS:
-        raise InvalidInput(f"'{slug}' is reserved; choose another slug.", code="invalid_slug", details={"slug": ["Reserved."]})
+        raise InvalidInput(
+            f"'{slug}' is reserved; choose another slug.", code="invalid_slug", details={"slug": ["Reserved."]}
+        )
     return slug
 
 
@@ -73,7 +75,9 @@ def workspace_create(*, user: User, name: str, slug: str | None = None, ip_addre
 
 
 @transaction.atomic
-def workspace_update(*, actor: Principal, workspace: Workspace, name: str | None = None, slug: str | None = None) -> Workspace:
+def workspace_update(
+    *, actor: Principal, workspace: Workspace, name: str | None = None, slug: str | None = None
+) -> Workspace:
     authorize(actor, "workspace:update", workspace)
     changes: dict[str, list[str]] = {}
     if name is not None and name != workspace.name:
@@ -88,7 +92,9 @@ def workspace_update(*, actor: Principal, workspace: Workspace, name: str | None
         with transaction.atomic():
             workspace.save(update_fields=[*changes.keys()])
     except IntegrityError:
-        raise Conflict("That slug is already taken; choose another.", code="slug_taken", details={"slug": ["Taken."]}) from None
+        raise Conflict(
+            "That slug is already taken; choose another.", code="slug_taken", details={"slug": ["Taken."]}
+        ) from None
     audit_record(workspace=workspace, action="workspace.updated", target=workspace, actor=actor, data=changes)
     return workspace
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers as drf_serializers
@@ -28,16 +28,18 @@ from accounts.authz import NotFound
 from core.errors import InvalidInput
 from core.pagination import CreatedCursorPagination
 from orchestration.engine import ProposedState, db_now, flow_run_set_state
-from orchestration.models import FlowRun, FlowVersion, TaskRun
+from orchestration.models import FlowRun, FlowVersion
 from orchestration.selectors import (
     FlowRunFilter,
     access_agent,
+    access_bulk_action,
     access_flow,
     access_flow_run,
     access_flow_version,
     access_project,
     access_schedule,
     agents_of,
+    claimed_runs,
     filter_runs,
     flow_run_detail,
     flow_run_states,
@@ -424,7 +426,7 @@ class BulkActionDetailView(WorkspaceAPIView):
 
     @extend_schema(responses=s.BulkActionOut, summary="A bulk action's status and counts")
     def get(self, request: Request, workspace_slug: str, bulk_action_id: str) -> Response:
-        bulk = bulk_actions.access_bulk_action(principal=self.principal, bulk_action_id=bulk_action_id)
+        bulk = access_bulk_action(self.principal, bulk_action_id)
         return Response(s.BulkActionOut(bulk).data)
 
 
@@ -665,7 +667,7 @@ class AgentClaimView(WorkspaceAPIView):
                 actor=self.principal, agent=agent, limit=data["limit"], lease_seconds=data["lease_seconds"],
                 lookahead_seconds=data["lookahead_seconds"],
             )
-            return status.HTTP_200_OK, {"results": s.ClaimedRunOut(_with_run_details(claimed), many=True).data}
+            return status.HTTP_200_OK, {"results": s.ClaimedRunOut(claimed_runs(claimed), many=True).data}
 
         return _idempotent(self, request, f"agent:{agent.pk}:claim", compute)
 
@@ -692,17 +694,3 @@ class ConcurrencyLimitView(WorkspaceAPIView):
     def delete(self, request: Request, workspace_slug: str) -> Response:
         concurrency.concurrency_limit_delete(actor=self.principal, tag=_query(s.TagIn, request)["tag"])
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-# TODO(selectors): move beside the other run reads (e.g. ``selectors.runs.claimed_runs(runs)``).
-def _with_run_details(claimed: list[FlowRun]) -> list[FlowRun]:
-    """The claimed runs, in claim order, with what an agent needs to start them loaded: the
-    registered version and the task runs (two queries, whatever the number of runs)."""
-    if claimed:
-        workspace_id = claimed[0].workspace_id
-        prefetch_related_objects(
-            claimed,
-            Prefetch("flow_version", queryset=FlowVersion.objects.for_workspace(workspace_id)),
-            Prefetch("task_runs", queryset=TaskRun.objects.for_workspace(workspace_id)),
-        )
-    return claimed

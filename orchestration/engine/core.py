@@ -1,5 +1,6 @@
 """Proposing a state for a run: lock the run, let the policy's rules accept, reject or rewrite the
-proposal, then record it — all in one transaction (Prefect's orchestration model, STYLE.md).
+proposal, then record it — all in one transaction (the shape of
+Prefect's orchestration rules: a policy is an ordered list of rules, each seeing the proposal).
 
 This module is the skeleton: it owns locking, the expected-version check (D3), history rows, the
 denormalised current state and the event. The rules and policies (terminal states absorb, claims

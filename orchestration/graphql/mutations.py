@@ -10,6 +10,7 @@ then calls one service, which authorizes again and applies the rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import graphene
@@ -97,6 +98,13 @@ class _RunAction(BaseMutation):
         actor = _actor(context, workspace)
         return actor, selectors.access_flow_run(actor, id, "flow_run:update")
 
+    @classmethod
+    def _apply(cls, service: Callable[..., Any], context: GraphQLContext, workspace: str, id: str) -> Any:
+        """Call ``service`` on the run; return the run as the action left it."""
+        actor, run = cls._run(context, workspace, id)
+        service(actor=actor, flow_run=run)
+        return selectors.access_flow_run(actor, run.pk)
+
 
 class CancelFlowRun(_RunAction):
     """Cancel a run: an agent's run goes to Cancelling until the agent confirms; one no agent holds
@@ -106,9 +114,7 @@ class CancelFlowRun(_RunAction):
 
     @classmethod
     def perform(cls, context: GraphQLContext, workspace: str, id: str) -> CancelFlowRun:
-        actor, run = cls._run(context, workspace, id)
-        run_services.flow_run_cancel(actor=actor, flow_run=run)
-        return cls(flow_run=selectors.access_flow_run(actor, run.pk), errors=[])
+        return cls(flow_run=cls._apply(run_services.flow_run_cancel, context, workspace, id), errors=[])
 
 
 class RestartFlowRun(_RunAction):
@@ -119,9 +125,7 @@ class RestartFlowRun(_RunAction):
 
     @classmethod
     def perform(cls, context: GraphQLContext, workspace: str, id: str) -> RestartFlowRun:
-        actor, run = cls._run(context, workspace, id)
-        run_services.flow_run_restart(actor=actor, flow_run=run)
-        return cls(flow_run=selectors.access_flow_run(actor, run.pk), errors=[])
+        return cls(flow_run=cls._apply(run_services.flow_run_restart, context, workspace, id), errors=[])
 
 
 class MarkFlowRun(_RunAction):

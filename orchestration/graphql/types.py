@@ -30,7 +30,6 @@ from orchestration import selectors
 from orchestration.models import Agent, Flow, FlowRun, StateType
 from orchestration.selectors import FlowRunFilter
 from orchestration.services.agents import agent_status
-from orchestration.services.bulk_actions import access_bulk_action
 from orchestration.services.logs import logs_list
 
 from .dataloaders import loaders
@@ -82,20 +81,14 @@ def _maybe(fn: Any, *args: Any) -> Any:
 # --- Leaf types -------------------------------------------------------------------------------
 
 
+# These two are read from dicts (the dashboard selectors' rows): graphene's default resolver reads
+# a dict's keys as it reads an object's attributes.
 class StateCountType(graphene.ObjectType):
     class Meta:
         name = "StateCount"
 
     state_type = graphene.String(required=True)
     count = graphene.Int(required=True)
-
-    @staticmethod
-    def resolve_state_type(row: dict, info: Any) -> str:
-        return row["state_type"]
-
-    @staticmethod
-    def resolve_count(row: dict, info: Any) -> int:
-        return row["count"]
 
 
 class StateBucketType(graphene.ObjectType):
@@ -106,33 +99,25 @@ class StateBucketType(graphene.ObjectType):
     state_type = graphene.String(required=True)
     count = graphene.Int(required=True)
 
-    @staticmethod
-    def resolve_bucket(row: dict, info: Any) -> datetime:
-        return row["bucket"]
 
-    @staticmethod
-    def resolve_state_type(row: dict, info: Any) -> str:
-        return row["state_type"]
+class _ReferenceType(graphene.ObjectType):
+    """Names another object: its id and its name."""
 
-    @staticmethod
-    def resolve_count(row: dict, info: Any) -> int:
-        return row["count"]
+    class Meta:
+        abstract = True
+
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
 
 
-class ProjectRefType(graphene.ObjectType):
+class ProjectRefType(_ReferenceType):
     class Meta:
         name = "ProjectRef"
 
-    id = graphene.ID(required=True)
-    name = graphene.String(required=True)
 
-
-class FlowRefType(graphene.ObjectType):
+class FlowRefType(_ReferenceType):
     class Meta:
         name = "FlowRef"
-
-    id = graphene.ID(required=True)
-    name = graphene.String(required=True)
 
 
 class BulkActionType(graphene.ObjectType):
@@ -178,12 +163,9 @@ class AgentType(graphene.ObjectType):
         return str(agent_status(agent, loaders(info).now()))
 
 
-class AgentRefType(graphene.ObjectType):
+class AgentRefType(_ReferenceType):
     class Meta:
         name = "AgentRef"
-
-    id = graphene.ID(required=True)
-    name = graphene.String(required=True)
 
 
 class FlowVersionType(graphene.ObjectType):
@@ -222,7 +204,7 @@ class ScheduleType(graphene.ObjectType):
     is_active = graphene.Boolean(required=True)
 
 
-class StateType_(graphene.ObjectType):  # noqa: N801 (StateType is the model's enum)
+class StateType_(graphene.ObjectType):  # StateType is the model's enum
     class Meta:
         name = "State"
 
@@ -534,7 +516,7 @@ class OrchestrationType(graphene.ObjectType):
 
     @staticmethod
     def resolve_bulk_action(principal: Principal, info: Any, id: str) -> Any:
-        return _maybe(lambda: access_bulk_action(principal=principal, bulk_action_id=selectors.parse_id(id)))
+        return _maybe(selectors.access_bulk_action, principal, id)
 
     @staticmethod
     def resolve_dashboard(principal: Principal, info: Any) -> Principal:

@@ -23,8 +23,9 @@ from core.live.groups import agent_group, agents_group, api_key_group, service_a
 from core.tenancy import workspace_scope
 from orchestration.models import Agent
 from orchestration.selectors import access_agent
+from orchestration.selectors.agents import agent_of_workspace, upcoming_work
 from orchestration.services.agents import ensure_own_agent
-from orchestration.services.live import upcoming_work
+from orchestration.services.live import MAX_PUSHES_PER_COMMIT, work_push
 
 CLOSE_TOO_MANY_FAILURES = 4429
 
@@ -57,13 +58,18 @@ def _agent(principal: Principal, slug: str, agent_id: str) -> tuple[Agent, list[
         return None  # a key acts only within its own workspace
     with workspace_scope([principal.workspace.pk]):
         agent = _own_agent(principal, agent_id)
-        return None if agent is None else (agent, upcoming_work(agent))
+        return None if agent is None else (agent, _pushes_waiting(agent))
+
+
+def _pushes_waiting(agent: Agent) -> list[dict[str, Any]]:
+    """The pushes for the work waiting for ``agent`` now (sent on connect and after a resync)."""
+    return [work_push(labels, at) for labels, at in upcoming_work(agent, limit=MAX_PUSHES_PER_COMMIT)]
 
 
 def _upcoming(workspace_id: Any, agent_id: str) -> list[dict[str, Any]]:
     with workspace_scope([workspace_id]):
-        agent = Agent.objects.for_workspace(workspace_id).filter(pk=agent_id).first()
-        return [] if agent is None else upcoming_work(agent)
+        agent = agent_of_workspace(workspace_id, agent_id)
+        return [] if agent is None else _pushes_waiting(agent)
 
 
 def _key_still_valid(secret: str, agent_id: Any) -> bool:

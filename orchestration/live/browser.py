@@ -22,9 +22,8 @@ from core.live.base import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, LiveConsumer
 from core.live.groups import flow_run_group, session_group, user_group, workspace_group
 from core.live.logs import LogGate
 from core.tenancy import workspace_scope
-from orchestration.models import Flow, FlowRun, Project, Schedule
-from orchestration.selectors import access_flow_run, projects_visible_to
-from orchestration.selectors.projects import sees_all_projects
+from orchestration.selectors import access_flow_run
+from orchestration.selectors.projects import hidden_projects, project_id_of
 
 MAX_RUN_SUBSCRIPTIONS = 50
 GAP_MESSAGE = "Missed events are no longer available; reload."
@@ -55,37 +54,14 @@ def _run_readable(principal: Principal, flow_run_id: uuid.UUID) -> bool:
 
 
 def _hidden_projects(principal: Principal) -> set[str]:
-    """Restricted projects of the workspace this member cannot read (none for Owners/Admins)."""
-    if sees_all_projects(principal):
-        return set()
     with workspace_scope([principal.workspace.pk]):
-        visible = projects_visible_to(principal).values("pk")
-        hidden = (
-            Project.objects.for_workspace(principal.workspace)
-            .filter(is_restricted=True)
-            .exclude(pk__in=visible)
-            .values_list("pk", flat=True)
-        )
-        return {str(pk) for pk in hidden}
+        return hidden_projects(principal)
 
 
 def _project_of(workspace_id: Any, kind: str, ident: str) -> str | None:
     """The project an event's subject belongs to, or None when the subject is gone."""
-    try:
-        pk = uuid.UUID(str(ident))
-    except ValueError:
-        return None
     with workspace_scope([workspace_id]):
-        if kind == "flow":
-            project = (Flow.objects.for_workspace(workspace_id).filter(pk=pk)
-                       .values_list("project_id", flat=True).first())
-        elif kind == "run":
-            project = (FlowRun.objects.for_workspace(workspace_id).filter(pk=pk)
-                       .values_list("flow__project_id", flat=True).first())
-        else:
-            project = (Schedule.objects.for_workspace(workspace_id).filter(pk=pk)
-                       .values_list("flow__project_id", flat=True).first())
-    return None if project is None else str(project)
+        return project_id_of(workspace_id, kind, ident)
 
 
 def _subject(event: dict[str, Any]) -> tuple[str, str] | None:
@@ -154,7 +130,7 @@ class BrowserConsumer(LiveConsumer):
             if after is None:
                 return Replay(latest=await self.log.latest(self.workspace_id))
             return await self.log.replay(self.workspace_id, after, flow_run_id)
-        except Exception:  # noqa: BLE001 - the store is down: go live, say the past is unknown (G3)
+        except Exception:  # the store is down: go live, say the past is unknown (G3)
             # Numbering never goes back below what this process has seen, whatever the store says later.
             return Replay(gap=after is not None, latest=self.log.floor(self.workspace_id))
 

@@ -3,7 +3,8 @@ it?" has its answer here, once.
 
 - Which projects may a principal see: :func:`projects.visible_projects_q` (and
   :func:`projects_visible_to`); every list of flows and runs is filtered through it.
-- Which version does a new run use: :func:`flow_version_for_new_run`.
+- Which version does a new run use: :func:`flow_version_for_new_run` (for many flows at once:
+  :func:`flow_versions_for_new_runs`; both are built on one rule in ``flows.py``).
 - Which runs match a filter: :class:`FlowRunFilter` with :func:`filter_runs` (REST, GraphQL, bulk
   actions).
 - May the principal touch this object: the ``access_*`` functions, which answer NotFound alike for
@@ -13,7 +14,7 @@ Reads only: writes live in ``orchestration.services`` and state changes in ``orc
 The database clock is ``orchestration.engine.db_now``.
 """
 
-from .agents import access_agent, agents_covering_labels, agents_of
+from .agents import access_agent, agent_of_workspace, agents_covering_labels, agents_of, upcoming_work
 from .flows import (
     access_flow,
     access_flow_version,
@@ -21,18 +22,23 @@ from .flows import (
     flow_schedules,
     flow_version_for_new_run,
     flow_versions,
+    flow_versions_for_new_runs,
     flows_visible_to,
 )
 from .projects import (
     access_project,
+    hidden_projects,
     parse_id,
+    project_id_of,
     projects_visible_to,
     projects_with_flows,
     visible_projects_q,
 )
 from .runs import (
     FlowRunFilter,
+    access_bulk_action,
     access_flow_run,
+    claimed_runs,
     counts_by_state,
     failing_runs,
     filter_runs,
@@ -49,13 +55,16 @@ from .runs import (
 __all__ = [
     "FlowRunFilter",
     "access_agent",
+    "access_bulk_action",
     "access_flow",
     "access_flow_run",
     "access_flow_version",
     "access_project",
     "access_schedule",
+    "agent_of_workspace",
     "agents_covering_labels",
     "agents_of",
+    "claimed_runs",
     "counts_by_state",
     "failing_runs",
     "filter_runs",
@@ -64,9 +73,12 @@ __all__ = [
     "flow_schedules",
     "flow_version_for_new_run",
     "flow_versions",
+    "flow_versions_for_new_runs",
     "flows_visible_to",
+    "hidden_projects",
     "late_runs",
     "parse_id",
+    "project_id_of",
     "projects_visible_to",
     "projects_with_flows",
     "runs_by_state_over_time",
@@ -74,5 +86,6 @@ __all__ = [
     "task_runs_for",
     "task_runs_of",
     "upcoming_runs",
+    "upcoming_work",
     "visible_projects_q",
 ]

@@ -1,15 +1,18 @@
-"""Agents of a workspace."""
+"""Agents of a workspace, and the work waiting for one."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.db.models.functions import Now
+from django.utils import timezone
 
 from accounts.authz import NotFound, Principal, authorize
-from orchestration.models import Agent
+from orchestration.models import Agent, FlowRun, StateType
 
 from .projects import parse_id
 
@@ -39,3 +42,51 @@ def agents_covering_labels(workspace: Any, labels: Iterable[str]) -> list[Agent]
     if settings.IS_POSTGRES:
         return list(agents.filter(labels__contains=wanted))
     return [agent for agent in agents if set(wanted) <= set(agent.labels)]
+
+
+# Runs further ahead than this are not announced to agents yet (a later push or a reconnect will).
+WORK_LOOKAHEAD = dt.timedelta(hours=1)
+# How many of the soonest waiting runs :func:`upcoming_work` looks at.
+_UPCOMING_SCAN = 1000
+
+WorkItem = tuple[tuple[str, ...], dt.datetime | None]
+
+
+def offered_work(labels: Iterable[str] | None, scheduled_start: dt.datetime, now: dt.datetime) -> WorkItem:
+    """What a SCHEDULED run offers agents: its labels (sorted, each once), and when to claim it:
+    None for now (it is due), else its scheduled start."""
+    return tuple(sorted(set(labels or []))), None if scheduled_start <= now else scheduled_start
+
+
+def upcoming_work(agent: Agent, *, limit: int) -> list[WorkItem]:
+    """The distinct work items (see :func:`offered_work`) among SCHEDULED runs the agent covers
+    (run labels ⊆ agent labels, as the claim does) that are due or start within
+    :data:`WORK_LOOKAHEAD`, the soonest first, at most ``limit``. An agent socket gets these when
+    it connects, so a run scheduled before then still starts on time. The caller scopes the
+    transaction to the agent's workspace."""
+    runs = (
+        FlowRun.objects.for_workspace(agent.workspace_id)
+        .filter(state_type=StateType.SCHEDULED, scheduled_start__lte=Now() + WORK_LOOKAHEAD)
+        .order_by("scheduled_start")
+    )
+    covered = set(agent.labels or [])
+    if settings.IS_POSTGRES:
+        runs = runs.filter(labels__contained_by=sorted(covered))  # SQLite: compared below only
+    now = timezone.now()
+    items: dict[WorkItem, None] = {}
+    for labels, start in runs.values_list("labels", "scheduled_start")[:_UPCOMING_SCAN].iterator():
+        if not set(labels or []) <= covered:
+            continue
+        items[offered_work(labels, start, now)] = None
+        if len(items) >= limit:
+            break
+    return list(items)
+
+
+def agent_of_workspace(workspace_id: Any, agent_id: Any) -> Agent | None:
+    """The agent, if it is one of the workspace's (None for a malformed id or a missing agent); for
+    callers that have no principal, such as an agent socket that already checked its key."""
+    try:
+        return Agent.objects.for_workspace(workspace_id).filter(pk=parse_id(agent_id)).first()
+    except NotFound:
+        return None

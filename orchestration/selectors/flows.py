@@ -3,9 +3,11 @@ uses."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from accounts.authz import NotFound, Principal, authorize
 from orchestration.models import Flow, FlowVersion, Schedule
@@ -39,13 +41,34 @@ def access_flow(principal: Principal, flow_id: Any, action: str = "project:read"
     return flow
 
 
+def _versions_for_new_runs(flow_ids: Collection[Any]) -> QuerySet[FlowVersion]:
+    """THE rule for which version a new run of a flow uses: the pinned one, else the newest
+    unarchived one (a flow with neither has none). One query, whatever the number of flows: each
+    flow's choice is a subquery. The versions are reached through flows the caller already holds,
+    so no workspace filter is added (the scheduler asks across workspaces)."""
+    newest = FlowVersion.objects.unscoped().filter(flow=OuterRef("pk"), is_archived=False).order_by("-version")
+    chosen = (
+        Flow.objects.unscoped()
+        .filter(pk__in=list(flow_ids))
+        .annotate(chosen=Coalesce("pinned_version", Subquery(newest.values("pk")[:1])))
+        .values("chosen")
+    )
+    return FlowVersion.objects.unscoped().filter(pk__in=chosen)
+
+
 def flow_version_for_new_run(flow: Flow) -> FlowVersion | None:
-    """The version a new run of ``flow`` uses: the pinned one, else the newest unarchived one; None
-    when there is neither (callers that need one answer Conflict ``no_active_version``)."""
-    versions = FlowVersion.objects.for_workspace(flow.workspace_id)
-    if flow.pinned_version_id is not None:
-        return versions.filter(pk=flow.pinned_version_id).first()
-    return versions.filter(flow=flow, is_archived=False).order_by("-version").first()
+    """The version a new run of ``flow`` uses (see :func:`_versions_for_new_runs`); None when there
+    is none (callers that need one answer Conflict ``no_active_version``)."""
+    return _versions_for_new_runs([flow.pk]).first()
+
+
+def flow_versions_for_new_runs(flows: Iterable[Flow], *, only: Sequence[str] = ()) -> dict[Any, FlowVersion]:
+    """flow id → the version a new run of that flow uses, for many flows in one query (flows with
+    no usable version are left out). ``only`` limits the columns loaded (the flow id is always)."""
+    versions = _versions_for_new_runs({flow.pk for flow in flows})
+    if only:
+        versions = versions.only("flow", *only)
+    return {version.flow_id: version for version in versions}
 
 
 def flow_versions(flow: Flow) -> QuerySet[FlowVersion]:

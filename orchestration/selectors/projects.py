@@ -17,7 +17,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from accounts.authz import NotFound, Principal, authorize
 from accounts.models import ApiKey, Role
-from orchestration.models import Flow, Project
+from orchestration.models import Flow, FlowRun, Project, Schedule
 
 PROJECT_GRANTS = ("orchestration.view_project", "orchestration.manage_project")
 
@@ -89,3 +89,34 @@ def access_project(principal: Principal, project_id: Any, action: str = "project
         raise NotFound()
     authorize(principal, action, project)
     return project
+
+
+def hidden_projects(principal: Principal) -> set[str]:
+    """The ids (as strings) of the workspace's restricted projects the principal may not see: none
+    for Owners and Admins. A live socket leaves out the events about these."""
+    if sees_all_projects(principal):
+        return set()
+    hidden = (
+        Project.objects.for_workspace(principal.workspace)
+        .filter(is_restricted=True)
+        .exclude(pk__in=projects_visible_to(principal).values("pk"))
+        .values_list("pk", flat=True)
+    )
+    return {str(pk) for pk in hidden}
+
+
+# Where each kind of event subject finds its project.
+_PROJECT_PATHS = {"flow": (Flow, "project_id"), "run": (FlowRun, "flow__project_id"),
+                  "schedule": (Schedule, "flow__project_id")}
+
+
+def project_id_of(workspace_id: Any, kind: str, ident: Any) -> str | None:
+    """The id (as a string) of the project a flow, run or schedule (``kind``) of the workspace
+    belongs to; None for a malformed id or a subject that is gone."""
+    model, path = _PROJECT_PATHS[kind]
+    try:
+        pk = parse_id(ident)
+    except NotFound:
+        return None
+    project = model.objects.for_workspace(workspace_id).filter(pk=pk).values_list(path, flat=True).first()
+    return None if project is None else str(project)

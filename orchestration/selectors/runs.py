@@ -24,7 +24,7 @@ from django.db.models.functions import Now, TruncHour
 
 from accounts.authz import ROLE_ACTIONS, NotFound, Principal, authorize
 from accounts.models import Role
-from orchestration.models import FlowRun, FlowRunState, StateType, TaskRun
+from orchestration.models import BulkAction, FlowRun, FlowRunState, FlowVersion, StateType, TaskRun
 
 from .projects import parse_id, visible_projects_q
 
@@ -155,6 +155,29 @@ def task_runs_of(run: FlowRun) -> QuerySet[TaskRun]:
 def task_runs_for(workspace_id: Any, flow_run_ids: list[Any]) -> QuerySet[TaskRun]:
     """The task runs of several runs of one workspace at once (one query for a page of runs)."""
     return task_runs_of_workspace(workspace_id).filter(flow_run_id__in=flow_run_ids)
+
+
+def claimed_runs(runs: list[FlowRun]) -> list[FlowRun]:
+    """Runs an agent just claimed, in claim order, with what it needs to start them loaded: the
+    registered version and the task runs (two queries, whatever the number of runs)."""
+    if runs:
+        workspace_id = runs[0].workspace_id
+        prefetch_related_objects(
+            runs,
+            Prefetch("flow_version", queryset=FlowVersion.objects.for_workspace(workspace_id)),
+            Prefetch("task_runs", queryset=TaskRun.objects.for_workspace(workspace_id)),
+        )
+    return runs
+
+
+def access_bulk_action(principal: Principal, bulk_action_id: Any) -> BulkAction:
+    """A bulk action of the principal's workspace; NotFound for a malformed id, a missing one or
+    another workspace's alike."""
+    authorize(principal, "project:read", principal.workspace)
+    bulk = BulkAction.objects.for_workspace(principal.workspace).filter(pk=parse_id(bulk_action_id)).first()
+    if bulk is None:
+        raise NotFound()
+    return bulk
 
 
 # --- dashboard ----------------------------------------------------------------------------------

@@ -59,24 +59,6 @@ SYNC_MAX = 50
 LOCKED_RETRY_SECONDS = 30.0
 
 
-# --- reads --------------------------------------------------------------------------------------
-
-
-def access_bulk_action(*, principal: Principal, bulk_action_id: Any) -> BulkAction:
-    """The bulk action of the principal's workspace; NotFound for a missing, malformed or other
-    workspace's id alike."""
-    try:
-        pk = uuid.UUID(str(bulk_action_id))
-    except ValueError:
-        raise NotFound() from None
-    with workspace_scope([principal.workspace.pk]):
-        bulk = BulkAction.objects.for_workspace(principal.workspace).filter(pk=pk).first()
-    if bulk is None:
-        raise NotFound()
-    authorize(principal, "project:read", principal.workspace)
-    return bulk
-
-
 # --- the selection ------------------------------------------------------------------------------
 
 
@@ -273,7 +255,8 @@ def bulk_action_create(
     """Start ``action`` on the runs of the actor's workspace matching ``filters``. A selection of
     at most :data:`SYNC_MAX` runs (or any, with ``background=False``) is handled before this
     returns; a larger one (or any, with ``background=True``) is queued and the record returned
-    PENDING — follow it with :func:`access_bulk_action` or the ``bulk_action.progress`` events."""
+    PENDING — follow it with :func:`orchestration.selectors.access_bulk_action` or the
+    ``bulk_action.progress`` events."""
     _validate(action, state_type)
     with transaction.atomic(), workspace_scope([actor.workspace.pk]):
         authorize(actor, "flow_run:update", actor.workspace)
@@ -310,7 +293,7 @@ def _start_in_background(bulk_action_id: Any) -> None:
                 from orchestration.tasks import run_bulk_action_task
 
                 run_bulk_action_task.delay(str(bulk_action_id))
-        except Exception as exc:  # noqa: BLE001 - the broker is down: say so on the record
+        except Exception as exc:  # the broker is down: say so on the record
             logger.exception("could not start bulk action %s", bulk_action_id)
             with rls_bypass():
                 BulkAction.objects.unscoped().filter(pk=bulk_action_id, status=BulkAction.Status.PENDING).update(

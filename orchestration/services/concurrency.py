@@ -96,7 +96,9 @@ def concurrency_limit_usage(*, actor: Principal, tag: str) -> dict[str, Any]:
         if row is None:
             raise NotFound()
         holders = list(
-            ConcurrencySlot.objects.for_workspace(actor.workspace).filter(limit=row).values_list("task_run_id", flat=True)
+            ConcurrencySlot.objects.for_workspace(actor.workspace)
+            .filter(limit=row)
+            .values_list("task_run_id", flat=True)
         )
         return {"tag": row.tag, "limit": row.limit, "active": len(holders), "task_run_ids": holders}
 
@@ -152,7 +154,9 @@ def acquire_task_slots(run: TaskRun, limits: list[ConcurrencyLimit]) -> Concurre
             return row
     ConcurrencySlot.objects.unscoped().bulk_create(
         [
-            ConcurrencySlot(workspace_id=run.workspace_id, limit_id=row.pk, task_run_id=run.pk, flow_run_id=run.flow_run_id)
+            ConcurrencySlot(
+                workspace_id=run.workspace_id, limit_id=row.pk, task_run_id=run.pk, flow_run_id=run.flow_run_id
+            )
             for row in locked
             if row.pk not in held
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -108,27 +109,49 @@ def _check_object(errors: _Errors, path: str, value: Any, allowed: set[str]) -> 
     return value
 
 
-def _validate_tasks(errors: _Errors, tasks: Any) -> tuple[list[dict], list[str]]:
-    if not isinstance(tasks, list):
-        errors.add("tasks", "Must be a list.")
+def _bounded_list(errors: _Errors, path: str, value: Any, *, limit: int, noun: str,
+                  required: bool = False) -> list | None:
+    """``value`` when it is a list of at most ``limit`` items; None (with the error) when it is not.
+    A missing value is an empty list, unless it is ``required``."""
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        errors.add(path, "Must be a list.")
+        return None
+    if len(value) > limit:
+        errors.add(path, f"At most {limit} {noun} (got {len(value)}).")
+        return None
+    return value
+
+
+def _named_objects(
+    errors: _Errors, field: str, items: list, allowed: set[str], *, name_field: str, what: str
+) -> Iterator[tuple[str, dict, str]]:
+    """(path, object, name) for each item of ``field`` that is an object, its unknown fields, a
+    missing name and a name used before reported (``what`` names the name in that message)."""
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        path = f"{field}[{i}]"
+        obj = _check_object(errors, path, item, allowed)
+        if not obj:
+            continue
+        name = _string(errors, f"{path}.{name_field}", obj.get(name_field), limit=MAX_KEY)
+        if name in seen:
+            errors.add(f"{path}.{name_field}", f"Duplicate {what} '{name}'.")
+        seen.add(name)
+        yield path, obj, name
+
+
+def _validate_tasks(errors: _Errors, given: Any) -> tuple[list[dict], list[str]]:
+    tasks = _bounded_list(errors, "tasks", given, limit=MAX_TASKS, noun="tasks per flow", required=True)
+    if tasks is None:
         return [], []
     if not tasks:
         errors.add("tasks", "A flow needs at least one task.")
-    if len(tasks) > MAX_TASKS:
-        errors.add("tasks", f"At most {MAX_TASKS} tasks per flow (got {len(tasks)}).")
-        return [], []
     allowed = {"key", "name", "tags", "retries", "retry_delay_seconds", "timeout_seconds", "trigger", "mapped",
                "cache_key", "cache_expiration_seconds"}
-    clean, keys, seen = [], [], set()
-    for i, task in enumerate(tasks):
-        path = f"tasks[{i}]"
-        task = _check_object(errors, path, task, allowed)
-        if not task:
-            continue
-        key = _string(errors, f"{path}.key", task.get("key"), limit=MAX_KEY)
-        if key in seen:
-            errors.add(f"{path}.key", f"Duplicate task key '{key}'.")
-        seen.add(key)
+    clean, keys = [], []
+    for path, task, key in _named_objects(errors, "tasks", tasks, allowed, name_field="key", what="task key"):
         keys.append(key)
         item = {
             "key": key,
@@ -187,14 +210,9 @@ def _find_cycle(keys: list[str], edges: list[dict]) -> list[str] | None:
     return None
 
 
-def _validate_edges(errors: _Errors, edges: Any, keys: list[str]) -> list[dict]:
-    if edges is None:
-        return []
-    if not isinstance(edges, list):
-        errors.add("edges", "Must be a list.")
-        return []
-    if len(edges) > MAX_EDGES:
-        errors.add("edges", f"At most {MAX_EDGES} edges per flow (got {len(edges)}).")
+def _validate_edges(errors: _Errors, given: Any, keys: list[str]) -> list[dict]:
+    edges = _bounded_list(errors, "edges", given, limit=MAX_EDGES, noun="edges per flow")
+    if not edges:
         return []
     known = set(keys)
     clean = []
@@ -220,25 +238,14 @@ def _validate_edges(errors: _Errors, edges: Any, keys: list[str]) -> list[dict]:
     return clean
 
 
-def _validate_parameters(errors: _Errors, parameters: Any) -> list[dict]:
-    if parameters is None:
+def _validate_parameters(errors: _Errors, given: Any) -> list[dict]:
+    parameters = _bounded_list(errors, "parameters", given, limit=MAX_PARAMETERS, noun="parameters")
+    if not parameters:
         return []
-    if not isinstance(parameters, list):
-        errors.add("parameters", "Must be a list.")
-        return []
-    if len(parameters) > MAX_PARAMETERS:
-        errors.add("parameters", f"At most {MAX_PARAMETERS} parameters.")
-        return []
-    clean, seen = [], set()
-    for i, param in enumerate(parameters):
-        path = f"parameters[{i}]"
-        param = _check_object(errors, path, param, {"name", "type", "default", "required", "description"})
-        if not param:
-            continue
-        name = _string(errors, f"{path}.name", param.get("name"), limit=MAX_KEY)
-        if name in seen:
-            errors.add(f"{path}.name", f"Duplicate parameter '{name}'.")
-        seen.add(name)
+    allowed = {"name", "type", "default", "required", "description"}
+    clean = []
+    for path, param, name in _named_objects(errors, "parameters", parameters, allowed, name_field="name",
+                                            what="parameter"):
         kind = param.get("type", "any")
         if kind not in PARAMETER_TYPES:
             errors.add(f"{path}.type", f"Must be one of {', '.join(PARAMETER_TYPES)}.")

@@ -102,7 +102,7 @@ def _reap_batch(now: datetime | None) -> tuple[int, int]:
                         workspace_id=workspace_id,
                         policy=policy,
                     )
-            except Exception:  # noqa: BLE001
+            except Exception:
                 # One bad run must not keep the others alive; its savepoint was rolled back.
                 logger.exception("could not reap flow run %s", run_id)
                 continue

@@ -9,7 +9,7 @@ was down, as far as the flow's late-run policy allows (D7: no catch-up storm):
   its pause) and never before the newest run it already has (a deleted run is not re-created);
 - ``catchup="all"``: missed runs of the last :data:`MAX_BACKFILL` (capped by ``max_lateness``),
   at most :data:`MAX_BACKFILL_RUNS` of them; ``"latest"``: only the newest missed run;
-  ``"none"``: none older than :data:`~orchestration.services.late_runs.CATCHUP_GRACE`.
+  ``"none"``: none older than :data:`CATCHUP_GRACE`.
 
 Runs are inserted with ``bulk_create(ignore_conflicts=True)`` on the unique (schedule,
 scheduled_start) constraint, so two ticks at once never duplicate a run; each tick also locks the
@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, Q
 
 from core.errors import InvalidInput
 from core.tenancy import rls_bypass
 from orchestration.engine import db_now, insert_scheduled_runs, new_scheduled_run
 from orchestration.models import Catchup, Flow, FlowRun, FlowVersion, Schedule
 from orchestration.schedules import occurrences
+from orchestration.selectors.flows import flow_versions_for_new_runs
 
 logger = logging.getLogger(__name__)
 
@@ -100,29 +101,6 @@ def _planned_starts(
     return past + future
 
 
-# TODO(selectors): move next to selectors.flow_version_for_new_run (the same rule for many flows in
-# a fixed number of queries), so the rule is written in one module.
-def _active_versions(flow_ids: set[Any]) -> dict[Any, FlowVersion]:
-    """flow id → the version new runs use (the pinned one, else the newest unarchived one), as
-    :func:`orchestration.selectors.flow_version_for_new_run` answers for one flow."""
-    newest = (
-        FlowVersion.objects.unscoped()
-        .filter(flow=OuterRef("pk"), is_archived=False)
-        .order_by("-version")
-        .values("pk")[:1]
-    )
-    rows = (
-        Flow.objects.unscoped()
-        .filter(pk__in=flow_ids)
-        .annotate(newest_version_id=Subquery(newest))
-        .values_list("pk", "pinned_version_id", "newest_version_id")
-    )
-    chosen = {flow_id: pinned or newest_id for flow_id, pinned, newest_id in rows if pinned or newest_id}
-    versions = FlowVersion.objects.unscoped().filter(pk__in=set(chosen.values())).only("pk", "parameters", "labels")
-    by_id = {v.pk: v for v in versions}
-    return {flow_id: by_id[vid] for flow_id, vid in chosen.items() if vid in by_id}
-
-
 def _defaults(version: FlowVersion) -> dict[str, Any]:
     return {
         p["name"]: p["default"]
@@ -158,7 +136,8 @@ def _tick_batch(
             return 0, None
         next_after = schedules[-1].pk if len(schedules) == batch_size else None
 
-        versions = _active_versions({s.flow_id for s in schedules})
+        # The run's version and defaults are all a tick reads of a version (not its task graph).
+        versions = flow_versions_for_new_runs([s.flow for s in schedules], only=("parameters", "labels"))
         stats = {
             row["schedule_id"]: row
             for row in FlowRun.objects.unscoped()

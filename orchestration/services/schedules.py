@@ -206,8 +206,9 @@ def schedule_delete(*, actor: Principal, schedule: Schedule) -> None:
         Schedule.objects.for_workspace(schedule.workspace_id).filter(pk=schedule.pk).delete()
 
 
-REGISTRATION_CLOCK_KEYS = {"kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date", "end_date",
-                           "parameters"}
+REGISTRATION_CLOCK_KEYS = {
+    "kind", "interval_seconds", "anchor_date", "cron", "rrule", "timezone", "start_date", "end_date", "parameters",
+}
 
 
 def _clock_dates(clock: dict[str, Any], index: int) -> dict[str, Any]:

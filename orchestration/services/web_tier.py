@@ -106,7 +106,7 @@ def _beat_forever(stop: threading.Event) -> None:
         try:
             close_old_connections()
             web_tier_beat()
-        except Exception:  # noqa: BLE001 (the database may be away; the next beat tries again)
+        except Exception:  # the database may be away; the next beat tries again
             if not failing:
                 logger.warning("The web tier's beat could not be written; retrying every %.0f s", BEAT_SECONDS,
                                exc_info=True)

@@ -30,7 +30,9 @@ def _link_key(pattern: str) -> str:
 
 def test_signup_creates_owner_workspace_and_requires_verification(db):
     client = Client()
-    response = _post(client, "/signup", {"email": "Ada@Example.com", "password": GOOD_PASSWORD, "workspace_name": "Analytics"})
+    response = _post(
+        client, "/signup", {"email": "Ada@Example.com", "password": GOOD_PASSWORD, "workspace_name": "Analytics"}
+    )
     assert response.status_code == 401
     flows = {f["id"]: f for f in response.json()["data"]["flows"]}
     assert flows["verify_email"]["is_pending"] is True
@@ -70,7 +72,9 @@ def test_signup_with_existing_email_looks_the_same(db):
 
 def test_signup_through_invitation_joins_that_workspace_verified(world_a, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        world_a.client(Role.ADMIN).post(world_a.url("invitations/"), {"email": "new@example.com", "role": "developer"}, format="json")
+        world_a.client(Role.ADMIN).post(
+            world_a.url("invitations/"), {"email": "new@example.com", "role": "developer"}, format="json"
+        )
     token = _link_key(r"/invitations/([A-Za-z0-9_\-]+)")
     client = Client()
     response = _post(client, "/signup", {"email": "new@example.com", "password": GOOD_PASSWORD, "invitation": token})
@@ -82,9 +86,13 @@ def test_signup_through_invitation_joins_that_workspace_verified(world_a, django
 
 def test_signup_with_someone_elses_invitation_gets_own_workspace(world_a, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        world_a.client(Role.ADMIN).post(world_a.url("invitations/"), {"email": "invited@example.com", "role": "admin"}, format="json")
+        world_a.client(Role.ADMIN).post(
+            world_a.url("invitations/"), {"email": "invited@example.com", "role": "admin"}, format="json"
+        )
     token = _link_key(r"/invitations/([A-Za-z0-9_\-]+)")
-    response = _post(Client(), "/signup", {"email": "other@example.com", "password": GOOD_PASSWORD, "invitation": token})
+    response = _post(
+        Client(), "/signup", {"email": "other@example.com", "password": GOOD_PASSWORD, "invitation": token}
+    )
     assert response.status_code == 401  # still has to verify their own address
     user = User.objects.get(email="other@example.com")
     assert not Membership.objects.filter(user=user, workspace=world_a.workspace).exists()
@@ -147,7 +155,8 @@ def test_removed_member_loses_access_on_next_request(world_a):
 def test_signup_is_rate_limited(db, settings, one_rate_window):
     settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "signup": "3/m/ip"}
     statuses = [
-        _post(Client(), "/signup", {"email": f"u{i}@example.com", "password": GOOD_PASSWORD}).status_code for i in range(5)
+        _post(Client(), "/signup", {"email": f"u{i}@example.com", "password": GOOD_PASSWORD}).status_code
+        for i in range(5)
     ]
     assert statuses[:3] == [401, 401, 401]
     assert statuses[3:] == [429, 429]
@@ -171,7 +180,9 @@ def test_fifty_concurrent_wrong_passwords_never_pass_the_limit(settings, one_rat
 
     settings.LOGIN_ATTEMPT_LIMIT_PER_ACCOUNT = 5
     settings.LOGIN_ATTEMPT_WINDOW_SECONDS = 3600  # keep the burst inside one fixed window
-    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "login_failed": "1000/m/ip,1000/m/key", "login": "1000/m/ip"}
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS, "login_failed": "1000/m/ip,1000/m/key", "login": "1000/m/ip"
+    }
     UserFactory(email="target@example.com")
     checked: list[int] = []
     barrier = threading.Barrier(50)

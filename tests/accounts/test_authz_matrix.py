@@ -120,7 +120,8 @@ def test_restricted_object_is_hidden_unless_shared(world_a):
 
 def test_restricted_account_is_hidden_over_rest_until_granted(world_a):
     admin = world_a.client(Role.ADMIN)
-    created = admin.post(world_a.url("service-accounts/"), {"name": "deployer", "role": "developer", "is_restricted": True}, format="json")
+    restricted = {"name": "deployer", "role": "developer", "is_restricted": True}
+    created = admin.post(world_a.url("service-accounts/"), restricted, format="json")
     assert created.status_code == 201
     account_id = created.json()["id"]
     developer = world_a.client(Role.DEVELOPER)
@@ -143,7 +144,9 @@ def test_restricted_account_is_hidden_over_rest_until_granted(world_a):
 def test_developer_lists_only_service_accounts_shared_with_them(world_a):
     admin = world_a.client(Role.ADMIN)
     shared = admin.post(world_a.url("service-accounts/"), {"name": "shared", "role": "viewer"}, format="json").json()
-    admin.post(world_a.url("service-accounts/"), {"name": "hidden", "role": "viewer", "is_restricted": True}, format="json")
+    admin.post(
+        world_a.url("service-accounts/"), {"name": "hidden", "role": "viewer", "is_restricted": True}, format="json"
+    )
     admin.post(world_a.url(f"service-accounts/{shared['id']}/permissions/"),
                {"user_id": str(world_a.users[Role.DEVELOPER].pk), "level": "view"}, format="json")
     names = [a["name"] for a in world_a.client(Role.DEVELOPER).get(world_a.url("service-accounts/")).json()]
@@ -155,7 +158,9 @@ def test_listing_costs_a_constant_number_of_queries(world_a, django_assert_max_n
     admin = world_a.client(Role.ADMIN)
     for i in range(10):
         admin.post(world_a.url("service-accounts/"), {"name": f"sa-{i}", "role": "agent"}, format="json")
-        world_a.client(Role.OWNER).post(world_a.url("invitations/"), {"email": f"i{i}@example.com", "role": "viewer"}, format="json")
+        world_a.client(Role.OWNER).post(
+            world_a.url("invitations/"), {"email": f"i{i}@example.com", "role": "viewer"}, format="json"
+        )
     for path in ("service-accounts/", "members/", "invitations/", "api-keys/", "audit-log/"):
         with django_assert_max_num_queries(12):
             assert admin.get(world_a.url(path)).status_code == 200

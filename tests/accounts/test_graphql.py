@@ -65,7 +65,8 @@ def membership(world, role: str) -> Membership:  # type: ignore[no-untyped-def]
 
 def audit_actions(workspace: Workspace) -> list[str]:
     with rls_bypass():
-        return list(AuditLogEntry.objects.for_workspace(workspace).order_by("-created_at").values_list("action", flat=True))
+        entries = AuditLogEntry.objects.for_workspace(workspace).order_by("-created_at")
+        return list(entries.values_list("action", flat=True))
 
 
 # --- Queries -------------------------------------------------------------------------------------
@@ -304,7 +305,8 @@ def test_create_workspace_makes_you_owner_and_reads_it_back(world_a):
                                            ("api", "invalid_slug"), ("x" * 49, "invalid_slug")])
 def test_create_workspace_with_a_bad_slug_is_an_error_and_writes_nothing(world_a, world_b, slug, code):
     before = Workspace.objects.count()
-    payload = ok(gql(login(world_a.users[Role.OWNER]), CREATE_WORKSPACE, {"name": "X", "slug": slug}))["createWorkspace"]
+    body = gql(login(world_a.users[Role.OWNER]), CREATE_WORKSPACE, {"name": "X", "slug": slug})
+    payload = ok(body)["createWorkspace"]
     assert payload["workspace"] is None
     assert [(e["code"], e["field"]) for e in payload["errors"]] == [(code, "slug")]
     assert Workspace.objects.count() == before
@@ -358,7 +360,11 @@ mutation($workspace: String!, $email: String!, $role: String!) {
 
 def test_admin_invites_by_email_and_the_link_is_mailed(world_a, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        body = gql(login(world_a.users[Role.ADMIN]), INVITE, {"workspace": "acme", "email": "New@Example.com", "role": "developer"})
+        body = gql(
+            login(world_a.users[Role.ADMIN]),
+            INVITE,
+            {"workspace": "acme", "email": "New@Example.com", "role": "developer"},
+        )
     payload = ok(body)["inviteMember"]
     assert payload["errors"] == []
     assert {k: v for k, v in payload["invitation"].items() if k != "id"} == {
@@ -587,7 +593,9 @@ mutation($workspace: String!, $serviceAccountId: ID!, $name: String!, $expiresAt
 }
 """
 REVOKE_API_KEY = """
-mutation($workspace: String!, $id: ID!) { revokeApiKey(workspace: $workspace, id: $id) { apiKey { id revokedAt } errors { code } } }
+mutation($workspace: String!, $id: ID!) {
+  revokeApiKey(workspace: $workspace, id: $id) { apiKey { id revokedAt } errors { code } }
+}
 """
 
 
@@ -620,7 +628,8 @@ def test_create_service_account_refusals(world_a, as_role, variables, code, fiel
 
 
 def test_admin_deletes_a_service_account_and_its_keys_stop(world_a):
-    body = gql(login(world_a.users[Role.ADMIN]), DELETE_SERVICE_ACCOUNT, {"workspace": "acme", "id": str(world_a.agent.pk)})
+    variables = {"workspace": "acme", "id": str(world_a.agent.pk)}
+    body = gql(login(world_a.users[Role.ADMIN]), DELETE_SERVICE_ACCOUNT, variables)
     assert ok(body)["deleteServiceAccount"] == {"ok": True, "errors": []}
     with rls_bypass():
         assert ServiceAccount.objects.for_workspace(world_a.workspace).get(pk=world_a.agent.pk).is_active is False
@@ -628,7 +637,8 @@ def test_admin_deletes_a_service_account_and_its_keys_stop(world_a):
 
 
 def test_developer_cannot_delete_a_service_account(world_a):
-    body = gql(login(world_a.users[Role.DEVELOPER]), DELETE_SERVICE_ACCOUNT, {"workspace": "acme", "id": str(world_a.agent.pk)})
+    variables = {"workspace": "acme", "id": str(world_a.agent.pk)}
+    body = gql(login(world_a.users[Role.DEVELOPER]), DELETE_SERVICE_ACCOUNT, variables)
     assert ok(body)["deleteServiceAccount"] == {"ok": False, "errors": [{"code": "permission_denied"}]}
 
 
@@ -673,7 +683,8 @@ def test_create_api_key_refusals(world_a, as_role, variables, code, field):
 
 def test_admin_creates_a_service_account_key_that_works_on_rest(world_a):
     variables = {"workspace": "acme", "serviceAccountId": str(world_a.agent.pk), "name": "runner-2"}
-    payload = ok(gql(login(world_a.users[Role.ADMIN]), CREATE_SERVICE_ACCOUNT_KEY, variables))["createServiceAccountKey"]
+    body = gql(login(world_a.users[Role.ADMIN]), CREATE_SERVICE_ACCOUNT_KEY, variables)
+    payload = ok(body)["createServiceAccountKey"]
     assert payload["errors"] == [] and payload["secret"].startswith("fd_sa_")
     assert payload["apiKey"]["kind"] == "service_account" and payload["apiKey"]["owner"] == "agent"
     rest = APIClient()

@@ -56,7 +56,9 @@ MUTATION_ARGUMENTS: dict[str, Any] = {
     "createServiceAccount": lambda t, slug: {"workspace": slug, "name": "evil", "role": "admin"},
     "deleteServiceAccount": lambda t, slug: {"workspace": slug, "id": t.service_account},
     "createApiKey": lambda t, slug: {"workspace": slug, "name": "evil"},
-    "createServiceAccountKey": lambda t, slug: {"workspace": slug, "serviceAccountId": t.service_account, "name": "evil"},
+    "createServiceAccountKey": lambda t, slug: {
+        "workspace": slug, "serviceAccountId": t.service_account, "name": "evil"
+    },
     "revokeApiKey": lambda t, slug: {"workspace": slug, "id": t.api_key},
 }
 NOT_WORKSPACE_SCOPED = {"createWorkspace", "acceptInvitation"}
@@ -84,7 +86,9 @@ def world_a_state(world_a) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         return {
             "workspace": (ws.name, ws.slug),
             "members": sorted(Membership.objects.filter(workspace=ws).values_list("user__email", "role")),
-            "invitations": sorted(Invitation.objects.for_workspace(ws).values_list("email", "send_count", "revoked_at")),
+            "invitations": sorted(
+                Invitation.objects.for_workspace(ws).values_list("email", "send_count", "revoked_at")
+            ),
             "service_accounts": sorted(ServiceAccount.objects.for_workspace(ws).values_list("name", "is_active")),
             "keys": sorted(ApiKey.objects.for_workspace(ws).values_list("lookup_prefix", "revoked_at")),
             "audit": AuditLogEntry.objects.for_workspace(ws).count(),

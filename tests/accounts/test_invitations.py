@@ -99,9 +99,13 @@ def test_revoked_invitation_is_410_and_resend_invalidates_old_link(world_a, djan
 
 
 def test_role_cannot_exceed_inviters(world_a):
-    response = world_a.client(Role.ADMIN).post(world_a.url("invitations/"), {"email": "x@example.com", "role": "owner"}, format="json")
+    response = world_a.client(Role.ADMIN).post(
+        world_a.url("invitations/"), {"email": "x@example.com", "role": "owner"}, format="json"
+    )
     assert response.status_code == 403
-    response = world_a.client(Role.DEVELOPER).post(world_a.url("invitations/"), {"email": "x@example.com", "role": "viewer"}, format="json")
+    response = world_a.client(Role.DEVELOPER).post(
+        world_a.url("invitations/"), {"email": "x@example.com", "role": "viewer"}, format="json"
+    )
     assert response.status_code == 403
 
 
@@ -110,14 +114,17 @@ def test_duplicate_invite_and_member_invite_are_409(world_a, django_capture_on_c
     admin = world_a.client(Role.ADMIN)
     again = admin.post(world_a.url("invitations/"), {"email": "NEW@example.com", "role": "viewer"}, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_invited"
-    member = admin.post(world_a.url("invitations/"), {"email": world_a.users[Role.VIEWER].email, "role": "viewer"}, format="json")
+    member = admin.post(
+        world_a.url("invitations/"), {"email": world_a.users[Role.VIEWER].email, "role": "viewer"}, format="json"
+    )
     assert member.status_code == 409 and member.json()["error"]["code"] == "already_member"
 
 
 def test_bad_invite_input_is_400(world_a):
     admin = world_a.client(Role.ADMIN)
     for payload in ({"email": "not-an-email", "role": "viewer"}, {"email": "a@b.co", "role": "emperor"},
-                    {"email": "a@b.co", "role": "agent"}, {"email": "a@b.co"}, {"email": "a@b.co", "role": "viewer", "workspace": "x"}):
+                    {"email": "a@b.co", "role": "agent"}, {"email": "a@b.co"},
+                    {"email": "a@b.co", "role": "viewer", "workspace": "x"}):
         response = admin.post(world_a.url("invitations/"), payload, format="json")
         assert response.status_code == 400, payload
         assert response.json()["error"]["message"]

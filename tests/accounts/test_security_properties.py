@@ -59,7 +59,9 @@ def test_production_settings_harden_cookies_and_turn_off_introspection():
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     values = json.loads(out.stdout.strip().splitlines()[-1])
-    assert values == {"session_secure": True, "csrf_secure": True, "httponly": True, "samesite": "Lax", "introspection": False}
+    assert values == {
+        "session_secure": True, "csrf_secure": True, "httponly": True, "samesite": "Lax", "introspection": False
+    }
 
 
 def test_mfa_authenticators_are_offered_to_signed_in_users(world_a):

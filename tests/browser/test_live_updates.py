@@ -57,7 +57,9 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
 
 
 @pytest.fixture
-def live_app(asgi_server: LiveServer, browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+def live_app(
+    asgi_server: LiveServer, browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[App]:
     if asgi_server.proc is None:  # a test took the server away and failed before restarting it
         asgi_server.start()
     app = App(url=asgi_server.url, browser=browser)
@@ -276,7 +278,9 @@ def test_indicator_shows_reconnecting_while_the_server_is_away(
     assert not live_app.js_errors, live_app.js_errors
 
 
-def test_a_log_flood_shows_the_lines_dropped_marker(live_app: App, asgi_server: LiveServer, world: WorkspaceWorld) -> None:
+def test_a_log_flood_shows_the_lines_dropped_marker(
+    live_app: App, asgi_server: LiveServer, world: WorkspaceWorld
+) -> None:
     flow_id = _flow(world)
     run_id = _quick_run(asgi_server.url, world, flow_id)
     page = live_app.new_page()

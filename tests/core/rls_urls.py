@@ -14,9 +14,13 @@ class ForgetfulView(WorkspaceAPIView):
         # Deliberately unscoped: the bug RLS exists to contain.
         return Response(
             {
-                "service_accounts": sorted(str(w) for w in ServiceAccount.objects.unscoped().values_list("workspace_id", flat=True)),
+                "service_accounts": sorted(
+                    str(w) for w in ServiceAccount.objects.unscoped().values_list("workspace_id", flat=True)
+                ),
                 "api_keys": sorted({str(w) for w in ApiKey.objects.unscoped().values_list("workspace_id", flat=True)}),
-                "audit": sorted({str(w) for w in AuditLogEntry.objects.unscoped().values_list("workspace_id", flat=True)}),
+                "audit": sorted(
+                    {str(w) for w in AuditLogEntry.objects.unscoped().values_list("workspace_id", flat=True)}
+                ),
             }
         )
 

@@ -34,7 +34,8 @@ def test_app_role_is_not_superuser_not_bypassrls_and_owns_no_tenant_table(db):
 
 def test_every_tenant_table_has_forced_rls_with_using_and_check(db):
     tables = tenant_tables()
-    assert {"accounts_apikey", "accounts_invitation", "accounts_serviceaccount", "accounts_auditlogentry"} <= set(tables)
+    accounts_tables = {"accounts_apikey", "accounts_invitation", "accounts_serviceaccount", "accounts_auditlogentry"}
+    assert accounts_tables <= set(tables)
     for table in tables:
         enabled, forced = (
             _scalar("SELECT relrowsecurity FROM pg_class WHERE relname = %s", [table]),
@@ -43,7 +44,9 @@ def test_every_tenant_table_has_forced_rls_with_using_and_check(db):
         assert enabled and forced, table
         qual, check = None, None
         with connection.cursor() as cursor:
-            cursor.execute("SELECT qual, with_check FROM pg_policies WHERE tablename = %s AND policyname = %s", [table, POLICY])
+            cursor.execute(
+                "SELECT qual, with_check FROM pg_policies WHERE tablename = %s AND policyname = %s", [table, POLICY]
+            )
             qual, check = cursor.fetchone()
         assert "app.workspace_id" in qual and "app.workspace_id" in check
 
@@ -72,7 +75,8 @@ def test_raw_insert_into_another_workspace_fails(world_a, world_b):
         with transaction.atomic(), workspace_scope([world_a.workspace.pk]):
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "INSERT INTO accounts_serviceaccount (id, workspace_id, name, description, role, created_at, is_active, is_restricted)"
+                    "INSERT INTO accounts_serviceaccount"
+                    " (id, workspace_id, name, description, role, created_at, is_active, is_restricted)"
                     " VALUES (%s, %s, 'sneaky', '', 'agent', now(), true, false)",
                     [uuid.uuid4(), world_b.workspace.pk],
                 )

@@ -521,7 +521,9 @@ class Stack:
         if result.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
-    def manage(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``manage.py …`` against the stack's database as the owner role."""
         return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**self.server_env(owner=True),
                               **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False)

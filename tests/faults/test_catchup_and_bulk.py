@@ -71,8 +71,8 @@ def _headers(world: World, role: str) -> dict[str, str]:
 
 def _runs(stack: Stack, flow_id: str) -> list[tuple[Any, ...]]:
     """(id, scheduled_start, state_type, state_name, state_message) of the flow's runs, oldest first."""
-    return stack.sql("SELECT id::text, scheduled_start, state_type, state_name, state_message FROM orchestration_flowrun "
-                     "WHERE flow_id = %s ORDER BY scheduled_start", flow_id)
+    return stack.sql("SELECT id::text, scheduled_start, state_type, state_name, state_message "
+                     "FROM orchestration_flowrun WHERE flow_id = %s ORDER BY scheduled_start", flow_id)
 
 
 def _as_superuser(stack: Stack, *statements: str) -> None:
@@ -164,7 +164,8 @@ class FakeAgent:
         beats: dict[str, float] = {}
         with httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=30) as client:
             try:
-                agent_id = self._post(client, "register", "/agents/", {"name": self.name, "type": "process"}).json()["id"]
+                registered = self._post(client, "register", "/agents/", {"name": self.name, "type": "process"})
+                agent_id = registered.json()["id"]
                 while not stop.is_set():
                     if len(held) < in_flight:
                         claimed = self._post(client, "claim", f"/agents/{agent_id}/claim/",

@@ -1,4 +1,4 @@
-"""A PostgreSQL outage (issue 9, point 10; RELIABILITY G2).
+"""A PostgreSQL outage (issue 9, point 10; G2 in docs/reliability.md).
 
 Runs execute under a real agent on the fault stack. The stack's PostgreSQL is stopped while their
 tasks are executing. Meanwhile the API answers quickly and truthfully: REST with a key, GraphQL and

@@ -99,7 +99,9 @@ def test_a_web_outage_of_twice_the_lease_reaps_no_run_and_runs_nothing_twice(
     go.touch()
 
     # then: every run completes on its first attempt, none was ever crashed
-    runs: dict[str, dict[str, Any]] = {run_id: wait_for_state(client, run_id, TERMINAL, timeout=90) for run_id in run_ids}
+    runs: dict[str, dict[str, Any]] = {
+        run_id: wait_for_state(client, run_id, TERMINAL, timeout=90) for run_id in run_ids
+    }
     assert outage >= 2 * LEASE and ticks >= OUTAGE // 2, (outage, ticks)
     for run in runs.values():
         history = [(s["type"], s["name"]) for s in run["states"]]

@@ -31,7 +31,8 @@ REVALIDATE_SECONDS = 2
 class TunedServer(LiveServer):
     def env(self) -> dict[str, str]:
         env = super().env()
-        env.update(FLOWDECK_LIVE_SEND_QUEUE=str(SEND_QUEUE), FLOWDECK_LIVE_LOG_LINES_PER_SECOND=str(LOG_LINES_PER_SECOND),
+        env.update(FLOWDECK_LIVE_SEND_QUEUE=str(SEND_QUEUE),
+                   FLOWDECK_LIVE_LOG_LINES_PER_SECOND=str(LOG_LINES_PER_SECOND),
                    FLOWDECK_LIVE_REVALIDATE_SECONDS=str(REVALIDATE_SECONDS))
         return env
 
@@ -106,7 +107,9 @@ def receive_until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool],
         seen.append(message)
 
 
-def nothing_more(ws: ClientConnection, wait: float = 1.0, ignore: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+def nothing_more(
+    ws: ClientConnection, wait: float = 1.0, ignore: Callable[[dict[str, Any]], bool] | None = None
+) -> list[dict[str, Any]]:
     """Messages received within ``wait`` seconds (to assert a socket heard nothing)."""
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + wait

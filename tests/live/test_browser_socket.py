@@ -1,5 +1,5 @@
 """The browser socket over real connections to real server processes sharing Redis (issue 5,
-RELIABILITY C4, E1, E2)."""
+docs/reliability.md C4, E1, E2)."""
 
 from __future__ import annotations
 

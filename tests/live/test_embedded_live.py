@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def embedded(tmp_path_factory) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]
     var_dir = tmp_path_factory.mktemp("embedded-live")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    env.update(FLOWDECK_VAR_DIR=str(var_dir), FLOWDECK_FAST_PASSWORD_HASHER="1", DJANGO_SETTINGS_MODULE="config.settings")
+    env.update(FLOWDECK_VAR_DIR=str(var_dir), FLOWDECK_FAST_PASSWORD_HASHER="1",
+               DJANGO_SETTINGS_MODULE="config.settings")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "config.embedded", "--host", "127.0.0.1", "--port", str(port),

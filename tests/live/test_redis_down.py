@@ -12,7 +12,9 @@ import pytest
 from tests.conftest import WorkspaceWorld, build_world
 from tests.sdk.conftest import LiveServer, free_port
 
-FLOW = {"tasks": [{"key": "t", "name": "t"}], "edges": [], "parameters": [], "storage": {"type": "module", "module": "f"}}
+FLOW = {
+    "tasks": [{"key": "t", "name": "t"}], "edges": [], "parameters": [], "storage": {"type": "module", "module": "f"}
+}
 
 
 class NoRedisServer(LiveServer):

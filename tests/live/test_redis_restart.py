@@ -99,8 +99,9 @@ class Listener:
 
 def _agent_env(server: ServerOnOwnRedis, world: WorkspaceWorld, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWDECK_", "DJANGO_", "DATABASE_", "REDIS_"))}
-    env.update(FLOWDECK_API_URL=server.url, FLOWDECK_API_KEY=world.keys["agent"], FLOWDECK_WORKSPACE=world.workspace.slug,
-               FLOWDECK_HOME=str(tmp_path / "flowdeck-home"), NO_COLOR="1", TERM="dumb", COLUMNS="120")
+    env.update(FLOWDECK_API_URL=server.url, FLOWDECK_API_KEY=world.keys["agent"],
+               FLOWDECK_WORKSPACE=world.workspace.slug, FLOWDECK_HOME=str(tmp_path / "flowdeck-home"),
+               NO_COLOR="1", TERM="dumb", COLUMNS="120")
     return env
 
 
@@ -154,7 +155,9 @@ def test_sockets_and_agents_recover_by_themselves_after_redis_restarts_empty(own
                 probes += 1
                 api.call("PUT", "concurrency-limits/", {"tag": "probe", "limit": probes})
                 heard = listener.next(is_event("concurrency_limit.updated", tag="probe"), 0.5)
-            assert heard is not None, f"no event within {RECOVERY_SECONDS}s of Redis coming back: {listener.seen[mark:]}"
+            assert heard is not None, (
+                f"no event within {RECOVERY_SECONDS}s of Redis coming back: {listener.seen[mark:]}"
+            )
             # … after being told that events were lost while Redis was down
             assert "gap" in [m["type"] for m in listener.seen[mark:]]
 

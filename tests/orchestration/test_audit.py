@@ -26,9 +26,9 @@ from tests.orchestration.api.conftest import METADATA, assert_error, register
 pytestmark = pytest.mark.django_db
 
 AUDIT_LOG = """
-query($slug: String!) {
+query($slug: String!, $area: String) {
   workspace(slug: $slug) {
-    auditLog(first: 100) { edges { node { id actor action targetType targetLabel data } } }
+    auditLog(first: 100, area: $area) { edges { node { id actor action targetType targetLabel data } } }
   }
 }
 """
@@ -44,8 +44,8 @@ def rest_rows(world: Any, *, role: str = Role.ADMIN, area: str | None = None) ->
     return response.json()["results"]
 
 
-def graphql_rows(world: Any, *, role: str = Role.ADMIN) -> list[dict[str, Any]]:
-    body = ok(gql(login(world.users[role]), AUDIT_LOG, {"slug": world.workspace.slug}))
+def graphql_rows(world: Any, *, role: str = Role.ADMIN, area: str | None = None) -> list[dict[str, Any]]:
+    body = ok(gql(login(world.users[role]), AUDIT_LOG, {"slug": world.workspace.slug, "area": area}))
     return [edge["node"] for edge in body["workspace"]["auditLog"]["edges"]]
 
 
@@ -185,7 +185,9 @@ def test_a_schedules_life_is_audited(world_a, flow):
                target_label="nightly: cron 30 9 * * *", data={"cron": ["0 9 * * *", "30 9 * * *"]})
     # paused and resumed
     for active, action in ((False, "schedule.paused"), (True, "schedule.resumed")):
-        response = client.post(_schedules_url(world_a, flow, f"{schedule_id}/pause/"), {"active": active}, format="json")
+        response = client.post(
+            _schedules_url(world_a, flow, f"{schedule_id}/pause/"), {"active": active}, format="json"
+        )
         assert response.status_code == 200, response.content
         assert_row(the_row(world_a, action), actor=actor, target_type="schedule", target_id=schedule_id)
     # deleted: what it was set to
@@ -292,7 +294,8 @@ def test_a_projects_life_is_audited(world_a):
 
 
 def test_a_refused_project_write_writes_no_row(world_a):
-    project_id = world_a.client(Role.ADMIN).post(world_a.url("projects/"), {"name": "billing"}, format="json").json()["id"]
+    created = world_a.client(Role.ADMIN).post(world_a.url("projects/"), {"name": "billing"}, format="json")
+    project_id = created.json()["id"]
     before = actions(world_a)
     # Only Owners and Admins restrict a project; Viewers write nothing; a name is required.
     assert_error(world_a.client(Role.DEVELOPER).patch(world_a.url(f"projects/{project_id}/"), {"is_restricted": True},
@@ -422,6 +425,7 @@ def test_the_log_reads_one_area_at_a_time(world_a, flow):
     assert [r["action"] for r in rest_rows(world_a, area="limits")] == ["concurrency_limit.set"]
     assert [r["action"] for r in rest_rows(world_a, area="schedules")] == ["schedule.created"]
     assert [r["action"] for r in rest_rows(world_a, area="workspace")] == ["workspace.updated"]
+    assert [n["action"] for n in graphql_rows(world_a, area="limits")] == ["concurrency_limit.set"]
     # every action in the log belongs to exactly one area
     for action in everything:
         areas = [area for area, prefixes in AUDIT_LOG_AREAS.items() if action.startswith(prefixes)]
@@ -431,3 +435,7 @@ def test_the_log_reads_one_area_at_a_time(world_a, flow):
 def test_an_unknown_area_is_bad_input(world_a):
     error = assert_error(world_a.client(Role.ADMIN).get(world_a.url("audit-log/"), {"area": "everything"}), 400)
     assert "area" in error["details"]
+    body = gql(login(world_a.users[Role.ADMIN]), AUDIT_LOG, {"slug": world_a.workspace.slug, "area": "everything"})
+    assert body["data"]["workspace"]["auditLog"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["invalid_argument"]
+    assert "Unknown area 'everything'" in body["errors"][0]["message"]

@@ -194,7 +194,9 @@ def _load_git(repo: str, path: str, ref: str | None, flow_name: str | None, chec
     done = subprocess.run([*clone, repo, str(target)], capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0 and ref:
         # A commit sha cannot be cloned by --branch: clone fully, then check it out.
-        done = subprocess.run(["git", "clone", "--quiet", repo, str(target)], capture_output=True, text=True, check=False)  # noqa: S603,S607
+        done = subprocess.run(  # noqa: S603
+            ["git", "clone", "--quiet", repo, str(target)], capture_output=True, text=True, check=False  # noqa: S607
+        )
         if done.returncode == 0:
             done = subprocess.run(  # noqa: S603
                 ["git", "-C", str(target), "checkout", "--quiet", ref], capture_output=True, text=True, check=False  # noqa: S607

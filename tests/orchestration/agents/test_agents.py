@@ -138,7 +138,9 @@ def test_a_never_polled_agent_gets_one_window_from_registration(world_a):
     assert agent_status(stale, now) == UNHEALTHY
 
 
-def test_heartbeat_uses_the_db_clock_and_publishes_a_status_change(world_a, actor_a, django_capture_on_commit_callbacks):
+def test_heartbeat_uses_the_db_clock_and_publishes_a_status_change(
+    world_a, actor_a, django_capture_on_commit_callbacks
+):
     # given: an agent last seen 10 minutes ago (offline)
     old = timezone.now() - timedelta(minutes=10)
     agent = AgentFactory(workspace=world_a.workspace, service_account=world_a.agent, last_heartbeat_at=old,

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from core.errors import InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
-from orchestration.models import FlowRun, FlowRunState, StateType
 from orchestration.engine import db_now
+from orchestration.models import FlowRun, FlowRunState, StateType
 from orchestration.services.claims import due_runs_query, flow_runs_claim
 from tests.orchestration.agents.conftest import agent_principal, due_runs
 from tests.orchestration.factories import AgentFactory, FlowRunFactory
@@ -278,7 +278,9 @@ def test_a_service_account_cannot_claim_as_another_accounts_agent(world_a, actor
     from core.errors import Forbidden
     from tests.factories import ServiceAccountFactory
 
-    other = AgentFactory(workspace=world_a.workspace, service_account=ServiceAccountFactory(workspace=world_a.workspace))
+    other = AgentFactory(
+        workspace=world_a.workspace, service_account=ServiceAccountFactory(workspace=world_a.workspace)
+    )
     # when / then
     with pytest.raises(Forbidden) as excinfo:
         flow_runs_claim(actor=actor_a, agent=other)

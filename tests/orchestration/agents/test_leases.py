@@ -16,9 +16,8 @@ from accounts.authz import principal_for_user
 from accounts.models import Role
 from core.errors import Conflict, InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
-from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state, task_run_set_state
+from orchestration.engine import ProposedState, SetStateStatus, db_now, flow_run_set_state, task_run_set_state
 from orchestration.models import ConcurrencySlot, FlowRun, FlowRunState, StateType
-from orchestration.engine import db_now
 from orchestration.services.claims import flow_runs_claim
 from orchestration.services.concurrency import concurrency_limit_set
 from orchestration.services.heartbeats import HEARTBEAT_LEASE_SECONDS, flow_run_heartbeat

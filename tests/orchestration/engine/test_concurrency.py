@@ -116,4 +116,5 @@ def test_five_concurrent_identical_creates_make_one_run(world_a, flow_a):
     assert len({run.pk for run, _ in outcomes}) == 1
     assert sorted(created for _, created in outcomes) == [False, False, False, False, True]
     with rls_bypass():
-        assert FlowRun.objects.for_workspace(world_a.workspace).filter(idempotency_key="nightly-2030-01-01").count() == 1
+        runs = FlowRun.objects.for_workspace(world_a.workspace)
+        assert runs.filter(idempotency_key="nightly-2030-01-01").count() == 1

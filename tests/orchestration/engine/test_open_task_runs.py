@@ -228,7 +228,8 @@ def test_ending_a_run_with_1000_open_task_runs_costs_as_many_queries_as_with_3(v
         counts[name] = len(queries)
     assert counts["large"] == counts["small"] <= 12, counts
     with rls_bypass():
-        assert TaskRun.objects.unscoped().filter(flow_run=large, state_type="CANCELLED", end_time__isnull=False).count() == 1000
+        cancelled = TaskRun.objects.unscoped().filter(flow_run=large, state_type="CANCELLED", end_time__isnull=False)
+        assert cancelled.count() == 1000
         assert TaskRunState.objects.unscoped().filter(task_run__flow_run=large, type="CANCELLED").count() == 1000
 
 
@@ -270,7 +271,8 @@ def test_the_next_attempt_starts_its_task_runs_over(agent, agent_a, run):
     assert [r.status for r in results] == [SetStateStatus.ACCEPT] * 4, [r.reason for r in results]
     task_runs = _task_runs(run)
     for key in ("work", "make"):
-        assert (task_runs[key].state_type, task_runs[key].flow_run_attempt, task_runs[key].attempt) == ("COMPLETED", 2, 1)
+        task_run = task_runs[key]
+        assert (task_run.state_type, task_run.flow_run_attempt, task_run.attempt) == ("COMPLETED", 2, 1)
     assert [h.type for h in _history(task_runs["work"])] == ["RUNNING", "CRASHED", "RUNNING", "COMPLETED"]
     assert _slots(run) == 0  # work took its slot again in attempt 2 and gave it back on COMPLETED
 

@@ -69,7 +69,8 @@ def test_a_report_for_another_attempt_is_aborted_with_the_current_attempt():
 
 @pytest.mark.parametrize("attempt", [None, 2])
 def test_a_report_for_the_current_attempt_or_without_one_passes(attempt):
-    assert enter(RejectStaleAttempt(), ctx(memory_run(attempt=2), "COMPLETED", attempt=attempt)).status is SetStateStatus.ACCEPT
+    decision = enter(RejectStaleAttempt(), ctx(memory_run(attempt=2), "COMPLETED", attempt=attempt))
+    assert decision.status is SetStateStatus.ACCEPT
 
 
 # --- PreventTransitionsFromTerminalStates -----------------------------------------------------------
@@ -118,7 +119,8 @@ def test_a_cancelling_run_refuses_late_reports(to_state):
 
 @pytest.mark.parametrize("to_state", ["CANCELLED", "CRASHED", "FAILED"])
 def test_a_cancelling_run_accepts_its_endings(to_state):
-    assert enter(CancellationWinsOverLateReports(), ctx(memory_run("CANCELLING"), to_state)).status is SetStateStatus.ACCEPT
+    decision = enter(CancellationWinsOverLateReports(), ctx(memory_run("CANCELLING"), to_state))
+    assert decision.status is SetStateStatus.ACCEPT
 
 
 # --- SecurePendingToRunningByClaimingAgent ------------------------------------------------------------

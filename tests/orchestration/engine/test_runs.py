@@ -230,7 +230,8 @@ def test_restart_reruns_failed_and_downstream_tasks_and_keeps_completed_upstream
     )
     run = FlowRunFactory(flow_version=version)
     tasks = {k: TaskRunFactory(flow_run=run, task_key=k) for k in ("extract", "transform", "load", "report")}
-    for key, state in {"extract": "COMPLETED", "transform": "FAILED", "load": "COMPLETED", "report": "COMPLETED"}.items():
+    endings = {"extract": "COMPLETED", "transform": "FAILED", "load": "COMPLETED", "report": "COMPLETED"}
+    for key, state in endings.items():
         drive(tasks[key], state)
     drive(run, "FAILED")
     result = runs.flow_run_restart(actor=dev, flow_run=run)

@@ -41,7 +41,9 @@ def report(key: str, state: str, index: int = -1, **extra):
 
 def task_runs(run) -> dict[tuple[str, int], TaskRun]:
     with rls_bypass():
-        return {(t.task_key, t.map_index): t for t in TaskRun.objects.for_workspace(run.workspace_id).filter(flow_run=run)}
+        return {
+            (t.task_key, t.map_index): t for t in TaskRun.objects.for_workspace(run.workspace_id).filter(flow_run=run)
+        }
 
 
 def test_a_batch_creates_task_runs_on_first_sight_and_applies_reports_in_order(agent, run):

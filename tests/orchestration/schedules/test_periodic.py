@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from django.utils.module_loading import import_string
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from config.embedded import SERVICES, PeriodicLoop
@@ -101,6 +102,11 @@ def test_every_platform_tick_is_a_registered_task_and_runs_in_embedded_mode():
     } <= paths
     # every registered path resolves (the loop fails at start-up on a typo)
     assert len(PeriodicLoop(SERVICES).services) == len(SERVICES)
+    # the two runners take the one list: each tick's task runs its service, and the embedded loop
+    # runs every tick's service at the tick's interval
+    for tick in PLATFORM_TICKS:
+        assert app.tasks[tick.task].run is import_string(tick.service), tick.name
+    assert [(s.path, s.every) for s in SERVICES] == [(t.service, t.every_seconds) for t in PLATFORM_TICKS]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -27,7 +27,8 @@ def test_daily_interval_keeps_local_time_across_spring_forward_in_berlin():
     spec = ScheduleSpec(kind="interval", interval_seconds=86400, anchor_date=datetime(2026, 3, 1, 9, tzinfo=BERLIN),
                         timezone="Europe/Berlin")
     # when the occurrences around the spring-forward of 2026-03-29 are computed
-    times = occurrences(spec, after=datetime(2026, 3, 28, tzinfo=UTC), until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 3, 28, tzinfo=UTC),
+                        until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
     # then each fires at 09:00 local, i.e. 08:00 UTC before and 07:00 UTC after the change
     assert _local(times, BERLIN) == ["03-28 09:00 CET", "03-29 09:00 CEST", "03-30 09:00 CEST"]
     assert [t.hour for t in times] == [8, 7, 7]
@@ -37,7 +38,8 @@ def test_daily_interval_keeps_local_time_across_spring_forward_in_berlin():
 def test_daily_interval_keeps_local_time_across_fall_back_in_new_york():
     spec = ScheduleSpec(kind="interval", interval_seconds=86400, anchor_date=datetime(2026, 10, 1, 9, tzinfo=NEW_YORK),
                         timezone="America/New_York")
-    times = occurrences(spec, after=datetime(2026, 10, 31, tzinfo=UTC), until=datetime(2026, 11, 3, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 10, 31, tzinfo=UTC),
+                        until=datetime(2026, 11, 3, tzinfo=UTC), limit=10)
     assert _local(times, NEW_YORK) == ["10-31 09:00 EDT", "11-01 09:00 EST", "11-02 09:00 EST"]
     assert [t.hour for t in times] == [13, 14, 14]
 
@@ -46,7 +48,8 @@ def test_daily_interval_in_the_spring_forward_gap_moves_forward_by_the_gap():
     # 02:30 does not exist in Berlin on 2026-03-29: that day's run fires at 03:30 CEST instead of being lost
     spec = ScheduleSpec(kind="interval", interval_seconds=86400,
                         anchor_date=datetime(2026, 3, 1, 2, 30, tzinfo=BERLIN), timezone="Europe/Berlin")
-    times = occurrences(spec, after=datetime(2026, 3, 28, tzinfo=UTC), until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 3, 28, tzinfo=UTC),
+                        until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
     assert _local(times, BERLIN) == ["03-28 02:30 CET", "03-29 03:30 CEST", "03-30 02:30 CEST"]
 
 
@@ -55,7 +58,8 @@ def test_hourly_interval_is_absolute_time_across_fall_back():
     spec = ScheduleSpec(kind="interval", interval_seconds=3600, anchor_date=datetime(2026, 11, 1, 0, tzinfo=NEW_YORK),
                         timezone="America/New_York")
     # when evaluated over the fall-back night (01:00 local happens twice)
-    times = occurrences(spec, after=datetime(2026, 11, 1, 4, tzinfo=UTC), until=datetime(2026, 11, 1, 8, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 11, 1, 4, tzinfo=UTC),
+                        until=datetime(2026, 11, 1, 8, tzinfo=UTC), limit=10)
     # then runs are exactly one hour apart: 01:00 EDT and 01:00 EST both fire
     assert all(b - a == timedelta(hours=1) for a, b in zip(times, times[1:], strict=False))
     assert _local(times, NEW_YORK) == ["11-01 00:00 EDT", "11-01 01:00 EDT", "11-01 01:00 EST", "11-01 02:00 EST",
@@ -64,7 +68,8 @@ def test_hourly_interval_is_absolute_time_across_fall_back():
 
 def test_interval_grid_is_aligned_to_the_anchor():
     spec = ScheduleSpec(kind="interval", interval_seconds=600, anchor_date=datetime(2026, 1, 1, 0, 3, tzinfo=UTC))
-    times = occurrences(spec, after=datetime(2026, 5, 5, 12, 0, tzinfo=UTC), until=datetime(2026, 5, 5, 12, 30, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 5, 5, 12, 0, tzinfo=UTC),
+                        until=datetime(2026, 5, 5, 12, 30, tzinfo=UTC), limit=10)
     assert [t.minute for t in times] == [3, 13, 23]
 
 
@@ -73,21 +78,24 @@ def test_interval_grid_is_aligned_to_the_anchor():
 
 def test_cron_in_the_spring_forward_gap_is_skipped_in_berlin():
     spec = ScheduleSpec(kind="cron", cron="30 2 * * *", timezone="Europe/Berlin")
-    times = occurrences(spec, after=datetime(2026, 3, 27, tzinfo=UTC), until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 3, 27, tzinfo=UTC),
+                        until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
     # 2026-03-29 02:30 does not exist: no run that day
     assert _local(times, BERLIN) == ["03-27 02:30 CET", "03-28 02:30 CET", "03-30 02:30 CEST"]
 
 
 def test_cron_in_the_ambiguous_fall_back_hour_fires_once_in_berlin():
     spec = ScheduleSpec(kind="cron", cron="30 2 * * *", timezone="Europe/Berlin")
-    times = occurrences(spec, after=datetime(2026, 10, 24, tzinfo=UTC), until=datetime(2026, 10, 27, tzinfo=UTC), limit=10)
+    times = occurrences(spec, after=datetime(2026, 10, 24, tzinfo=UTC),
+                        until=datetime(2026, 10, 27, tzinfo=UTC), limit=10)
     # 2026-10-25 02:30 happens twice (CEST then CET): one run, at the first
     assert _local(times, BERLIN) == ["10-24 02:30 CEST", "10-25 02:30 CEST", "10-26 02:30 CET"]
 
 
 def test_cron_every_quarter_hour_over_fall_back_in_new_york_fires_each_local_time_once():
     spec = ScheduleSpec(kind="cron", cron="*/15 1 * * *", timezone="America/New_York")
-    times = occurrences(spec, after=datetime(2026, 11, 1, tzinfo=UTC), until=datetime(2026, 11, 2, tzinfo=UTC), limit=20)
+    times = occurrences(spec, after=datetime(2026, 11, 1, tzinfo=UTC),
+                        until=datetime(2026, 11, 2, tzinfo=UTC), limit=20)
     assert _local(times, NEW_YORK) == ["11-01 01:00 EDT", "11-01 01:15 EDT", "11-01 01:30 EDT", "11-01 01:45 EDT"]
 
 
@@ -109,8 +117,10 @@ def test_rrule_daily_keeps_local_time_across_spring_forward_in_new_york():
 
 def test_rrule_in_gap_is_skipped_and_ambiguous_fires_once_in_berlin():
     spec = ScheduleSpec(kind="rrule", rrule="DTSTART:20260101T023000\nRRULE:FREQ=DAILY", timezone="Europe/Berlin")
-    spring = occurrences(spec, after=datetime(2026, 3, 28, tzinfo=UTC), until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
-    fall = occurrences(spec, after=datetime(2026, 10, 24, tzinfo=UTC), until=datetime(2026, 10, 27, tzinfo=UTC), limit=10)
+    spring = occurrences(spec, after=datetime(2026, 3, 28, tzinfo=UTC),
+                         until=datetime(2026, 3, 31, tzinfo=UTC), limit=10)
+    fall = occurrences(spec, after=datetime(2026, 10, 24, tzinfo=UTC),
+                       until=datetime(2026, 10, 27, tzinfo=UTC), limit=10)
     assert _local(spring, BERLIN) == ["03-28 02:30 CET", "03-30 02:30 CEST"]
     assert _local(fall, BERLIN) == ["10-24 02:30 CEST", "10-25 02:30 CEST", "10-26 02:30 CET"]
 
@@ -142,7 +152,8 @@ def test_limit_and_window_cap_the_result():
 
 def test_schedule_past_its_end_has_no_occurrences():
     spec = ScheduleSpec(kind="cron", cron="0 * * * *", end_date=datetime(2025, 1, 1, tzinfo=UTC))
-    assert occurrences(spec, after=datetime(2026, 1, 1, tzinfo=UTC), until=datetime(2026, 2, 1, tzinfo=UTC), limit=10) == []
+    assert occurrences(spec, after=datetime(2026, 1, 1, tzinfo=UTC),
+                       until=datetime(2026, 2, 1, tzinfo=UTC), limit=10) == []
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -185,8 +196,8 @@ def test_cron_evaluated_from_inside_the_repeated_hour_resumes_after_it():
     # 01:10 UTC on 2026-10-25 is 02:10 CET, the second pass through 02:xx in Berlin: the quarter hours
     # of 02:xx already fired during the first pass, so the next run is 03:00 CET
     spec = ScheduleSpec(kind="cron", cron="*/15 * * * *", timezone="Europe/Berlin")
-    times = occurrences(spec, after=datetime(2026, 10, 25, 1, 10, tzinfo=UTC), until=datetime(2026, 10, 25, 3, tzinfo=UTC),
-                        limit=2)
+    times = occurrences(spec, after=datetime(2026, 10, 25, 1, 10, tzinfo=UTC),
+                        until=datetime(2026, 10, 25, 3, tzinfo=UTC), limit=2)
     assert times == [datetime(2026, 10, 25, 2, 0, tzinfo=UTC), datetime(2026, 10, 25, 2, 15, tzinfo=UTC)]
 
 

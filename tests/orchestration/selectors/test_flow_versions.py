@@ -6,7 +6,7 @@ import pytest
 
 from core.tenancy import rls_bypass
 from orchestration.models import Flow
-from orchestration.selectors import flow_version_for_new_run, flow_versions
+from orchestration.selectors import flow_version_for_new_run, flow_versions, flow_versions_for_new_runs
 from tests.orchestration.factories import FlowVersionFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,3 +59,21 @@ def test_none_when_every_version_is_archived(versions):
 def test_versions_are_listed_newest_first(versions):
     with rls_bypass():
         assert [v.version for v in flow_versions(_flow(versions[0].flow))] == [3, 2, 1]
+
+
+def test_the_many_flows_form_answers_as_the_single_one_in_one_query(versions, django_assert_num_queries):
+    # given three flows: one pinned to an old version, one with its newest version archived, one
+    # with every version archived
+    v1, _v2, v3 = versions
+    _set(v1.flow, pinned_version=v1)
+    newest_archived = FlowVersionFactory(version=1)
+    FlowVersionFactory(flow=newest_archived.flow, version=2, is_archived=True)
+    all_archived = FlowVersionFactory(version=1, is_archived=True)
+    flows = [_flow(v.flow) for v in (v1, newest_archived, all_archived)]
+    # when the versions of all three are asked for at once
+    with rls_bypass(), django_assert_num_queries(1):
+        chosen = flow_versions_for_new_runs(flows, only=("parameters",))
+    # then each flow gets what the single form answers, and a flow with none is left out
+    assert chosen == {flow.pk: _pick(flow) for flow in flows if _pick(flow) is not None}
+    assert chosen == {v1.flow_id: v1, newest_archived.flow_id: newest_archived}
+    assert v3 not in chosen.values()

@@ -171,7 +171,9 @@ class FakeDocker(FakeAPI):
             return Reply(404, {"message": f"pull access denied for {call.query['fromImage']}, repository does not "
                                           "exist or may require 'docker login'"})
         self.images.add(image)
-        lines = [{"status": f"Pulling from {call.query['fromImage']}"}, {"status": f"Downloaded newer image for {image}"}]
+        lines = [
+            {"status": f"Pulling from {call.query['fromImage']}"}, {"status": f"Downloaded newer image for {image}"}
+        ]
         return Reply(200, raw="".join(json.dumps(line) + "\r\n" for line in lines).encode())
 
     def _get(self, ident: str) -> FakeContainer | None:
@@ -318,7 +320,9 @@ class FakeKubernetes(FakeAPI):
         return Reply(200, raw="\n".join(lines[-tail:]).encode(), content_type="text/plain")
 
     def _pod_of(self, namespace: str, job: str) -> dict[str, Any]:
-        return next(p for (ns, _), p in self.pods.items() if ns == namespace and p["metadata"]["labels"]["job-name"] == job)
+        return next(
+            p for (ns, _), p in self.pods.items() if ns == namespace and p["metadata"]["labels"]["job-name"] == job
+        )
 
     def set_pod_state(self, namespace: str, job: str, state: dict[str, Any], *, log: str = "") -> None:
         with self.lock:

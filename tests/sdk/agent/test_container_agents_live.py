@@ -94,7 +94,9 @@ def test_kubernetes_pod_that_cannot_pull_its_image_fails_the_run_before_it_start
 
     run = live.wait_state(run_id)
     assert (run["state_type"], run["attempt"]) == ("FAILED", 1)
-    assert run["state_message"] == 'The flow run\'s pod could not start: ImagePullBackOff: Back-off pulling image "acme/etl:3"'
+    assert run["state_message"] == (
+        'The flow run\'s pod could not start: ImagePullBackOff: Back-off pulling image "acme/etl:3"'
+    )
 
 
 def test_kubernetes_failed_job_is_reported_crashed(live, fake_kubernetes):

@@ -99,7 +99,9 @@ def test_a_pod_that_cannot_pull_its_image_is_a_prestart_failure(fake_kubernetes,
         "reason": "ImagePullBackOff", "message": 'Back-off pulling image "acme/etl:3"'}})
     outcome = handle.poll()
     assert outcome is not None and outcome.failed_to_start
-    assert outcome.reason == 'The flow run\'s pod could not start: ImagePullBackOff: Back-off pulling image "acme/etl:3"'
+    assert outcome.reason == (
+        'The flow run\'s pod could not start: ImagePullBackOff: Back-off pulling image "acme/etl:3"'
+    )
 
 
 def test_cancel_deletes_the_job_in_the_background_and_kill_at_once(fake_kubernetes, flowdeck_client, claimed):

@@ -94,8 +94,9 @@ def test_flow_run_process_gets_a_fresh_environment(live, monkeypatch):
     """
     flow_id = live.register("show-env", body, run_config={"env": ["RUN_TOKEN", "NOT_ON_AGENT"]})
     run_id = live.create_run(flow_id)
-    live.start_agent(ProcessAgent, environ={"RUN_TOKEN": "t0k3n", "PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8",
-                                            "AGENT_ONLY_SECRET": "must-not-leak"}, env_vars={"EXTRA": "1"})
+    live.start_agent(ProcessAgent, environ={"RUN_TOKEN": "t0k3n", "PATH": os.environ["PATH"], "HOME": "/tmp",
+                                            "LANG": "C.UTF-8", "AGENT_ONLY_SECRET": "must-not-leak"},
+                     env_vars={"EXTRA": "1"})
 
     assert live.wait_state(run_id)["state_type"] == "COMPLETED"
     logs = wait_for(lambda: [m for m in live.logs(run_id) if m.startswith(("ENV ", "TOKEN="))] or None,
@@ -104,9 +105,9 @@ def test_flow_run_process_gets_a_fresh_environment(live, monkeypatch):
     assert "TOKEN=t0k3n" in logs
     # PYTHONUNBUFFERED: output reaches the agent's log as it happens; FLOWDECK_LOGGING_STDERR: set by the
     # flow-run process itself (one stderr handler for every logger).
-    assert names == {"PATH", "HOME", "LANG", "RUN_TOKEN", "EXTRA", "PYTHONUNBUFFERED", "FLOWDECK_API_URL", "FLOWDECK_API_KEY",
-                     "FLOWDECK_WORKSPACE", "FLOWDECK_FLOW_RUN_ID", "FLOWDECK_ATTEMPT", "FLOWDECK_FLOW_RUN_FILE",
-                     "FLOWDECK_SPOOL_DIR", "FLOWDECK_AGENT_PID", "FLOWDECK_LOGGING_STDERR"}
+    assert names == {"PATH", "HOME", "LANG", "RUN_TOKEN", "EXTRA", "PYTHONUNBUFFERED", "FLOWDECK_API_URL",
+                     "FLOWDECK_API_KEY", "FLOWDECK_WORKSPACE", "FLOWDECK_FLOW_RUN_ID", "FLOWDECK_ATTEMPT",
+                     "FLOWDECK_FLOW_RUN_FILE", "FLOWDECK_SPOOL_DIR", "FLOWDECK_AGENT_PID", "FLOWDECK_LOGGING_STDERR"}
 
 
 def test_claims_only_runs_its_labels_cover(live):

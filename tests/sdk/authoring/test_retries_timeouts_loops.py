@@ -114,7 +114,9 @@ def test_loop_signal_reruns_the_task_with_the_loop_result(observer: RecordingObs
         seq = payload["seq"]
         if seq[-1] + seq[-2] > limit:
             return seq
-        raise signals.LOOP(message=f"Loop {flowdeck.context.task_loop_count}", result={"seq": [*seq, seq[-1] + seq[-2]]})
+        raise signals.LOOP(
+            message=f"Loop {flowdeck.context.task_loop_count}", result={"seq": [*seq, seq[-1] + seq[-2]]}
+        )
 
     with Flow("loop") as flow:
         fib = fibonacci(20)

@@ -367,7 +367,9 @@ def test_register_imports_a_module_by_name(
     package = tmp_path / "acme_flows"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "nightly.py").write_text(FLOWS_FILE.replace("import helper_module", "from acme_flows import helper_module"))
+    (package / "nightly.py").write_text(
+        FLOWS_FILE.replace("import helper_module", "from acme_flows import helper_module")
+    )
     (package / "helper_module.py").write_text("def rows(day):\n    return [day]\n")
     result = as_json(cli("register", "acme_flows.nightly", "--project", "ops", "--name", "report", "-o", "json",
                          env=dev_env, cwd=tmp_path))

@@ -358,8 +358,8 @@ def test_heartbeats_ask_for_the_agents_lease(live_server_url: str, live_world: W
         # then: it heartbeats every 5 s, each beat extending the lease by 15 s from the server's now
         assert reporter.heartbeat_interval == 5
         from core.tenancy import rls_bypass
-        from orchestration.models import FlowRun
         from orchestration.engine import db_now
+        from orchestration.models import FlowRun
 
         def lease_left() -> float:
             with rls_bypass():

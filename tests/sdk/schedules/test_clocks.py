@@ -148,5 +148,7 @@ def test_dates_clock_fires_on_its_dates_only() -> None:
 
 
 def test_clocks_describe_themselves() -> None:
-    assert repr(CronClock("0 9 * * *", timezone="Europe/Paris")) == "CronClock(cron='0 9 * * *', timezone='Europe/Paris')"
+    assert repr(CronClock("0 9 * * *", timezone="Europe/Paris")) == (
+        "CronClock(cron='0 9 * * *', timezone='Europe/Paris')"
+    )
     assert "interval=datetime.timedelta(seconds=3600)" in repr(IntervalClock(timedelta(hours=1)))

@@ -5,13 +5,14 @@ the runs whose cancellation was requested, look at the runs it launched, claim a
 it has free slots, and launch each. Between cycles it waits on an event, not a sleep: the live
 connection (:mod:`flowdeck.agent.live`) wakes it when the server says work is available (it claims
 at once, or sets a timer for a scheduled run's start) or a held run is cancelled (it stops the run
-at once); while that socket is down the poll interval alone drives it. A launched run reports its own states (the flow-run process);
-the agent only speaks for a run when that process cannot: it never started (``FAILED`` with the
-error), it died without reaching a final state (``CRASHED``; the server retries it per the flow's
-crash policy), or it was killed on cancellation (``CANCELLED``). Each heartbeat names the runs the
-agent is running; a run the server says it no longer holds (its lease ran out and the run was
-retried, or another agent has it) has its process stopped at once — SIGTERM, then SIGKILL after
-``STALE_KILL_GRACE`` — and nothing is reported for it: that attempt is over.
+at once); while that socket is down the poll interval alone drives it. A launched run reports its
+own states (the flow-run process); the agent only speaks for a run when that process cannot: it
+never started (``FAILED`` with the error), it died without reaching a final state (``CRASHED``; the
+server retries it per the flow's crash policy), or it was killed on cancellation (``CANCELLED``).
+Each heartbeat names the runs the agent is running; a run the server says it no longer holds (its
+lease ran out and the run was retried, or another agent has it) has its process stopped at once —
+SIGTERM, then SIGKILL after ``STALE_KILL_GRACE`` — and nothing is reported for it: that attempt is
+over.
 
 Subclasses implement :meth:`Agent.launch` and return a :class:`RunHandle`; everything else (the
 protocol, back-off, concurrency, shutdown) lives here.

@@ -64,8 +64,8 @@ def start(
         AgentType.process
     ),
     label: Annotated[list[str] | None, typer.Option(
-        "--label", "-l", metavar="LABEL", help="A label of this agent (repeatable): it runs flow runs whose labels are all among its "
-        "labels.")] = None,
+        "--label", "-l", metavar="LABEL", help="A label of this agent (repeatable): it runs flow runs whose "
+        "labels are all among its labels.")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", "-n", help="The agent's name (default: <hostname>-<type>).")] = None,
     max_runs: Annotated[int, typer.Option("--max-runs", min=1, help="Most flow runs in flight at once.")] = 10,
@@ -91,7 +91,8 @@ def start(
         "from FLOWDECK_API_KEY or the login.")] = None,
     workspace: Annotated[str | None, typer.Option("--workspace", help="Workspace slug (default: the key's).")] = None,
     import_path: Annotated[list[str] | None, typer.Option(
-        "--import-path", "-p", metavar="DIR", help="process: a directory added to the runs' PYTHONPATH (repeatable).")] = None,
+        "--import-path", "-p", metavar="DIR",
+        help="process: a directory added to the runs' PYTHONPATH (repeatable).")] = None,
     working_dir: Annotated[str | None, typer.Option(
         "--working-dir", help="process: the runs' working directory.")] = None,
     image: Annotated[str | None, typer.Option(
@@ -145,7 +146,8 @@ def start(
         # An explicit --env FLOWDECK_RESULTS_DIR=… wins. For a process agent a relative path means the
         # agent's directory; for containers the path is inside the container (mount shared storage there).
         local = agent_type is AgentType.process
-        env_vars.setdefault("FLOWDECK_RESULTS_DIR", str(Path(results_dir).expanduser().resolve()) if local else results_dir)
+        env_vars.setdefault("FLOWDECK_RESULTS_DIR",
+                            str(Path(results_dir).expanduser().resolve()) if local else results_dir)
     resources = Resources(cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request,
                           memory_limit=memory_limit)
     try:

@@ -276,7 +276,8 @@ def run_flow_run(record: Mapping[str, Any], environ: Mapping[str, str]) -> int:
         logger.error("Some reports could not be delivered to Flowdeck (%d left)", reporter.undelivered)
         return 1
     answer = reporter.last_flow_answer or {}
-    if not reporter.aborted and answer.get("status") == "ACCEPT" and (answer.get("state") or {}).get("type") == "COMPLETED":
+    completed = answer.get("status") == "ACCEPT" and (answer.get("state") or {}).get("type") == "COMPLETED"
+    if not reporter.aborted and completed:
         _remove_checkpoints(outcome.get("result"), flow_run_id)
     return status
 

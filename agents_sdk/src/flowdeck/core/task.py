@@ -217,7 +217,9 @@ class Task:
             new.slug = None
         for key, value in task_args.items():
             if not hasattr(new, key):
-                raise AttributeError(f"{key!r} is not an attribute of {type(self).__name__}; it cannot go in task_args.")
+                raise AttributeError(
+                    f"{key!r} is not an attribute of {type(self).__name__}; it cannot go in task_args."
+                )
             if key == "tags":
                 value = set(value) | set(context.get("tags", ()))
             if key == "slug":

@@ -610,7 +610,9 @@ def _prepare_map(plan: _TaskPlan, upstream_states: dict[Edge, State]) -> State |
             continue
         source = edge.upstream_task.name
         if not st.is_successful():
-            return TriggerFailed(f"Upstream task {source!r} did not succeed ({st.name}), so there is nothing to map over.")
+            return TriggerFailed(
+                f"Upstream task {source!r} did not succeed ({st.name}), so there is nothing to map over."
+            )
         found = _mapped_elements(st, edge.flattened, source)
         if isinstance(found, str):
             return Failed(found)

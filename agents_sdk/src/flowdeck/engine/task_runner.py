@@ -387,7 +387,8 @@ class TaskRunner(Runner):
                 start_time = datetime.now(UTC) + timedelta(seconds=delay)
                 reason = new.message or new.name
                 retrying = Retrying(
-                    f"Retrying in {delay:g}s: attempt {run_count} of {task.max_retries + 1} ended {new.name} ({reason}).",
+                    f"Retrying in {delay:g}s: attempt {run_count} of {task.max_retries + 1} ended {new.name} "
+                    f"({reason}).",
                     start_time=start_time,
                     run_count=run_count,
                 )
@@ -619,7 +620,9 @@ def run_task(spec: TaskRunSpec, *upstream: Any) -> TaskRunOutcome:
     states: dict[Edge, State] = {}
     for edge, item in zip(spec.edges, upstream, strict=True):
         states[edge] = item.state if isinstance(item, TaskRunOutcome) else item
-    runner = spec.runner_cls(spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state)
+    runner = spec.runner_cls(
+        spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state
+    )
     final = runner.run(
         state=spec.initial,
         upstream_states=states,
@@ -635,7 +638,9 @@ def run_task(spec: TaskRunSpec, *upstream: Any) -> TaskRunOutcome:
 def assemble_mapped(spec: TaskRunSpec, *children: Any) -> TaskRunOutcome:
     """The parent of a mapped task, once its children finished: ``Mapped`` with their states and results."""
     states = [c.state if isinstance(c, TaskRunOutcome) else c for c in children]
-    runner = spec.runner_cls(spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state)
+    runner = spec.runner_cls(
+        spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state
+    )
     previous = flowdeck_context.replace({**spec.context, "task_key": spec.key, "map_index": -1})
     try:
         start = spec.initial if spec.initial is not None else Running("Mapping.")

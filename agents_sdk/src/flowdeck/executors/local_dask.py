@@ -115,7 +115,9 @@ class LocalDaskExecutor(Executor):
             self._pool = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="flowdeck-worker")
         elif self.scheduler == "processes":
             workers = self.num_workers or os.cpu_count() or 1
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(self.mp_context))
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context(self.mp_context)
+            )
             # Start every worker now (one call each spawns them all), so that start-up costs and
             # failures show here rather than in the first tasks.
             for started in [self._pool.submit(os.getpid) for _ in range(workers)]:

@@ -558,7 +558,8 @@ class RunReporter:
                     answer = self._client.set_flow_run_state(
                         self.flow_run_id,
                         {"type": "CANCELLED", "name": "Cancelled",
-                         "message": f"Cancelled as requested; the flow had just ended ({state.get('name') or proposed})."},
+                         "message": "Cancelled as requested; the flow had just ended "
+                                    f"({state.get('name') or proposed})."},
                         attempt=self.attempt, idempotency_key=batch.idempotency_key + "-cancelled")
                     self.last_flow_answer = answer
                     current = answer.get("state") or {}

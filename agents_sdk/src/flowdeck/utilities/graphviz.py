@@ -43,7 +43,8 @@ def flow_to_dot(flow: Flow, flow_state: State | None = None, horizontal: bool = 
         if edge.mapped:
             attrs.append("style=dashed")
         suffix = f" [{', '.join(attrs)}]" if attrs else ""
-        lines.append(f"    {_quote(flow.key_of(edge.upstream_task))} -> {_quote(flow.key_of(edge.downstream_task))}{suffix};")
+        upstream, downstream = _quote(flow.key_of(edge.upstream_task)), _quote(flow.key_of(edge.downstream_task))
+        lines.append(f"    {upstream} -> {downstream}{suffix};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

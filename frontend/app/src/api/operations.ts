@@ -78,15 +78,17 @@ export interface AuditPage {
   pageInfo: PageInfo;
 }
 
-export async function fetchAuditLog(slug: string, cursor: string | null): Promise<AuditPage> {
+/** One page of the workspace's audit log, newest first: all of it, or one area (`area`, as
+ * `accounts/selectors.py` names them; "" for all). */
+export async function fetchAuditLog(slug: string, cursor: string | null, area = ""): Promise<AuditPage> {
   const { data, errors } = await graphql<{
     workspace: { auditLog: { edges: { node: AuditEntry }[]; pageInfo: PageInfo } | null } | null;
   }>(
-    `query AuditLog($slug: String!, $cursor: String) { workspace(slug: $slug) { id
-      auditLog(first: 50, after: $cursor) {
+    `query AuditLog($slug: String!, $cursor: String, $area: String) { workspace(slug: $slug) { id
+      auditLog(first: 50, after: $cursor, area: $area) {
         edges { node { id createdAt actor action targetType targetLabel data ipAddress } }
         pageInfo { hasNextPage endCursor } } } }`,
-    { slug, cursor },
+    { slug, cursor, area: area || null },
   );
   const log = data.workspace?.auditLog;
   if (!log) throw new Error(errors.map((e) => e.message).join(" ") || "The audit log could not be loaded.");

@@ -1,7 +1,7 @@
-/** The audit log page's data: one page of entries (REST `audit-log/`, which can read one area at a
+/** The audit log page's data: one page of entries (GraphQL `auditLog`, which can read one area at a
  * time) and the words that make an entry readable: what was done, to what, and what changed. */
 
-import { requestJson, statusMessage } from "../api/http";
+import { fetchAuditLog } from "../api/operations";
 import type { AuditEntry } from "../api/types";
 
 /** The areas of the log, as the API's `area` filter names them (`accounts/selectors.py`). */
@@ -18,43 +18,14 @@ export const AUDIT_AREAS: { value: string; label: string }[] = [
 
 export interface AuditLogPage {
   entries: AuditEntry[];
-  /** The next page's address, or null on the last page. */
+  /** The cursor of the next page, or null on the last page. */
   next: string | null;
 }
 
-interface RestEntry {
-  id: string;
-  created_at: string;
-  actor: string;
-  action: string;
-  target_type: string;
-  target_label: string;
-  data: unknown;
-  ip_address: string | null;
-}
-
-/** The first page of the workspace's log (of one area, or all), or the page at `next`. */
+/** The first page of the workspace's log (of one area, or all), or the page after `next`. */
 export async function fetchAuditLogPage(slug: string, area: string, next: string | null): Promise<AuditLogPage> {
-  const query = area ? `?area=${encodeURIComponent(area)}` : "";
-  const url = next ?? `/api/v1/workspaces/${encodeURIComponent(slug)}/audit-log/${query}`;
-  const response = await requestJson("GET", url);
-  const body = response.body as { results?: RestEntry[]; next?: string | null; error?: { message?: string } } | null;
-  if (response.status !== 200 || !body?.results) {
-    throw new Error(body?.error?.message || statusMessage(response.status));
-  }
-  return {
-    entries: body.results.map((e) => ({
-      id: e.id,
-      createdAt: e.created_at,
-      actor: e.actor,
-      action: e.action,
-      targetType: e.target_type,
-      targetLabel: e.target_label,
-      data: e.data,
-      ipAddress: e.ip_address,
-    })),
-    next: body.next ?? null,
-  };
+  const page = await fetchAuditLog(slug, next, area);
+  return { entries: page.entries, next: page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null };
 }
 
 const ACTIONS: Record<string, string> = {

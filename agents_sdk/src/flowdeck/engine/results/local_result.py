@@ -56,7 +56,10 @@ class LocalResult(Result):
         return path if path.is_absolute() else self.dir / path
 
     def _default_location(self, **kwargs: Any) -> str:
-        parts = [str(kwargs.get("flow_name") or "flow"), str(kwargs.get("task_key") or kwargs.get("task_name") or "task")]
+        parts = [
+            str(kwargs.get("flow_name") or "flow"),
+            str(kwargs.get("task_key") or kwargs.get("task_name") or "task"),
+        ]
         map_index = kwargs.get("map_index")
         name = "-".join(_UNSAFE.sub("-", p).strip("-") or "x" for p in parts)
         if isinstance(map_index, int) and map_index >= 0:
