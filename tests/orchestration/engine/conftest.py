@@ -68,6 +68,12 @@ def run_a(version_a) -> FlowRun:
 
 
 @pytest.fixture
+def agent(world_a) -> Principal:
+    """World A's agent service account, acting with the Agent role."""
+    return principal(world_a, Role.AGENT)
+
+
+@pytest.fixture
 def agent_a(world_a):
     """An Agent row owned by world A's agent service account."""
     return AgentFactory(workspace=world_a.workspace, name="agent-a", service_account=world_a.agent)

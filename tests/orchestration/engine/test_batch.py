@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from accounts.models import Role
 from core.errors import Conflict
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration.engine import (
@@ -22,15 +21,10 @@ from orchestration.models import TaskRun, TaskRunState
 from orchestration.services.task_runs import task_run_report_batch
 from tests.orchestration.factories import FlowRunFactory, FlowVersionFactory, TaskRunFactory
 
-from .conftest import drive, history, principal, refresh
+from .conftest import drive, history, refresh
 
 SEQUENCE = [("load", "PENDING"), ("load", "RUNNING"), ("extract", "RUNNING"), ("load", "COMPLETED"),
             ("extract", "FAILED")]
-
-
-@pytest.fixture
-def agent(world_a):
-    return principal(world_a, Role.AGENT)
 
 
 @pytest.fixture

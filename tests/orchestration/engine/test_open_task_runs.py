@@ -46,11 +46,6 @@ def _no_stale_web_tier_beat(db):
 
 
 @pytest.fixture
-def agent(world_a):
-    return principal(world_a, Role.AGENT)
-
-
-@pytest.fixture
 def version(flow_a):
     return FlowVersionFactory(
         flow=flow_a, workspace=flow_a.workspace, version=300_000,

@@ -19,11 +19,6 @@ from .conftest import ConcurrencyLimitFactory, drive, principal
 
 
 @pytest.fixture
-def agent(world_a):
-    return principal(world_a, Role.AGENT)
-
-
-@pytest.fixture
 def run(flow_a):
     version = FlowVersionFactory(
         flow=flow_a, workspace=flow_a.workspace, version=200_000,
