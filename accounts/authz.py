@@ -24,7 +24,7 @@ from .models import ApiKey, Membership, Role, ServiceAccount, User, Workspace
 
 RANK = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3, Role.OWNER: 4}
 
-_READ = {"workspace:read", "member:read", "project:read"}
+_READ = {"workspace:read", "member:read", "project:read", "sla:read", "notification_channel:read"}
 _DEVELOP = {
     "api_key:create_own",
     "project:write",
@@ -32,6 +32,8 @@ _DEVELOP = {
     "flow_run:create",
     "flow_run:update",
     "log:read",
+    "sla:manage",
+    "incident:update",
 }
 _ADMIN = {
     "workspace:update",
@@ -49,6 +51,8 @@ _ADMIN = {
     "api_key:revoke_any",
     "audit_log:read",
     "object_permission:manage",
+    # Notification targets are URLs the server calls (A2): only Admins configure them.
+    "notification_channel:manage",
 }
 _OWNER = {"workspace:delete", "billing:manage"}
 # The Agent role is narrow on purpose: register, heartbeat, claim, report. Nothing else.

@@ -76,6 +76,7 @@ AUDIT_LOG_AREAS: dict[str, tuple[str, ...]] = {
     "schedules": ("schedule.",),
     "runs": ("bulk_action.",),
     "limits": ("concurrency_limit.",),
+    "alerts": ("sla_policy.", "notification_channel.", "incident."),
 }
 
 

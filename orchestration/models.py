@@ -438,3 +438,17 @@ class BulkAction(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.action} ({self.status})"
+
+
+# SLA policies, incidents and notification channels are orchestration tables too; they are defined
+# beside the code that uses them and registered here, with the app's other models.
+from orchestration.alerts.models import (  # noqa: E402, F401
+    DeliveryAttempt,
+    Incident,
+    IncidentEvent,
+    IncidentRun,
+    NotificationChannel,
+    NotificationDelivery,
+    PolicyChannel,
+    SlaPolicy,
+)

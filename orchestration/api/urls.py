@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import alerts, channels, views
 
 ws = "workspaces/<slug:workspace_slug>/"
 flow = ws + "flows/<uuid:flow_id>/"
@@ -37,3 +37,6 @@ urlpatterns = [
     path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
     path(ws + "concurrency-limits/", views.ConcurrencyLimitView.as_view(), name="concurrency-limits"),
 ]
+
+# SLA policies and incidents, notification channels (they keep their routes beside their views).
+urlpatterns += alerts.urlpatterns + channels.urlpatterns

@@ -26,6 +26,8 @@ from accounts.authz import NotFound, Principal
 from accounts.graphql.context import get_context
 
 from . import mutations as m
+from .alert_mutations import AlertMutations
+from .channels import ChannelMutations
 from .dataloaders import loaders
 from .types import OrchestrationType
 
@@ -51,7 +53,7 @@ class OrchestrationQuery(graphene.ObjectType):
         return principal
 
 
-class OrchestrationMutation(graphene.ObjectType):
+class OrchestrationMutation(AlertMutations, ChannelMutations, graphene.ObjectType):
     quick_run = m.QuickRun.Field()
     cancel_flow_run = m.CancelFlowRun.Field()
     restart_flow_run = m.RestartFlowRun.Field()

@@ -513,6 +513,12 @@ class OrchestrationType(graphene.ObjectType):
     agents = graphene.List(graphene.NonNull(AgentType), description="By name, with their liveness.")
     bulk_action = graphene.Field(BulkActionType, id=graphene.ID(required=True),
                                  description="A bulk action's progress; null for any id you cannot see.")
+    alerts = graphene.Field(lambda: _alerts_type(), required=True,
+                            description="SLA policies, incidents and notification channels.")
+
+    @staticmethod
+    def resolve_alerts(principal: Principal, info: Any) -> Principal:
+        return principal
 
     @staticmethod
     def resolve_bulk_action(principal: Principal, info: Any, id: str) -> Any:
@@ -543,3 +549,9 @@ class OrchestrationType(graphene.ObjectType):
     @staticmethod
     def resolve_agents(principal: Principal, info: Any) -> Any:
         return _reading(selectors.agents_of, principal)
+
+
+def _alerts_type() -> Any:
+    from .alerts import AlertsType  # imported late: it builds on the types above
+
+    return AlertsType

@@ -72,7 +72,7 @@ def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter) -> QuerySet[FlowRun]:
     if f.state_name:
         runs = runs.filter(state_name=f.state_name)
     if f.labels:
-        runs = _with_labels(runs, list(dict.fromkeys(f.labels)))
+        runs = with_labels(runs, list(dict.fromkeys(f.labels)))
     if f.scheduled_before is not None:
         runs = runs.filter(scheduled_start__lt=f.scheduled_before)
     if f.scheduled_after is not None:
@@ -82,7 +82,7 @@ def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter) -> QuerySet[FlowRun]:
     return runs
 
 
-def _with_labels(runs: QuerySet[FlowRun], labels: list[str]) -> QuerySet[FlowRun]:
+def with_labels(runs: QuerySet[FlowRun], labels: list[str]) -> QuerySet[FlowRun]:
     """Runs carrying every one of ``labels``. PostgreSQL answers with JSONB containment (``@>``, which
     the labels index serves); SQLite has no JSON containment, so each label is one ``EXISTS`` over
     ``json_each`` of the run's labels."""

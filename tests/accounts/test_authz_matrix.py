@@ -43,6 +43,11 @@ EXPECTED: dict[str, set[str]] = {
     "flow_run:claim": {O, A, D, G},
     "flow_run:report_state": {O, A, D, G},
     "log:write": {O, A, D, G},
+    "sla:read": {O, A, D, V},
+    "sla:manage": {O, A, D},
+    "incident:update": {O, A, D},
+    "notification_channel:read": {O, A, D, V},
+    "notification_channel:manage": {O, A},
 }
 ROLES = [O, A, D, V, G]
 

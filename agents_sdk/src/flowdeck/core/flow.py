@@ -20,6 +20,7 @@ from flowdeck.context import context
 from flowdeck.core.edge import Edge
 from flowdeck.core.parameter import Parameter
 from flowdeck.core.task import Task
+from flowdeck.sla import SlaPolicy, check_policies
 from flowdeck.utilities.edges import unwrap
 from flowdeck.utilities.logging import get_logger
 
@@ -74,6 +75,8 @@ class Flow:
         state_handlers: ``fn(flow, old_state, new_state) -> State | None`` on every flow-run change.
         on_failure: ``fn(flow, state)`` when the flow run fails.
         result: default ``Result`` for checkpointing every task.
+        sla: SLA policies registered with the flow (``flowdeck.sla``: ``StartWithin``, ``FinishWithin``,
+            ``Failures``, ``Freshness``, ``AgentCoverage``, ``PrestartFailure``); ``flow.run()`` ignores them.
     """
 
     def __init__(
@@ -91,11 +94,13 @@ class Flow:
         validate: bool | None = None,
         result: Result | None = None,
         labels: Iterable[str] | None = None,
+        sla: Iterable[SlaPolicy] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError("A flow needs a name (a non-empty string).")
         self.name = name
         self.schedule = schedule
+        self.sla: list[SlaPolicy] = check_policies(name, sla or ())
         self.executor = executor
         self.run_config = run_config
         self.storage = storage
@@ -319,7 +324,7 @@ class Flow:
         new = Flow(
             self.name, schedule=self.schedule, executor=self.executor, run_config=self.run_config,
             storage=self.storage, labels=self.labels, result=self.result, state_handlers=self.state_handlers,
-            on_failure=self.on_failure,
+            on_failure=self.on_failure, sla=self.sla,
         )
         new._defined_in = self._defined_in
         new.update(self)
@@ -544,7 +549,8 @@ class Flow:
 
     def serialize(self) -> dict[str, Any]:
         """The registration metadata the server stores (tasks, edges, parameters, schedule, storage,
-        labels, run_config). Stable: the same flow gives the same dict."""
+        labels, run_config, and sla_policies when the flow declares any). Stable: the same flow gives
+        the same dict."""
         from flowdeck.core.serialization import serialize_flow
 
         return serialize_flow(self)

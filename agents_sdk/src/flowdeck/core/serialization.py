@@ -1,7 +1,8 @@
 """``Flow.serialize()``: the registration metadata the Flowdeck server validates and stores.
 
 Only metadata travels: task keys and settings, edges, parameter declarations, the schedule, where
-the code lives (storage) and how to run it (run config, with environment variable *names* only).
+the code lives (storage), how to run it (run config, with environment variable *names* only) and
+the SLA policies declared with the flow (``flowdeck.sla``).
 The output is deterministic (tasks in the order they were added, edges and parameters sorted) so
 re-registering an unchanged flow reuses its version.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 from typing import TYPE_CHECKING, Any
+
+from flowdeck.sla import serialize_policies
 
 if TYPE_CHECKING:
     from flowdeck.core.flow import Flow
@@ -74,15 +77,21 @@ def serialize_flow(flow: Flow) -> dict[str, Any]:
         data["default"] = _json_default(flow, p.name, data["default"])
         parameters.append(data)
     storage = flow.storage if flow.storage is not None else flow.default_storage()
-    return {
+    run_config = flow.run_config.serialize() if flow.run_config is not None else {}
+    metadata: dict[str, Any] = {
         "tasks": tasks,
         "edges": edges,
         "parameters": parameters,
         "schedule": flow.schedule.serialize() if flow.schedule is not None else None,
         "storage": storage.serialize(flow.name),
         "labels": sorted(flow.labels),
-        "run_config": flow.run_config.serialize() if flow.run_config is not None else {},
+        "run_config": run_config,
     }
+    if flow.sla:
+        # Only when declared, so a flow without policies keeps the metadata (and version) it had.
+        run_labels = sorted(set(flow.labels) | set(run_config.get("labels", [])))
+        metadata["sla_policies"] = serialize_policies(flow.name, flow.sla, run_labels)
+    return metadata
 
 
 __all__ = ["serialize_flow"]

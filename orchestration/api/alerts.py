@@ -1,0 +1,7 @@
+"""REST adapters of SLA policies and incidents."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
