@@ -244,6 +244,15 @@ EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Flowdeck <no-reply@flowdeck.local>")
 
+# --- SLA alert notifications --------------------------------------------------------------------
+# A2: notification targets (webhook, Slack, PagerDuty URLs) may not resolve to loopback, private,
+# link-local, reserved, multicast or unspecified addresses unless this is on. Embedded mode (no
+# REDIS_URL) runs on a laptop next to its receivers, so it allows them by default; production not.
+FLOWDECK_ALERTS_ALLOW_PRIVATE_TARGETS = env.bool("FLOWDECK_ALERTS_ALLOW_PRIVATE_TARGETS", default=not REDIS_URL)
+# Links in notifications point here (the web app's public address).
+FLOWDECK_BASE_URL = env("FLOWDECK_BASE_URL", default=PUBLIC_URL).rstrip("/")
+FLOWDECK_PAGERDUTY_EVENTS_URL = env("FLOWDECK_PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+
 # --- APIs ---------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES

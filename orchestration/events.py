@@ -51,12 +51,20 @@ type                              group      data
 ``concurrency_limit.deleted``     workspace  ``tag``
 ``bulk_action.progress``          workspace  ``id``, ``action``, ``status``, ``matched``, ``done``,
                                              ``skipped``, ``failed``
+``incident.opened``               workspace  ``id``, ``policy_id``, ``kind``, ``severity``, ``title``,
+                                             ``cause``, ``status``, ``flow_id`` (null for a
+                                             correlated cause or an agent policy), ``project_id``
+                                             (the policy's project when ``flow_id`` is null, else
+                                             null), ``run_count``
+``incident.updated``              workspace  the same: runs were added, or it was acknowledged,
+                                             snoozed or woke from a snooze
+``incident.resolved``             workspace  the same, ``status`` ``"resolved"``
 ================================  =========  =====================================================
 
 Who reads them: the web app (``frontend/app/src``: pages refetch on a type, the flow page matches
 ``flow_id``) and the browser socket's restricted-project filter (``orchestration/live/browser.py``:
-``flow_id`` of ``flow.*``, ``schedule.*`` and ``flow_run.created``; ``schedule_id`` or ``id`` of the
-other ``flow_run.*``).
+``flow_id`` of ``flow.*``, ``schedule.*``, ``flow_run.created`` and ``incident.*`` (``project_id`` of
+an ``incident.*`` that names no flow); ``schedule_id`` or ``id`` of the other ``flow_run.*``).
 Agents are not told through these events but through pushes (``orchestration/services/live.py``).
 """
 
@@ -74,6 +82,7 @@ from orchestration.models import (
     Flow,
     FlowRun,
     FlowVersion,
+    Incident,
     Project,
     Schedule,
     TaskRun,
@@ -277,3 +286,30 @@ def bulk_action_progress(bulk: BulkAction) -> None:
         "id": str(bulk.pk), "action": bulk.action, "status": bulk.status, "matched": bulk.matched,
         "done": bulk.done, "skipped": bulk.skipped, "failed": bulk.failed,
     })
+
+
+# --- SLA incidents ------------------------------------------------------------------------------------
+
+
+def _incident_data(incident: Incident, run_count: int, project_id: Any) -> dict[str, Any]:
+    return {
+        "id": str(incident.pk), "policy_id": None if incident.policy_id is None else str(incident.policy_id),
+        "kind": incident.kind, "severity": incident.severity, "title": incident.title, "cause": incident.cause,
+        "status": incident.status, "flow_id": None if incident.flow_id is None else str(incident.flow_id),
+        "project_id": None if project_id is None or incident.flow_id is not None else str(project_id),
+        "run_count": run_count,
+    }
+
+
+def incident_opened(incident: Incident, *, run_count: int, project_id: Any = None) -> None:
+    """``project_id``: the policy's project, for incidents that name no flow (the restricted-project
+    filter of the browser socket reads it)."""
+    _workspace_event(incident.workspace_id, "incident.opened", _incident_data(incident, run_count, project_id))
+
+
+def incident_updated(incident: Incident, *, run_count: int, project_id: Any = None) -> None:
+    _workspace_event(incident.workspace_id, "incident.updated", _incident_data(incident, run_count, project_id))
+
+
+def incident_resolved(incident: Incident, *, run_count: int, project_id: Any = None) -> None:
+    _workspace_event(incident.workspace_id, "incident.resolved", _incident_data(incident, run_count, project_id))

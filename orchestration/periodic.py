@@ -60,6 +60,10 @@ PLATFORM_TICKS: tuple[PlatformTick, ...] = (
                  "Crash runs whose lease expired and retry them per policy."),
     PlatformTick("flowdeck: announce silent agents", "orchestration.services.agents.announce_silent_agents", 15,
                  "Announce agents that went unhealthy or offline without a word."),
+    PlatformTick("flowdeck: evaluate SLA policies", "orchestration.alerts.evaluator.evaluate_sla_policies", 15,
+                 "Open, update and resolve incidents of every unpaused SLA policy."),
+    PlatformTick("flowdeck: send due notifications", "orchestration.alerts.delivery.send_due_deliveries", 30,
+                 "Send notifications whose delivery task was lost or whose next try is due."),
     PlatformTick("flowdeck: purge expired logs", "orchestration.services.logs.purge_expired_logs", 3600,
                  "Delete log lines older than the retention period."),
 )

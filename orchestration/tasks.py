@@ -14,6 +14,8 @@ from typing import Any
 
 from celery import shared_task
 
+# The alert tasks live beside their services; importing them here registers them with the worker.
+from orchestration.alerts import tasks_delivery, tasks_evaluate  # noqa: F401
 from orchestration.periodic import task_name
 from orchestration.services.agents import announce_silent_agents
 from orchestration.services.late_runs import apply_catchup_policy, mark_late_runs

@@ -180,3 +180,38 @@ def _bulk_action(world: Any) -> str:
         bulk = BulkAction.all_objects.create(workspace=world.workspace, action="cancel", actor_role=Role.ADMIN,
                                              status=BulkAction.Status.FINISHED)
     return str(bulk.pk)
+
+
+@id_provider("policy_id")
+def _sla_policy(world: Any) -> str:
+    from orchestration.alerts.models import SlaPolicy
+
+    policy = SlaPolicy.all_objects.filter(workspace=world.workspace, name="isolation-policy").first()
+    if policy is None:
+        policy = SlaPolicy.all_objects.create(workspace=world.workspace, name="isolation-policy", kind="start",
+                                              threshold_seconds=300, flow=_iso_flow(world))
+    return str(policy.pk)
+
+
+@id_provider("incident_id")
+def _incident(world: Any) -> str:
+    from orchestration.alerts.models import Incident
+
+    incident = Incident.all_objects.filter(workspace=world.workspace, subject_key="isolation").first()
+    if incident is None:
+        incident = Incident.all_objects.create(
+            workspace=world.workspace, policy_id=_sla_policy(world), policy_name="isolation-policy", kind="start",
+            subject_key="isolation", flow=_iso_flow(world), title="isolation incident",
+        )
+    return str(incident.pk)
+
+
+@id_provider("channel_id")
+def _channel(world: Any) -> str:
+    from orchestration.alerts.models import NotificationChannel
+
+    channel = NotificationChannel.all_objects.filter(workspace=world.workspace, name="isolation-channel").first()
+    if channel is None:
+        channel = NotificationChannel.all_objects.create(workspace=world.workspace, name="isolation-channel",
+                                                         kind="email", config={"addresses": ["ops@example.com"]})
+    return str(channel.pk)

@@ -43,6 +43,7 @@ from django.utils import timezone
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
 from orchestration import events
+from orchestration.alerts import triggers as alert_triggers
 from orchestration.models import TERMINAL_STATES, FlowRun, FlowRunState, StateType, TaskRun, TaskRunState
 from orchestration.services import live
 
@@ -362,6 +363,8 @@ def flow_run_set_state(
         events.flow_run_state_changed(context.run)
         if context.run.state_type == StateType.SCHEDULED:
             live.runs_available([context.run])  # a retry or restart is claimable again: tell the agents
+        # A start or an end may open or resolve SLA incidents: evaluated after commit, not at the next tick.
+        alert_triggers.flow_run_state_changed(context.run)
     return _result(context.run, context)
 
 

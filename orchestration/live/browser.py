@@ -66,10 +66,15 @@ def _project_of(workspace_id: Any, kind: str, ident: str) -> str | None:
 
 def _subject(event: dict[str, Any]) -> tuple[str, str] | None:
     """What a workspace event is about, for the restricted-project filter: (kind, id), or None
-    when it is about nothing project-scoped (agents, concurrency limits)."""
+    when it is about nothing project-scoped (agents, concurrency limits, workspace-wide incidents)."""
     kind, data = str(event.get("type", "")), event.get("data") or {}
     if kind.startswith("project."):
         return "project", str(data.get("id"))
+    if kind.startswith("incident."):
+        # An incident about a flow follows its flow; one naming no flow, its policy's project (if any).
+        if data.get("flow_id"):
+            return "flow", str(data["flow_id"])
+        return ("project", str(data["project_id"])) if data.get("project_id") else None
     if kind.startswith(("flow.", "schedule.")) or kind == "flow_run.created":
         return "flow", str(data.get("flow_id") or data.get("id"))
     if kind.startswith("flow_run."):

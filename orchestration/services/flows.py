@@ -34,7 +34,7 @@ MAX_NAME = 200
 MAX_STRING = 1_000
 STORAGE_TYPES = ("module", "file", "git", "image")
 AGENT_TYPES = ("process", "docker", "kubernetes")
-METADATA_FIELDS = ("tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config")
+METADATA_FIELDS = ("tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config", "sla_policies")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Container resources a Docker or Kubernetes agent applies (Kubernetes quantity syntax).
 RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
@@ -363,6 +363,10 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
     }
     if clean["schedule"] is not None and not isinstance(clean["schedule"], dict):
         errors.add("schedule", "Must be an object or null.")
+    # SLA policies are checked (and kept) by orchestration.alerts.policies at registration: they are
+    # the flow's live settings, not part of a version, so they stay out of the content hash.
+    if metadata.get("sla_policies") is not None and not isinstance(metadata["sla_policies"], list):
+        errors.add("sla_policies", "Must be a list of policies.")
     errors.raise_if_any()
     cycle = _find_cycle(keys, edges)
     if cycle:
@@ -395,7 +399,9 @@ def _upsert_project(actor: Principal, project_name: str) -> Project:
 
 @transaction.atomic
 def flow_register(*, actor: Principal, project_name: str, name: str, metadata: dict) -> tuple[FlowVersion, bool]:
-    """Register a flow's metadata: the existing version when unchanged (created=False), else n+1."""
+    """Register a flow's metadata: the existing version when unchanged (created=False), else n+1.
+    The ``sla_policies`` the metadata declares are made the flow's registered policies either way
+    (left out: they are left alone); a bad one fails the whole registration."""
     authorize(actor, "flow:register", actor.workspace)
     name = (name or "").strip() if isinstance(name, str) else ""
     if not name or len(name) > MAX_NAME:
@@ -408,6 +414,9 @@ def flow_register(*, actor: Principal, project_name: str, name: str, metadata: d
     # Serialise registrations of one flow so version numbers and the hash check cannot race.
     flow = Flow.objects.for_workspace(actor.workspace).select_for_update().get(pk=flow.pk)
     versions = FlowVersion.objects.for_workspace(actor.workspace).filter(flow=flow)
+    from orchestration.alerts.policies import sla_policies_register
+
+    sla_policies_register(actor, flow, metadata.get("sla_policies"))
     existing = versions.filter(content_hash=digest).first()
     if existing is not None:
         return existing, False
@@ -537,6 +546,10 @@ def flow_unpin_version(*, actor: Principal, flow: Flow) -> Flow:
 def flow_delete(*, actor: Principal, flow: Flow) -> None:
     """Delete a flow with its versions, schedules and runs."""
     authorize(actor, "project:write", flow.project)
+    from orchestration.alerts.policies import sla_policies_delete_with_scope
+
+    # The flow's SLA policies go first, resolving their open incidents (a cascade would not).
+    sla_policies_delete_with_scope(actor, flow=flow)
     # Both read the flow's id, which delete() clears; nothing is kept if the delete fails.
     _audit(actor, "flow.deleted", flow, {"name": flow.name, "project": flow.project.name})
     events.flow_deleted(flow)

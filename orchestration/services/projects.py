@@ -99,6 +99,10 @@ def project_update(
 def project_delete(*, actor: Principal, project: Project) -> None:
     """Delete a project with its flows, versions, schedules and runs (audited as ``project.deleted``)."""
     authorize(actor, "project:write", project)
+    from orchestration.alerts.policies import sla_policies_delete_with_scope  # alerts build on projects
+
+    # The project's SLA policies go first, resolving their open incidents (a cascade would not).
+    sla_policies_delete_with_scope(actor, project=project)
     audit_record(workspace=actor.workspace, action="project.deleted", target=project, actor=actor,
                  data={"name": project.name})
     events.project_deleted(project)  # built before the delete clears the pk; sent on commit

@@ -1,7 +1,7 @@
 """The ``flowdeck`` command line.
 
 Commands: ``login``, ``register``, ``flows list``, ``run``, ``runs list|show|logs|cancel``,
-``agents list``, ``agent …`` (running an agent) and ``version``. Every command has ``--help``; every
+``agents list``, ``alerts list``, ``agent …`` (running an agent) and ``version``. Every command has ``--help``; every
 command that prints data takes ``--output json`` (plain JSON on stdout and nothing else; messages and
 errors go to stderr).
 
@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -86,9 +87,11 @@ app = typer.Typer(
 flows_app = typer.Typer(help="Registered flows.", no_args_is_help=True)
 runs_app = typer.Typer(help="Flow runs: list, show, follow logs, cancel.", no_args_is_help=True)
 agents_app = typer.Typer(help="Agents registered in the workspace.", no_args_is_help=True)
+alerts_app = typer.Typer(help="SLA alerts (incidents) of the workspace.", no_args_is_help=True)
 app.add_typer(flows_app, name="flows")
 app.add_typer(runs_app, name="runs")
 app.add_typer(agents_app, name="agents")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(agent_app, name="agent")
 
 # Human-facing output (tables, progress) goes through rich; plain facts scripts may parse
@@ -261,7 +264,8 @@ def register(
 ) -> None:
     """Register the flows defined in a file or module (metadata only, never code).
 
-    Unchanged metadata keeps its version; a change makes a new version.
+    Unchanged metadata keeps its version; a change makes a new version. The SLA policies a flow
+    declares (Flow(sla=[...])) are created or updated, and those it no longer declares removed.
     """
     with _errors():
         try:
@@ -289,14 +293,17 @@ def register(
             version_data, created = client.register_flow(project=project, name=flow.name, metadata=metadata)
             results.append({"flow": flow.name, "project": project, "flow_id": version_data["flow"],
                             "version": version_data["version"], "version_id": version_data["id"],
-                            "created": created})
+                            "created": created,
+                            "sla_policies": [p["name"] for p in metadata.get("sla_policies", [])]})
     if output is Output.json:
         _print_json(results)
         return
     for item in results:
         what = "registered as new version" if item["created"] else "unchanged, still version"
+        # The server makes the flow's SLA policies match the declared ones on every registration.
+        policies = f"; SLA policies: {', '.join(item['sla_policies'])}" if item["sla_policies"] else ""
         console.print(f"Flow '{item['flow']}' in project '{item['project']}': {what} {item['version']} "
-                      f"(flow id {item['flow_id']})", markup=False)
+                      f"(flow id {item['flow_id']}){policies}", markup=False, soft_wrap=True)
 
 
 # --- flows --------------------------------------------------------------------------------------
@@ -661,6 +668,84 @@ def agents_list(output: Output = OUTPUT_OPTION) -> None:
     for agent in agents:
         table.add_row(agent["name"], agent["type"], agent["status"], ",".join(agent.get("labels") or []),
                       _when(agent.get("last_heartbeat_at")), agent.get("version") or "")
+    console.print(table)
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+
+class IncidentStatus(enum.StrEnum):
+    active = "active"
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+    all = "all"
+
+
+def _ago(value: Any, now: datetime | None = None) -> str:
+    """An ISO timestamp as '5 min ago' (this machine's clock against the server's UTC times)."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return "just now"  # unreachable: seconds >= 60 here
+
+
+def _incident_status(incident: dict[str, Any]) -> str:
+    status = str(incident.get("status") or "")
+    snoozed = incident.get("snoozed_until")
+    if snoozed and status != "resolved":
+        try:
+            until = datetime.fromisoformat(str(snoozed))
+        except ValueError:
+            return status
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        if until > datetime.now(UTC):
+            return f"{status}, snoozed until {until.astimezone(UTC):%H:%M} UTC"
+    return status
+
+
+@alerts_app.command("list")
+def alerts_list(
+    status: Annotated[IncidentStatus, typer.Option(
+        "--status", "-s", help="active (open or acknowledged), open, acknowledged, resolved or all.")
+    ] = IncidentStatus.active,
+    flow: str | None = typer.Option(None, "--flow", "-f", help="Only incidents of this flow (name or id)."),
+    project: str | None = typer.Option(None, "--project", "-p", help="Project of --flow (when names clash)."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="At most this many incidents (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (the same as --output json)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """List SLA alerts (incidents), newest first: severity, status, what broke and why, the flow,
+    how many runs it covers and when it opened."""
+    with _errors():
+        incidents = _client().list_incidents(status=status.value, flow=flow, project=project, limit=limit)
+    if as_json or output is Output.json:
+        _print_json(incidents)
+        return
+    if not incidents:
+        scope = f" for flow '{flow}'" if flow else ""
+        which = "" if status is IncidentStatus.all else f"{status.value} "
+        hint = " (see earlier ones with --status all)" if status is IncidentStatus.active else ""
+        console.print(f"No {which}SLA alerts{scope}{hint}.", markup=False)
+        return
+    table = _table("SEVERITY", "STATUS", "TITLE", "CAUSE", "FLOW", "RUNS", "OPENED")
+    for incident in incidents:
+        table.add_row(str(incident.get("severity") or ""), _incident_status(incident),
+                      str(incident.get("title") or ""), _one_line(incident.get("cause"), 120) or "-",
+                      str(incident.get("flow_name") or "-"), str(incident.get("run_count", 0)),
+                      _ago(incident.get("opened_at")))
     console.print(table)
 
 

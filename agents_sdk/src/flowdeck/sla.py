@@ -19,12 +19,16 @@
 
 Each class is one of the server's policy kinds (``KINDS``). Every policy takes ``name`` (default:
 its kind's name; two of a kind on one flow need names of their own), ``labels`` (only runs
-carrying all of them), ``action`` on breach (``ACTIONS``; default: alert only), ``severity``
-(``SEVERITIES``) and ``channels`` (names of the workspace's notification channels). Mistakes are
+carrying all of them; not for ``AgentCoverage``), ``action`` on breach (default: alert only;
+``cancel_run`` and ``fail_run`` for ``StartWithin``/``FinishWithin``, which name the run to act on;
+``pause_schedules`` for every kind but ``AgentCoverage``), ``severity`` (``SEVERITIES``),
+``channels`` (names of the workspace's notification channels) and ``description``. Mistakes are
 ``ValueError``/``TypeError`` when the policy is built, before anything reaches the server.
 
-The server keeps a declared policy under the flow (as ``"<flow name>: <name>"``), marks it as from
-registration, and deletes the flow's registered policies that are no longer declared.
+Every registration states the flow's policies: the server keeps each under the flow (as ``"<flow
+name>: <name>"``), updates those that changed, and deletes the flow's registered policies that are
+no longer declared (a flow declaring none has its registered ones removed). Left out, ``channels``
+and ``description`` stay as people set them in the web app; given, they are what the code says.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ ACTIONS = ("none", "cancel_run", "fail_run", "pause_schedules")
 SEVERITIES = ("critical", "warning")
 
 MIN_THRESHOLD_SECONDS = 60
-MAX_THRESHOLD_SECONDS = 366 * 24 * 3600
+MAX_THRESHOLD_SECONDS = 30 * 24 * 3600
 MAX_NAME_LENGTH = 100
+MAX_DESCRIPTION_LENGTH = 2000
 MAX_LABELS = 50
 MAX_LABEL_LENGTH = 100
 MAX_CHANNELS = 20
-MIN_HISTORY_SIZE = 2
+MAX_CHANNEL_NAME_LENGTH = 200
+MAX_POLICIES_PER_FLOW = 50
+MIN_HISTORY_SIZE = 5
 MAX_HISTORY_SIZE = 1000
-MAX_CONSECUTIVE_FAILURES = 1000
+MAX_CONSECUTIVE_FAILURES = 100
 
 
 def _threshold(owner: str, within: timedelta | None, days: float, hours: float, minutes: float,
@@ -68,16 +75,16 @@ def _threshold(owner: str, within: timedelta | None, days: float, hours: float, 
         raise ValueError(f"{owner} needs a time, e.g. {owner}(minutes=10).")
     value = total.total_seconds()
     if value < MIN_THRESHOLD_SECONDS:
-        raise ValueError(f"{owner}: the time must be at least 1 minute (got {value:g} s); the evaluator "
-                         "checks about every minute, so a shorter promise could not be kept.")
+        raise ValueError(f"{owner}: the time must be at least 1 minute (got {value:g} s).")
     if value > MAX_THRESHOLD_SECONDS:
-        raise ValueError(f"{owner}: the time must be at most 366 days (got {total}).")
+        raise ValueError(f"{owner}: the time must be at most 30 days (got {total}).")
     if value != int(value):
         raise ValueError(f"{owner}: the time must be whole seconds (got {value:g} s).")
     return int(value)
 
 
-def _strings(owner: str, what: str, values: Iterable[str] | None, *, limit: int) -> list[str]:
+def _strings(owner: str, what: str, values: Iterable[str] | None, *, limit: int,
+             item_limit: int = MAX_LABEL_LENGTH) -> list[str]:
     if values is None:
         return []
     if isinstance(values, str):
@@ -89,8 +96,8 @@ def _strings(owner: str, what: str, values: Iterable[str] | None, *, limit: int)
     for item in items:
         if not isinstance(item, str) or not item.strip():
             raise ValueError(f"{owner}({what}=...): {item!r} is not a name (a non-empty string).")
-        if len(item.strip()) > MAX_LABEL_LENGTH:
-            raise ValueError(f"{owner}({what}=...): {item[:40]!r}… is longer than {MAX_LABEL_LENGTH} characters.")
+        if len(item.strip()) > item_limit:
+            raise ValueError(f"{owner}({what}=...): {item[:40]!r}… is longer than {item_limit} characters.")
         clean.append(item.strip())
     return sorted(set(clean))
 
@@ -112,7 +119,8 @@ class SlaPolicy:
     actions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, name: str | None = None, labels: Iterable[str] | None = None, action: str | None = None,
-                 severity: str = "critical", channels: Iterable[str] | None = None) -> None:
+                 severity: str = "critical", channels: Iterable[str] | None = None,
+                 description: str | None = None) -> None:
         owner = type(self).__name__
         if not self.kind:
             raise TypeError("SlaPolicy is the base class; declare StartWithin, FinishWithin, Failures, Freshness, "
@@ -133,11 +141,19 @@ class SlaPolicy:
         if severity not in SEVERITIES:
             raise ValueError(f"{owner}(severity={severity!r}) is not a severity; choose "
                              f"{' or '.join(repr(s) for s in SEVERITIES)}.")
+        if description is not None and (not isinstance(description, str)
+                                        or len(description.strip()) > MAX_DESCRIPTION_LENGTH):
+            raise ValueError(f"{owner}(description=...) must be a string of at most {MAX_DESCRIPTION_LENGTH} "
+                             "characters.")
         self.name = name.strip()
         self.labels = _strings(owner, "labels", labels, limit=MAX_LABELS)
         self.action = action
         self.severity = severity
-        self.channels = _strings(owner, "channels", channels, limit=MAX_CHANNELS)
+        # None: the channels people attach in the web app are kept; a list (even empty) is the truth.
+        self.channels = None if channels is None else _strings(owner, "channels", channels, limit=MAX_CHANNELS,
+                                                                 item_limit=MAX_CHANNEL_NAME_LENGTH)
+        # None: the description people write in the web app is kept.
+        self.description = None if description is None else description.strip()
 
     def _kind_fields(self, flow_labels: Sequence[str]) -> dict[str, Any]:
         return {}
@@ -145,11 +161,17 @@ class SlaPolicy:
     def serialize(self, flow_labels: Sequence[str] = ()) -> dict[str, Any]:
         """The ``sla_policies`` item of the registration metadata (``flow_labels``: the flow's labels,
         which an ``AgentCoverage`` without labels of its own is about)."""
-        return {"name": self.name, "kind": self.kind, **self._kind_fields(flow_labels), "labels": list(self.labels),
-                "action": self.action, "severity": self.severity, "channels": list(self.channels)}
+        data = {"name": self.name, "kind": self.kind, **self._kind_fields(flow_labels), "labels": list(self.labels),
+                "action": self.action, "severity": self.severity}
+        if self.channels is not None:
+            data["channels"] = list(self.channels)
+        if self.description is not None:
+            data["description"] = self.description
+        return data
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.serialize()!r})"
+        fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items() if value is not None)
+        return f"{type(self).__name__}({fields})"
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
@@ -178,9 +200,10 @@ class StartWithin(_Timed):
 
     def __init__(self, within: timedelta | None = None, *, days: float = 0, hours: float = 0, minutes: float = 0,
                  seconds: float = 0, name: str | None = None, labels: Iterable[str] | None = None,
-                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None) -> None:
+                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None,
+                 description: str | None = None) -> None:
         super().__init__(within, days=days, hours=hours, minutes=minutes, seconds=seconds, name=name, labels=labels,
-                         action=action, severity=severity, channels=channels)
+                         action=action, severity=severity, channels=channels, description=description)
 
 
 class FinishWithin(_Timed):
@@ -195,9 +218,9 @@ class FinishWithin(_Timed):
     def __init__(self, within: timedelta | None = None, *, days: float = 0, hours: float = 0, minutes: float = 0,
                  seconds: float = 0, predictive: bool = False, history_size: int = 20, name: str | None = None,
                  labels: Iterable[str] | None = None, action: str | None = None, severity: str = "critical",
-                 channels: Iterable[str] | None = None) -> None:
+                 channels: Iterable[str] | None = None, description: str | None = None) -> None:
         super().__init__(within, days=days, hours=hours, minutes=minutes, seconds=seconds, name=name, labels=labels,
-                         action=action, severity=severity, channels=channels)
+                         action=action, severity=severity, channels=channels, description=description)
         if not isinstance(predictive, bool):
             raise TypeError(f"FinishWithin(predictive=...) must be True or False, not {predictive!r}.")
         self.predictive = predictive
@@ -217,8 +240,10 @@ class Failures(SlaPolicy):
     actions = ("pause_schedules",)
 
     def __init__(self, consecutive: int = 1, *, name: str | None = None, labels: Iterable[str] | None = None,
-                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None) -> None:
-        super().__init__(name=name, labels=labels, action=action, severity=severity, channels=channels)
+                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(name=name, labels=labels, action=action, severity=severity, channels=channels,
+                         description=description)
         self.consecutive_failures = _int_in("Failures", "consecutive", consecutive, 1, MAX_CONSECUTIVE_FAILURES)
 
     def _kind_fields(self, flow_labels: Sequence[str]) -> dict[str, Any]:
@@ -230,19 +255,20 @@ class Freshness(_Timed):
 
     kind = "freshness"
     default_name = "freshness"
-    actions = ()
+    actions = ("pause_schedules",)
 
     def __init__(self, within: timedelta | None = None, *, days: float = 0, hours: float = 0, minutes: float = 0,
                  seconds: float = 0, name: str | None = None, labels: Iterable[str] | None = None,
-                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None) -> None:
+                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None,
+                 description: str | None = None) -> None:
         super().__init__(within, days=days, hours=hours, minutes=minutes, seconds=seconds, name=name, labels=labels,
-                         action=action, severity=severity, channels=channels)
+                         action=action, severity=severity, channels=channels, description=description)
 
 
 class AgentCoverage(_Timed):
     """Some healthy agent covers ``agent_labels``; alert after none has for this long. Without
-    ``agent_labels`` the policy is about the labels the flow's runs need (``Flow(labels=...)`` and the
-    run config's labels)."""
+    ``agent_labels`` the policy is about the labels the flow's runs carry (``Flow(labels=...)``).
+    It watches agents, not runs: it takes no run ``labels`` and no action."""
 
     kind = "agent"
     default_name = "agent coverage"
@@ -250,18 +276,24 @@ class AgentCoverage(_Timed):
 
     def __init__(self, agent_labels: Iterable[str] | None = None, within: timedelta | None = None, *,
                  days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0, name: str | None = None,
-                 labels: Iterable[str] | None = None, action: str | None = None, severity: str = "critical",
-                 channels: Iterable[str] | None = None) -> None:
+                 action: str | None = None, severity: str = "critical", channels: Iterable[str] | None = None,
+                 description: str | None = None) -> None:
         if isinstance(agent_labels, timedelta):
             raise TypeError("AgentCoverage takes the agent labels first: AgentCoverage(['gpu'], minutes=5).")
-        super().__init__(within, days=days, hours=hours, minutes=minutes, seconds=seconds, name=name, labels=labels,
-                         action=action, severity=severity, channels=channels)
-        self.agent_labels: list[str] | None = (
-            None if agent_labels is None else _strings("AgentCoverage", "agent_labels", agent_labels,
-                                                       limit=MAX_LABELS))
+        super().__init__(within, days=days, hours=hours, minutes=minutes, seconds=seconds, name=name, labels=None,
+                         action=action, severity=severity, channels=channels, description=description)
+        self.agent_labels: list[str] | None = None
+        if agent_labels is not None:
+            self.agent_labels = _strings("AgentCoverage", "agent_labels", agent_labels, limit=MAX_LABELS)
+            if not self.agent_labels:
+                raise ValueError("AgentCoverage needs at least one agent label, e.g. AgentCoverage(['gpu'], "
+                                 "minutes=5) (or none at all: the flow's labels).")
 
     def _kind_fields(self, flow_labels: Sequence[str]) -> dict[str, Any]:
         covered = self.agent_labels if self.agent_labels is not None else sorted(set(flow_labels))
+        if not covered:
+            raise ValueError(f"{self.name!r} (AgentCoverage) has no labels to watch: the flow has none; give them, "
+                             "e.g. AgentCoverage(['gpu'], minutes=5), or Flow(labels=[...]).")
         return {"threshold_seconds": self.threshold_seconds, "agent_labels": list(covered)}
 
 
@@ -274,8 +306,10 @@ class PrestartFailure(SlaPolicy):
     actions = ("pause_schedules",)
 
     def __init__(self, *, name: str | None = None, labels: Iterable[str] | None = None, action: str | None = None,
-                 severity: str = "critical", channels: Iterable[str] | None = None) -> None:
-        super().__init__(name=name, labels=labels, action=action, severity=severity, channels=channels)
+                 severity: str = "critical", channels: Iterable[str] | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(name=name, labels=labels, action=action, severity=severity, channels=channels,
+                         description=description)
 
 
 def check_policies(flow_name: str, policies: Iterable[Any]) -> list[SlaPolicy]:
@@ -285,6 +319,8 @@ def check_policies(flow_name: str, policies: Iterable[Any]) -> list[SlaPolicy]:
     checked: list[SlaPolicy] = []
     names: dict[str, SlaPolicy] = {}
     for policy in policies:
+        if len(checked) >= MAX_POLICIES_PER_FLOW:
+            raise ValueError(f"Flow {flow_name!r} declares more than {MAX_POLICIES_PER_FLOW} SLA policies.")
         if not isinstance(policy, SlaPolicy):
             raise TypeError(f"Flow {flow_name!r}: sla= takes flowdeck.sla policies (StartWithin, FinishWithin, "
                             f"Failures, Freshness, AgentCoverage, PrestartFailure), not {type(policy).__name__}.")

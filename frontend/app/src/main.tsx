@@ -3,6 +3,10 @@ import { createRoot } from "react-dom/client";
 import { BrowserRouter, Navigate, Route, Routes } from "react-router";
 
 import { AppLayout } from "./components/Layout";
+import { ChannelsPage } from "./pages/alerts/ChannelsPage";
+import { IncidentPage } from "./pages/alerts/IncidentPage";
+import { IncidentsPage } from "./pages/alerts/IncidentsPage";
+import { SlaPoliciesPage } from "./pages/alerts/SlaPoliciesPage";
 import { AuditLogPage } from "./pages/AuditLogPage";
 import {
   LoginPage,
@@ -47,6 +51,11 @@ function App() {
           <Route path="runs" element={<RunsPage />} />
           <Route path="runs/:runId" element={<RunPage />} />
           <Route path="agents" element={<AgentsPage />} />
+          <Route path="alerts" element={<Navigate to="incidents" replace />} />
+          <Route path="alerts/incidents" element={<IncidentsPage />} />
+          <Route path="alerts/incidents/:incidentId" element={<IncidentPage />} />
+          <Route path="alerts/policies" element={<SlaPoliciesPage />} />
+          <Route path="alerts/channels" element={<ChannelsPage />} />
           <Route path="team" element={<TeamPage />} />
           <Route path="service-accounts" element={<ServiceAccountsPage />} />
           <Route path="api-keys" element={<ApiKeysPage />} />

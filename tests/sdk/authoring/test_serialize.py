@@ -54,7 +54,9 @@ def test_serialize_is_exactly_the_server_metadata_shape() -> None:
         storage=Module("acme.flows.etl"),
     )
     meta = flow.serialize()
-    assert list(meta) == ["tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config"]
+    assert list(meta) == ["tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config",
+                          "sla_policies"]
+    assert meta["sla_policies"] == []  # always stated: registering none removes earlier declared ones
     tasks = {t["key"]: t for t in meta["tasks"]}
     assert list(tasks) == ["extract", "day", "transform", "factor", "load", "dry_run"]
     assert tasks["extract"] == {
@@ -96,8 +98,10 @@ def test_the_server_validator_accepts_it_unchanged() -> None:
         build_flow(storage=Docker("acme/etl:3", module="flows.etl"), run_config=UniversalRun(labels=["gpu"])),
     ):
         meta = flow.serialize()
-        assert validate_metadata(meta) == meta
-        assert content_hash(validate_metadata(meta)) == content_hash(flow.serialize())
+        # SLA policies are the flow's live settings (orchestration.alerts.policies), not version fields.
+        version_fields = {k: v for k, v in meta.items() if k != "sla_policies"}
+        assert validate_metadata(meta) == version_fields
+        assert content_hash(validate_metadata(meta)) == content_hash(version_fields)
 
 
 def test_serialize_is_stable_for_the_same_code() -> None:

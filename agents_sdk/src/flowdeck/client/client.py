@@ -38,6 +38,8 @@ from flowdeck.client.retry import MAX_RETRY_AFTER_SECONDS, backoff_delay, parse_
 
 API_PREFIX = "/api/v1"
 MAX_PAGE = 200  # the server's page-size limit
+# ``list_incidents(status=...)``: "active" is open or acknowledged; "all" is no filter.
+INCIDENT_STATUSES = ("active", "open", "acknowledged", "resolved", "all")
 
 JSON = dict[str, Any]
 
@@ -220,6 +222,9 @@ class Client:
         while True:
             page_size = MAX_PAGE if limit is None else max(1, min(MAX_PAGE, limit - seen))
             page = self._get(path, **query, limit=page_size)
+            if isinstance(page, list):  # an unpaginated listing
+                yield from page if limit is None else page[: max(0, limit - seen)]
+                return
             for item in page.get("results", []):
                 yield item
                 seen += 1
@@ -422,6 +427,35 @@ class Client:
     def list_agents(self, *, limit: int | None = None) -> list[JSON]:
         """The workspace's agents with their health (``status``)."""
         return list(self._pages("agents/", {}, limit))
+
+    # --- SLA alerts -----------------------------------------------------------------------------
+
+    def list_incidents(self, *, status: str = "active", flow: str | None = None, project: str | None = None,
+                       flow_run: str | None = None, policy: str | None = None, limit: int | None = 50) -> list[JSON]:
+        """SLA incidents, newest first: ``status`` is "active" (open or acknowledged, the default),
+        "open", "acknowledged", "resolved" or "all"; ``flow`` a flow id or name (``project`` settles a
+        name used in several projects). Each has ``id``, ``policy_id``, ``policy_name``, ``kind``,
+        ``severity``, ``title``, ``cause``, ``status``, ``flow_id``, ``flow_name``, ``run_count``,
+        ``opened_at``, ``acknowledged_at``, ``resolved_at``, ``snoozed_until``."""
+        if status not in INCIDENT_STATUSES:
+            raise InvalidRequestError(f"Unknown incident status {status!r}; choose one of "
+                                      f"{', '.join(INCIDENT_STATUSES)}.", code="invalid_status")
+        flow_id = flow
+        if flow is not None and not _is_uuid(flow):
+            flow_id = str(self.get_flow(flow, project=project)["id"])
+        params = {"status": None if status == "all" else status, "flow": flow_id, "flow_run": flow_run,
+                  "policy": policy}
+        return list(self._pages("incidents/", params, limit))
+
+    def get_incident(self, incident_id: str) -> JSON:
+        """An incident with its affected ``runs`` and its timeline (``events``)."""
+        result: JSON = self._get(f"incidents/{incident_id}/")
+        return result
+
+    def list_sla_policies(self, *, limit: int | None = None) -> list[JSON]:
+        """The workspace's SLA policies visible to the key (``from_registration`` marks those declared
+        with a flow and kept by ``flowdeck register``)."""
+        return list(self._pages("sla-policies/", {}, limit))
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -549,8 +549,7 @@ class Flow:
 
     def serialize(self) -> dict[str, Any]:
         """The registration metadata the server stores (tasks, edges, parameters, schedule, storage,
-        labels, run_config, and sla_policies when the flow declares any). Stable: the same flow gives
-        the same dict."""
+        labels, run_config, sla_policies). Stable: the same flow gives the same dict."""
         from flowdeck.core.serialization import serialize_flow
 
         return serialize_flow(self)

@@ -77,7 +77,6 @@ def serialize_flow(flow: Flow) -> dict[str, Any]:
         data["default"] = _json_default(flow, p.name, data["default"])
         parameters.append(data)
     storage = flow.storage if flow.storage is not None else flow.default_storage()
-    run_config = flow.run_config.serialize() if flow.run_config is not None else {}
     metadata: dict[str, Any] = {
         "tasks": tasks,
         "edges": edges,
@@ -85,12 +84,11 @@ def serialize_flow(flow: Flow) -> dict[str, Any]:
         "schedule": flow.schedule.serialize() if flow.schedule is not None else None,
         "storage": storage.serialize(flow.name),
         "labels": sorted(flow.labels),
-        "run_config": run_config,
+        "run_config": flow.run_config.serialize() if flow.run_config is not None else {},
     }
-    if flow.sla:
-        # Only when declared, so a flow without policies keeps the metadata (and version) it had.
-        run_labels = sorted(set(flow.labels) | set(run_config.get("labels", [])))
-        metadata["sla_policies"] = serialize_policies(flow.name, flow.sla, run_labels)
+    # Always, even empty: each registration states the flow's policies, so removing them from the code
+    # removes them from the server. They are the flow's live settings, not part of its version.
+    metadata["sla_policies"] = serialize_policies(flow.name, flow.sla, sorted(flow.labels))
     return metadata
 
 

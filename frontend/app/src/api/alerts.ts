@@ -163,6 +163,7 @@ export interface Channel {
   isEnabled: boolean;
   createdAt: string;
   lastDeliveryStatus: string | null;
+  /** Admins only (null for others). */
   config: unknown;
 }
 
@@ -173,6 +174,7 @@ export interface DeliveryAttempt {
   error: string;
   durationMs: number;
   request: unknown;
+  responseExcerpt: string;
 }
 
 export interface Delivery {
@@ -204,7 +206,7 @@ const INCIDENT_FIELDS = `id policyId policyName kind severity title cause status
   resolvedAt flowId flowName runCount`;
 const CHANNEL_FIELDS = "id name kind target isEnabled createdAt lastDeliveryStatus config";
 const DELIVERY_FIELDS = `id channelId channelName incidentId incidentTitle event status attempts lastStatusCode
-  lastError createdAt deliveredAt attemptRows { number at statusCode error durationMs request }`;
+  lastError createdAt deliveredAt attemptRows { number at statusCode error durationMs request responseExcerpt }`;
 
 type Root<T> = { orchestration: { alerts: T | null } | null };
 
@@ -249,18 +251,20 @@ export interface PreviewInput {
   kind: PolicyKind;
   projectId: string | null;
   flowId: string | null;
-  labels: string[];
   historySize: number;
 }
 
-export async function fetchPolicyPreview(slug: string, input: PreviewInput): Promise<PolicyPreview | null> {
-  const data = await alerts<{ policyPreview: PolicyPreview | null }>(
-    `query SlaPolicyPreview($slug: String!, $input: SlaPolicyPreviewInput!) { orchestration(workspace: $slug) {
+export async function fetchPolicyPreview(slug: string, input: PreviewInput): Promise<PolicyPreview> {
+  const { data, errors } = await graphql<Root<{ policyPreview: PolicyPreview | null }>>(
+    `query SlaPolicyPreview($slug: String!, $input: PolicyPreviewInput!) { orchestration(workspace: $slug) {
       alerts { policyPreview(input: $input) { flows { id name } flowCount
         p95 { flowId flowName p95Seconds sampleSize } } } } }`,
     { slug, input },
   );
-  return data.policyPreview;
+  const preview = data.orchestration?.alerts?.policyPreview;
+  // A scope the server refuses is an error on this field: say why instead of an empty preview.
+  if (!preview) throw new Error(errors.map((e) => e.message).join(" ") || "The preview could not be computed.");
+  return preview;
 }
 
 type PolicyPayload = Payload & { policy: SlaPolicy | null };
@@ -345,7 +349,8 @@ export async function fetchIncident(slug: string, id: string): Promise<IncidentD
 
 export async function fetchBadges(slug: string): Promise<AlertBadge[]> {
   const data = await alerts<{ badges: AlertBadge[] | null }>(
-    `query AlertBadges($slug: String!) { orchestration(workspace: $slug) { alerts { badges { flowId activeCount severity } } } }`,
+    `query AlertBadges($slug: String!) { orchestration(workspace: $slug) { alerts {
+      badges { flowId activeCount severity } } } }`,
     { slug },
   );
   return data.badges ?? [];
@@ -402,19 +407,23 @@ export interface ChannelInput {
   isEnabled?: boolean;
 }
 
-type ChannelPayload = Payload & { channel: Channel | null; secret?: string | null };
+type ChannelPayload = Payload & { channel: (Channel & { secret: string | null }) | null };
 
-export async function createChannel(workspace: string, input: ChannelInput): Promise<{ channel: Channel; secret: string | null }> {
+export async function createChannel(
+  workspace: string,
+  input: ChannelInput,
+): Promise<{ channel: Channel; secret: string | null }> {
   const payload = await mutate<ChannelPayload>(
     `mutation CreateNotificationChannel($workspace: String!, $name: String!, $kind: String!, $config: JSONString!,
       $isEnabled: Boolean) {
       createNotificationChannel(workspace: $workspace, name: $name, kind: $kind, config: $config, isEnabled: $isEnabled) {
-        channel { ${CHANNEL_FIELDS} } secret ${ERRORS} } }`,
+        channel { ${CHANNEL_FIELDS} secret } ${ERRORS} } }`,
     { workspace, name: input.name, kind: input.kind, config: JSON.stringify(input.config), isEnabled: input.isEnabled ?? true },
     "createNotificationChannel",
   );
   if (!payload.channel) throw new Error("The channel was not created.");
-  return { channel: payload.channel, secret: payload.secret ?? null };
+  const { secret, ...channel } = payload.channel;
+  return { channel: { ...channel, config: parseJson(channel.config) }, secret: secret || null };
 }
 
 export async function setChannelEnabled(workspace: string, id: string, isEnabled: boolean): Promise<void> {
@@ -445,14 +454,14 @@ export async function sendTestNotification(workspace: string, id: string): Promi
   return payload.delivery;
 }
 
-/** The webhook's signing secret (Admins only). */
-export async function revealChannelSecret(workspace: string, id: string): Promise<string> {
-  const payload = await mutate<Payload & { secret: string | null }>(
-    `mutation RevealNotificationChannelSecret($workspace: String!, $id: ID!) {
-      revealNotificationChannelSecret(workspace: $workspace, id: $id) { secret ${ERRORS} } }`,
-    { workspace, id },
-    "revealNotificationChannelSecret",
+/** The webhook's signing secret (Admins only; null for everyone else). */
+export async function revealChannelSecret(slug: string, id: string): Promise<string> {
+  const data = await alerts<{ channel: { secret: string | null } | null }>(
+    `query NotificationChannelSecret($slug: String!, $id: ID!) { orchestration(workspace: $slug) { alerts {
+      channel(id: $id) { id secret } } } }`,
+    { slug, id },
   );
-  if (!payload.secret) throw new Error("This channel has no signing secret.");
-  return payload.secret;
+  if (!data.channel) throw new Error("This channel no longer exists.");
+  if (!data.channel.secret) throw new Error("This channel has no signing secret, or your role cannot see it.");
+  return data.channel.secret;
 }

@@ -184,6 +184,7 @@ export function WorkspaceTabs({ slug, manager }: { slug: string; manager: boolea
     { to: "flows", label: "Flows" },
     { to: "runs", label: "Runs" },
     { to: "agents", label: "Agents" },
+    { to: "alerts", label: "Alerts" },
     { to: "team", label: "Team" },
     { to: "service-accounts", label: "Service accounts" },
     { to: "api-keys", label: "API keys" },

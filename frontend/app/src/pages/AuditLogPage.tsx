@@ -64,8 +64,8 @@ export function AuditLogPage() {
         </select>
       </div>
       <p className="muted">
-        Every change to members, roles and keys, to projects, flows, schedules and concurrency limits, and every bulk
-        action on runs, newest first.
+        Every change to members, roles and keys, to projects, flows, schedules and concurrency limits, to SLA policies,
+        notification channels and incidents, and every bulk action on runs, newest first.
       </p>
       {entries.length > 0 ? (
         <table className="table">

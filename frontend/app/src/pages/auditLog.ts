@@ -14,6 +14,7 @@ export const AUDIT_AREAS: { value: string; label: string }[] = [
   { value: "schedules", label: "Schedules" },
   { value: "runs", label: "Bulk actions on runs" },
   { value: "limits", label: "Concurrency limits" },
+  { value: "alerts", label: "Alerts" },
 ];
 
 export interface AuditLogPage {
@@ -63,6 +64,18 @@ const ACTIONS: Record<string, string> = {
   "bulk_action.created": "Started a bulk action on runs",
   "concurrency_limit.set": "Set a concurrency limit",
   "concurrency_limit.deleted": "Removed a concurrency limit",
+  "sla_policy.created": "Created an SLA policy",
+  "sla_policy.updated": "Changed an SLA policy",
+  "sla_policy.paused": "Paused an SLA policy",
+  "sla_policy.resumed": "Resumed an SLA policy",
+  "sla_policy.deleted": "Deleted an SLA policy",
+  "notification_channel.created": "Created a notification channel",
+  "notification_channel.updated": "Changed a notification channel",
+  "notification_channel.deleted": "Deleted a notification channel",
+  "notification_channel.tested": "Sent a test notification",
+  "incident.acknowledged": "Acknowledged an incident",
+  "incident.snoozed": "Snoozed an incident",
+  "incident.resolved": "Resolved an incident",
 };
 
 /** "Set a concurrency limit" for `concurrency_limit.set`; an action this page does not know yet
@@ -84,6 +97,9 @@ const TARGET_TYPES: Record<string, string> = {
   schedule: "Schedule",
   bulkaction: "Bulk action",
   concurrencylimit: "Concurrency limit",
+  slapolicy: "SLA policy",
+  notificationchannel: "Notification channel",
+  incident: "Incident",
 };
 
 export function targetTypeLabel(targetType: string): string {
@@ -106,6 +122,15 @@ const FIELDS: Record<string, string> = {
   flow_id: "flow",
   scheduled_before: "scheduled before",
   scheduled_after: "scheduled after",
+  threshold_seconds: "threshold (s)",
+  consecutive_failures: "consecutive failures",
+  history_size: "history size",
+  agent_labels: "agent labels",
+  is_paused: "paused",
+  is_enabled: "enabled",
+  channel_ids: "channels",
+  project_id: "project",
+  snoozed_until: "snoozed until",
 };
 
 function field(name: string): string {

@@ -1,8 +1,17 @@
 /** Pieces shared by the alerts pages and the alert badges on flow and run pages. */
 
+import { useCallback, useEffect, useState } from "react";
 import { Link, NavLink } from "react-router";
 
-import type { AlertBadge, IncidentStatus, Severity } from "../../api/alerts";
+import {
+  fetchBadges,
+  fetchIncidents,
+  type AlertBadge,
+  type IncidentStatus,
+  type IncidentSummary,
+  type Severity,
+} from "../../api/alerts";
+import { useLiveRefresh } from "../../live";
 
 /** Developers and up manage policies and act on incidents (`sla:manage`, `incident:update`). */
 export function canManageAlerts(role: string): boolean {
@@ -50,10 +59,21 @@ const STATUS_LABELS: Record<IncidentStatus, string> = {
   resolved: "Resolved",
 };
 
-export function IncidentStatusBadge({ status, snoozedUntil }: { status: IncidentStatus | string; snoozedUntil?: string | null }) {
-  const snoozed = snoozedUntil && status !== "resolved" && new Date(snoozedUntil).getTime() > Date.now();
+export function IncidentStatusBadge({
+  status,
+  snoozedUntil,
+}: {
+  status: IncidentStatus | string;
+  snoozedUntil?: string | null;
+}) {
+  const until = snoozedUntil && status !== "resolved" ? new Date(snoozedUntil) : null;
+  const snoozed = until !== null && until.getTime() > Date.now();
   return (
-    <span className={`badge badge-incident-${status}`} data-testid="incident-status" title={snoozed ? `Snoozed until ${new Date(snoozedUntil).toLocaleString()}` : undefined}>
+    <span
+      className={`badge badge-incident-${status}`}
+      data-testid="incident-status"
+      title={snoozed ? `Snoozed until ${until.toLocaleString()}` : undefined}
+    >
       {STATUS_LABELS[status as IncidentStatus] ?? status}
       {snoozed ? " · snoozed" : ""}
     </span>
@@ -83,4 +103,62 @@ export function splitList(value: string): string[] {
     .split(/[,\n]/)
     .map((v) => v.trim())
     .filter(Boolean);
+}
+
+/** Active-incident badges by flow id, refetched when incidents open, change or resolve. A failure
+ * leaves the page without badges rather than broken. */
+export function useAlertBadges(slug: string): Map<string, AlertBadge> {
+  const [badges, setBadges] = useState<Map<string, AlertBadge>>(new Map());
+  const load = useCallback(async () => {
+    try {
+      const list = await fetchBadges(slug);
+      setBadges(new Map(list.map((b) => [b.flowId, b])));
+    } catch {
+      /* no badges: the next event retries */
+    }
+  }, [slug]);
+  useEffect(() => {
+    void load();
+  }, [load]);
+  useLiveRefresh(["incident."], load, 500);
+  return badges;
+}
+
+/** The active incidents covering one run, refetched on incident events. */
+export function useRunIncidents(slug: string, runId: string): IncidentSummary[] {
+  const [incidents, setIncidents] = useState<IncidentSummary[]>([]);
+  const load = useCallback(async () => {
+    try {
+      setIncidents(await fetchIncidents(slug, { status: "active", flowRunId: runId }, 20));
+    } catch {
+      /* no badge: the next event retries */
+    }
+  }, [slug, runId]);
+  useEffect(() => {
+    setIncidents([]);
+    void load();
+  }, [load]);
+  useLiveRefresh(["incident."], load, 500);
+  return incidents;
+}
+
+/** A badge per active incident covering a run, linking to the incident. */
+export function RunAlertBadges({ slug, incidents }: { slug: string; incidents: IncidentSummary[] }) {
+  if (incidents.length === 0) return null;
+  return (
+    <>
+      {incidents.map((i) => (
+        <Link
+          key={i.id}
+          to={`/w/${slug}/alerts/incidents/${i.id}`}
+          className={`badge badge-alert badge-severity-${i.severity}`}
+          data-testid="run-alert-badge"
+          data-severity={i.severity}
+          title={i.cause || i.title}
+        >
+          Alert: {i.title}
+        </Link>
+      ))}
+    </>
+  );
 }

@@ -5,6 +5,7 @@ import { fetchFlow, type Schedule } from "../../api/orchestration";
 import { DagView, RunTable } from "../../components/orchestration";
 import { EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
 import { useFallbackPolling, useLiveRefresh } from "../../live";
+import { FlowAlertBadge, useAlertBadges } from "../alerts/common";
 import { useWorkspace } from "../WorkspaceLayout";
 
 export function canRunFlows(role: string): boolean {
@@ -27,6 +28,7 @@ export function FlowPage() {
   const { workspace } = useWorkspace();
   const { flowId = "" } = useParams();
   const flow = useAsync(() => fetchFlow(workspace.slug, flowId), [workspace.slug, flowId]);
+  const badges = useAlertBadges(workspace.slug);
   useFallbackPolling(flow.reload, 10000);
   // Live: this flow's new runs, state changes of the runs shown, new versions and schedule changes.
   useLiveRefresh((message) => {
@@ -65,6 +67,7 @@ export function FlowPage() {
         <div className="run-head">
           <h2>{f.name}</h2>
           {version ? <span className="badge">v{version.version}</span> : null}
+          <FlowAlertBadge slug={workspace.slug} badge={badges.get(f.id)} />
           <div className="form-actions">
             {version && canRunFlows(workspace.viewerRole) ? (
               <Link to={`/w/${workspace.slug}/flows/${f.id}/run`} className="btn btn-primary">

@@ -3,11 +3,13 @@ import { Link } from "react-router";
 
 import { fetchProjects } from "../../api/orchestration";
 import { EmptyState, ErrorState, Spinner, useAsync } from "../../components/ui";
+import { FlowAlertBadge, useAlertBadges } from "../alerts/common";
 import { useWorkspace } from "../WorkspaceLayout";
 
 export function FlowsPage() {
   const { workspace } = useWorkspace();
   const projects = useAsync(() => fetchProjects(workspace.slug), [workspace.slug]);
+  const badges = useAlertBadges(workspace.slug);
 
   useEffect(() => {
     document.title = `Flows · ${workspace.name} · Flowdeck`;
@@ -40,8 +42,9 @@ export function FlowsPage() {
           ) : (
             <ul className="flow-list">
               {p.flows.map((f) => (
-                <li key={f.id}>
-                  <Link to={`/w/${workspace.slug}/flows/${f.id}`}>{f.name}</Link>
+                <li key={f.id} data-testid="flow-item">
+                  <Link to={`/w/${workspace.slug}/flows/${f.id}`}>{f.name}</Link>{" "}
+                  <FlowAlertBadge slug={workspace.slug} badge={badges.get(f.id)} />
                 </li>
               ))}
             </ul>

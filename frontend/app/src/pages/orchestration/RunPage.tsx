@@ -19,6 +19,7 @@ import { DagView, duration, STATE_COLORS, StateBadge } from "../../components/or
 import { Alert, ConfirmButton, EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
 import { useCoalesced, useFallbackPolling, useLiveEvents, useWatchRun } from "../../live";
 import type { LiveMessage } from "../../api/live";
+import { RunAlertBadges, useRunIncidents } from "../alerts/common";
 import { useWorkspace } from "../WorkspaceLayout";
 import { canRunFlows } from "./FlowPage";
 
@@ -116,6 +117,7 @@ export function RunPage() {
   const navigate = useNavigate();
   const run = useAsync(() => fetchRun(workspace.slug, runId), [workspace.slug, runId]);
   const logs = useLogTail(workspace.slug, runId);
+  const runIncidents = useRunIncidents(workspace.slug, runId);
   const [notice, setNotice] = useState<{ kind: "success" | "error"; text: string } | null>(null);
   const [droppedLines, setDroppedLines] = useState(0);
   const finished = run.data ? TERMINAL_STATES.includes(run.data.stateType) : false;
@@ -217,6 +219,7 @@ export function RunPage() {
           <span data-testid="run-state" aria-live="polite">
             <StateBadge type={r.stateType} name={r.stateName} />
           </span>
+          <RunAlertBadges slug={workspace.slug} incidents={runIncidents} />
           <div className="form-actions">
             {canCancel ? (
               <ConfirmButton
