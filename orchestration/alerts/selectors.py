@@ -221,17 +221,23 @@ def incident_events_for(workspace_id: Any, incident_ids: Iterable[Any]) -> dict[
 
 def alert_badges(principal: Principal) -> dict[Any, tuple[int, str]]:
     """{flow id: (active incidents, worst severity)} for the flows the principal may see that have
-    an open or acknowledged incident."""
-    rows = (
-        incidents_visible_to(principal, status="active")
-        .filter(flow__isnull=False)
+    an open or acknowledged incident: about the flow itself, or listing one of its runs (a
+    correlated incident, "no agent covers gpu", has no flow of its own but names runs of many)."""
+    active = incidents_visible_to(principal, status="active")
+    pairs = set(active.filter(flow__isnull=False).order_by().values_list("flow_id", "id", "severity"))
+    pairs |= set(
+        IncidentRun.objects.for_workspace(principal.workspace)
+        .filter(incident__in=active.order_by().values("pk"))
+        .filter(visible_projects_q(principal, "flow_run__flow__project"))
         .order_by()
-        .values("flow_id")
-        .annotate(active=Count("id"), critical=Count("id", filter=Q(severity=Severity.CRITICAL)))
+        .values_list("flow_run__flow_id", "incident_id", "incident__severity")
+        .distinct()
     )
-    return {
-        row["flow_id"]: (row["active"], Severity.CRITICAL if row["critical"] else Severity.WARNING) for row in rows
-    }
+    badges: dict[Any, tuple[int, str]] = {}
+    for flow_id, _, severity in pairs:
+        count, worst = badges.get(flow_id, (0, Severity.WARNING))
+        badges[flow_id] = (count + 1, Severity.CRITICAL if Severity.CRITICAL in (worst, severity) else worst)
+    return badges
 
 
 def policy_preview(

@@ -178,6 +178,23 @@ def test_badges_give_each_flow_its_active_count_and_worst_severity(world_a, flow
     }
 
 
+def test_a_correlated_incident_badges_the_flows_of_its_runs_that_the_viewer_may_see(world_a, flow_a,
+                                                                                   alerts_incident):
+    # "No agent covers gpu" has no flow of its own: it lists late runs of two flows, one in a
+    # restricted project a Developer is not shared into.
+    hidden = FlowVersionFactory(flow__project=ProjectFactory(workspace=world_a.workspace, is_restricted=True),
+                                flow__workspace=world_a.workspace)
+    runs = [FlowRunFactory(flow_version=_version(flow_a)), FlowRunFactory(flow_version=_version(flow_a)),
+            FlowRunFactory(flow_version=hidden)]
+    alerts_incident(_policy(world_a), runs=runs, subject="labels:gpu")
+    badge = {"activeCount": 1, "severity": "critical"}
+    everyone = {b["flowId"]: b for b in _alerts(world_a, Role.ADMIN, BADGES)["badges"]}
+    assert everyone == {str(flow_a.pk): {"flowId": str(flow_a.pk), **badge},
+                        str(hidden.flow_id): {"flowId": str(hidden.flow_id), **badge}}
+    developer = _alerts(world_a, Role.DEVELOPER, BADGES)["badges"]
+    assert developer == [{"flowId": str(flow_a.pk), **badge}]
+
+
 # --- mutations ----------------------------------------------------------------------------------
 
 
