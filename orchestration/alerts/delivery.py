@@ -429,6 +429,11 @@ def _timeline(workspace_id: Any, claim: _Claim, status: str, outcome: _Outcome, 
         details={"delivery_id": str(delivery.pk), "channel_id": str(channel.pk), "channel_name": channel.name,
                  "event": delivery.event, "attempts": claim.number, "status_code": outcome.status_code},
     )
+    from orchestration.alerts.incidents import announce_update  # incidents queue deliveries: imported late
+
+    incident = Incident.objects.for_workspace(workspace_id).filter(pk=delivery.incident_id).first()
+    if incident is not None:
+        announce_update(incident)  # the incident and channels pages show the delivery without a reload
 
 
 # --- the test button ----------------------------------------------------------------------------

@@ -105,6 +105,12 @@ def _announce(incident: Incident, which: str, run_count: int | None = None) -> N
     builder(incident, run_count=count, project_id=_project_id(incident))
 
 
+def announce_update(incident: Incident) -> None:
+    """Tell open pages that an incident changed in a way they show (a notification was sent or
+    finally failed: its timeline gained a row)."""
+    _announce(incident, "updated")
+
+
 def _notify(incident: Incident, event: str) -> None:
     """Queue the incident's "opened" or "resolved" notifications (one per channel, sent after commit)."""
     from orchestration.alerts.delivery import queue_incident_notifications

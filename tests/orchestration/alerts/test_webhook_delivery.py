@@ -34,13 +34,17 @@ def _webhook(world, receiver):
     return channel
 
 
-def test_a_delivery_is_signed_and_the_independent_receiver_verifies_it(world_a):
+def test_a_delivery_is_signed_and_the_independent_receiver_verifies_it(world_a, monkeypatch,
+                                                                       django_capture_on_commit_callbacks):
+    events: list[dict] = []
     with Receiver(secret="unknown yet") as receiver:
         channel = _webhook(world_a, receiver)
         incident = make_incident(world_a, [channel], runs=3)
         (queued,) = queue(incident, "opened")
 
-        assert send_delivery(queued.pk) == "delivered"
+        monkeypatch.setattr("core.events._send", lambda groups, event: events.append({"groups": groups, **event}))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send_delivery(queued.pk) == "delivered"
 
     (request,) = receiver.requests
     assert (request.status, request.reason) == (200, "accepted")
@@ -61,6 +65,8 @@ def test_a_delivery_is_signed_and_the_independent_receiver_verifies_it(world_a):
     assert channel.secret not in json.dumps(attempt.request) + json.dumps(sent.payload)
     assert request.headers["Flowdeck-Signature"].split("v1=")[1] not in json.dumps(attempt.request)
     assert timeline(incident)[-1][0] == "notified"
+    # open incident and channel pages hear of it (they refetch on incident.* events)
+    assert [(e["type"], e["data"]["id"]) for e in events] == [("incident.updated", str(incident.pk))]
 
 
 def test_the_receiver_rejects_a_replay_a_forgery_and_a_stale_timestamp(world_a):
