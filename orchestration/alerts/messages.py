@@ -39,7 +39,7 @@ def run_url(slug: str, run_id: Any) -> str:
 
 
 def incident_url(slug: str, incident_id: Any) -> str:
-    return f"{_base_url(slug)}/incidents/{incident_id}"
+    return f"{_base_url(slug)}/alerts/incidents/{incident_id}"
 
 
 def _iso(value: Any) -> str | None:

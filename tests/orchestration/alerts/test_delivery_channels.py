@@ -47,7 +47,7 @@ def test_slack_gets_text_and_blocks_with_links_and_its_url_is_masked_in_the_log(
     assert set(body) == {"text", "blocks"}
     assert incident.title in body["text"]
     rendered = json.dumps(body["blocks"])
-    assert f"/w/{world_a.workspace.slug}/incidents/{incident.pk}" in rendered
+    assert f"/w/{world_a.workspace.slug}/alerts/incidents/{incident.pk}" in rendered
     assert f"/w/{world_a.workspace.slug}/runs/" in rendered and incident.cause in rendered
     (attempt,) = delivery(queued.pk).attempt_rows.all()
     assert "s3cr3tT0ken" not in json.dumps(attempt.request)
@@ -89,7 +89,7 @@ def test_email_is_sent_through_the_configured_backend_with_the_incident_and_its_
     assert message.to == ["oncall@acme.example.com", "lead@acme.example.com"]
     assert incident.title in message.subject
     assert incident.cause in message.body and f"/w/{world_a.workspace.slug}/runs/" in message.body
-    assert f"/incidents/{incident.pk}" in message.body
+    assert f"/alerts/incidents/{incident.pk}" in message.body
     (attempt,) = delivery(queued.pk).attempt_rows.all()
     assert attempt.request["method"] == "EMAIL" and attempt.error == ""
 
