@@ -60,7 +60,7 @@ from django.db.models.lookups import Contains
 from core.tenancy import rls_bypass
 from orchestration.engine import db_now
 from orchestration.models import Agent, Flow, FlowRun, StateType
-from orchestration.services.agents import HEALTHY, _window, agent_status
+from orchestration.services.agents import HEALTHY, agent_status, healthy_until
 from orchestration.services.late_runs import SKIPPED_NAME
 
 from . import incidents
@@ -243,13 +243,6 @@ class Pass:
                 self.agents[agent.workspace_id].append(agent)
         return self.agents.get(workspace_id, [])
 
-
-
-def _healthy_until(agent: Agent) -> datetime:
-    """The last moment the agent counted as healthy (see ``agent_status``)."""
-    if agent.last_heartbeat_at is None:
-        return agent.created_at
-    return min(agent.last_heartbeat_at, agent.last_poll_at or agent.created_at) + _window(agent)
 
 
 def _last_seen(agents: list[Agent], now: datetime) -> str:
@@ -483,7 +476,7 @@ def _agent(run_pass: Pass) -> None:
         if any(agent_status(a, now) == HEALTHY for a in covering):
             continue
         # No covering agent at all: counted from the policy's creation.
-        since = max((_healthy_until(a) for a in covering), default=created[policy.pk])
+        since = max((healthy_until(a) for a in covering), default=created[policy.pk])
         if (now - since).total_seconds() < (policy.threshold_seconds or 0):
             continue
         subject = agent_labels_subject(labels)

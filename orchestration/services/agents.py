@@ -39,6 +39,14 @@ def _window(agent: Agent) -> timedelta:
     return timedelta(seconds=max(agent.poll_interval_seconds * MISSED_INTERVALS, LIVENESS_FLOOR_SECONDS))
 
 
+def healthy_until(agent: Agent) -> datetime:
+    """The last moment the agent counts as healthy by :func:`agent_status`'s rule (the SLA agent
+    policy measures how long no healthy agent covered a label set from here)."""
+    if agent.last_heartbeat_at is None:
+        return agent.created_at
+    return min(agent.last_heartbeat_at, agent.last_poll_at or agent.created_at) + _window(agent)
+
+
 def agent_status(agent: Agent, now: datetime) -> str:
     """``offline`` with no heartbeat within the window, ``unhealthy`` when it heartbeats but its
     claim loop has not polled within the window (a never-polled agent gets one window from
