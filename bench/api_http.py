@@ -48,7 +48,7 @@ at the highest concurrency under ``py-spy record`` (``--py-spy`` path; ``pip ins
 ``--peer-url http://127.0.0.1:PORT/api --peer-pid PID`` also runs the peer harness (with
 ``--peer-python``, a venv that has prefect's httpx/psutil) with the same N, concurrencies and
 repeats, alternating peer and Flowdeck per concurrency, and prints the ratios
-(Flowdeck / Prefect 3). See ../shared/peers/README.md (beside this checkout) for starting Prefect 3 on PostgreSQL.
+(Flowdeck / Prefect 3). The peers' own instructions (beside this checkout) say how to start Prefect 3 on PostgreSQL.
 
     createdb -h 127.0.0.1 -U postgres -O flowdeck_owner flowdeck_bench
     DATABASE_URL=postgres://flowdeck_owner@127.0.0.1:5432/flowdeck_bench .venv/bin/python manage.py migrate
