@@ -8,6 +8,12 @@ down takes seconds to refuse a publish; G3): it sends one Celery task per run wh
 worker, or evaluates the runs itself in embedded mode (eager Celery, no worker). Runs of workspaces
 without an unpaused policy are dropped there. A dispatch that fails, or a queue that is full, is
 logged and never fails anything: the periodic tick catches up.
+
+Most workspaces have no policy, and most state changes would pay a background transaction only to
+learn that. So the thread remembers, for a few seconds (``NO_POLICY_SECONDS``), the workspaces it
+found without one, and the engine's call returns at once for them. A policy saved in this process
+clears that memory (a ``post_save`` receiver, after commit); one saved in another server process is seen here within
+``NO_POLICY_SECONDS``, and the periodic tick evaluates it anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models.signals import post_save
 
 from orchestration.models import TERMINAL_STATES, FlowRun, StateType
 
@@ -31,6 +38,44 @@ TRIGGERING = frozenset({StateType.RUNNING, *TERMINAL_STATES})
 # catches up), so a stuck broker never grows memory.
 MAX_PENDING = 10_000
 _LOG_EVERY_SECONDS = 60
+NO_POLICY_SECONDS = 5.0
+_MAX_REMEMBERED = 10_000
+
+
+class _WorkspacesWithoutPolicies:
+    """Workspaces recently found with no unpaused policy, and when (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: dict[Any, float] = {}
+
+    def holds(self, workspace_id: Any) -> bool:
+        found_at = self.seen.get(workspace_id)
+        return found_at is not None and time.monotonic() - found_at < NO_POLICY_SECONDS
+
+    def remember(self, workspace_ids: set[Any]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if len(self.seen) + len(workspace_ids) > _MAX_REMEMBERED:
+                self.seen.clear()
+            self.seen.update(dict.fromkeys(workspace_ids, now))
+
+    def forget(self, workspace_id: Any) -> None:
+        with self.lock:
+            self.seen.pop(workspace_id, None)
+
+
+_without_policies = _WorkspacesWithoutPolicies()
+
+
+def _policy_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Once a policy's save commits, its workspace's runs trigger again (paused or not: a wrong
+    "may have policies" costs one query in the trigger thread, a wrong "has none" a missed trigger)."""
+    workspace_id = instance.workspace_id
+    transaction.on_commit(lambda: _without_policies.forget(workspace_id))
+
+
+post_save.connect(_policy_saved, sender="orchestration.SlaPolicy", dispatch_uid="alerts.triggers.policy_saved")
 
 
 class _Dispatch:
@@ -45,7 +90,7 @@ class _Dispatch:
 
 def flow_run_state_changed(run: FlowRun) -> None:
     """``run`` entered a new state (called by the engine, inside its transaction)."""
-    if run.state_type not in TRIGGERING:
+    if run.state_type not in TRIGGERING or _without_policies.holds(run.workspace_id):
         return
     pending = _pending()
     if pending is None:
@@ -155,5 +200,7 @@ def _with_policies(run_ids: list[Any]) -> list[Any]:
 
     with transaction.atomic(), rls_bypass():
         policies = SlaPolicy.objects.unscoped().filter(workspace_id=OuterRef("workspace_id"), is_paused=False)
-        return list(FlowRun.objects.unscoped().filter(pk__in=run_ids).filter(Exists(policies))
-                    .values_list("pk", flat=True))
+        rows = list(FlowRun.objects.unscoped().filter(pk__in=run_ids).annotate(watched=Exists(policies))
+                    .values_list("pk", "workspace_id", "watched"))
+    _without_policies.remember({workspace_id for _, workspace_id, watched in rows if not watched})
+    return [pk for pk, _, watched in rows if watched]

@@ -135,3 +135,52 @@ def test_a_run_that_is_gone_is_nothing_to_evaluate(db):
     import uuid
 
     assert evaluate_flow_run(uuid.uuid4()) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workspace_found_without_policies_costs_its_state_changes_nothing(world_a, settings, monkeypatch,
+                                                                           django_capture_on_commit_callbacks):
+    from orchestration.alerts.tasks_evaluate import evaluate_flow_run_task
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[str] = []
+    monkeypatch.setattr(evaluate_flow_run_task, "apply_async", lambda *a, **k: published.append(k["args"][0]))
+    flow = _flow(world_a)
+    first = run(flow, state_type=StateType.RUNNING, start_time=clock())
+    set_state(first, StateType.COMPLETED)
+    triggers.wait_idle()  # the thread looked, found no policy, and remembers that
+    second = run(flow, state_type=StateType.RUNNING, start_time=clock())
+    with django_capture_on_commit_callbacks() as callbacks:
+        set_state(second, StateType.FAILED)
+    assert _dispatches(callbacks) == [] and published == []  # nothing registered, nothing queried
+
+    # A new policy is seen by the very next state change (its save clears what was remembered).
+    policy(world_a.workspace, PolicyKind.FAILURE, flow=flow)
+    third = run(flow, state_type=StateType.RUNNING, start_time=clock())
+    set_state(third, StateType.FAILED)
+    triggers.wait_idle()
+    assert published == [str(third.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_was_remembered_expires(world_a, settings, monkeypatch):
+    from orchestration.alerts.tasks_evaluate import evaluate_flow_run_task
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[str] = []
+    monkeypatch.setattr(evaluate_flow_run_task, "apply_async", lambda *a, **k: published.append(k["args"][0]))
+    flow = _flow(world_a)
+    first = run(flow, state_type=StateType.RUNNING, start_time=clock())
+    set_state(first, StateType.COMPLETED)
+    triggers.wait_idle()
+    assert triggers._without_policies.holds(world_a.workspace.pk)
+    # A policy written by another process (no receiver here): simulated by writing it and dropping
+    # this process's after-commit hook, then letting the memory age past NO_POLICY_SECONDS.
+    monkeypatch.setattr(triggers._without_policies, "forget", lambda workspace_id: None)
+    policy(world_a.workspace, PolicyKind.FAILURE, flow=flow)
+    seen_at = triggers._without_policies.seen[world_a.workspace.pk]
+    triggers._without_policies.seen[world_a.workspace.pk] = seen_at - triggers.NO_POLICY_SECONDS
+    second = run(flow, state_type=StateType.RUNNING, start_time=clock())
+    set_state(second, StateType.FAILED)
+    triggers.wait_idle()
+    assert published == [str(second.pk)]
