@@ -54,9 +54,21 @@ repeats, alternating peer and Flowdeck per concurrency, and prints the ratios
     DATABASE_URL=postgres://flowdeck_owner@127.0.0.1:5432/flowdeck_bench .venv/bin/python manage.py migrate
     .venv/bin/python bench/api_http.py --database flowdeck_bench --clients 1,16 --runs 400 --reps 3
 
+``--serve`` starts the server with the production command instead, ``python -m config.serve``
+(``--workers`` N: N processes, each on its own SO_REUSEPORT socket; ``--plain`` or the shim as
+above); ``--app MODULE:ATTR`` serves another ASGI application (to compare serving models).
+
+``--embedded`` measures the embedded defaults instead (what ``scripts/start`` runs with no
+environment): ``python -m config.embedded`` on a fresh SQLite file in a temporary var dir, seeded
+through the ORM like the PostgreSQL database, then ``--runs`` creates (``--embedded create``, the
+default) or whole lifecycles (``--embedded lifecycle``) at each concurrency, printing p50/p99/max,
+errors, server CPU per request and RSS:
+
+    .venv/bin/python bench/api_http.py --embedded --clients 16 --runs 500 --reps 1
+
 Targets (issue 12): 16 clients ≥ 3.5× Prefect 3's transitions/s with p99 < 100 ms; more clients
 never lower throughput; 1 client p50 < 10 ms per request; server CPU < 3 ms per hot-path request;
-≤ 150 MB RSS per server process.
+≤ 150 MB RSS per server process; embedded, 16 clients creating 500 runs: 0 errors and p99 < 1 s.
 """
 
 from __future__ import annotations
@@ -347,13 +359,17 @@ class Server:
         self.port = args.port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = args.workers
-        self.plain = args.plain
-        target = ["config.asgi:application"] if args.plain else \
-            ["api_http:instrumented_application", "--factory", "--app-dir", str(ROOT / "bench")]
-        self.cmd = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(self.port),
-                    "--proxy-headers", "--lifespan", "off"]
-        if args.workers > 1:
-            self.cmd += ["--workers", str(args.workers)]
+        self.plain = args.plain or bool(args.app)
+        target = [args.app or "config.asgi:application"] if self.plain else \
+            ["api_http:instrumented_application", "--factory"]
+        if args.serve:  # the production command: config.serve (SO_REUSEPORT workers)
+            self.cmd = [sys.executable, "-m", "config.serve", "--app", *target, "--host", "127.0.0.1",
+                        "--port", str(self.port), "--workers", str(args.workers)]
+        else:
+            self.cmd = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(self.port),
+                        "--proxy-headers", "--lifespan", "off"]
+            if args.workers > 1:
+                self.cmd += ["--workers", str(args.workers)]
         if args.no_access_log:
             self.cmd.append("--no-access-log")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWDECK_", "DATABASE_"))}
@@ -363,6 +379,8 @@ class Server:
             FLOWDECK_DB_APP_ROLE="flowdeck_app", FLOWDECK_VAR_DIR=str(log_dir / "var"),
             FLOWDECK_CACHE_PREFIX="httpbench", FLOWDECK_CHANNEL_PREFIX="httpbench", PYTHONDONTWRITEBYTECODE="1",
         )
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "bench"), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
         self.env.update(kv.split("=", 1) for kv in args.server_env)
         self.log_path = log_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -408,7 +426,8 @@ class Server:
 # --- the load -----------------------------------------------------------------------------------
 
 
-async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, shared_agent: bool) -> dict[str, Any]:
+async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, shared_agent: bool,
+                  create_only: bool = False) -> dict[str, Any]:
     import httpx
 
     api = f"{server_url}/api/v1/workspaces/{env['slug']}"
@@ -448,7 +467,7 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
         async def lifecycle(agent_id: str) -> None:
             r = await timed("create", "/flow-runs/", {"flow": env["flow_id"], "idempotency_key": str(uuid.uuid4())},
                             dev)
-            if r is None:
+            if r is None or create_only:
                 return
             for _ in range(200):
                 r = await timed("claim", f"/agents/{agent_id}/claim/", {"limit": 1, "lease_seconds": 60}, agent_h)
@@ -489,6 +508,7 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
         "runs_per_s": ok_runs / wall, "transitions_per_s": 3 * ok_runs / wall,
         "requests": len(all_lat), "requests_per_s": len(all_lat) / wall,
         "p50_ms": 1000 * (pct(all_lat, 50) or 0), "p99_ms": 1000 * (pct(all_lat, 99) or 0),
+        "max_ms": 1000 * max(all_lat, default=0),
         "per_kind_ms": {k: {"p50": 1000 * (pct(v, 50) or 0), "p99": 1000 * (pct(v, 99) or 0), "count": len(v)}
                         for k, v in lat.items() if v},
         **counters, "http_errors": len(http_errors), "http_error_samples": http_errors[:3],
@@ -682,6 +702,91 @@ def profile_rep(server: Server, env: dict[str, Any], conc: int, args: argparse.N
         print(f"py-spy {flag} profile at {conc} clients ({out}):\n{summary}", flush=True)
 
 
+# --- embedded mode (SQLite) ---------------------------------------------------------------------
+
+
+def run_embedded(args: argparse.Namespace, concs: list[int]) -> None:
+    """``--embedded``: what ``scripts/start`` runs with no environment (``python -m config.embedded``:
+    SQLite, in-memory layers, the periodic loop in the process) on a fresh SQLite file in a
+    temporary var dir; the bench seeds it through the ORM the same way as for PostgreSQL."""
+    import httpx
+
+    var_dir = Path(tempfile.mkdtemp(prefix="fd-api-http-embedded-"))
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_env = {k: v for k, v in os.environ.items()
+                  if not k.startswith(("FLOWDECK_", "DATABASE_", "REDIS_", "CELERY_"))}
+    server_env.update(FLOWDECK_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="config.settings",
+                      PYTHONDONTWRITEBYTECODE="1")
+    server_env.update(kv.split("=", 1) for kv in args.server_env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=server_env, check=True)
+    # The bench process seeds the same file through the ORM.
+    os.environ.update(FLOWDECK_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="config.settings")
+    for key in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        os.environ.pop(key, None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    env = seed(max(concs + [4]))
+    from django.db import connections
+
+    connections.close_all()
+    log_path = var_dir / "server.log"
+    cmd = [sys.executable, "-m", "config.embedded", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning" if args.no_access_log else "info"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded server did not start; see {log_path}")
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        mode = "lifecycles" if args.embedded == "lifecycle" else "creates"
+        print(f"Flowdeck embedded {url}: {' '.join(cmd[1:])} (SQLite in {var_dir}; {mode}; "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')})", flush=True)
+        asyncio.run(one_rep(url, env, 20, 4, False, create_only=args.embedded == "create"))  # warm-up
+        for conc in concs:
+            reps = []
+            for i in range(args.reps):
+                s0, c0 = tree_cpu_s(proc.pid), time.process_time()
+                rep = asyncio.run(one_rep(url, env, args.runs, conc, args.agents == "shared",
+                                          create_only=args.embedded == "create"))
+                rep["server_cpu_s"] = tree_cpu_s(proc.pid) - s0
+                rep["client_cpu_s"] = time.process_time() - c0
+                rep["server_cpu_ms_per_req"] = 1000 * rep["server_cpu_s"] / max(rep["requests"], 1)
+                rep["rss_mb"] = rss_mb(proc.pid)
+                print_rep("embedded", conc, i, rep)
+                reps.append(rep)
+            errors = sum(r["http_errors"] + r["transport_errors"] for r in reps)
+            print(f"Flowdeck embedded (SQLite), {conc} client(s), {args.runs} {mode}, median of {len(reps)}:")
+            print(f"  requests/s {med(reps, 'requests_per_s')}   p50 {med(reps, 'p50_ms')} ms   "
+                  f"p99 {med(reps, 'p99_ms')} ms   max {med(reps, 'max_ms')} ms")
+            rss = [round(x) for x in reps[-1]["rss_mb"]]
+            print(f"  server CPU per request {med(reps, 'server_cpu_ms_per_req')} ms   errors {errors}   retries "
+                  f"{sum(r['retries'] for r in reps)}   server RSS after (MiB): {rss}")
+            if errors:
+                print(f"  error samples: {[x for r in reps for x in r['http_error_samples']][:3]}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if args.keep:
+            print(f"kept {var_dir}")
+        else:
+            shutil.rmtree(var_dir, ignore_errors=True)
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -713,8 +818,20 @@ def main() -> None:
                     help="extra server environment, e.g. DATABASE_POOL_MAX_SIZE=20 (repeatable)")
     ap.add_argument("--show-sql", action="store_true", help="print one request's SQL per endpoint after warm-up")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--serve", action="store_true",
+                    help="start the server with the production command, python -m config.serve (with --workers: "
+                         "a process per worker, each on its own SO_REUSEPORT socket) instead of uvicorn's CLI")
+    ap.add_argument("--app", metavar="MODULE:ATTR", help="serve this ASGI application instead (implies --plain); "
+                    "e.g. to compare with another serving model")
+    ap.add_argument("--embedded", nargs="?", const="create", choices=("create", "lifecycle"),
+                    help="embedded defaults instead (python -m config.embedded on a fresh SQLite file): "
+                         "'create' (default) only creates runs, 'lifecycle' runs whole lifecycles; "
+                         "e.g. --embedded --clients 16 --runs 500 --reps 1 (issue 12: 0 errors, p99 < 1 s)")
     args = ap.parse_args()
     concs = [int(c) for c in args.clients.split(",")]
+    if args.embedded:
+        run_embedded(args, concs)
+        return
     owner_url = f"postgres://{args.owner_user}@{args.pg}/{args.dbname}"
     app_url = f"postgres://{args.app_user}@{args.pg}/{args.dbname}"
     django_setup(owner_url)

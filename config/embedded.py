@@ -6,7 +6,8 @@ services on an in-process loop (docs/architecture.md, "Embedded and production m
 1. imports :mod:`config.asgi` (that sets Django up),
 2. starts :class:`PeriodicLoop` on a daemon thread when ``settings.FLOWDECK_INPROCESS_PERIODIC`` is
    true (the default when ``REDIS_URL`` is unset, i.e. in embedded mode), and
-3. serves ``config.asgi:application`` with uvicorn (one process, one event loop).
+3. serves ``config.asgi:application`` with uvicorn (:mod:`config.serve`: one process, one event
+   loop, HTTP requests on a small pool of reused threads).
 
 In production the same service functions run under Celery beat (django-celery-beat) instead, so
 ``FLOWDECK_INPROCESS_PERIODIC`` is false there and this loop never starts.
@@ -161,25 +162,49 @@ def with_max_interval(services: Iterable[PeriodicService], every: float | None) 
 
 
 def serve(
-    host: str, port: int, *, periodic: bool = True, log_level: str = "info", periodic_every: float | None = None
+    host: str,
+    port: int,
+    *,
+    periodic: bool = True,
+    log_level: str = "info",
+    periodic_every: float | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve the ASGI application with uvicorn, with the periodic loop beside it when enabled.
-    Importing the application starts the web-tier beat too (even with ``--no-periodic``): the
-    reaper, here or in Celery, reaps only while some server process beats."""
-    import uvicorn
+    """Serve with uvicorn (:mod:`config.serve`: HTTP on a bounded pool of reused threads,
+    websockets on the event loop), with the periodic loop beside it when enabled. Importing the
+    application starts the web-tier beat too (even with ``--no-periodic``): the reaper, here or in
+    Celery, reaps only while some server process beats.
+
+    ``workers`` > 1 runs several server processes; only where nothing lives in one process: not with
+    the in-process periodic loop, the in-memory channel layer or SQLite."""
     from django.conf import settings
 
-    from config.asgi import application  # sets Django up
+    from config import serve as server
+
+    if workers > 1:
+        single = [why for why, applies in (
+            ("the periodic services run in-process", periodic and settings.FLOWDECK_INPROCESS_PERIODIC),
+            ("the channel layer is in memory", "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]),
+            ("the database is SQLite", settings.IS_SQLITE),
+        ) if applies]
+        if single:
+            logger.warning("Serving from one process, not %d: %s.", workers, "; ".join(single))
+        else:
+            argv = ["--workers", "1", "--reuse-port", "--host", host, "--port", str(port), "--log-level", log_level]
+            raise SystemExit(server.supervise(argv, workers))
 
     loop = None
-    if periodic and settings.FLOWDECK_INPROCESS_PERIODIC:
-        loop = PeriodicLoop(with_max_interval(SERVICES, periodic_every))
-        loop.start()
-    elif periodic:
-        logger.info("FLOWDECK_INPROCESS_PERIODIC is off: periodic services are left to Celery beat.")
+
+    def start_loop() -> None:
+        nonlocal loop
+        if periodic and settings.FLOWDECK_INPROCESS_PERIODIC:
+            loop = PeriodicLoop(with_max_interval(SERVICES, periodic_every))
+            loop.start()
+        elif periodic:
+            logger.info("FLOWDECK_INPROCESS_PERIODIC is off: periodic services are left to Celery beat.")
+
     try:
-        # Channels' router does not speak the ASGI lifespan protocol; the loop is started above.
-        uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="off")
+        server.run_one(host, port, log_level=log_level, before_serving=start_loop)
     finally:
         if loop is not None:
             loop.stop()
@@ -191,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("FLOWDECK_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("FLOWDECK_PORT", "8000")))
     parser.add_argument("--log-level", default=os.environ.get("FLOWDECK_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--workers", default="1",
+        help="Server processes, or 'auto' for FLOWDECK_WEB_WORKERS (one per CPU with PostgreSQL and Redis "
+             "and the periodic services in Celery beat; otherwise one).",
+    )
     parser.add_argument("--no-periodic", action="store_true", help="Serve without the periodic loop.")
     parser.add_argument("--once", action="store_true", help="Run every periodic service once and exit.")
     parser.add_argument(
@@ -205,8 +235,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         ran = PeriodicLoop(SERVICES).run_all_once()
         print(f"Ran {len(ran)} periodic service(s): {', '.join(ran) or 'none registered'}")
         return
+    if args.workers == "auto":
+        from config.serve import default_workers
+
+        workers = default_workers()
+    else:
+        workers = int(args.workers)
     serve(args.host, args.port, periodic=not args.no_periodic, log_level=args.log_level,
-          periodic_every=args.periodic_every)
+          periodic_every=args.periodic_every, workers=workers)
 
 
 if __name__ == "__main__":

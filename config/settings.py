@@ -5,6 +5,7 @@ the local-memory cache and the periodic services on an in-process loop. Setting 
 and ``REDIS_URL`` switches to PostgreSQL and Redis (production and the test suite).
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -58,7 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "servestatic.middleware.ServeStaticMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # ServeStatic's files, without an event loop per request
     "core.middleware.BodySizeLimitMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -97,6 +98,14 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# Threads that serve HTTP in each server process: a bounded pool, reused from request to request
+# (config/asgi.py; docs/operations.md, "Serving"). SQLite runs one write transaction at a time, and
+# every request is one (ATOMIC_REQUESTS), so a few threads there are enough.
+FLOWDECK_WEB_THREADS = int(env("FLOWDECK_WEB_THREADS", default="") or (4 if IS_SQLITE else 8))
+# Threads of a server process that use the database besides those: the SLA trigger, the web-tier
+# beat, the websocket consumers' database thread and (embedded) the periodic loop.
+BACKGROUND_DB_THREADS = 4
 # A database that cannot be reached must fail a request within seconds, not hang it (G2): the
 # request then answers 503 with Retry-After (core.middleware.DatabaseUnavailableMiddleware).
 DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", default=5)
@@ -113,7 +122,9 @@ if IS_POSTGRES and env.bool("DATABASE_POOL", default=True):
     # transaction-local, so nothing leaks from one pooled use to the next.
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+        # One connection for every thread that can use one at once, so that no request waits for
+        # a connection (docs/performance.md, "Wall time").
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=FLOWDECK_WEB_THREADS + BACKGROUND_DB_THREADS),
         # How long a request waits for a connection before it answers 503 (G2).
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=2.0),
         # psycopg_pool retries a lost connection with a backoff that doubles up to this long; a
@@ -121,14 +132,19 @@ if IS_POSTGRES and env.bool("DATABASE_POOL", default=True):
         # the database coming back instead of after a backoff as long as the outage.
         "reconnect_timeout": env.float("DATABASE_POOL_RECONNECT_TIMEOUT", default=5.0),
     }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if IS_SQLITE:
     # WAL + immediate transactions + a busy timeout: concurrent writers queue instead of
-    # failing with "database is locked".
+    # failing with "database is locked" when a reader upgrades to a writer; the threads of one
+    # process queue on a lock of their own, not in SQLite's sleeping busy handler (config/sqlite).
+    DATABASES["default"]["ENGINE"] = "config.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
+    # The serving threads are few and reused, so each keeps its connection (and skips opening the
+    # file and the PRAGMAs on every request).
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 # Row-level security is a PostgreSQL feature; the app role it applies to is named here.
 RLS_APP_ROLE = env("FLOWDECK_DB_APP_ROLE", default="flowdeck_app")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -319,6 +335,14 @@ FLOWDECK_INPROCESS_PERIODIC = env.bool("FLOWDECK_INPROCESS_PERIODIC", default=no
 # web outage as dead agents (orchestration/services/web_tier.py). Off only in the test process,
 # whose in-process ASGI apps are not a web tier (its server subprocesses keep it on).
 FLOWDECK_WEB_TIER_BEAT = env.bool("FLOWDECK_WEB_TIER_BEAT", default=True)
+# Server processes per host or container (config/serve.py). Several need what crosses processes
+# (Redis for the channel layer and the cache, Celery beat for the periodic services) and a
+# database that takes concurrent writers: one by default in embedded mode, else one per CPU.
+# Unset or empty: the default (compose passes an empty value through).
+FLOWDECK_WEB_WORKERS = int(
+    env("FLOWDECK_WEB_WORKERS", default="")
+    or (1 if not REDIS_URL or FLOWDECK_INPROCESS_PERIODIC or IS_SQLITE else len(os.sched_getaffinity(0)))
+)
 # API key last-used timestamps are written at most this often (B2).
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=300)
 INVITATION_TTL_DAYS = 7
@@ -329,3 +353,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# Verified API-key cache (accounts/key_cache.py)
+# A key verified against the database is trusted in process for this many seconds (0 turns the
+# cache off). Any change of access in its workspace (revocation, role, membership, deletion)
+# invalidates it at once in every process through a per-workspace generation counter in Redis.
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
+API_KEY_CACHE_SIZE = env.int("API_KEY_CACHE_SIZE", default=10_000)

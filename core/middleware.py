@@ -1,17 +1,62 @@
 """Request-level guards: the body-size limit that must run before any view reads the body, and
-the 503 answer while the database cannot be reached."""
+the 503 answer while the database cannot be reached; and static files, served synchronously."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 
 from .errors import error_response, is_database_unavailable
 
 logger = logging.getLogger(__name__)
+
+
+class _StaticFileResponse(FileResponse):
+    # ServeStatic computed every header; larger blocks than FileResponse's 4 KiB mean fewer
+    # hand-overs from the request thread to the event loop.
+    block_size = 64 * 1024
+
+    def set_headers(self, filelike: Any) -> None:
+        pass
+
+
+class StaticFilesMiddleware:
+    """ServeStatic's files (the web app's build, Swagger UI …), answered without an event loop.
+
+    ``servestatic.middleware.ServeStaticMiddleware`` is async-only: in a synchronous handler
+    (config/asgi.py serves HTTP through Django's WSGI handler) Django would wrap it in
+    ``async_to_sync``, which starts a thread and an event loop for every request, static or not.
+    This keeps its table of files and its settings (``SERVESTATIC_*``) and serves a file the way
+    its WSGI application does."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
+        from servestatic.middleware import ServeStaticMiddleware
+
+        async def never_called(request: HttpRequest) -> HttpResponseBase:
+            raise AssertionError("only its table of files is used")
+
+        self.get_response = get_response
+        self.files = ServeStaticMiddleware(never_called)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        files = self.files
+        static_file = files.find_file(request.path_info) if files.autorefresh else files.files.get(request.path_info)
+        if static_file is None:
+            return self.get_response(request)
+        served = static_file.get_response(request.method or "GET", request.META)
+        response = _StaticFileResponse(served.file or (), status=int(served.status))
+        del response["Content-Type"]
+        for key, value in served.headers:
+            if value is not None:
+                response[key] = value
+        return response
 
 
 class BodySizeLimitMiddleware:

@@ -60,6 +60,38 @@ def tenant_models() -> list[type[models.Model]]:
     return [m for m in apps.get_models() if issubclass(m, TenantModel)]
 
 
+# What this connection's current transaction has set, so that a scope already in force costs no
+# statement. A record is trusted only while Django's list of on-commit hooks is the very list that
+# was current when the settings were made: Django replaces that list when the transaction commits
+# or rolls back and when it rolls back to any savepoint (exactly the events that can revert a
+# transaction-local setting), so a replaced list means "unknown, set again". Only transactions an
+# atomic block owns are tracked (their end always goes through that replacement).
+_TRACK = "_flowdeck_rls_tracked"
+
+
+def _track_anchor() -> Any:
+    if not connection.in_atomic_block or not connection.commit_on_exit or connection.needs_rollback:
+        return None
+    return connection.run_on_commit
+
+
+def _known() -> dict[str, Any]:
+    """The settings this transaction is known to have now (name -> value); empty when unknown."""
+    tracked = getattr(connection, _TRACK, None)
+    if tracked is None:
+        return {}
+    anchor, raw, values = tracked
+    if anchor is not _track_anchor() or raw is not connection.connection:
+        return {}
+    return values
+
+
+def _remember(before: dict[str, Any], values: dict[str, str]) -> None:
+    anchor = _track_anchor()
+    record = None if anchor is None else (anchor, connection.connection, {**before, **values})
+    setattr(connection, _TRACK, record)
+
+
 def _set_configs(values: dict[str, str]) -> list[str]:
     """Set transaction-local settings in one round trip; return their previous values."""
     if not settings.IS_POSTGRES:
@@ -68,20 +100,30 @@ def _set_configs(values: dict[str, str]) -> list[str]:
     params: list[str] = []
     for name, value in values.items():
         params += [name, name, value]
+    before = _known()
+    setattr(connection, _TRACK, None)  # unknown until the statement has run
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns}", params)  # noqa: S608 (only placeholders are interpolated)
         row = cursor.fetchone()
+    _remember(before, values)
     return [row[i * 2] for i in range(len(values))]
 
 
 RlsToken = tuple[str, str]
 
 
+def _ids(workspace_ids: Iterable[Any]) -> str:
+    return ",".join(str(w) for w in workspace_ids)
+
+
 def enter_workspaces(workspace_ids: Iterable[Any]) -> RlsToken:
     """Scope the rest of the current transaction to these workspaces for row-level security, with
-    the bypass off. Returns what to hand to :func:`restore` when the scope ends."""
-    ids = ",".join(str(w) for w in workspace_ids)
-    previous = _set_configs({"app.workspace_id": ids, "app.rls_bypass": "off"})
+    the bypass off. Returns what to hand to :func:`restore` when the scope ends. Costs nothing
+    when this transaction is already scoped to exactly these workspaces."""
+    wanted = {"app.workspace_id": _ids(workspace_ids), "app.rls_bypass": "off"}
+    if settings.IS_POSTGRES and _known() == wanted:
+        return wanted["app.workspace_id"], "off"
+    previous = _set_configs(wanted)
     return previous[0], previous[1]
 
 
@@ -99,12 +141,24 @@ def _transaction_failed() -> bool:
 def restore(token: RlsToken) -> None:
     if _transaction_failed():
         return  # the rollback that follows discards the settings anyway
-    _set_configs({"app.workspace_id": token[0], "app.rls_bypass": token[1]})
+    wanted = {"app.workspace_id": token[0], "app.rls_bypass": token[1]}
+    if settings.IS_POSTGRES and _known() == wanted:
+        return
+    _set_configs(wanted)
+
+
+def restore_unless_request_ends(token: RlsToken) -> None:
+    """:func:`restore`, except when the only open atomic block is the request's own
+    (``ATOMIC_REQUESTS``): its transaction ends as the view returns, and the settings with it."""
+    if connection.in_atomic_block and connection.commit_on_exit and len(connection.atomic_blocks) == 1:
+        return
+    restore(token)
 
 
 @contextlib.contextmanager
 def workspace_scope(workspace_ids: Iterable[Any]) -> Iterator[None]:
-    """Run a block scoped to these workspaces (in a transaction, opened here if need be)."""
+    """Run a block scoped to these workspaces (in a transaction, opened here if need be). Inside a
+    transaction already scoped to exactly these workspaces it issues no statement at all."""
     # A transaction opened here ends with the block, and the settings with it: no restore needed.
     owns_transaction = not transaction.get_connection().in_atomic_block
     # savepoint=False: an error rolls back the caller's transaction, which ends the scope too.
@@ -122,12 +176,16 @@ def rls_bypass() -> Iterator[None]:
     """Let the current transaction see every workspace's rows. Only for code that must look across
     tenants before a workspace is known (key authentication, invitation tokens, workspace
     creation). The block runs in a transaction (opened here if need be), since the setting is
-    transaction-local."""
+    transaction-local. Inside a transaction already bypassing it issues no statement."""
     owns_transaction = not transaction.get_connection().in_atomic_block
     with transaction.atomic(savepoint=False):
+        if settings.IS_POSTGRES and _known().get("app.rls_bypass") == "on":
+            yield
+            return
         (previous,) = _set_configs({"app.rls_bypass": "on"})
         try:
             yield
         finally:
-            if not owns_transaction and not _transaction_failed():
+            restore_needed = not owns_transaction and not _transaction_failed()
+            if restore_needed and _known().get("app.rls_bypass") != previous:
                 _set_configs({"app.rls_bypass": previous})

@@ -66,5 +66,6 @@ class WorkspaceAPIView(APIView):
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         token = self.__dict__.pop("_rls_token", None)
         if token is not None:
-            tenancy.restore(token)
+            # With ATOMIC_REQUESTS the request's transaction, and the setting, end as the view returns.
+            tenancy.restore_unless_request_ends(token)
         return super().finalize_response(request, response, *args, **kwargs)

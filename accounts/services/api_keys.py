@@ -10,12 +10,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import keys
+from accounts import key_cache, keys
 from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role, role_at_most
 from accounts.models import ApiKey, Membership, ServiceAccount
 from core.errors import InvalidInput, Unauthenticated
 from core.live.control import close_api_key_sockets
-from core.tenancy import rls_bypass
+from core.tenancy import rls_bypass, workspace_scope
 
 from .audit import audit_record
 from .members import validate_human_role
@@ -154,11 +154,26 @@ def api_key_rotate(*, actor: Principal, key: ApiKey, grace_seconds: int = 0) -> 
 def api_key_authenticate(secret: str, *, ip_address: str | None = None) -> Principal:
     """The principal a presented key acts as, or :class:`Unauthenticated` with a precise code.
 
-    A malformed key is rejected before any query; the stored hash is compared in constant time."""
+    A malformed key is rejected before any query; the stored hash is compared in constant time. A
+    key verified moments ago comes from :mod:`accounts.key_cache` without any query."""
     parsed = keys.parse(secret)
     if parsed is None:
         raise Unauthenticated(
             "That is not a valid Flowdeck API key (check for a copy-paste error).", code="api_key_malformed"
+        )
+    found = key_cache.lookup(parsed.secret_hash)
+    now = timezone.now()
+    if found.hit is not None:
+        verified = found.hit
+        if verified.api_key.expires_at is not None and verified.api_key.expires_at <= now:
+            raise Unauthenticated("This API key has expired; create a new one.", code="api_key_expired")
+        if _touch_due(verified.api_key, now):
+            with workspace_scope([verified.workspace.pk]):
+                _touch(verified.api_key, now)
+            key_cache.mark_used(parsed.secret_hash, now)
+        return Principal(
+            workspace=verified.workspace, role=verified.role, user=verified.user,
+            service_account=verified.service_account, api_key=verified.api_key, ip_address=ip_address,
         )
     with rls_bypass():
         key = (
@@ -169,13 +184,15 @@ def api_key_authenticate(secret: str, *, ip_address: str | None = None) -> Princ
         )
         if key is None or not keys.matches(key.secret_hash, parsed):
             raise Unauthenticated("This API key is not recognised.", code="api_key_invalid")
-        now = timezone.now()
         if key.revoked_at is not None:
             raise Unauthenticated("This API key was revoked.", code="api_key_revoked")
         if key.expires_at is not None and key.expires_at <= now:
             raise Unauthenticated("This API key has expired; create a new one.", code="api_key_expired")
         role = _effective_role(key)
-        _touch(key, now)
+        if _touch_due(key, now):
+            _touch(key, now)
+            key.last_used_at = now
+    key_cache.store(parsed.secret_hash, key, role, found.generation)
     return Principal(
         workspace=key.workspace, role=role, user=key.user, service_account=key.service_account, api_key=key,
         ip_address=ip_address,
@@ -196,11 +213,15 @@ def _effective_role(key: ApiKey) -> str:
     return role_at_most(key.role or membership.role, membership.role)
 
 
-def _touch(key: ApiKey, now: datetime) -> None:
-    """Record use at most once per resolution window (B2): a cheap conditional UPDATE."""
+def _touch_due(key: ApiKey, now: datetime) -> bool:
     threshold = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
-    if key.last_used_at is not None and key.last_used_at >= threshold:
-        return  # recorded recently: no write at all on the hot path
+    return key.last_used_at is None or key.last_used_at < threshold
+
+
+def _touch(key: ApiKey, now: datetime) -> None:
+    """Record use at most once per resolution window (B2): a cheap conditional UPDATE, and none at
+    all when it was recorded recently (see :func:`_touch_due`)."""
+    threshold = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
     ApiKey.objects.unscoped().filter(pk=key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold)
     ).update(last_used_at=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import key_cache
 from accounts.authz import RANK, PermissionDenied, Principal, authorize, can_grant_role
 from accounts.models import ApiKey, Invitation, Membership, Role, Workspace
 from core.errors import Conflict, InvalidInput
@@ -90,6 +91,7 @@ def membership_remove(*, actor: Principal, membership: Membership) -> None:
     ApiKey.objects.for_workspace(membership.workspace).filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    key_cache.bump(membership.workspace_id)  # a bulk update sends no signal
     close_user_sockets(user_id=user.pk, workspace_id=membership.workspace_id)  # C4, after commit
     audit_record(
         workspace=membership.workspace, action="member.left" if leaving else "member.removed", target=user,

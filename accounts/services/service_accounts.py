@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import key_cache
 from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role
 from accounts.models import ApiKey, Role, ServiceAccount
 from core.errors import Conflict, InvalidInput
@@ -98,6 +99,7 @@ def service_account_delete(*, actor: Principal, account: ServiceAccount) -> None
     ApiKey.objects.for_workspace(actor.workspace).filter(service_account=account, revoked_at__isnull=True).update(
         revoked_at=now
     )
+    key_cache.bump(account.workspace_id)  # a bulk update sends no signal
     account.is_active = False
     account.save(update_fields=["is_active"])
     close_service_account_sockets(service_account_id=account.pk)  # C4, after commit

@@ -208,6 +208,29 @@ class FlowRunHeartbeatIn(AttemptIn):
     lease_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False, default=60)
 
 
+class ReportHeartbeatIn(StrictInputSerializer):
+    lease_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False, default=60)
+
+
+class FlowRunReportIn(AttemptIn):
+    """One combined agent report (``flow-runs/{id}/report/``): each part is optional and is what the
+    separate endpoint takes (heartbeat, task-run batch, log batch, set-state); at least one part."""
+
+    heartbeat = ReportHeartbeatIn(required=False)
+    task_runs = serializers.ListField(child=TaskRunReportIn(), required=False, min_length=1, max_length=5000)
+    logs = serializers.ListField(child=LogLineIn(), required=False, min_length=1, max_length=1000)
+    state = StateIn(required=False)
+    expected_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not any(part in attrs for part in ("heartbeat", "task_runs", "logs", "state")):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send at least one of heartbeat, task_runs, logs, state."]})
+        if attrs.get("expected_version") is not None and "state" not in attrs:
+            raise serializers.ValidationError({"expected_version": ["Only with a state."]})
+        return attrs
+
+
 class AgentRegisterIn(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     type = serializers.ChoiceField(choices=Agent.Type.values)
@@ -454,3 +477,24 @@ class BulkActionOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReportHeartbeatOut(serializers.Serializer):
+    cancellation_requested = serializers.BooleanField()
+    lease_expires_at = serializers.DateTimeField()
+    state_type = serializers.CharField()
+    attempt = serializers.IntegerField()
+
+
+class ReportTaskRunsOut(serializers.Serializer):
+    results = SetStateOut(many=True)
+
+
+class FlowRunReportOut(serializers.Serializer):
+    """The answers of the parts a report carried (a part not sent has no key). A REJECT/ABORT of
+    ``state`` makes the reply 409 and adds ``error``; the other parts were applied all the same."""
+
+    heartbeat = ReportHeartbeatOut(required=False)
+    task_runs = ReportTaskRunsOut(required=False)
+    logs = CountOut(required=False)
+    state = SetStateOut(required=False)

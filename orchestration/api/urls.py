@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alerts, channels, views
+from . import agent_reports, alerts, channels, views
 
 ws = "workspaces/<slug:workspace_slug>/"
 flow = ws + "flows/<uuid:flow_id>/"
@@ -32,6 +32,7 @@ urlpatterns = [
     path(run + "logs/", views.FlowRunLogsView.as_view(), name="flow-run-logs"),
     path(run + "states/", views.FlowRunStatesView.as_view(), name="flow-run-states"),
     path(run + "heartbeat/", views.FlowRunHeartbeatView.as_view(), name="flow-run-heartbeat"),
+    path(run + "report/", agent_reports.FlowRunReportView.as_view(), name="flow-run-report"),
     path(ws + "agents/", views.AgentListView.as_view(), name="agent-list"),
     path(ws + "agents/<uuid:agent_id>/heartbeat/", views.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
     path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),

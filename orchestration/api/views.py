@@ -50,6 +50,7 @@ from orchestration.selectors import (
     runs_visible_to,
     task_runs_of,
 )
+from orchestration.selectors.runs import agent_flow_run_id
 from orchestration.services import (
     agents,
     bulk_actions,
@@ -115,8 +116,10 @@ def _idempotent(
         raise InvalidInput(f"An Idempotency-Key is at most {MAX_IDEMPOTENCY_KEY} characters.",
                            details={"Idempotency-Key": ["Too long."]})
     body = request.data if isinstance(request.data, dict) else {"body": request.data}
+    # No savepoint: an error leaving idempotent_call rolls the whole request back (ATOMIC_REQUESTS),
+    # the record and the compute's effects with it, and nothing here carries on after one.
     code, data = idempotency.idempotent_call(
-        workspace=view.workspace, scope=scope, key=key, body=body, compute=compute
+        workspace=view.workspace, scope=scope, key=key, body=body, compute=compute, savepoint=False
     )
     return Response(data, status=code)
 
@@ -375,8 +378,9 @@ class FlowRunListView(WorkspaceAPIView):
         if version_id is not None:
             data["flow_version"] = _body_ref("flow_version",
                                              lambda: access_flow_version(self.principal, flow, version_id))
+        # No savepoint: a refusal rolls the whole request back (ATOMIC_REQUESTS); nothing carries on.
         run, created = runs.flow_run_create(
-            actor=self.principal, flow=flow, created_by_kind=_created_by_kind(self), **data
+            actor=self.principal, flow=flow, created_by_kind=_created_by_kind(self), savepoint=False, **data
         )
         return Response(s.FlowRunOut(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -496,17 +500,19 @@ class FlowRunSetStateView(WorkspaceAPIView):
                    summary="Propose a state (agent/SDK). REJECT/ABORT → 409 with the current state; WAIT → 200")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         data = _valid(s.SetStateIn, request)
-        run = access_flow_run(self.principal, flow_run_id, action="flow_run:report_state")
+        # The engine reads the run once, under its lock: a missing run or another workspace's is
+        # its 404 (the request, idempotency record included, then rolls back).
+        run_id = agent_flow_run_id(self.principal, flow_run_id, "flow_run:report_state")
 
         def compute() -> tuple[int, dict]:
             result = flow_run_set_state(
-                actor=self.principal, flow_run_id=run.pk, workspace_id=self.workspace.pk,
+                actor=self.principal, flow_run_id=run_id, workspace_id=self.workspace.pk,
                 state=ProposedState(**dict(data["state"])), expected_version=data.get("expected_version"),
                 attempt=data.get("attempt"),
             )
             return _set_state_body(result)
 
-        return _idempotent(self, request, f"flow_run:{run.pk}:set_state", compute)
+        return _idempotent(self, request, f"flow_run:{run_id}:set_state", compute)
 
 
 class _RunAction(WorkspaceAPIView):

@@ -17,9 +17,10 @@ from .core import (
     SetStateStatus,
     db_now,
     flow_run_set_state,
+    lock_flow_runs,
     task_run_set_state,
 )
-from .creation import insert_scheduled_runs, new_scheduled_run
+from .creation import insert_scheduled_run, insert_scheduled_runs, new_scheduled_run
 from .policies import CorePolicy, ForcePolicy, ReaperPolicy, TaskPolicy
 
 __all__ = [
@@ -33,7 +34,9 @@ __all__ = [
     "TaskRunReport",
     "db_now",
     "flow_run_set_state",
+    "insert_scheduled_run",
     "insert_scheduled_runs",
+    "lock_flow_runs",
     "new_scheduled_run",
     "task_run_set_state",
     "task_run_set_states",

@@ -14,7 +14,8 @@ The steps are functions that every entry point calls — :func:`flow_run_set_sta
 - the expected-version check: :func:`check_expected_version`;
 - the policy's decision: :func:`decide`;
 - the history row and the run's new state: :func:`accept` (then written by :func:`_record`, or in
-  bulk by the batch);
+  bulk by the batch); what the rules' after hooks add to a flow run's transition (releasing slots,
+  ending task runs: :class:`Write`) goes with it, in one statement on PostgreSQL;
 - the events: ``orchestration.events`` (one builder per event type).
 
 **A stale expected version has one answer** (D3), from every entry point: the proposal is refused
@@ -114,6 +115,21 @@ class Policy(Protocol):
     def apply(self, context: Any) -> None: ...
 
 
+@dataclass
+class Write:
+    """A write a rule's after hook adds to a transition (:meth:`Context.write`): releasing slots,
+    ending task runs. In the engine on PostgreSQL its CTEs join the one statement that records the
+    state (:func:`_record`); elsewhere ``run`` does it (the ORM). ``rows`` names the CTE whose
+    ``RETURNING`` rows ``done`` receives — ``run`` returns the same rows — at most one write per
+    transition has one."""
+
+    ctes: list[str]  # 'name AS (INSERT/UPDATE/DELETE …)', names unique within a transition
+    params: list[Any]
+    run: Callable[[], list[tuple[Any, ...]]]
+    rows: str = ""
+    done: Callable[[list[tuple[Any, ...]]], None] | None = None
+
+
 def _after(policy: Policy, context: Context) -> None:
     after = getattr(policy, "after", None)
     if after is not None:
@@ -144,6 +160,8 @@ class Context:
     originals: dict[str, Any] = field(default_factory=dict)
     # ACCEPT with nothing to record: the run is already in the proposed state (a repeated report).
     unchanged: bool = False
+    # The rules' writes the engine sends with the state (see write); None: each is done at once.
+    writes: list[Write] | None = None
 
     def __post_init__(self) -> None:
         if not self.from_type:
@@ -173,6 +191,16 @@ class Context:
             setattr(self.run, name, value)
         self.updates.clear()
         self.originals.clear()
+
+    def write(self, write: Write) -> None:
+        """A rule's write that belongs to the transition: queued for the statement that records
+        it while the engine records one, else (a rule tried alone) done now."""
+        if self.writes is not None:
+            self.writes.append(write)
+            return
+        rows = write.run()
+        if write.done is not None:
+            write.done(rows)
 
     def clock(self) -> dt.datetime:
         if self.now is None:
@@ -309,26 +337,46 @@ def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:
 
 def _set_state(
     run: FlowRun | TaskRun | None, state: ProposedState, actor: Principal | None, expected_version: int | None,
-    attempt: int | None, policy: Policy,
+    attempt: int | None, policy: Policy, also: dict[str, Any] | None = None,
 ) -> tuple[Context, bool]:
     """The steps after the lock, shared by both single entry points: 404, the version check, the
-    policy's decision, then (when accepted) the history row, the new state and the rules' after
-    hooks. Returns the context and whether a new state was recorded."""
+    policy's decision, then (when accepted) the caller's ``also`` fields, the history row, the new
+    state and the rules' after hooks. Returns the context and whether a new state was recorded."""
     if run is None:
         raise NotFound()
     check_expected_version(run, expected_version)
     context = Context(run=run, proposed=state, actor=actor, attempt=attempt)
     recorded = decide(policy, context)
     if recorded:
+        if also:
+            context.set(**also)
         if isinstance(run, FlowRun):
-            _record(run, context, FlowRunState, "flow_run")
+            _record(run, context, policy, FlowRunState, "flow_run")
         else:
-            _record(run, context, TaskRunState, "task_run")
-        _after(policy, context)
+            _record(run, context, policy, TaskRunState, "task_run")
     return context, recorded
 
 
 _FLOW_RUN_FIELDS = tuple(f.name for f in FlowRun._meta.concrete_fields)
+
+
+def lock_flow_runs(workspace_id: Any, *also: str) -> QuerySet[FlowRun]:
+    """The workspace's flow runs, locked ``FOR UPDATE`` when read, as :func:`flow_run_set_state`
+    needs them: what the rules read of the flow and the agent joined in, the database clock
+    annotated (``db_now``). A caller that must choose the runs itself (a claim: ``SKIP LOCKED``)
+    filters this and hands each run over (``locked=``); ``also`` loads more related fields
+    (``flow__catchup``, ``flow_version__tasks``…) in the same read."""
+    related = sorted({"flow", "agent", *(name.split("__")[0] for name in also if "__" in name)})
+    return (
+        FlowRun.objects.for_workspace(workspace_id)
+        .select_for_update(of=("self",))
+        .select_related(*related)
+        # The rules read these of the flow and the agent; the run itself whole.
+        .only(*_FLOW_RUN_FIELDS, "flow__max_crash_retries", "flow__concurrency_limit", "agent__service_account_id",
+              *also)
+        .annotate(db_now=Now())
+        .order_by()  # no ORDER BY (the model's ordering, or .first()'s) to compile on every transition
+    )
 
 
 @_in_transaction
@@ -341,23 +389,24 @@ def flow_run_set_state(
     expected_version: int | None = None,
     attempt: int | None = None,
     policy: Policy | None = None,
+    locked: FlowRun | None = None,
+    also: dict[str, Any] | None = None,
 ) -> OrchestrationResult:
-    """Propose ``state`` for a flow run of ``workspace_id``. Stale ``expected_version`` → 409.
+    """Propose ``state`` for a flow run of ``workspace_id``. Stale ``expected_version`` → 409;
+    no such run in the workspace → 404.
+
+    ``locked``: the run, already read by the caller in this transaction through
+    :func:`lock_flow_runs` (it is not read again). ``also``: run fields the caller sets with the
+    new state, written only when one is recorded (a claim's agent and lease).
 
     The caller's transaction must be scoped to the workspace (a request is; a service scopes
     itself; platform services use ``rls_bypass``)."""
-    rows = (
-        FlowRun.objects.for_workspace(workspace_id)
-        .select_for_update(of=("self",))
-        .select_related("flow", "agent")
-        # The rules read these of the flow and the agent; the run itself whole.
-        .only(*_FLOW_RUN_FIELDS, "flow__max_crash_retries", "flow__concurrency_limit", "agent__service_account_id")
-        .annotate(db_now=Now())
-        .filter(pk=flow_run_id)
-        .order_by()[:1]  # no ORDER BY (the model's ordering, or .first()'s) to compile on every transition
-    )
-    run = next(iter(rows), None)
-    context, recorded = _set_state(run, state, actor, expected_version, attempt, policy or _default_policy())
+    if locked is not None:
+        assert locked.pk == flow_run_id and locked.workspace_id == workspace_id
+        run: FlowRun | None = locked
+    else:
+        run = next(iter(lock_flow_runs(workspace_id).filter(pk=flow_run_id)[:1]), None)
+    context, recorded = _set_state(run, state, actor, expected_version, attempt, policy or _default_policy(), also)
     assert isinstance(context.run, FlowRun)
     if recorded:
         events.flow_run_state_changed(context.run)
@@ -420,92 +469,113 @@ _HISTORY_COLUMNS = ("workspace_id", "type", "name", "message", "result_ref", "de
 
 @functools.cache
 def _history_insert(history_model: Any, fk: str) -> tuple[str, list[Any]]:
-    """The CTE that inserts one history row (its parameters: the run id, then ``history``'s)."""
+    """The CTE ``h`` that inserts one history row (its parameters: the run id, then ``history``'s)."""
     history = [history_model._meta.get_field(name) for name in _HISTORY_COLUMNS]
     columns = ", ".join(f'"{f.column}"' for f in history)
     placeholders = ", ".join(["%s"] * len(history))
     insert = (
-        f'WITH h AS (INSERT INTO "{history_model._meta.db_table}" '  # noqa: S608 (names from the models)
+        f'h AS (INSERT INTO "{history_model._meta.db_table}" '  # noqa: S608 (names from the models)
         f'("{fk}_id", {columns}) VALUES (%s, {placeholders}))'
     )
     return insert, history
 
 
-def _record(run: FlowRun | TaskRun, context: Context, history_model: Any, fk: str) -> None:
-    """Write the history row and the run's new state: on PostgreSQL in one round trip (a CTE that
-    inserts the history row and updates the run), elsewhere with the ORM."""
+def _record(run: FlowRun | TaskRun, context: Context, policy: Policy, history_model: Any, fk: str) -> None:
+    """Move the run to its new state, run the rules' after hooks (they see it there), then write
+    the history row, the run and the hooks' writes (:class:`Write`): on PostgreSQL in one round
+    trip (data-modifying CTEs around the run's UPDATE), elsewhere with the ORM."""
     row = accept(run, context, history_model, fk)
+    context.writes = []
+    try:
+        _after(policy, context)
+        writes = context.writes
+    finally:
+        context.writes = None
     fields = STATE_FIELDS + sorted(context.updates)
     if not settings.IS_POSTGRES:
         history_model.objects.unscoped().bulk_create([row])
         run.save(update_fields=fields)
+        for write in writes:
+            rows = write.run()
+            if write.done is not None:
+                write.done(rows)
         return
     model = type(run)
     columns: list[Any] = [model._meta.get_field(name) for name in fields]
     assignments = ", ".join(f'"{f.column}" = %s' for f in columns)
     values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in columns]
     insert, history = _history_insert(history_model, fk)
-    sql = f'{insert} UPDATE "{model._meta.db_table}" SET {assignments} WHERE "id" = %s'  # noqa: S608
     row_values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in history]
+    ctes = ", ".join([insert, *(cte for write in writes for cte in write.ctes)])
+    params = [run.pk, *row_values, *(param for write in writes for param in write.params)]
+    update = f'UPDATE "{model._meta.db_table}" SET {assignments} WHERE "id" = %s'  # noqa: S608
+    returning = [write for write in writes if write.rows]
+    assert len(returning) <= 1, "one write per transition may return rows"
+    # With rows to return, the run's UPDATE is a CTE too and the statement returns those rows.
+    sql = (f"WITH {ctes}, u AS ({update}) SELECT * FROM {returning[0].rows}"  # noqa: S608 (names from the code)
+           if returning else f"WITH {ctes} {update}")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [run.pk, *row_values, *values, run.pk])
+        cursor.execute(sql, [*params, *values, run.pk])
+        rows = [tuple(found) for found in cursor.fetchall()] if returning else []
+    for write in writes:
+        if write.done is not None:
+            write.done(rows if write.rows else [])
 
 
 _OPEN_EXCLUDED = sorted(str(s) for s in TERMINAL_STATES)
 
 
-def close_open_task_runs(*, flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> int:
+def close_open_task_runs(context: Context, *, flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> None:
     """End every task run of ``flow_run`` that is not in a terminal state with ``state`` (terminal),
     stamping its end time and a history row — because its flow run ended or its attempt is over,
-    and nothing will ever report it again. Called from a rule inside the flow run's transition
-    (the flow run is locked, so no task-run report of it is in flight). A run may have thousands of
-    mapped task runs: on PostgreSQL this is one statement whatever their number (an UPDATE …
-    RETURNING feeding the history INSERT), elsewhere three. Publishes one
-    ``task_run.states_changed`` event. Returns how many task runs it ended."""
+    and nothing will ever report it again. Called from a rule's after hook: the write joins the
+    flow run's transition (:meth:`Context.write`; the flow run is locked, so no task-run report of
+    it is in flight). A run may have thousands of mapped task runs: on PostgreSQL this is two CTEs
+    of the transition's statement whatever their number (an UPDATE … RETURNING feeding the history
+    INSERT), elsewhere three statements. Publishes one ``task_run.states_changed`` event."""
     assert state.type in TERMINAL_STATES
-    name, message = state.name[:32], state.message
-    if settings.IS_POSTGRES:
-        closed = _close_open_task_runs_pg(flow_run, state, at)
-    else:
-        open_runs = TaskRun.objects.for_workspace(flow_run.workspace_id).filter(flow_run_id=flow_run.pk).exclude(
-            state_type__in=_OPEN_EXCLUDED)
-        closed = list(open_runs.values_list("pk", "task_key", "map_index"))
-        if closed:
-            from django.db.models import F
-
-            open_runs.update(  # the same rows: the flow run is locked, nothing reports them meanwhile
-                state_type=state.type, state_name=name, state_message=message, state_timestamp=at, end_time=at,
-                state_version=F("state_version") + 1,
-            )
-            TaskRunState.objects.unscoped().bulk_create(
-                [TaskRunState(workspace_id=flow_run.workspace_id, task_run_id=pk, type=state.type, name=name,
-                              message=message, details=state.details, timestamp=at) for pk, _, _ in closed],
-                batch_size=2000,
-            )
-    if closed:
-        events.task_run_states_changed(flow_run, [
-            TaskRun(pk=pk, task_key=key, map_index=index, state_type=state.type, state_name=name)
-            for pk, key, index in closed[:events.TASK_RUNS_LISTED]
-        ])
-    return len(closed)
-
-
-def _close_open_task_runs_pg(flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> list[tuple[Any, str, int]]:
+    name = state.name[:32]
     task_runs, history = TaskRun._meta.db_table, TaskRunState._meta.db_table
-    sql = (
-        f'WITH closed AS (UPDATE "{task_runs}" SET state_type = %s, state_name = %s, state_message = %s, '  # noqa: S608 (names from the models)
+    ctes = [
+        f'task_runs_closed AS (UPDATE "{task_runs}" SET state_type = %s, state_name = %s, state_message = %s, '  # noqa: S608 (names from the models)
         "state_timestamp = %s, end_time = %s, state_version = state_version + 1 "
         "WHERE workspace_id = %s AND flow_run_id = %s AND state_type <> ALL(%s) "
-        "RETURNING id, task_key, map_index), "
-        f'h AS (INSERT INTO "{history}" '
+        "RETURNING id, task_key, map_index)",
+        f'task_runs_closed_h AS (INSERT INTO "{history}" '  # noqa: S608
         '("workspace_id", "task_run_id", "type", "name", "message", "result_ref", "details", "timestamp") '
-        "SELECT %s, id, %s, %s, %s, '', %s::jsonb, %s FROM closed) "
-        "SELECT id, task_key, map_index FROM closed"
-    )
-    name = state.name[:32]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [
-            state.type, name, state.message, at, at, flow_run.workspace_id, flow_run.pk, _OPEN_EXCLUDED,
-            flow_run.workspace_id, state.type, name, state.message, json.dumps(state.details), at,
-        ])
-        return [tuple(row) for row in cursor.fetchall()]
+        "SELECT %s, id, %s, %s, %s, '', %s::jsonb, %s FROM task_runs_closed)",
+    ]
+    params = [
+        state.type, name, state.message, at, at, flow_run.workspace_id, flow_run.pk, _OPEN_EXCLUDED,
+        flow_run.workspace_id, state.type, name, state.message, json.dumps(state.details), at,
+    ]
+
+    def announce(closed: list[tuple[Any, ...]]) -> None:
+        if closed:
+            events.task_run_states_changed(flow_run, [
+                TaskRun(pk=pk, task_key=key, map_index=index, state_type=state.type, state_name=name)
+                for pk, key, index in closed[:events.TASK_RUNS_LISTED]
+            ])
+
+    context.write(Write(ctes=ctes, params=params, rows="task_runs_closed", done=announce,
+                        run=lambda: _close_open_task_runs_orm(flow_run, state, at)))
+
+
+def _close_open_task_runs_orm(flow_run: FlowRun, state: ProposedState, at: dt.datetime) -> list[tuple[Any, ...]]:
+    from django.db.models import F
+
+    name, message = state.name[:32], state.message
+    open_runs = TaskRun.objects.for_workspace(flow_run.workspace_id).filter(flow_run_id=flow_run.pk).exclude(
+        state_type__in=_OPEN_EXCLUDED)
+    closed = list(open_runs.values_list("pk", "task_key", "map_index"))
+    if closed:
+        open_runs.update(  # the same rows: the flow run is locked, nothing reports them meanwhile
+            state_type=state.type, state_name=name, state_message=message, state_timestamp=at, end_time=at,
+            state_version=F("state_version") + 1,
+        )
+        TaskRunState.objects.unscoped().bulk_create(
+            [TaskRunState(workspace_id=flow_run.workspace_id, task_run_id=pk, type=state.type, name=name,
+                          message=message, details=state.details, timestamp=at) for pk, _, _ in closed],
+            batch_size=2000,
+        )
+    return closed

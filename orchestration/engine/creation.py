@@ -29,13 +29,19 @@ Everything after the first state goes through :func:`~orchestration.engine.flow_
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
+from django.db import connection
+
 from orchestration import events
 from orchestration.models import Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
 from orchestration.services import live
+
+from .core import db_now
 
 #: Rows per INSERT statement when creating many runs (5,000 bulk creates, scheduler batches).
 INSERT_BATCH_SIZE = 1000
@@ -47,7 +53,7 @@ def new_scheduled_run(
     flow: Flow,
     flow_version: FlowVersion,
     name: str,
-    now: dt.datetime,
+    now: dt.datetime | None,
     scheduled_start: dt.datetime | None = None,
     parameters: dict[str, Any] | None = None,
     labels: list[str] | None = None,
@@ -58,7 +64,10 @@ def new_scheduled_run(
 ) -> FlowRun:
     """An unsaved run of ``flow_version`` in its first state, SCHEDULED at ``scheduled_start``
     (default: ``now``, the database clock of the caller's transaction). ``labels`` default to the
-    version's. Insert it with :func:`insert_scheduled_runs`."""
+    version's. Insert it with :func:`insert_scheduled_runs`, or — one run, ``now=None`` — with
+    :func:`insert_scheduled_run`, which stamps it with the database clock as it inserts it."""
+    # The clock fields stay None for insert_scheduled_run, which has the database fill them.
+    clock: dict[str, Any] = {"scheduled_start": scheduled_start or now, "state_timestamp": now, "created_at": now}
     return FlowRun(
         id=uuid.uuid4(),
         workspace_id=flow.workspace_id,
@@ -71,21 +80,26 @@ def new_scheduled_run(
         created_by_kind=created_by_kind,
         created_by_user=created_by_user,
         schedule=schedule,
-        scheduled_start=scheduled_start or now,
         state_type=StateType.SCHEDULED,
         state_name="Scheduled",
-        state_timestamp=now,
         state_version=1,  # the first state; its history row is written by insert_scheduled_runs
-        created_at=now,
+        **clock,
     )
+
+
+def _first_state_details(run: FlowRun) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if run.scheduled_start is not None:
+        details["scheduled_start"] = run.scheduled_start.isoformat()
+    if run.schedule_id is not None:
+        details["schedule_id"] = str(run.schedule_id)
+    return details
 
 
 def first_state_row(run: FlowRun) -> FlowRunState:
     """The history row of a run's first state (SCHEDULED, at the run's state timestamp)."""
-    details = {"scheduled_start": run.scheduled_start.isoformat()}
+    details = _first_state_details(run)
     message = ""
-    if run.schedule_id is not None:
-        details["schedule_id"] = str(run.schedule_id)
     if run.created_by_kind == FlowRun.CreatedBy.SCHEDULE:
         message = SCHEDULED_BY_SCHEDULE
     return FlowRunState(
@@ -111,10 +125,71 @@ def insert_scheduled_runs(
         existing = set(FlowRun.objects.unscoped().filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
         inserted = [r for r in runs if r.pk in existing]
     FlowRunState.objects.unscoped().bulk_create([first_state_row(r) for r in inserted], batch_size=INSERT_BATCH_SIZE)
-    if inserted:
-        events.flow_run_created(inserted)
-        live.runs_available(inserted, now=now)  # agents claim due runs now, set timers for the rest
+    _announce(inserted, now=now)
     return inserted
 
 
-__all__ = ["first_state_row", "insert_scheduled_runs", "new_scheduled_run"]
+def _announce(inserted: list[FlowRun], *, now: dt.datetime) -> None:
+    if inserted:
+        events.flow_run_created(inserted)
+        live.runs_available(inserted, now=now)  # agents claim due runs now, set timers for the rest
+
+
+def _isoformat_sql(column: str) -> str:
+    """SQL for Python's ``isoformat()`` of a UTC timestamp (microseconds only when there are
+    some), so a first state's details read alike whichever path wrote them."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    micros = f"mod(date_part('microseconds', {column})::bigint, 1000000)"
+    return (f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') "
+            f"|| CASE WHEN {micros} = 0 THEN '' ELSE to_char({utc}, '.US') END || '+00:00'")
+
+
+_CLOCK_FIELDS = ("scheduled_start", "state_timestamp", "created_at")
+
+
+def insert_scheduled_run(run: FlowRun, *, ignore_conflicts: bool = False) -> bool:
+    """Insert one run from :func:`new_scheduled_run` (``now=None``) with its first history row and
+    announce it, like :func:`insert_scheduled_runs`; True when inserted, False when a conflict
+    skipped it (``ignore_conflicts``). Its state time, creation time and (unless given) scheduled
+    start are the database clock, the transaction's ``now()`` (D6), set on ``run`` as stored. On
+    PostgreSQL one statement: the run's INSERT and the history row's as CTEs."""
+    if not settings.IS_POSTGRES:
+        now = db_now()
+        run.scheduled_start = run.scheduled_start or now
+        run.state_timestamp = run.created_at = now
+        return bool(insert_scheduled_runs([run], now=now, ignore_conflicts=ignore_conflicts))
+    fields = FlowRun._meta.concrete_fields
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    values, params = [], []
+    for f in fields:
+        if f.name in _CLOCK_FIELDS and getattr(run, f.attname) is None:
+            values.append("now()")
+        else:
+            values.append("%s")
+            params.append(f.get_db_prep_save(getattr(run, f.attname), connection))
+    details_sql = "%s::jsonb"
+    if run.scheduled_start is None:  # the database's clock: its ISO form is written by the database too
+        details_sql = f"jsonb_build_object('scheduled_start', {_isoformat_sql('r.scheduled_start')}) || {details_sql}"
+    history = FlowRunState._meta.db_table
+    sql = (
+        f'WITH r AS (INSERT INTO "{FlowRun._meta.db_table}" ({columns}) VALUES ({", ".join(values)}) '  # noqa: S608 (names from the models)
+        f"{'ON CONFLICT DO NOTHING ' if ignore_conflicts else ''}"
+        "RETURNING scheduled_start, state_timestamp, created_at), "
+        f'h AS (INSERT INTO "{history}" '
+        "(workspace_id, flow_run_id, type, name, message, result_ref, details, timestamp) "
+        f"SELECT %s, %s, %s, %s, %s, '', {details_sql}, r.state_timestamp FROM r) "
+        "SELECT scheduled_start, state_timestamp, created_at FROM r"
+    )
+    message = SCHEDULED_BY_SCHEDULE if run.created_by_kind == FlowRun.CreatedBy.SCHEDULE else ""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, run.workspace_id, run.pk, StateType.SCHEDULED, "Scheduled", message,
+                             json.dumps(_first_state_details(run))])
+        stored = cursor.fetchone()
+    if stored is None:
+        return False
+    run.scheduled_start, run.state_timestamp, run.created_at = stored
+    _announce([run], now=run.created_at)
+    return True
+
+
+__all__ = ["first_state_row", "insert_scheduled_run", "insert_scheduled_runs", "new_scheduled_run"]

@@ -451,16 +451,16 @@ class ReleaseTaskConcurrencySlots(Rule):
 
 class ReleaseSlotsOfEndedFlowRun(Rule):
     """A flow run that ends (terminal, or crashed and rescheduled) releases every tag slot its task
-    runs still hold, in the same transaction: a dead agent never leaks slots (D5)."""
+    runs still hold, with the transition (:meth:`Context.write`): a dead agent never leaks slots (D5)."""
 
     FROM_STATES = ALL_STATES - TERMINAL
     TO_STATES = TERMINAL | _states([StateType.SCHEDULED])
     RUN_KINDS = (FlowRun,)
 
     def after_transition(self, context: Context) -> None:
-        from orchestration.services.concurrency import release_flow_run_slots
+        from orchestration.services.concurrency import flow_run_slots_release
 
-        release_flow_run_slots(context.run.workspace_id, context.run.pk)
+        context.write(flow_run_slots_release(context.run.workspace_id, context.run.pk))
 
 
 class EndOpenTaskRunsWithTheirFlowRun(Rule):
@@ -499,7 +499,7 @@ class EndOpenTaskRunsWithTheirFlowRun(Rule):
                 message=f"Its flow run {ending} before this task run finished.",
                 details={"ended_with_flow_run": context.to_type, "flow_run_attempt": attempt},
             )
-        close_open_task_runs(flow_run=run, state=state, at=context.clock())
+        close_open_task_runs(context, flow_run=run, state=state, at=context.clock())
 
 
 # --- universal transforms (bookkeeping; never refuse) ------------------------------------------------

@@ -3,6 +3,7 @@ actions and services all use :func:`filter_runs`), single-run access and the das
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -119,6 +120,15 @@ def access_flow_run(principal: Principal, flow_run_id: Any, action: str = "proje
     return run
 
 
+def agent_flow_run_id(principal: Principal, flow_run_id: Any, action: str) -> uuid.UUID:
+    """For an agent action whose service reads the run itself, under a lock (a set-state): the
+    checks of :func:`access_flow_run` without reading the run, the id as a UUID. The service's
+    read answers 404 for a missing run or another workspace's, as :func:`access_flow_run` would."""
+    assert action in AGENT_ACTIONS
+    authorize(principal, action, principal.workspace)
+    return parse_id(flow_run_id)
+
+
 def flow_run_detail(principal: Principal, flow_run_id: Any) -> FlowRun:
     """The run with its task runs and its state history (oldest first) loaded, for a run page: the
     run is read once, and the two lists are read only once it is known to be visible."""
@@ -159,14 +169,25 @@ def task_runs_for(workspace_id: Any, flow_run_ids: list[Any]) -> QuerySet[TaskRu
 
 def claimed_runs(runs: list[FlowRun]) -> list[FlowRun]:
     """Runs an agent just claimed, in claim order, with what it needs to start them loaded: the
-    registered version and the task runs (two queries, whatever the number of runs)."""
-    if runs:
-        workspace_id = runs[0].workspace_id
+    registered version and the task runs — at most two queries whatever the number of runs, none
+    for what the claim already read (its versions; ``has_task_runs=False``: a run with none)."""
+    if not runs:
+        return runs
+    workspace_id = runs[0].workspace_id
+    without_version = [run for run in runs if not FlowRun.flow_version.is_cached(run)]
+    if without_version:
         prefetch_related_objects(
-            runs,
-            Prefetch("flow_version", queryset=FlowVersion.objects.for_workspace(workspace_id)),
-            Prefetch("task_runs", queryset=TaskRun.objects.for_workspace(workspace_id)),
-        )
+            without_version, Prefetch("flow_version", queryset=FlowVersion.objects.for_workspace(workspace_id)))
+    with_task_runs = []
+    for run in runs:
+        if getattr(run, "has_task_runs", True):
+            with_task_runs.append(run)
+        else:  # what the prefetch would have found: nothing, without asking
+            cache = run.__dict__.setdefault("_prefetched_objects_cache", {})
+            cache["task_runs"] = TaskRun.objects.for_workspace(workspace_id).none()
+    if with_task_runs:
+        prefetch_related_objects(
+            with_task_runs, Prefetch("task_runs", queryset=TaskRun.objects.for_workspace(workspace_id)))
     return runs
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from accounts.authz import Principal, authorize
 from core.errors import Forbidden, InvalidInput
@@ -217,22 +218,35 @@ def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime
     return locked, now
 
 
-def agent_record_poll(agent: Agent) -> None:
-    """A claim-loop cycle (a claim is also a sign of life), on the claim's hot path: one
-    statement on PostgreSQL (lock, read the previous stamps, write the new ones)."""
+# A claim-loop cycle is stamped at most this often: agents claiming in a tight loop (one claim per
+# run) would otherwise write their row on every claim, for liveness windows of a minute or more.
+POLL_STAMP_EVERY = timedelta(seconds=1)
+
+
+def agent_record_poll(agent: Agent, *, now: datetime | None = None) -> None:
+    """A claim-loop cycle (a claim is also a sign of life), on the claim's hot path, at most once
+    per :data:`POLL_STAMP_EVERY`: nothing when ``agent`` as the caller read it was stamped less
+    than that before ``now`` (the claim's database clock, when it has one), else one statement on
+    PostgreSQL (lock, read the previous stamps, write the new ones — unless a concurrent claim just
+    did)."""
+    if now is not None and agent.last_poll_at is not None and agent.last_poll_at > now - POLL_STAMP_EVERY:
+        return
     if not settings.IS_POSTGRES:
-        _record_sign_of_life(agent, polled=True)
+        if agent.last_poll_at is None or agent.last_poll_at <= timezone.now() - POLL_STAMP_EVERY:
+            _record_sign_of_life(agent, polled=True)
         return
     table = Agent._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"""UPDATE {table} AS a SET last_poll_at = clock.ts, last_heartbeat_at = clock.ts
-                FROM (SELECT last_poll_at, last_heartbeat_at FROM {table}
-                      WHERE id = %s AND workspace_id = %s FOR UPDATE) AS old,
-                     (SELECT statement_timestamp() AS ts) AS clock
+                FROM (SELECT statement_timestamp() AS ts) AS clock,
+                     (SELECT last_poll_at, last_heartbeat_at FROM {table}
+                      WHERE id = %s AND workspace_id = %s
+                        AND (last_poll_at IS NULL OR last_poll_at <= statement_timestamp() - make_interval(secs => %s))
+                      FOR UPDATE) AS old
                 WHERE a.id = %s
                 RETURNING old.last_heartbeat_at, old.last_poll_at, a.created_at, a.poll_interval_seconds, clock.ts""",  # noqa: S608 (table name from the model)
-            [agent.pk, agent.workspace_id, agent.pk],
+            [agent.pk, agent.workspace_id, POLL_STAMP_EVERY.total_seconds(), agent.pk],
         )
         row = cursor.fetchone()
     if row is None:

@@ -3,16 +3,17 @@ exactly one agent (D1) with a lease (D2).
 
 The due runs are read with ``SELECT … FOR UPDATE SKIP LOCKED`` in scheduled-start order, served by
 the partial index ``flow_run_due_idx`` (D8), so concurrent claimers never wait on each other and
-never get the same run. Each run then moves SCHEDULED → PENDING through the engine's entry point,
-and in the same transaction gets its agent and a lease that ends at database ``now()`` + the lease
-(D6). A claim that never turns into RUNNING, or a RUNNING run whose process stops heartbeating,
+never get the same run. The locked runs are read once, whole (with their flow's late-run policy
+and their version), and each moves SCHEDULED → PENDING through the engine's entry point, which
+writes its agent and a lease that ends at database ``now()`` + the lease (D6) with the state, in
+one statement. A claim that never turns into RUNNING, or a RUNNING run whose process stops heartbeating,
 outlives its lease and is crashed by the reaper (``reaper.py``).
 
 Before any run is taken, its flow's late-run policy is applied under the same locks
 (:func:`~orchestration.services.late_runs.skip_stale_claims`): with ``catchup="latest"`` only the
 newest due run of a schedule may be claimed and the older ones end Skipped in the claim's
 transaction, as the catch-up tick would have done; runs later than ``max_lateness_seconds`` too.
-Flows without a policy cost one small query.
+Flows without a policy cost no query.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, Value
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, OuterRef, Value
 from django.db.models.functions import Now
 
 from accounts.authz import Principal
 from core.errors import InvalidInput
 from core.tenancy import workspace_scope
-from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state
-from orchestration.models import Agent, FlowRun, StateType
+from orchestration.engine import ProposedState, SetStateStatus, flow_run_set_state, lock_flow_runs
+from orchestration.models import Agent, FlowRun, FlowVersion, StateType, TaskRun
 from orchestration.services.agents import agent_record_poll, ensure_own_agent
 from orchestration.services.late_runs import skip_stale_claims
 
@@ -65,10 +65,11 @@ def due_runs_query(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude
     )
 
 
-def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude: set[Any] | None = None) -> list[Any]:
-    exclude = exclude or set()
+def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int, exclude: set[Any]) -> Any:
+    """The ids of the due runs to claim: on PostgreSQL the locking query itself (a subquery of
+    :func:`_due_runs`), elsewhere a list."""
     if settings.IS_POSTGRES:
-        return list(due_runs_query(agent, limit, lookahead_seconds, exclude))
+        return due_runs_query(agent, limit, lookahead_seconds, exclude)
     # Embedded SQLite: no JSON containment and no row locks (its writes are serialised anyway).
     covered = set(agent.labels)
     due = (
@@ -80,42 +81,56 @@ def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude: 
     return [pk for pk, labels in due.iterator() if set(labels) <= covered and pk not in exclude][:limit]
 
 
-def _hold(run_ids: list[Any], agent: Agent, lease_seconds: int) -> list[FlowRun]:
-    """Give the runs to ``agent`` with a lease ending at the database's now + ``lease_seconds``;
-    return them as stored (one ``UPDATE … RETURNING`` on PostgreSQL)."""
-    if not settings.IS_POSTGRES:
-        runs = FlowRun.objects.for_workspace(agent.workspace_id).filter(pk__in=run_ids)
-        runs.update(agent=agent, lease_expires_at=lease_until(lease_seconds))
-        return list(runs)
-    table = FlowRun._meta.db_table
-    return list(FlowRun.objects.unscoped().raw(
-        f"""UPDATE {table} SET agent_id = %s, lease_expires_at = statement_timestamp() + %s
-            WHERE workspace_id = %s AND id = ANY(%s) RETURNING *""",  # noqa: S608 (table name from the model)
-        [agent.pk, timedelta(seconds=lease_seconds), agent.workspace_id, list(run_ids)],
-    ))
+# What a claim reads of each run besides what the engine needs: the late-run policy of its flow
+# (skip_stale_claims) and the registered version (the agent starts the run from it).
+_CLAIM_FIELDS = ("flow__catchup", "flow__max_lateness_seconds",
+                 *(f"flow_version__{f.name}" for f in FlowVersion._meta.concrete_fields))
 
 
-def _claim_one(actor: Principal, agent: Agent, run_id: Any, lease_seconds: int) -> bool:
+def _due_runs(agent: Agent, limit: int, lookahead_seconds: int, exclude: set[Any]) -> list[FlowRun]:
+    """The due runs, locked, oldest first, read once for the whole claim: as the engine's
+    transition needs them (:func:`~orchestration.engine.lock_flow_runs`), with their flow's policy,
+    their version and whether they have task runs (the reply lists them; a new run has none)."""
+    run_ids = _due_run_ids(agent, limit, lookahead_seconds, exclude)
+    if isinstance(run_ids, list) and not run_ids:
+        return []
+    workspace_id = agent.workspace_id
+    return list(
+        lock_flow_runs(workspace_id, *_CLAIM_FIELDS)
+        .annotate(has_task_runs=Exists(TaskRun.objects.for_workspace(workspace_id).filter(flow_run=OuterRef("pk"))))
+        .filter(pk__in=run_ids)
+        .order_by("scheduled_start")
+    )
+
+
+def _claim_one(actor: Principal, agent: Agent, run: FlowRun, lease_seconds: int) -> bool:
+    """SCHEDULED → PENDING through the engine, with the agent and a lease ending at the database's
+    now + ``lease_seconds`` (D6) in the same write."""
+    assert run.db_now is not None  # type: ignore[attr-defined]  # annotated by lock_flow_runs
     result = flow_run_set_state(
         actor=actor,
-        flow_run_id=run_id,
+        flow_run_id=run.pk,
         state=ProposedState(
             type=StateType.PENDING, name="Pending", message=f"Claimed by agent {agent.name}",
             details={"agent_id": str(agent.pk), "agent_name": agent.name, "lease_seconds": lease_seconds},
         ),
         workspace_id=agent.workspace_id,
+        locked=run,
+        also={"agent_id": agent.pk, "lease_expires_at": run.db_now + timedelta(seconds=lease_seconds)},  # type: ignore[attr-defined]
     )
     # Not accepted: a rule kept it (e.g. a flow concurrency limit); it stays for a later claim.
     return result.status is SetStateStatus.ACCEPT and result.state_type == StateType.PENDING
 
 
-@transaction.atomic
 def flow_runs_claim(
     *, actor: Principal, agent: Agent, limit: int = 1, lease_seconds: int = DEFAULT_LEASE_SECONDS,
     lookahead_seconds: int = 0,
 ) -> list[FlowRun]:
     """Claim up to ``limit`` due runs for ``agent``; each is PENDING, held by the agent, with a
-    lease of ``lease_seconds`` from the database's now. Also records a claim-loop cycle."""
+    lease of ``lease_seconds`` from the database's now. Also records a claim-loop cycle. The runs
+    come back as stored, with their version (and task runs, see
+    :func:`~orchestration.selectors.claimed_runs`). Refusals are raised before anything is read;
+    the claim runs in the caller's transaction (a new one when there is none), no savepoint."""
     ensure_own_agent(actor, agent, "flow_run:claim")
     if not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_CLAIM_LIMIT}.", details={"limit": ["Invalid."]})
@@ -129,25 +144,23 @@ def flow_runs_claim(
         raise InvalidInput(f"lookahead_seconds must be between 0 and {MAX_LOOKAHEAD_SECONDS}.",
                            details={"lookahead_seconds": ["Invalid."]})
     workspace_id = agent.workspace_id
-    claimed: list[Any] = []
+    claimed: list[FlowRun] = []
     seen: set[Any] = set()
-    with workspace_scope([workspace_id]):
+    now = None
+    with workspace_scope([workspace_id]):  # opens the transaction if need be
         for _ in range(MAX_POLICY_ROUNDS):
-            run_ids = _due_run_ids(agent, limit - len(claimed), lookahead_seconds, seen)
-            if not run_ids:
+            runs = _due_runs(agent, limit - len(claimed), lookahead_seconds, seen)
+            if not runs:
                 break
-            seen.update(run_ids)
+            seen.update(run.pk for run in runs)
+            now = now or runs[0].db_now  # type: ignore[attr-defined]
             # The flow's late-run policy decides here too, under the same locks: the catch-up tick
             # may not have run since the agents came back.
-            stale = skip_stale_claims(run_ids, workspace_id=workspace_id)
-            for run_id in run_ids:
-                if run_id not in stale and _claim_one(actor, agent, run_id, lease_seconds):
-                    claimed.append(run_id)
+            stale = skip_stale_claims(runs, workspace_id=workspace_id)
+            for run in runs:
+                if run.pk not in stale and _claim_one(actor, agent, run, lease_seconds):
+                    claimed.append(run)
             if not stale or len(claimed) >= limit:
                 break  # skipped runs left room: look again for runs that may run
-        agent_record_poll(agent)
-        if not claimed:
-            return []
-        # Same transaction as the accepted transitions, with the run rows still locked.
-        runs = {run.pk: run for run in _hold(claimed, agent, lease_seconds)}
-    return [runs[pk] for pk in claimed]
+        agent_record_poll(agent, now=now)
+    return claimed

@@ -21,6 +21,7 @@ from accounts.services.audit import audit_record
 from core.errors import InvalidInput
 from core.tenancy import workspace_scope
 from orchestration import events
+from orchestration.engine.core import Write
 from orchestration.models import ConcurrencyLimit, ConcurrencySlot, FlowRun, StateType, TaskRun
 
 MAX_TAG_LENGTH = 100
@@ -188,6 +189,17 @@ def release_task_slots(workspace_id: Any, task_run_ids: list[Any]) -> int:
 def release_flow_run_slots(workspace_id: Any, flow_run_id: Any) -> int:
     deleted, _ = ConcurrencySlot.objects.for_workspace(workspace_id).filter(flow_run_id=flow_run_id).delete()
     return deleted
+
+
+def flow_run_slots_release(workspace_id: Any, flow_run_id: Any) -> Write:
+    """Releasing every slot of a flow run's task runs, as a write of the flow run's transition
+    (one CTE of its statement on PostgreSQL)."""
+    table = ConcurrencySlot._meta.db_table
+    return Write(
+        ctes=[f'slots_released AS (DELETE FROM "{table}" WHERE workspace_id = %s AND flow_run_id = %s)'],  # noqa: S608 (table name from the model)
+        params=[workspace_id, flow_run_id],
+        run=lambda: [(release_flow_run_slots(workspace_id, flow_run_id),)],
+    )
 
 
 def flow_slot_available(run: FlowRun) -> bool:

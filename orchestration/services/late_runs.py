@@ -181,22 +181,23 @@ def _decide(flow_runs: list[tuple[Any, Any, datetime, bool, Any]], *, catchup: s
     return decisions
 
 
-def skip_stale_claims(run_ids: list[Any], *, workspace_id: Any) -> set[Any]:
+def skip_stale_claims(runs: list[FlowRun], *, workspace_id: Any) -> set[Any]:
     """The late-run policy applied by a claim, in the claim's transaction: of the due runs the
-    claim has locked (``run_ids``), skip those their flow's policy does not let run — COMPLETED
-    "Skipped" through the engine, with the reasons the catch-up pass gives — and, for each
-    schedule concerned, the other stale runs it still has (locked with SKIP LOCKED), so that
-    agents back seconds after a start never run what the next catch-up pass would have skipped.
-    Returns the ids of ``run_ids`` the claim must not take. One query when no candidate's flow
-    has a policy (``catchup="all"``, no maximum lateness)."""
-    policed = list(
-        FlowRun.objects.for_workspace(workspace_id)
-        .filter(pk__in=run_ids, start_time__isnull=True)
-        .exclude(state_name=AWAITING_RETRY_NAME)  # a retry is not a missed run
-        .filter(Q(flow__catchup__in=[Catchup.LATEST, Catchup.NONE]) | Q(flow__max_lateness_seconds__isnull=False))
-        .values_list("pk", "scheduled_start", "created_by_kind", "schedule_id", "flow__catchup",
-                     "flow__max_lateness_seconds")
-    )
+    claim has locked (``runs``, read with their flow's ``catchup`` and ``max_lateness_seconds``),
+    skip those their flow's policy does not let run — COMPLETED "Skipped" through the engine, with
+    the reasons the catch-up pass gives — and, for each schedule concerned, the other stale runs it
+    still has (locked with SKIP LOCKED), so that agents back seconds after a start never run what
+    the next catch-up pass would have skipped. Returns the ids of ``runs`` the claim must not take.
+    No query when no candidate's flow has a policy (``catchup="all"``, no maximum lateness)."""
+    run_ids = [run.pk for run in runs]
+    policed = [
+        (run.pk, run.scheduled_start, run.created_by_kind, run.schedule_id, run.flow.catchup,
+         run.flow.max_lateness_seconds)
+        for run in runs
+        if run.start_time is None
+        and run.state_name != AWAITING_RETRY_NAME  # a retry is not a missed run
+        and (run.flow.catchup in (Catchup.LATEST, Catchup.NONE) or run.flow.max_lateness_seconds is not None)
+    ]
     if not policed:
         return set()
     at = db_now()  # the transaction's start on PostgreSQL: the instant the claim found them due

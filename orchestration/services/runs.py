@@ -27,6 +27,7 @@ from orchestration.engine import (
     SetStateStatus,
     db_now,
     flow_run_set_state,
+    insert_scheduled_run,
     insert_scheduled_runs,
     new_scheduled_run,
     task_run_set_state,
@@ -126,7 +127,7 @@ def _prepare(
 
 
 def _new_run(
-    actor: Principal, flow: Flow, version: FlowVersion, prepared: dict[str, Any], now: dt.datetime,
+    actor: Principal, flow: Flow, version: FlowVersion, prepared: dict[str, Any], now: dt.datetime | None,
     created_by_kind: str, schedule: Schedule | None = None,
 ) -> FlowRun:
     return new_scheduled_run(flow=flow, flow_version=version, now=now, created_by_kind=created_by_kind,
@@ -147,7 +148,6 @@ def _runs_by_key(actor: Principal, keys: Iterable[str]) -> dict[str, FlowRun]:
 # --- create -----------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def flow_run_create(
     *,
     actor: Principal,
@@ -160,12 +160,17 @@ def flow_run_create(
     created_by_kind: str = "api",
     schedule: Schedule | None = None,
     flow_version: FlowVersion | None = None,
+    savepoint: bool = True,
 ) -> tuple[FlowRun, bool]:
     """Create a run of ``flow`` (its active version unless ``flow_version`` is given), SCHEDULED at
     ``scheduled_start`` (default: now). A known ``idempotency_key`` returns the existing run and
-    ``created=False``; five concurrent identical creates make one row."""
+    ``created=False``; five concurrent identical creates make one row.
+
+    ``savepoint=False`` when an error raised here ends the caller's transaction with a rollback (a
+    request): two round trips less. Otherwise the call runs in a savepoint of its own, and a
+    caller may carry on after a refusal."""
     _own_flow(actor, flow)
-    with workspace_scope([actor.workspace.pk]):
+    with transaction.atomic(savepoint=savepoint), workspace_scope([actor.workspace.pk]):
         authorize(actor, "flow_run:create", flow)
         if created_by_kind not in FlowRun.CreatedBy.values:
             raise InvalidInput(f"created_by_kind must be one of {', '.join(FlowRun.CreatedBy.values)}.",
@@ -184,12 +189,12 @@ def flow_run_create(
         }, errors)
         if errors:
             raise InvalidInput(_first_error(errors), code="invalid_run", details=errors)
-        now = db_now()
-        run = _new_run(actor, flow, version, prepared, now, created_by_kind, schedule)
+        # Stamped with the database clock as it is inserted (no clock read before).
+        run = _new_run(actor, flow, version, prepared, None, created_by_kind, schedule)
         key = prepared["idempotency_key"]
         # With a key, a concurrent create of the same key may insert first: ours is then skipped
         # (the insert waits for the other to commit) and the other's run is the answer.
-        if insert_scheduled_runs([run], now=now, ignore_conflicts=key is not None):
+        if insert_scheduled_run(run, ignore_conflicts=key is not None):
             return run, True
         existing = _runs_by_key(actor, [key]).get(key)
         if existing is None:

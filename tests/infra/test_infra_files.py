@@ -104,7 +104,9 @@ def test_server_dockerfile() -> None:
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
     assert "requirements/base.txt" in text  # installs the lock, not loose ranges
     assert "npm --prefix frontend/app ci" in text
-    assert '"uvicorn", "config.asgi:application"' in text
+    # The web tier is config.serve: FLOWDECK_WEB_WORKERS processes on one port (docs/operations.md).
+    assert 'CMD ["python", "-m", "config.serve", "--host", "0.0.0.0", "--port", "8000"]' in text
+    assert "FLOWDECK_WEB_WORKERS" in text
     assert "USER 10001" in text
 
 
@@ -194,4 +196,22 @@ def test_web_replicas_come_from_values() -> None:
     # Readiness checks the database and migrations; liveness only the process (G2).
     readiness, liveness = web.split("readinessProbe:")[1].split("livenessProbe:")
     assert "path: /readyz" in readiness and "path: /healthz" in liveness
-    assert "config.asgi:application" in web
+    assert "- config.serve" in web
+
+
+def test_web_workers_and_threads_come_from_values(values: dict[str, Any]) -> None:
+    web = template("web-deployment.yaml")
+    # Set from values, never from os.cpu_count(), which sees the node's CPUs, not the pod's.
+    assert "name: FLOWDECK_WEB_WORKERS\n              value: {{ .Values.web.workers | quote }}" in web
+    assert "name: FLOWDECK_WEB_THREADS\n              value: {{ .Values.web.threads | quote }}" in web
+    assert values["web"]["workers"] >= 1 and values["web"]["threads"] >= 1
+
+
+def test_compose_web_runs_config_serve_with_the_workers_setting(compose: dict[str, Any]) -> None:
+    web = compose["services"]["web"]
+    assert web["command"] == ["python", "-m", "config.serve", "--host", "0.0.0.0", "--port", "8000"]
+    # Passed through from infra/.env; empty means the default (one per CPU, 8 threads).
+    assert web["environment"]["FLOWDECK_WEB_WORKERS"] == "${FLOWDECK_WEB_WORKERS:-}"
+    assert web["environment"]["FLOWDECK_WEB_THREADS"] == "${FLOWDECK_WEB_THREADS:-}"
+    example = (INFRA / ".env.example").read_text()
+    assert re.search(r"^FLOWDECK_WEB_WORKERS=", example, re.M)

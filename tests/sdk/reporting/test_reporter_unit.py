@@ -166,7 +166,9 @@ def test_closing_before_delivery_keeps_every_report_on_disk(tmp_path: Path) -> N
     assert rep.close(timeout=0) is False
     assert server.calls == []
     batches = Spool(tmp_path / "run-1.2").batches()
-    assert [(batch.kind, len(batch)) for batch in batches] == [("flow_state", 1), ("task_runs", 2)]
+    # Combined reports: RUNNING in one, then the task states that followed it.
+    assert [(batch.kind, len(batch)) for batch in batches] == [("report", 1), ("report", 2)]
+    assert batches[0].payload == {"state": {"type": "RUNNING", "name": "Running"}}
 
 
 def test_leftovers_on_disk_are_delivered_first_by_the_next_reporter(tmp_path: Path) -> None:

@@ -338,6 +338,18 @@ class Agent(ABC):
     def launch(self, run: ClaimedRun) -> RunHandle:
         """Start ``run`` on this platform; raise :class:`LaunchError` when it cannot start at all."""
 
+    def start_platform(self) -> None:  # noqa: B027 (optional hook)
+        """Called once as the agent starts, before it registers (the process agent starts its warm
+        processes here)."""
+
+    def tend(self) -> None:  # noqa: B027 (optional hook)
+        """Housekeeping on the claim-loop thread between claims, while the agent is not stopping
+        (the process agent replaces the warm processes that were taken or died)."""
+
+    def stop_platform(self) -> None:  # noqa: B027 (optional hook)
+        """Called as the agent stops, before in-flight runs are drained, and once more at the very
+        end: release what :meth:`start_platform` made. Must be safe to call twice."""
+
     def check_run_config(self, run: ClaimedRun) -> None:
         """Refuse a run whose run config asks for another kind of agent (as Prefect 1's agents do)."""
         wanted = run.run_config.get("agent_type")
@@ -353,6 +365,13 @@ class Agent(ABC):
         """Run until stopped (signal, ``max_polls``, or a fatal error). Returns the exit code:
         0 after a requested shutdown, 1 after a fatal error."""
         try:
+            return self._run()
+        finally:
+            self.stop_platform()
+
+    def _run(self) -> int:
+        try:
+            self.start_platform()
             self.register()
             self.start_live()
             next_cycle = time.monotonic()
@@ -384,6 +403,7 @@ class Agent(ABC):
             self.status.event("fatal", f"The agent stops: {exc}", logging.ERROR, error=str(exc))
         if self._stop_requests == 0:
             self._stop_requests = 1  # max_polls reached or fatal: a graceful stop
+        self.stop_platform()  # no more claims: nothing waits for work any more
         try:
             self._drain()
         finally:
@@ -790,6 +810,7 @@ class Agent(ABC):
         does a pushed cancellation (handled here, at once). ``for_work``: also return as soon as
         there is work to claim (pushed, or a scheduled run's timer is due)."""
         while not self._stopping:
+            self.tend()
             self._handle_live_notices()
             if for_work and (self._claim_now or self._cycle_now):
                 return

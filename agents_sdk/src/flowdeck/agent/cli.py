@@ -95,6 +95,10 @@ def start(
         help="process: a directory added to the runs' PYTHONPATH (repeatable).")] = None,
     working_dir: Annotated[str | None, typer.Option(
         "--working-dir", help="process: the runs' working directory.")] = None,
+    warm_processes: Annotated[int, typer.Option(
+        "--warm-processes", envvar="FLOWDECK_AGENT_WARM_PROCESSES", min=0, help="process: flow-run processes kept "
+        "started, imports done, waiting for a run, so a run's code starts without Python's start-up (0: start "
+        "a new process per run). Each serves one run.")] = 1,
     image: Annotated[str | None, typer.Option(
         "--image", help="docker/kubernetes: image for runs whose run config names none.")] = None,
     image_pull_policy: Annotated[PullPolicy | None, typer.Option(
@@ -179,7 +183,8 @@ def start(
         if agent_type is AgentType.process:
             from flowdeck.agent.process import ProcessAgent
 
-            agent = ProcessAgent(client, import_paths=import_path or [], working_dir=working_dir, **common)
+            agent = ProcessAgent(client, import_paths=import_path or [], working_dir=working_dir,
+                                 warm_processes=warm_processes, **common)
         elif agent_type is AgentType.docker:
             from flowdeck.agent.docker import DockerAgent
 

@@ -18,6 +18,13 @@ server retries it. Under the process agent, the process also stops when the agen
 Exit status: 0 once everything was delivered (or the server said this attempt is over); 1 when
 reports could not be delivered or something unexpected failed — the agent then reports the run
 CRASHED if it has no final state.
+
+Warm start (``python -m flowdeck.agent.execute --warm``, :func:`serve_warm`): the process agent keeps
+one such process ready per ``--warm-processes``. It imports what a run needs and waits, holding no
+lease and no socket, for one JSON line on stdin — the run's complete environment and working
+directory — then takes them on and goes on exactly as a fresh process would. It serves that one run
+and exits (module state never carries over to another run); an end of input without a line (the
+agent stopped or replaced it) ends it with status 0, and so does the agent's death.
 """
 
 from __future__ import annotations
@@ -46,6 +53,23 @@ ENV_RUN_JSON = "FLOWDECK_FLOW_RUN_JSON"
 ENV_SPOOL_DIR = "FLOWDECK_SPOOL_DIR"
 ENV_AGENT_PID = "FLOWDECK_AGENT_PID"
 ENV_REPORT_TIMEOUT = "FLOWDECK_REPORT_TIMEOUT"
+# The argument that makes this a warm process (see the module docstring).
+WARM_ARG = "--warm"
+# What a run imports before its flow's code starts (and while its first tasks finish), loaded by a
+# warm process while it waits: the SDK, the engine and executors, the client (httpx, and what its
+# first request and TLS set-up import) and reporter, storage loading, result checkpoints. Importing
+# configures nothing (logging is set up at hand-over, with the run's environment).
+WARM_IMPORTS = (
+    "flowdeck", "flowdeck.client", "flowdeck.config", "flowdeck.reporting", "flowdeck.reporting.reporter",
+    "flowdeck.engine.flow_runner", "flowdeck.engine.state", "flowdeck.engine.results.checkpoint",
+    "flowdeck.executors", "flowdeck.tasks.core.function", "flowdeck.storage", "concurrent.futures.thread",
+    "runpy", "pkgutil", "ssl", "certifi", "httpx", "httpcore", "encodings.idna", "cloudpickle",
+)
+# A warm process also loads the CA bundle the client's TLS set-up reads (the slowest part of creating
+# a client). The run's client uses it only when the variables choosing the bundle are unchanged and
+# no proxy is set (a client given a transport ignores the proxy variables).
+TLS_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+_prepared_tls: list[tuple[Any, tuple[str | None, ...]]] = []
 # How long the process waits, after the flow ends, for the server to take every report (it may
 # be down for a while: the reports wait in the spool meanwhile).
 DEFAULT_REPORT_TIMEOUT = 300.0
@@ -207,9 +231,16 @@ class RunControl:
         self.classified.set()
 
 
-def watch_agent(agent_pid: int, interval: float = 0.5) -> threading.Thread:
+_watched_agent: list[int] = []  # the agent this process already watches (a warm process starts early)
+
+
+def watch_agent(agent_pid: int, interval: float = 0.5) -> threading.Thread | None:
     """Kill this process group when the agent that started it is gone: its runs must not go on
-    unseen (the server crashes and retries them once their heartbeats stop)."""
+    unseen (the server crashes and retries them once their heartbeats stop). None when this agent
+    is already watched."""
+    if agent_pid in _watched_agent:
+        return None
+    _watched_agent.append(agent_pid)
 
     def watch() -> None:
         while True:
@@ -257,7 +288,7 @@ def run_flow_run(record: Mapping[str, Any], environ: Mapping[str, str]) -> int:
 
     flow_run_id = str(record["id"])
     attempt = int(environ.get("FLOWDECK_ATTEMPT") or record.get("attempt") or 1)
-    client = Client()
+    client = Client(transport=_prepared_transport())
     # Heartbeats keep the agent's lease: a lost run comes back after it, not after the server's default.
     lease = record.get("lease_seconds")
     # A stale attempt (its run was retried elsewhere) ends at once, with every process it started.
@@ -280,6 +311,30 @@ def run_flow_run(record: Mapping[str, Any], environ: Mapping[str, str]) -> int:
     if not reporter.aborted and completed:
         _remove_checkpoints(outcome.get("result"), flow_run_id)
     return status
+
+
+def _prepare_tls() -> None:
+    """Warm phase: the TLS context a client would create now (see ``TLS_VARIABLES``)."""
+    import httpx
+
+    _prepared_tls.append((httpx.create_ssl_context(), tuple(os.environ.get(n) for n in TLS_VARIABLES)))
+
+
+def _prepared_transport() -> Any:
+    """A transport on the TLS context the warm process prepared, or None (the client makes its own,
+    as in a fresh process): when there is none, the run's CA bundle variables differ, or a proxy is
+    set in the environment (httpx reads the ``*_proxy`` variables only without a transport)."""
+    if not _prepared_tls:
+        return None
+    context, chosen_by = _prepared_tls.pop()
+    if chosen_by != tuple(os.environ.get(n) for n in TLS_VARIABLES):
+        return None
+    if any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value
+           for name, value in os.environ.items()):
+        return None
+    import httpx
+
+    return httpx.HTTPTransport(verify=context)
 
 
 def _remove_checkpoints(result: Any, flow_run_id: str) -> None:
@@ -366,5 +421,68 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     return run_flow_run(record, env)
 
 
+def serve_warm(stdin_fd: int = 0) -> int:
+    """A warm process: import what a run needs, wait for the agent's hand-over line, take on the
+    run's environment and working directory, then run it as :func:`main` does (module docstring)."""
+    agent_pid = os.environ.get(ENV_AGENT_PID)
+    if agent_pid and agent_pid.isdigit():
+        watch_agent(int(agent_pid))  # a warm process outlives no agent either
+    import importlib
+
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional module this installation lacks: the run imports what it needs
+            pass
+    try:
+        _prepare_tls()
+    except Exception:  # noqa: S110 (the run's client then sets up TLS itself, and reports any error)
+        pass
+    line = _read_line(stdin_fd)
+    if not line.strip():
+        return 0  # the agent stopped or replaced this process before it had work
+    try:
+        work = json.loads(line)
+        env = {str(k): str(v) for k, v in dict(work["env"]).items()}
+        cwd = str(work["cwd"])
+    except (ValueError, KeyError, TypeError) as exc:
+        sys.stderr.write(f"Flowdeck: the agent's hand-over to this warm flow-run process is unreadable: {exc}\n")
+        return 2
+    take_over(env, cwd)
+    return main()
+
+
+def _read_line(fd: int) -> bytes:
+    """The hand-over line from ``fd`` (the agent writes that one line and closes the pipe), read
+    unbuffered, so ``sys.stdin`` holds nothing of it; empty at end of input."""
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"".join(chunks)
+
+
+def take_over(env: Mapping[str, str], cwd: str) -> None:
+    """Become the run's process: exactly its environment (what a fresh process would have got),
+    its working directory (also as ``sys.path[0]``, as ``python -m`` started there would have it),
+    its arguments, and no input (a fresh process gets /dev/null)."""
+    del sys.argv[1:]
+    started_in = os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    if sys.path and sys.path[0] == started_in:
+        sys.path[0] = os.getcwd()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(devnull, 0)
+    finally:
+        os.close(devnull)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_warm() if sys.argv[1:] == [WARM_ARG] else main())

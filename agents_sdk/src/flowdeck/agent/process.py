@@ -7,6 +7,12 @@ run needs (the API, the run's id and attempt, and a file holding the claim recor
 own process group, so a cancellation or a kill reaches everything the flow started, and it exits
 when the agent dies (``FLOWDECK_AGENT_PID``), so a killed agent's runs are crashed and retried by
 the server instead of running on unseen. Its output goes to the agent's log.
+
+With ``warm_processes`` (``--warm-processes``, default 1) the agent keeps that many flow-run
+processes started ahead of the claims, their imports done (:mod:`flowdeck.agent.warm`): a claimed
+run is handed to one, which takes on the run's environment and goes on exactly as a fresh process
+would, so a quick run's code starts without waiting for Python to start. A run a warm process cannot
+take (another interpreter, an environment variable Python reads at start-up) is launched cold.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from flowdeck.agent.base import Agent, ClaimedRun, LaunchError, RunExit, RunHandle, signal_name
+from flowdeck.agent.warm import WarmPool
 
 if TYPE_CHECKING:
     from flowdeck.client import Client
@@ -94,14 +101,7 @@ def build_process_env(
     agent_pid: int | None = None,
 ) -> dict[str, str]:
     """The complete environment of a flow-run subprocess (see the module docstring)."""
-    env = {name: environ[name] for name in BASE_ENV_NAMES if name in environ}
-    env.update(run_config_env(run, environ))
-    env.update(env_vars or {})
-    paths = [str(Path(p).expanduser().resolve()) for p in import_paths]
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
-    # Output reaches the agent's log as it happens, not when a buffer fills.
-    env["PYTHONUNBUFFERED"] = "1"
+    env = _agent_env(environ, run_config_env(run, environ), env_vars, import_paths)
     # Set last: a run config cannot redirect a run to another server or key.
     env.update(flowdeck_env(run, api_url=api_url, api_key=api_key, workspace=workspace))
     env["FLOWDECK_FLOW_RUN_FILE"] = str(run_file)
@@ -112,13 +112,42 @@ def build_process_env(
     return env
 
 
+def warm_process_env(
+    *,
+    environ: Mapping[str, str],
+    env_vars: Mapping[str, str] | None = None,
+    import_paths: Iterable[str] = (),
+    agent_pid: int | None = None,
+) -> dict[str, str]:
+    """The environment a warm process starts with: what every run of the agent gets, without what
+    a run's config or identity adds (it receives its run's complete environment at hand-over)."""
+    env = _agent_env(environ, {}, env_vars, import_paths)
+    if agent_pid is not None:
+        env["FLOWDECK_AGENT_PID"] = str(agent_pid)
+    return env
+
+
+def _agent_env(environ: Mapping[str, str], run_values: Mapping[str, str], env_vars: Mapping[str, str] | None,
+               import_paths: Iterable[str]) -> dict[str, str]:
+    env = {name: environ[name] for name in BASE_ENV_NAMES if name in environ}
+    env.update(run_values)
+    env.update(env_vars or {})
+    paths = [str(Path(p).expanduser().resolve()) for p in import_paths]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    # Output reaches the agent's log as it happens, not when a buffer fills.
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 class ProcessRunHandle(RunHandle):
     """A flow-run subprocess, leader of its own process group."""
 
-    def __init__(self, run: ClaimedRun, process: subprocess.Popen[bytes], run_dir: Path) -> None:
+    def __init__(self, run: ClaimedRun, process: subprocess.Popen[bytes], run_dir: Path, *, warm: bool = False) -> None:
         super().__init__(run)
         self.process = process
         self.run_dir = run_dir
+        self.warm = warm  # a warm process took the run (its start-up was paid before the claim)
         self.tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
         self.reader = threading.Thread(target=self._read_output, name=f"flowdeck-output-{run.id[:8]}", daemon=True)
         self.reader.start()
@@ -188,6 +217,8 @@ class ProcessAgent(Agent):
         run_dir: where per-run files (the claim record, the report spool) go (default: the system
             temporary directory).
         environ: the environment the run config's variables are read from (default: the agent's).
+        warm_processes: how many flow-run processes to keep started and waiting for a run (0: none,
+            every run starts a new process); see :mod:`flowdeck.agent.warm`.
     """
 
     agent_type = "process"
@@ -202,6 +233,7 @@ class ProcessAgent(Agent):
         python: str | None = None,
         run_dir: str | Path | None = None,
         environ: Mapping[str, str] | None = None,
+        warm_processes: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(client, **kwargs)
@@ -210,6 +242,27 @@ class ProcessAgent(Agent):
         self.python = python or sys.executable
         self.run_dir = Path(run_dir) if run_dir else None
         self.environ = environ if environ is not None else os.environ
+        self.warm = WarmPool(warm_processes, python=self.python, cwd=self.working_dir, make_env=self._warm_env)
+
+    def _warm_env(self) -> dict[str, str]:
+        return warm_process_env(environ=self.environ, env_vars=self.env_vars, import_paths=self.import_paths,
+                                agent_pid=os.getpid())
+
+    def interpreter(self, run: ClaimedRun) -> str:
+        """The Python that runs ``run`` (the agent's ``python``); a run that needs another one is
+        launched cold."""
+        return self.python
+
+    # Warm processes start with the agent, are replaced on the claim loop, and end when it stops.
+    def start_platform(self) -> None:
+        self.warm.closed = False  # an agent started again after it stopped
+        self.warm.tend()
+
+    def tend(self) -> None:
+        self.warm.tend()
+
+    def stop_platform(self) -> None:
+        self.warm.close()
 
     def check_storage(self, run: ClaimedRun) -> None:
         """Refuse what a local process cannot load, before starting anything."""
@@ -243,19 +296,24 @@ class ProcessAgent(Agent):
             run_file=run_file, spool_dir=run_dir / "spool", env_vars=self.env_vars, import_paths=self.import_paths,
             agent_pid=os.getpid(),
         )
-        try:
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
-                [self.python, "-m", "flowdeck.agent.execute"],
-                env=env,
-                cwd=self.working_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: killpg reaches the flow's children
-            )
-        except OSError as exc:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise LaunchError(f"Could not start {self.python}: {exc}") from exc
-        logger.info("Launched flow run %s (%s) as process %s", run.name, run.id, process.pid,
-                    extra={"flow_run_id": run.id, "pid": process.pid})
-        return ProcessRunHandle(run, process, run_dir)
+        python = self.interpreter(run)
+        warm = self.warm.take(python=python, cwd=self.working_dir, env=env, what=f"flow run {run.id}")
+        if warm is not None:
+            process = warm.process
+        else:
+            try:
+                process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
+                    [python, "-m", "flowdeck.agent.execute"],
+                    env=env,
+                    cwd=self.working_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: killpg reaches the flow's children
+                )
+            except OSError as exc:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise LaunchError(f"Could not start {python}: {exc}") from exc
+        logger.info("Launched flow run %s (%s) as process %s%s", run.name, run.id, process.pid,
+                    " (warm)" if warm else "", extra={"flow_run_id": run.id, "pid": process.pid, "warm": bool(warm)})
+        return ProcessRunHandle(run, process, run_dir, warm=warm is not None)

@@ -142,8 +142,10 @@ class LogStatus(AgentStatus):
 
     def run_started(self, handle: RunHandle) -> None:
         run = handle.run
+        warm = getattr(handle, "warm", None)  # the process agent says whether a warm process took it
+        extra = {} if warm is None else {"warm": bool(warm)}
         self._emit(logging.INFO, "run_started", f"Started flow run {run.name}", flow_run_id=run.id,
-                   flow_run_name=run.name, attempt=run.attempt)
+                   flow_run_name=run.name, attempt=run.attempt, **extra)
 
     def run_finished(self, handle: RunHandle, outcome: str, detail: str) -> None:
         run = handle.run

@@ -307,6 +307,38 @@ class Client:
         result = self._post(f"flow-runs/{flow_run_id}/task-runs/", body, idempotency_key=idempotency_key).json()
         return list(result.get("results", []))
 
+    def flow_run_report(self, flow_run_id: str, *, attempt: int, heartbeat: bool = False,
+                        lease_seconds: int | None = None, task_runs: Sequence[Mapping[str, Any]] | None = None,
+                        logs: Sequence[Mapping[str, Any]] | None = None, state: Mapping[str, Any] | None = None,
+                        expected_version: int | None = None, idempotency_key: str | None = None) -> JSON:
+        """What :meth:`flow_run_heartbeat`, :meth:`report_task_runs`, :meth:`send_logs` and
+        :meth:`set_flow_run_state` send, in one request, applied in that order in one transaction
+        (a heartbeat when ``heartbeat`` or ``lease_seconds`` is given; the other parts when given).
+        Returns each part's answer under ``heartbeat``, ``task_runs`` (``{"results"}``), ``logs``
+        (``{"count"}``) and ``state`` — for 200 and for a 409 whose state is REJECT/ABORT alike (the
+        other parts were applied). A 409 of another kind (stale attempt) raises ConflictError and
+        nothing was applied. A server older than this endpoint answers 404 (NotFoundError) or 405
+        (InvalidRequestError): send the parts with their own calls."""
+        body: JSON = {"attempt": attempt}
+        if heartbeat or lease_seconds is not None:
+            body["heartbeat"] = {} if lease_seconds is None else {"lease_seconds": int(lease_seconds)}
+        if task_runs:
+            body["task_runs"] = [dict(r) for r in task_runs]
+        if logs:
+            body["logs"] = [dict(line) for line in logs]
+        if state is not None:
+            body["state"] = dict(state)
+            if expected_version is not None:
+                body["expected_version"] = expected_version
+        path = f"flow-runs/{flow_run_id}/report/"
+        response = self._post(path, body, idempotency_key=idempotency_key, allow=(409,))
+        reply = _json_or_empty(response)
+        answer = reply.get("state")
+        if response.status_code == 409 and not (isinstance(answer, dict)
+                                                and answer.get("status") in ("REJECT", "ABORT")):
+            raise _error_from(response, "POST", path)
+        return reply
+
     def send_logs(self, flow_run_id: str, lines: Sequence[Mapping[str, Any]], *,
                   idempotency_key: str | None = None) -> int:
         """Send up to 1,000 log lines; returns how many were new (a re-sent line is stored once)."""

@@ -2,14 +2,18 @@
 
 :class:`RunReporter` is the :class:`~flowdeck.engine.observer.RunObserver` a FlowRunner gets when it
 runs under an agent. Reporting costs the calling thread one tuple appended to a queue; a sender
-thread turns the queue into batched requests (task-run states, then log lines, flow states as
-barriers), each with its own idempotency key. When the server cannot be reached the batches go to
-a spool directory and are sent again, in order and with the same keys, once it answers: every
-report arrives exactly once. A heartbeat thread keeps the run's lease and learns about
-cancellation. A 409 (the attempt is over, the run is no longer ours) aborts the reporter: it drops
-what is left and ``cancel_requested()`` becomes true so the FlowRunner stops; with ``on_stale`` (the
-flow-run process passes :func:`end_process_group`) the work stops at once instead — a stale attempt
-must not go on running a task while its retry runs elsewhere.
+thread turns the queue into combined reports (``flow-runs/{id}/report/``): what is pending — task-run
+states, then log lines, and the flow state that follows them — goes in one request with its own
+idempotency key, with a heartbeat when one is due. So RUNNING goes out with the first heartbeat,
+and the final state with the last task states and logs. A server without the combined endpoint
+(404/405) gets the same parts from then on through the separate endpoints. When the server cannot
+be reached the batches go to a spool directory and are sent again, in order and with the same
+keys, once it answers: every report arrives exactly once. A heartbeat thread keeps the run's lease
+while no report carries a heartbeat (a quiet stretch) and learns about cancellation. A 409 (the
+attempt is over, the run is no longer ours) aborts the reporter: it drops what is left and
+``cancel_requested()`` becomes true so the FlowRunner stops; with ``on_stale`` (the flow-run process
+passes :func:`end_process_group`) the work stops at once instead — a stale attempt must not go on
+running a task while its retry runs elsewhere.
 
 A task with limited tags may run its code only once the server has accepted its RUNNING (it holds
 the tags' slots then): :meth:`RunReporter.propose_task_running` sends that report in order with
@@ -27,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +61,8 @@ SEQUENCE_BLOCK = 1_000_000_000  # log sequences are attempt * SEQUENCE_BLOCK + n
 DEFAULT_LEASE_SECONDS = 60.0  # the server's flow-run heartbeat lease
 _OUTAGE = (ServerUnavailableError, RateLimitedError)
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError, PaymentRequiredError, ConflictError)
+# The heartbeat thread's first beat waits this long for the RUNNING report to carry it instead.
+FIRST_BEAT_GRACE = 2.0
 # The exit status of a flow-run process that ended itself because its attempt was over.
 STALE_EXIT_CODE = 75
 
@@ -174,9 +180,13 @@ class RunReporter:
         self.aborted = False
         self.abort_reason: str | None = None
         self.last_flow_answer: dict[str, Any] | None = None
+        # Parts are counted whichever way they travel; "reports" counts combined requests.
         self.stats: dict[str, int] = dict.fromkeys(
             ("task_reports", "log_lines", "task_batches", "log_batches", "flow_states", "heartbeats",
-             "spooled_batches", "dropped_batches", "not_accepted_reports"), 0)
+             "reports", "spooled_batches", "dropped_batches", "not_accepted_reports"), 0)
+        # Whether the server takes combined reports (until a 404/405 says it does not).
+        self.combined = True
+        self._lease_at: float | None = None  # monotonic time of the last lease extension
 
         self._lock = threading.Lock()
         self._outbox: deque[b.Item] = deque()
@@ -291,9 +301,9 @@ class RunReporter:
             return 0
         highest = 0
         for batch in self._spool.batches():
-            if batch.kind == "logs":
-                highest = max([highest, *(int(line["sequence"]) - self.attempt * SEQUENCE_BLOCK
-                                          for line in batch.payload)])
+            lines = batch.payload if batch.kind == "logs" else (
+                batch.payload.get("logs") or [] if batch.kind == "report" else [])
+            highest = max([highest, *(int(line["sequence"]) - self.attempt * SEQUENCE_BLOCK for line in lines)])
         return max(0, highest)
 
     def _add_log(self, level: int, created: float, logger_name: str, message: str, task_key: str | None,
@@ -398,7 +408,7 @@ class RunReporter:
                 self.stats["task_reports"] += 1
             elif item[0] == "l":
                 self.stats["log_lines"] += 1
-        formed = b.form_batches(items, max_task_batch=self.max_task_batch, max_log_batch=self.max_log_batch,
+        formed = b.form_reports(items, max_task_batch=self.max_task_batch, max_log_batch=self.max_log_batch,
                                 log_task_keys=self.log_task_keys)
         for batch in formed:
             if batch.waiters:
@@ -434,7 +444,7 @@ class RunReporter:
             try:
                 self._deliver(batch, from_spool=from_spool)
             except _OUTAGE as exc:
-                if batch.kind == "flow_state" and batch.payload.get("type") == "RUNNING":
+                if batch.state_type == "RUNNING":
                     self._running_settled.set()  # do not hold the run while the server is away
                 logger.warning("Flowdeck is unreachable (%s); keeping reports on disk in %s", exc, self.spool_path)
                 self._enter_outage()
@@ -457,10 +467,22 @@ class RunReporter:
     def _deliver(self, batch: b.Batch, *, from_spool: bool) -> None:
         """Send one batch until the server has it; raises only for an outage (batch kept)."""
         try:
-            if batch.kind == "task_runs":
+            self._deliver_once(batch, from_spool=from_spool)
+        finally:
+            # Only now may a RUNNING proposal's caller go on: a refusal (409) has aborted the
+            # reporter by now, so the flow does not start.
+            if batch.state_type == "RUNNING":
+                self._running_settled.set()
+
+    def _deliver_once(self, batch: b.Batch, *, from_spool: bool) -> None:
+        try:
+            if batch.kind == "report":
+                self._send_report(batch, from_spool=from_spool)
+            elif batch.kind == "task_runs":  # the kinds below come from a spool older reporters wrote
                 self._send_task_runs(batch)
             elif batch.kind == "logs":
                 self._send_logs(batch)
+                self.stats["log_batches"] += 1
             else:
                 self._send_flow_state(batch, from_spool=from_spool)
         except _OUTAGE:
@@ -468,18 +490,25 @@ class RunReporter:
         except _FATAL as exc:
             self._abort(f"{exc}", stale=isinstance(exc, ConflictError))
         except InvalidRequestError as exc:
+            # Too large: send it in halves. A report refused for one of its parts (nothing of it
+            # was applied): send its parts one by one, so only the part at fault is dropped.
+            split: Callable[[b.Batch], Sequence[b.Batch]] | None = None
             if exc.status == 413 and len(batch) > 1 and batch.kind != "flow_state":
-                with self._lock:
-                    batch.waiters = self._waiters.pop(batch.idempotency_key, {})
-                halves = b.split(batch)
-                for half in halves:
-                    if half.waiters:
-                        with self._lock:
-                            self._waiters[half.idempotency_key] = half.waiters
-                for half in halves:
-                    self._deliver(half, from_spool=False)
+                split = b.split
+            elif exc.status == 400 and batch.kind == "report" and len(b.by_part(batch)) > 1:
+                split = b.by_part
+            if split is None:
+                self._drop(batch, exc)
                 return
-            self._drop(batch, exc)
+            with self._lock:
+                batch.waiters = self._waiters.pop(batch.idempotency_key, {})
+            pieces = split(batch)
+            for piece in pieces:
+                if piece.waiters:
+                    with self._lock:
+                        self._waiters[piece.idempotency_key] = piece.waiters
+            for piece in pieces:
+                self._deliver(piece, from_spool=False)
         except FlowdeckError as exc:
             self._drop(batch, exc)
 
@@ -494,6 +523,10 @@ class RunReporter:
     def _send_task_runs(self, batch: b.Batch) -> None:
         results = self._client.report_task_runs(self.flow_run_id, attempt=self.attempt, reports=batch.payload,
                                                 idempotency_key=batch.idempotency_key)
+        self._took_task_runs(batch, results)
+
+    def _took_task_runs(self, batch: b.Batch, results: list[dict[str, Any]]) -> None:
+        """Hand the server's answers to the callers waiting for them."""
         self.stats["task_batches"] += 1
         with self._lock:
             waiting = self._waiters.pop(batch.idempotency_key, {})
@@ -506,68 +539,184 @@ class RunReporter:
             self.stats["not_accepted_reports"] += len(refused)
             logger.debug("Flowdeck did not accept %d task-run report(s): %s", len(refused), refused[:3])
 
-    def _send_logs(self, batch: b.Batch) -> None:
+    def _send_logs(self, batch: b.Batch) -> int:
+        """Send log lines to the separate endpoint; returns how many were new."""
+        if not self.log_task_keys:
+            return self._send_lines_without_task_keys(batch)
         try:
-            self._client.send_logs(self.flow_run_id, batch.payload, idempotency_key=batch.idempotency_key)
+            count = self._client.send_logs(self.flow_run_id, batch.payload, idempotency_key=batch.idempotency_key)
         except InvalidRequestError as exc:
             # A server without task_key/map_index on log lines refuses them as unknown fields:
             # send lines without them from now on.
-            if exc.status == 400 and self.log_task_keys and _mentions_task_keys(exc.details):
+            if exc.status == 400 and _mentions_task_keys(exc.details):
                 self.log_task_keys = False
-                stripped = [{k: v for k, v in line.items() if k not in ("task_key", "map_index")}
-                            for line in batch.payload]
-                self._client.send_logs(self.flow_run_id, stripped, idempotency_key=batch.idempotency_key + "-n")
-            else:
-                raise
-        self.stats["log_batches"] += 1
+                return self._send_lines_without_task_keys(batch)
+            raise
+        return count
+
+    def _send_lines_without_task_keys(self, batch: b.Batch) -> int:
+        stripped = [{k: v for k, v in line.items() if k not in ("task_key", "map_index")} for line in batch.payload]
+        return self._client.send_logs(self.flow_run_id, stripped, idempotency_key=batch.idempotency_key + "-n")
 
     def _send_flow_state(self, batch: b.Batch, *, from_spool: bool) -> None:
         state: dict[str, Any] = batch.payload
         proposed = state.get("type")
         if proposed in TERMINAL:
             self._terminal_sent = True  # a heartbeat's 409 from now on is the run ending, not an abort
-        try:
-            while True:
-                answer = self._client.set_flow_run_state(self.flow_run_id, state, attempt=self.attempt,
-                                                         idempotency_key=batch.idempotency_key)
-                self.stats["flow_states"] += 1
-                if answer.get("status") != "WAIT":
-                    break
-                given = answer.get("retry_after_seconds")
-                wait = float(given) if isinstance(given, (int, float)) else 5.0
-                logger.info("Flowdeck says wait %.0fs before %s (%s)", wait, proposed, answer.get("reason") or "")
-                if self._stop_now.wait(wait):
-                    return
-                # A new proposal needs a new key: the old one would replay the stored WAIT.
-                batch.idempotency_key = str(uuid.uuid4())
-                if from_spool and self._spool:
-                    self._spool.rewrite_head(batch)
-            self.last_flow_answer = answer
-            status = answer.get("status")
-            current = answer.get("state") or {}
-            if proposed == "RUNNING" and status == "ACCEPT":
-                self._run_started = True
-            if status == "ABORT" or (status == "REJECT" and proposed not in TERMINAL):
-                self._abort(str(answer.get("reason") or f"the server answered {status} to {proposed}"),
-                            stale=status == "ABORT")
-            elif current.get("type") in ("CANCELLING", "CANCELLED") and proposed != "CANCELLED":
-                self._cancel = True
-                if status == "REJECT" and proposed in TERMINAL and current.get("type") == "CANCELLING":
-                    # The flow ended just as cancellation was requested: confirm the cancellation so
-                    # the run does not wait in CANCELLING for its lease to run out.
-                    answer = self._client.set_flow_run_state(
-                        self.flow_run_id,
-                        {"type": "CANCELLED", "name": "Cancelled",
-                         "message": "Cancelled as requested; the flow had just ended "
-                                    f"({state.get('name') or proposed})."},
-                        attempt=self.attempt, idempotency_key=batch.idempotency_key + "-cancelled")
-                    self.last_flow_answer = answer
-                    current = answer.get("state") or {}
-            if proposed in TERMINAL or current.get("type") in TERMINAL:
-                self._hb_stop.set()
-        finally:
-            if proposed == "RUNNING":
-                self._running_settled.set()
+        while True:
+            answer = self._client.set_flow_run_state(self.flow_run_id, state, attempt=self.attempt,
+                                                     idempotency_key=batch.idempotency_key)
+            self.stats["flow_states"] += 1
+            if answer.get("status") != "WAIT":
+                break
+            if not self._wait_as_told(answer, proposed):
+                return
+            # A new proposal needs a new key: the old one would replay the stored WAIT.
+            batch.idempotency_key = str(uuid.uuid4())
+            if from_spool and self._spool:
+                self._spool.rewrite_head(batch)
+        self._took_flow_answer(state, answer, batch.idempotency_key)
+
+    def _wait_as_told(self, answer: dict[str, Any], proposed: Any) -> bool:
+        """Wait as a WAIT answer says; False when the reporter is stopping meanwhile."""
+        given = answer.get("retry_after_seconds")
+        wait = float(given) if isinstance(given, (int, float)) else 5.0
+        logger.info("Flowdeck says wait %.0fs before %s (%s)", wait, proposed, answer.get("reason") or "")
+        return not self._stop_now.wait(wait)
+
+    def _took_flow_answer(self, state: dict[str, Any], answer: dict[str, Any], key: str) -> None:
+        """Act on the server's (final) answer to a proposed flow state."""
+        proposed = state.get("type")
+        self.last_flow_answer = answer
+        status = answer.get("status")
+        current = answer.get("state") or {}
+        if proposed == "RUNNING" and status == "ACCEPT":
+            self._run_started = True
+        if status == "ABORT" or (status == "REJECT" and proposed not in TERMINAL):
+            self._abort(str(answer.get("reason") or f"the server answered {status} to {proposed}"),
+                        stale=status == "ABORT")
+        elif current.get("type") in ("CANCELLING", "CANCELLED") and proposed != "CANCELLED":
+            self._cancel = True
+            if status == "REJECT" and proposed in TERMINAL and current.get("type") == "CANCELLING":
+                # The flow ended just as cancellation was requested: confirm the cancellation so
+                # the run does not wait in CANCELLING for its lease to run out.
+                answer = self._client.set_flow_run_state(
+                    self.flow_run_id,
+                    {"type": "CANCELLED", "name": "Cancelled",
+                     "message": "Cancelled as requested; the flow had just ended "
+                                f"({state.get('name') or proposed})."},
+                    attempt=self.attempt, idempotency_key=key + "-cancelled")
+                self.last_flow_answer = answer
+                current = answer.get("state") or {}
+        if proposed in TERMINAL or current.get("type") in TERMINAL:
+            self._hb_stop.set()
+
+    # --- combined reports -----------------------------------------------------------------------
+
+    def _heartbeat_due(self, batch: b.Batch) -> bool:
+        """Whether a report about to be sent for the first time should carry a heartbeat: half an
+        interval after the last lease extension (so the heartbeat thread, which beats a whole
+        interval after it, stays quiet while reports flow), never with or after the final state."""
+        if not (self.heartbeat_interval and self.combined) or self._terminal_sent or "heartbeat" in batch.payload:
+            return False
+        if batch.state_type in TERMINAL:
+            return False
+        last = self._lease_at
+        return last is None or time.monotonic() - last >= self.heartbeat_interval / 2
+
+    def _send_report(self, batch: b.Batch, *, from_spool: bool) -> None:
+        """Send one combined report until the server has it; a WAIT for its flow state is proposed
+        again (the state alone, with a new key) after the wait the server asks for."""
+        state: dict[str, Any] | None = batch.payload.get("state")
+        proposed = state.get("type") if state else None
+        if proposed in TERMINAL:
+            self._terminal_sent = True  # a heartbeat's 409 from now on is the run ending, not an abort
+        while True:
+            if not batch.attempted:
+                if self._heartbeat_due(batch):
+                    batch.payload["heartbeat"] = {} if self.lease_seconds is None else {
+                        "lease_seconds": int(self.lease_seconds)}
+                batch.attempted = True
+            reply = self._post_report(batch)
+            self._took_report(batch, reply)
+            answer = reply.get("state")
+            if state is None or not isinstance(answer, dict):
+                return
+            if answer.get("status") != "WAIT":
+                break
+            if not self._wait_as_told(answer, proposed):
+                return
+            # The other parts are applied; the state is proposed again, with a new key (the
+            # old one would replay the stored WAIT).
+            batch.payload = {"state": state}
+            batch.idempotency_key = str(uuid.uuid4())
+            batch.attempted = False
+            batch.waiters = {}
+            if from_spool and self._spool:
+                self._spool.rewrite_head(batch)
+        self._took_flow_answer(state, answer, batch.idempotency_key)
+
+    def _post_report(self, batch: b.Batch) -> dict[str, Any]:
+        """The server's reply to a report: from the combined endpoint, or (a server without it)
+        put together from the separate endpoints, each part with a key derived from the report's."""
+        parts: dict[str, Any] = batch.payload
+        if self.combined and not batch.separate:
+            try:
+                reply = self._client.flow_run_report(
+                    self.flow_run_id, attempt=self.attempt, heartbeat="heartbeat" in parts,
+                    lease_seconds=(parts.get("heartbeat") or {}).get("lease_seconds"),
+                    task_runs=parts.get("task_runs"), logs=parts.get("logs"), state=parts.get("state"),
+                    idempotency_key=batch.idempotency_key)
+            except (NotFoundError, InvalidRequestError) as exc:
+                if exc.status not in (404, 405):
+                    raise
+                # An older server: nothing was applied. Send the parts separately from now on (a
+                # run that is really gone is refused there too).
+                logger.info("This Flowdeck server takes no combined reports (HTTP %s); sending their parts "
+                            "separately", exc.status)
+                self.combined = False
+            else:
+                self.stats["reports"] += 1
+                return reply
+        batch.separate = True
+        if self._spool and self._spool.peek() is batch:
+            self._spool.rewrite_head(batch)  # a re-send after a crash goes the same way
+        key = batch.idempotency_key
+        reply = {}
+        if "heartbeat" in parts:
+            reply["heartbeat"] = self._client.flow_run_heartbeat(
+                self.flow_run_id, attempt=self.attempt, lease_seconds=parts["heartbeat"].get("lease_seconds"),
+                idempotency_key=key + "-h")
+        if parts.get("task_runs"):
+            reply["task_runs"] = {"results": self._client.report_task_runs(
+                self.flow_run_id, attempt=self.attempt, reports=parts["task_runs"], idempotency_key=key + "-t")}
+        if parts.get("logs"):
+            reply["logs"] = {"count": self._send_logs(b.Batch("logs", parts["logs"], key + "-l"))}
+        if parts.get("state") is not None:
+            reply["state"] = self._client.set_flow_run_state(self.flow_run_id, parts["state"], attempt=self.attempt,
+                                                             idempotency_key=key + "-s")
+        return reply
+
+    def _took_report(self, batch: b.Batch, reply: dict[str, Any]) -> None:
+        """Count the parts the server took and act on their answers (all but the flow state's)."""
+        parts = batch.payload
+        beat = reply.get("heartbeat")
+        if "heartbeat" in parts and isinstance(beat, dict):
+            self._took_heartbeat(beat)
+        if parts.get("task_runs"):
+            found = reply.get("task_runs")
+            results = found.get("results") if isinstance(found, dict) else None
+            self._took_task_runs(batch, list(results) if isinstance(results, list) else [])
+        if parts.get("logs"):
+            self.stats["log_batches"] += 1
+        if parts.get("state") is not None:
+            self.stats["flow_states"] += 1
+
+    def _took_heartbeat(self, reply: dict[str, Any]) -> None:
+        self.stats["heartbeats"] += 1
+        self._lease_at = time.monotonic()
+        if reply.get("cancellation_requested"):
+            self._cancel = True
 
     def _is_aborted(self) -> bool:
         return self.aborted
@@ -602,9 +751,20 @@ class RunReporter:
     # --- heartbeat thread -----------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        """Keep the lease while no report carries a heartbeat: beat a whole interval after the last
+        extension (a report's or this thread's). The first beat waits a moment for the RUNNING
+        report, which carries it; the claim's lease covers the run until then."""
         self._thread_ids.add(threading.get_ident())
         interval = float(self.heartbeat_interval or DEFAULT_LEASE_SECONDS / 3)
+        due = time.monotonic() + min(interval, FIRST_BEAT_GRACE)
         while not self._hb_stop.is_set():
+            last = self._lease_at
+            if last is not None:
+                due = max(due, last + interval)
+            left = due - time.monotonic()
+            if left > 0:
+                self._hb_stop.wait(left)
+                continue
             try:
                 reply = self._hb_client.flow_run_heartbeat(self.flow_run_id, attempt=self.attempt,
                                                            lease_seconds=self.lease_seconds)
@@ -617,10 +777,8 @@ class RunReporter:
             except FlowdeckError as exc:
                 logger.error("Flowdeck heartbeat refused: %s", exc)
             else:
-                self.stats["heartbeats"] += 1
-                if reply.get("cancellation_requested"):
-                    self._cancel = True
-            self._hb_stop.wait(interval)
+                self._took_heartbeat(reply)
+            due = time.monotonic() + interval
 
 
 def _mentions_task_keys(details: Any) -> bool:
