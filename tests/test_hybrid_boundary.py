@@ -2,8 +2,9 @@
 channels an Admin configured. Exactly one server module, ``orchestration/alerts/delivery.py``, may
 import an HTTP client (httpx), and only the one function that runs the target check first may use
 it to make a request; ``orchestration/alerts/channels.py`` may import ``socket``, for name resolution
-only (the check resolves the host and refuses loopback, private, link-local… addresses). Every other
-server module stays without any outbound client."""
+only (the check resolves the host and refuses loopback, private, link-local… addresses), and
+``config/serve.py`` may import ``socket`` to open the server's own listening socket (never to
+connect anywhere). Every other server module stays without any outbound client."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ OUTBOUND = {"httpx", "requests", "urllib.request", "urllib3", "aiohttp", "http.c
 
 DELIVERY = "orchestration/alerts/delivery.py"
 CHANNELS = "orchestration/alerts/channels.py"
-# The one exception (A2), and exactly what each of its modules may import.
-ALLOWED = {DELIVERY: ["httpx"], CHANNELS: ["socket"]}
+SERVE = "config/serve.py"
+# The one exception (A2), and exactly what each of its modules may import; and the server's own
+# listening socket.
+ALLOWED = {DELIVERY: ["httpx"], CHANNELS: ["socket"], SERVE: ["socket"]}
 SENDER = "_http_post"  # the only function of delivery.py that may make a request
 HTTPX_OUTSIDE_SENDER = {"TimeoutException", "HTTPError"}  # exception classes, to report failures
 SOCKET_USES = {"getaddrinfo", "gaierror", "SOCK_STREAM"}
+LISTENING_USES = {"socket", "AF_INET", "AF_INET6", "SOCK_STREAM", "SOL_SOCKET", "SO_REUSEADDR", "SO_REUSEPORT"}
 
 
 def _tree(relative: str) -> ast.Module:
@@ -95,3 +99,12 @@ def test_delivery_makes_requests_only_after_the_target_check_and_follows_no_redi
 def test_channels_uses_socket_for_name_resolution_only():
     used = {node.attr for node in _uses(_tree(CHANNELS), "socket")}
     assert used <= SOCKET_USES, used - SOCKET_USES
+
+
+def test_serve_opens_a_listening_socket_and_connects_nowhere():
+    tree = _tree(SERVE)
+    used = {node.attr for node in _uses(tree, "socket")}
+    assert used <= LISTENING_USES, used - LISTENING_USES
+    calls = {node.func.attr for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert not calls & {"connect", "connect_ex", "create_connection", "sendto"}
