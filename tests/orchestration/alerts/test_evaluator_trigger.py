@@ -26,6 +26,16 @@ def _flow(world):
                               flow__workspace=world.workspace).flow
 
 
+def _published_runs(settings, monkeypatch) -> list[str]:
+    """The run ids the trigger thread hands to Celery (a worker is assumed; nothing is sent)."""
+    from orchestration.alerts.tasks_evaluate import evaluate_flow_run_task
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[str] = []
+    monkeypatch.setattr(evaluate_flow_run_task, "apply_async", lambda *a, **k: published.append(k["args"][0]))
+    return published
+
+
 def _dispatches(callbacks) -> list[triggers._Dispatch]:
     return [c for c in callbacks if isinstance(c, triggers._Dispatch)]
 
@@ -120,11 +130,7 @@ def test_a_broker_that_is_down_never_holds_up_the_commit(world_a, settings, monk
 
 @pytest.mark.django_db(transaction=True)
 def test_runs_of_a_workspace_without_policies_are_not_dispatched(world_a, settings, monkeypatch):
-    from orchestration.alerts.tasks_evaluate import evaluate_flow_run_task
-
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    published: list[str] = []
-    monkeypatch.setattr(evaluate_flow_run_task, "apply_async", lambda *a, **k: published.append(k["args"][0]))
+    published = _published_runs(settings, monkeypatch)
     flow_run = run(_flow(world_a), state_type=StateType.RUNNING, start_time=clock())
     set_state(flow_run, StateType.COMPLETED)
     triggers.wait_idle()
@@ -140,11 +146,7 @@ def test_a_run_that_is_gone_is_nothing_to_evaluate(db):
 @pytest.mark.django_db(transaction=True)
 def test_a_workspace_found_without_policies_costs_its_state_changes_nothing(world_a, settings, monkeypatch,
                                                                            django_capture_on_commit_callbacks):
-    from orchestration.alerts.tasks_evaluate import evaluate_flow_run_task
-
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    published: list[str] = []
-    monkeypatch.setattr(evaluate_flow_run_task, "apply_async", lambda *a, **k: published.append(k["args"][0]))
+    published = _published_runs(settings, monkeypatch)
     flow = _flow(world_a)
     first = run(flow, state_type=StateType.RUNNING, start_time=clock())
     set_state(first, StateType.COMPLETED)
@@ -164,11 +166,7 @@ def test_a_workspace_found_without_policies_costs_its_state_changes_nothing(worl
 
 @pytest.mark.django_db(transaction=True)
 def test_what_was_remembered_expires(world_a, settings, monkeypatch):
-    from orchestration.alerts.tasks_evaluate import evaluate_flow_run_task
-
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    published: list[str] = []
-    monkeypatch.setattr(evaluate_flow_run_task, "apply_async", lambda *a, **k: published.append(k["args"][0]))
+    published = _published_runs(settings, monkeypatch)
     flow = _flow(world_a)
     first = run(flow, state_type=StateType.RUNNING, start_time=clock())
     set_state(first, StateType.COMPLETED)

@@ -159,21 +159,29 @@ def form_batches(items: list[Item], *, max_task_batch: int, max_log_batch: int,
             lines.clear()
 
     for item in items:
-        tag = item[0]
-        if tag == "t":
-            reports.append(task_report(item))  # type: ignore[arg-type]
-        elif tag == "s":
-            waiters[len(reports)] = item[7]  # type: ignore[misc]
-            reports.append(task_report(item))  # type: ignore[arg-type]
-        elif tag == "l":
-            lines.append(log_line(item, with_task_keys=log_task_keys))  # type: ignore[arg-type]
-        else:
+        state = _sort_item(item, reports, waiters, lines, log_task_keys)
+        if state is not None:
             flush()
-            _, state_type, name, message, result_ref = item  # type: ignore[misc]
-            batches.append(Batch("flow_state", state_payload(state_type, name, message, result_ref),
-                                 str(uuid.uuid4())))
+            batches.append(Batch("flow_state", state, str(uuid.uuid4())))
     flush()
     return batches
+
+
+def _sort_item(item: Item, reports: list[dict[str, Any]], waiters: dict[int, Any], lines: list[dict[str, Any]],
+               log_task_keys: bool) -> dict[str, Any] | None:
+    """Add a queued task report or log line to its list; a flow state is returned instead."""
+    tag = item[0]
+    if tag == "t":
+        reports.append(task_report(item))  # type: ignore[arg-type]
+    elif tag == "s":
+        waiters[len(reports)] = item[7]  # type: ignore[misc]
+        reports.append(task_report(item))  # type: ignore[arg-type]
+    elif tag == "l":
+        lines.append(log_line(item, with_task_keys=log_task_keys))  # type: ignore[arg-type]
+    else:
+        _, state_type, name, message, result_ref = item  # type: ignore[misc]
+        return state_payload(state_type, name, message, result_ref)
+    return None
 
 
 def form_reports(items: list[Item], *, max_task_batch: int, max_log_batch: int,
@@ -213,17 +221,9 @@ def form_reports(items: list[Item], *, max_task_batch: int, max_log_batch: int,
         lines.clear()
 
     for item in items:
-        tag = item[0]
-        if tag == "t":
-            reports.append(task_report(item))  # type: ignore[arg-type]
-        elif tag == "s":
-            waiters[len(reports)] = item[7]  # type: ignore[misc]
-            reports.append(task_report(item))  # type: ignore[arg-type]
-        elif tag == "l":
-            lines.append(log_line(item, with_task_keys=log_task_keys))  # type: ignore[arg-type]
-        else:
-            _, state_type, name, message, result_ref = item  # type: ignore[misc]
-            flush(state_payload(state_type, name, message, result_ref))
+        state = _sort_item(item, reports, waiters, lines, log_task_keys)
+        if state is not None:
+            flush(state)
     if reports or lines:
         flush(None)
     return batches
