@@ -141,7 +141,9 @@ class FlowdeckGraphQLView(GraphQLView):
         except Exception as error:  # the executor reports resolver errors itself; this is a bug
             return ExecutionResult(data=None, errors=[error])  # type: ignore[list-item]
         finally:
-            tenancy.restore(rls_token)  # a no-op when the transaction failed: its rollback drops the setting
+            # Nothing to restore when the request's own transaction (ATOMIC_REQUESTS) ends with it, nor when
+            # the transaction failed: its rollback drops the setting.
+            tenancy.restore_unless_request_ends(rls_token)
 
     def get_response(self, request: HttpRequest, data: Any, show_graphiql: bool = False) -> tuple[str | None, int]:
         query, variables, operation_name, _id = self.get_graphql_params(request, data)
