@@ -65,11 +65,14 @@ def due_runs_query(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude
     )
 
 
-def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int, exclude: set[Any]) -> Any:
-    """The ids of the due runs to claim: on PostgreSQL the locking query itself (a subquery of
-    :func:`_due_runs`), elsewhere a list."""
+def _due_run_ids(agent: Agent, limit: int, lookahead_seconds: int, exclude: set[Any]) -> list[Any]:
+    """The ids of the due runs to claim, locked (SKIP LOCKED) on PostgreSQL until the claim commits.
+
+    A statement of its own rather than a subquery of :func:`_due_runs`: read as ``id IN (…)`` the
+    planner may join every run of the flow with its version and agent before filtering, a cost
+    that grows with the flow's history."""
     if settings.IS_POSTGRES:
-        return due_runs_query(agent, limit, lookahead_seconds, exclude)
+        return list(due_runs_query(agent, limit, lookahead_seconds, exclude))
     # Embedded SQLite: no JSON containment and no row locks (its writes are serialised anyway).
     covered = set(agent.labels)
     due = (
@@ -92,7 +95,7 @@ def _due_runs(agent: Agent, limit: int, lookahead_seconds: int, exclude: set[Any
     transition needs them (:func:`~orchestration.engine.lock_flow_runs`), with their flow's policy,
     their version and whether they have task runs (the reply lists them; a new run has none)."""
     run_ids = _due_run_ids(agent, limit, lookahead_seconds, exclude)
-    if isinstance(run_ids, list) and not run_ids:
+    if not run_ids:
         return []
     workspace_id = agent.workspace_id
     return list(
