@@ -86,10 +86,13 @@ def test_a_static_file_arrives_whole_from_the_server(server: ThreadLoggingServer
     assert response.content == expected
 
 
-def test_a_streaming_response_goes_out_chunk_by_chunk() -> None:
+def test_a_streaming_response_goes_out_chunk_by_chunk(settings: Any) -> None:
     """In process, through the application's HTTP path: ServeStatic's files are answered with a
     FileResponse (a streaming response); each chunk must reach the server as it is read, not the
     whole file at the end."""
+    # Importing config.asgi starts a server process's web-tier beat; in the test process its
+    # background transactions would collide with the suite's database flushes.
+    settings.FLOWDECK_WEB_TIER_BEAT = False
     from config.asgi import http_application
 
     messages: list[dict[str, Any]] = []
@@ -105,6 +108,9 @@ def test_a_streaming_response_goes_out_chunk_by_chunk() -> None:
         messages.append(message)
 
     asyncio.run(http_application(scope, receive, send))
+    import threading
+
+    assert "flowdeck-web-tier-beat" not in {t.name for t in threading.enumerate()}
     assert messages[0]["type"] == "http.response.start" and messages[0]["status"] == 200
     chunks = [m for m in messages[1:] if m["type"] == "http.response.body"]
     assert sum(1 for m in chunks if m.get("more_body")) > 10
