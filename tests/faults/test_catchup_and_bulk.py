@@ -193,6 +193,7 @@ class FakeAgent:
                 self.errors.append(repr(exc))
 
 
+@pytest.mark.alone  # its bound on every agent request's latency needs a machine with nothing else running
 def test_bulk_cancel_of_5000_runs_never_holds_up_agents(stack: Stack, fault_world: World, tmp_path):
     # given: 5,000 due runs of one flow and two agents working through them
     flow_id = fault_world.register(write_flow(tmp_path, "bulk_target", BULK_FLOW))["bulk-target"]
