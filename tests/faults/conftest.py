@@ -13,16 +13,6 @@ import pytest
 from tests.faults.stack import Stack, World
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """When the suite runs on several workers (scripts/test), one worker runs every fault test:
-    the session's stack is then built once, and two stacks never compete for the CPU at once."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("faults"))
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     started = time.monotonic()
