@@ -48,7 +48,7 @@ from accounts.authz import Principal  # noqa: E402
 from accounts.models import Role, ServiceAccount, Workspace  # noqa: E402
 from core.tenancy import rls_bypass, workspace_scope  # noqa: E402
 from orchestration.models import Agent, Flow, FlowRun, FlowVersion, Project  # noqa: E402
-from orchestration.services.claims import due_runs_query, flow_runs_claim  # noqa: E402
+from orchestration.services.claims import due_runs_sql, flow_runs_claim  # noqa: E402
 
 INSERT_RUNS = """
 INSERT INTO orchestration_flowrun (
@@ -139,7 +139,7 @@ def main() -> None:
     workspace, actors, agents = setup(args.historical, args.due, args.clients)
     try:
         with workspace_scope([workspace.pk]), connection.cursor() as cursor:
-            sql, params = due_runs_query(agents[0], 1).query.sql_with_params()
+            sql, params = due_runs_sql(agents[0], 1)
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = [row[0] for row in cursor.fetchall()]
         print("claim query plan:\n  " + "\n  ".join(plan))

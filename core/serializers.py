@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rest_framework import serializers
@@ -18,3 +19,56 @@ class StrictInputSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+_SHARED_LOCK = threading.Lock()
+_shared: dict[type[serializers.BaseSerializer], serializers.BaseSerializer] = {}
+
+
+def represent(serializer_class: type[serializers.BaseSerializer], instance: Any, *, many: bool = False) -> Any:
+    """What ``serializer_class(instance, many=many).data`` gives, from one serializer per class
+    kept for the process. A ``ModelSerializer`` builds its fields from the model on every
+    instantiation, which costs more than rendering a run; rendering only reads the bound fields, so
+    one instance serves every request and thread. For output serializers that read no context."""
+    serializer = _shared.get(serializer_class)
+    if serializer is None:
+        with _SHARED_LOCK:
+            serializer = _shared.get(serializer_class)
+            if serializer is None:
+                serializer = serializer_class()
+                _bind_all(serializer)
+                _shared[serializer_class] = serializer
+    if many:
+        return [serializer.to_representation(item) for item in instance]
+    return serializer.to_representation(instance)
+
+
+def _bind_all(serializer: Any) -> None:
+    """Build the fields of ``serializer`` and of the serializers nested in it now, before any thread
+    shares them (each serializer builds its fields on first use)."""
+    child = getattr(serializer, "child", None)
+    if isinstance(child, serializers.BaseSerializer):
+        _bind_all(child)
+    for field in getattr(serializer, "fields", {}).values():
+        if isinstance(field, serializers.BaseSerializer):
+            _bind_all(field)
+
+
+_per_thread = threading.local()
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """``serializer_class(data=data)``'s validated data (a ``ValidationError`` as from
+    ``is_valid(raise_exception=True)``), from one serializer per class and thread: building the
+    fields again on every request cost more than validating a body. Validation keeps its state on
+    the serializer itself (reset here), never on the fields, so a thread reuses its instance."""
+    cache: dict[type, serializers.Serializer] = _per_thread.__dict__.setdefault("serializers", {})
+    serializer = cache.get(serializer_class)
+    if serializer is None:
+        serializer = cache[serializer_class] = serializer_class(data=data)
+    else:
+        for name in ("_validated_data", "_errors", "_data"):
+            serializer.__dict__.pop(name, None)
+        serializer.initial_data = data
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -27,6 +27,7 @@ from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import NotFound
 from core.errors import InvalidInput
 from core.pagination import CreatedCursorPagination
+from core.serializers import represent, validated
 from orchestration.engine import ProposedState, db_now, flow_run_set_state
 from orchestration.models import FlowRun, FlowVersion
 from orchestration.selectors import (
@@ -74,10 +75,8 @@ MAX_IDEMPOTENCY_KEY = 200
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _valid(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+def _valid(serializer_class: type, request: Request) -> dict[str, Any]:
+    return validated(serializer_class, request.data)
 
 
 def _query(serializer_class: type, request: Request) -> dict[str, Any]:
@@ -382,7 +381,7 @@ class FlowRunListView(WorkspaceAPIView):
         run, created = runs.flow_run_create(
             actor=self.principal, flow=flow, created_by_kind=_created_by_kind(self), savepoint=False, **data
         )
-        return Response(s.FlowRunOut(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(represent(s.FlowRunOut, run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class FlowRunBulkCreateView(WorkspaceAPIView):
@@ -524,7 +523,7 @@ class _RunAction(WorkspaceAPIView):
     def act(self, flow_run_id: str, **kwargs: Any) -> Response:
         run = access_flow_run(self.principal, flow_run_id, action="flow_run:update")
         self.run_service(actor=self.principal, flow_run=run, **kwargs)
-        return Response(s.FlowRunOut(access_flow_run(self.principal, run.pk)).data)
+        return Response(represent(s.FlowRunOut, access_flow_run(self.principal, run.pk)))
 
 
 class FlowRunCancelView(_RunAction):
@@ -673,7 +672,7 @@ class AgentClaimView(WorkspaceAPIView):
                 actor=self.principal, agent=agent, limit=data["limit"], lease_seconds=data["lease_seconds"],
                 lookahead_seconds=data["lookahead_seconds"],
             )
-            return status.HTTP_200_OK, {"results": s.ClaimedRunOut(claimed_runs(claimed), many=True).data}
+            return status.HTTP_200_OK, {"results": represent(s.ClaimedRunOut, claimed_runs(claimed), many=True)}
 
         return _idempotent(self, request, f"agent:{agent.pk}:claim", compute)
 

@@ -18,6 +18,7 @@ from .core import (
     db_now,
     flow_run_set_state,
     lock_flow_runs,
+    locked_flow_runs,
     task_run_set_state,
 )
 from .creation import insert_scheduled_run, insert_scheduled_runs, new_scheduled_run
@@ -37,6 +38,7 @@ __all__ = [
     "insert_scheduled_run",
     "insert_scheduled_runs",
     "lock_flow_runs",
+    "locked_flow_runs",
     "new_scheduled_run",
     "task_run_set_state",
     "task_run_set_states",

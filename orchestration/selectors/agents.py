@@ -12,6 +12,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.authz import NotFound, Principal, authorize
+from core.rows import by_id
 from orchestration.models import Agent, FlowRun, StateType
 
 from .projects import parse_id
@@ -28,7 +29,7 @@ def access_agent(principal: Principal, agent_id: Any, action: str = "project:rea
     calls pass ``agent:heartbeat`` and the like); NotFound for a bad id, a missing agent or another
     workspace's."""
     authorize(principal, action, principal.workspace)
-    agent = Agent.objects.for_workspace(principal.workspace).filter(pk=parse_id(agent_id)).first()
+    agent = by_id(Agent, principal.workspace, parse_id(agent_id))
     if agent is None:
         raise NotFound()
     return agent

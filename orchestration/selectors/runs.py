@@ -25,6 +25,7 @@ from django.db.models.functions import Now, TruncHour
 
 from accounts.authz import ROLE_ACTIONS, NotFound, Principal, authorize
 from accounts.models import Role
+from core.rows import by_id
 from orchestration.models import BulkAction, FlowRun, FlowRunState, FlowVersion, StateType, TaskRun
 
 from .projects import parse_id, visible_projects_q
@@ -104,7 +105,7 @@ def access_flow_run(principal: Principal, flow_run_id: Any, action: str = "proje
     the role in the workspace only, as agents run restricted projects' runs too."""
     if action in AGENT_ACTIONS:
         authorize(principal, action, principal.workspace)
-        run = FlowRun.objects.for_workspace(principal.workspace).filter(pk=parse_id(flow_run_id)).first()
+        run = by_id(FlowRun, principal.workspace, parse_id(flow_run_id))
         if run is None:
             raise NotFound()
         return run

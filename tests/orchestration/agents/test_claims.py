@@ -16,7 +16,7 @@ from core.errors import InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration.engine import db_now
 from orchestration.models import FlowRun, FlowRunState, StateType
-from orchestration.services.claims import due_runs_query, flow_runs_claim
+from orchestration.services.claims import due_runs_sql, flow_runs_claim
 from tests.orchestration.agents.conftest import agent_principal, due_runs
 from tests.orchestration.factories import AgentFactory, FlowRunFactory
 
@@ -219,7 +219,7 @@ def test_d8_the_claim_query_is_served_by_the_partial_due_index(world_a, agent_a,
     _analyze_as_owner()
     # when
     with workspace_scope([world_a.workspace.pk]):
-        sql, params = due_runs_query(agent_a, 1).query.sql_with_params()
+        sql, params = due_runs_sql(agent_a, 1)
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -12,6 +12,7 @@ is the outermost one, as in production."""
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -61,8 +62,9 @@ def _setup_or_auth(sql: str) -> bool:
 
 
 def _kind(sql: str) -> str:
-    """A statement named by what it does to which table, e.g. ``INSERT idempotencyrecord``."""
-    words = sql.replace('"', "").split()
+    """A statement named by what it does to which table, e.g. ``INSERT idempotencyrecord`` (a
+    subquery in a SELECT's list, such as an EXISTS, does not name it)."""
+    words = re.sub(r"\(SELECT [^()]*\)", "", sql).replace('"', "").split()
     table = next(w for w in words[1:] if w.startswith("orchestration_"))  # a WITH: its first CTE's
     return f"{words[0].upper()} {table.removeprefix('orchestration_').split('.')[0]}"
 
@@ -151,8 +153,10 @@ def test_claim_of_one_run_is_six_statements_of_its_own_and_seven_with_the_poll_s
     ], statements
     # The whole run is read by primary key, not through the locking query as a subquery (whose
     # plan may join the flow's whole history first).
-    ids, whole = [sql for sql in statements.own if sql.startswith("SELECT") and "orchestration_flowrun" in sql[:80]]
-    assert "SKIP LOCKED" in ids and "SKIP LOCKED" not in whole and "SELECT" not in whole.split(" IN (", 1)[1][:20]
+    ids, whole = [sql for sql, kind in zip(statements.own, statements.own_kinds(), strict=True)
+                  if kind == "SELECT flowrun"]
+    assert "SKIP LOCKED" in ids and "SKIP LOCKED" not in whole
+    assert 'r."id" = ANY(' in whole and "ANY((SELECT" not in whole.replace(" ", "")
     assert len(statements.all) <= TOTAL["claim"], statements
     assert (run["state_type"], run["agent"], run["task_runs"]) == ("PENDING", hot.agent["id"], [])
     assert run["version"]["storage"] == METADATA["storage"]

@@ -56,6 +56,7 @@ def best_ms_per_task(flow: Flow, tasks: int, observer: RecordingObserver | None 
     return best * 1000 / tasks
 
 
+@pytest.mark.alone  # measures CPU per call: another worker's tests would skew it
 @pytest.mark.parametrize("build", [linear, wide], ids=["linear", "wide"])
 def test_local_overhead_per_task_is_well_under_the_target(build: Callable[[], Flow]) -> None:
     per_task = best_ms_per_task(build(), N)
@@ -63,6 +64,7 @@ def test_local_overhead_per_task_is_well_under_the_target(build: Callable[[], Fl
     assert per_task < 2.0
 
 
+@pytest.mark.alone  # measures CPU per call: another worker's tests would skew it
 def test_mapped_children_overhead_and_observer_overhead() -> None:
     per_child = best_ms_per_task(mapped(), N)
     observer = RecordingObserver()

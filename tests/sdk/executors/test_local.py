@@ -46,6 +46,7 @@ def test_interrupts_are_not_swallowed() -> None:
         LocalExecutor().submit(interrupted)
 
 
+@pytest.mark.alone  # measures CPU per call: another worker's tests would skew it
 def test_overhead_per_call_is_a_few_microseconds() -> None:
     """The runner of a 1,000-task flow calls submit 1,000 times: it must cost next to nothing."""
     executor = LocalExecutor()

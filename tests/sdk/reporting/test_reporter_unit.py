@@ -280,6 +280,7 @@ def test_the_log_handler_ignores_the_http_stack_and_the_reporters_own_threads(tm
     assert [line["message"] for line in server.lines.values()] == ["mine"]
 
 
+@pytest.mark.alone  # measures CPU per call: another worker's tests would skew it
 def test_reporting_costs_the_calling_thread_microseconds(tmp_path: Path) -> None:
     rep = reporter(FakeServer(), tmp_path, start=False)
     state = Success(result=41, result_ref="/r/x")

@@ -1,0 +1,74 @@
+"""Model instances from hand-written SQL, for the few hot statements whose compilation by the ORM
+costs more CPU than the database spends running them (docs/performance.md). A :class:`Columns`
+names the columns of some fields of a model for a SELECT, and builds the instance from its part of
+a row the way the ORM does: the database converters applied (a JSON column arrives as text), the
+fields not read deferred. Callers (and the rules that read the instances) see ordinary models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+
+class Columns:
+    """``names`` of ``model`` (field names; a foreign key is read as its id), selected from the
+    table aliased ``alias``."""
+
+    def __init__(self, model: type[Model], alias: str, names: Sequence[str] | None = None) -> None:
+        wanted = None if names is None else {getattr(model._meta.get_field(name), "attname", name) for name in names}
+        # In the model's order: that is how ``from_db`` matches values to fields when some are left out.
+        self.fields = [f for f in model._meta.concrete_fields if wanted is None or f.attname in wanted]
+        self.model = model
+        self.attnames = [field.attname for field in self.fields]
+        self.sql = ", ".join(f'{alias}."{field.column}"' for field in self.fields)
+        self.width = len(self.fields)
+        self._alias = alias
+        self._converters: list[tuple[int, Any, list[Any]]] | None = None
+
+    def load(self, row: Sequence[Any], start: int = 0) -> Any:
+        """The instance read from ``row[start:start + width]``."""
+        if self._converters is None:
+            self._converters = _converters(self.fields, self._alias)
+        values = list(row[start:start + self.width])
+        for i, column, converters in self._converters:
+            for convert in converters:
+                values[i] = convert(values[i], column, connection)
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+
+def _converters(fields: list[Any], alias: str) -> list[tuple[int, Any, list[Any]]]:
+    """The converters the ORM's compiler applies to each column: the backend's (SQLite keeps UUIDs,
+    dates and booleans as text and numbers) and the field's own (JSON arrives as text)."""
+    found = []
+    for i, field in enumerate(fields):
+        column = field.get_col(alias)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if converters:
+            found.append((i, column, converters))
+    return found
+
+
+_all: dict[type[Model], Columns] = {}
+
+
+def by_id(model: type[Model], workspace: Any, pk: Any) -> Any:
+    """The row ``pk`` of a tenant model in ``workspace`` (an instance or its id), every column, or
+    None: what ``model.objects.for_workspace(workspace).filter(pk=pk).first()`` returns, without
+    compiling a query. An id that is not one raises ``ValidationError`` as the ORM does."""
+    columns = _all.get(model) or _all.setdefault(model, Columns(model, "t"))
+    meta = model._meta
+    params = [
+        meta.get_field("workspace").get_db_prep_value(getattr(workspace, "pk", workspace), connection),  # type: ignore[union-attr]
+        meta.pk.get_db_prep_value(pk, connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {columns.sql} FROM "{meta.db_table}" t '  # noqa: S608 (names from the model)
+            f'WHERE t."workspace_id" = %s AND t."{meta.pk.column}" = %s',
+            params,
+        )
+        row = cursor.fetchone()
+    return None if row is None else columns.load(row)

@@ -1,0 +1,84 @@
+"""The hand-written reads of the hot paths (``core/rows.py``, ``engine.locked_flow_runs``) give
+what the ORM's queries gave: the same field values (JSON decoded, UUIDs, times), the related rows
+the rules read already loaded, nothing from another workspace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from core.rows import by_id
+from core.tenancy import workspace_scope
+from orchestration.engine import lock_flow_runs, locked_flow_runs
+from orchestration.models import Agent, FlowRun
+from tests.orchestration.engine.conftest import claimed_run
+from tests.orchestration.factories import AgentFactory, FlowRunFactory, FlowVersionFactory, TaskRunFactory
+
+pytestmark = pytest.mark.django_db
+
+CONCRETE = [f.attname for f in FlowRun._meta.concrete_fields]
+
+
+def _fields(obj: object, names: list[str]) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in names}
+
+
+@pytest.fixture
+def runs(version_a, agent_a):
+    old = FlowRunFactory(flow_version=version_a, parameters={"n": [1, {"x": None}]}, labels=["prod", "gpu"],
+                         scheduled_start=timezone.now() - timedelta(minutes=5))
+    held = claimed_run(version_a, agent_a)
+    TaskRunFactory(flow_run=held)
+    return old, held
+
+
+def test_locked_runs_have_the_orm_values_and_their_flow_agent_and_version_loaded(world_a, runs, agent_a):
+    old, held = runs
+    with workspace_scope([world_a.workspace.pk]):
+        orm = {run.pk: run for run in lock_flow_runs(world_a.workspace.pk).filter(pk__in=[old.pk, held.pk])}
+        read = locked_flow_runs(world_a.workspace.pk, [str(held.pk), old.pk], flow_fields=("catchup",),
+                                version=True, has_task_runs=True)
+        # then: the same rows, oldest scheduled start first, with every value as the ORM reads it
+        assert [run.pk for run in read] == sorted([old.pk, held.pk], key=lambda pk: orm[pk].scheduled_start)
+        for run in read:
+            assert _fields(run, CONCRETE) == _fields(orm[run.pk], CONCRETE)
+        assert read[0].parameters == {"n": [1, {"x": None}]} and read[0].labels == ["prod", "gpu"]
+        # and what the rules and the claim read of the related rows costs no query
+        with CaptureQueriesContext(connection) as captured:
+            seen = [(run.flow.max_crash_retries, run.flow.concurrency_limit, run.flow.catchup,
+                     run.agent and run.agent.service_account_id, run.flow_version.tasks, run.has_task_runs,
+                     run.db_now) for run in read]
+        assert captured.captured_queries == []
+    by_pk = {run.pk: row for run, row in zip(read, seen, strict=True)}
+    assert by_pk[held.pk][3] == agent_a.service_account_id and by_pk[old.pk][3] is None
+    assert by_pk[held.pk][4] == old.flow_version.tasks
+    assert by_pk[held.pk][5] is True and by_pk[old.pk][5] is False
+    assert abs(by_pk[old.pk][6] - timezone.now()) < timedelta(minutes=1)
+
+
+def test_locked_runs_of_another_workspace_are_not_read(world_a, world_b, runs):
+    other = FlowRunFactory(flow_version=FlowVersionFactory(flow__workspace=world_b.workspace,
+                                                           flow__project__workspace=world_b.workspace))
+    with workspace_scope([world_a.workspace.pk]):
+        assert [run.pk for run in locked_flow_runs(world_a.workspace.pk, [other.pk, runs[0].pk])] == [runs[0].pk]
+    with workspace_scope([world_b.workspace.pk]):
+        # the other workspace's own id with workspace A named: nothing, even where RLS would allow it
+        assert locked_flow_runs(world_a.workspace.pk, [other.pk]) == []
+
+
+def test_by_id_reads_a_row_of_the_workspace_as_the_orm_does(world_a, world_b, runs, agent_a):
+    old, _ = runs
+    with workspace_scope([world_a.workspace.pk]):
+        run = by_id(FlowRun, world_a.workspace, old.pk)
+        assert _fields(run, CONCRETE) == _fields(FlowRun.objects.for_workspace(world_a.workspace).get(pk=old.pk),
+                                                 CONCRETE)
+        assert run._state.adding is False and run._state.db == "default"
+        agent = by_id(Agent, world_a.workspace.pk, agent_a.pk)
+        assert (agent.pk, agent.labels, agent.name) == (agent_a.pk, agent_a.labels, agent_a.name)
+        # a missing row, or one asked for with another workspace: None
+        assert by_id(FlowRun, world_a.workspace, AgentFactory(workspace=world_a.workspace).pk) is None
+        assert by_id(FlowRun, world_b.workspace, old.pk) is None
