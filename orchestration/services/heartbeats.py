@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
 from accounts.authz import Principal, authorize
 from core.errors import Conflict, InvalidInput
@@ -44,6 +45,10 @@ def flow_run_heartbeat(
         raise InvalidInput(f"lease_seconds must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}.",
                            details={"lease_seconds": ["Invalid."]})
     with workspace_scope([flow_run.workspace_id]):
+        extended = _extend_lease(flow_run, attempt, lease_seconds) if settings.IS_POSTGRES else None
+        if extended is not None:
+            return extended
+        # Refused, or not on PostgreSQL: read the run under its lock to say why (or extend it here).
         run = FlowRun.objects.for_workspace(flow_run.workspace_id).select_for_update().get(pk=flow_run.pk)
         if attempt != run.attempt:
             raise StaleAttempt(
@@ -66,4 +71,27 @@ def flow_run_heartbeat(
         "lease_expires_at": run.lease_expires_at.isoformat(),
         "state_type": run.state_type,
         "attempt": run.attempt,
+    }
+
+
+def _extend_lease(flow_run: FlowRun, attempt: int, lease_seconds: int) -> dict[str, Any] | None:
+    """The heartbeat of a run held for ``attempt`` as one statement (the run's row locked by the
+    UPDATE as by a locked read); None when the run is not (another attempt, no longer held, gone):
+    the caller then reads it to say why."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'UPDATE "orchestration_flowrun" SET "lease_expires_at" = statement_timestamp() '
+            '+ make_interval(secs => %s) WHERE "workspace_id" = %s AND "id" = %s AND "attempt" = %s '
+            'AND "state_type" = ANY(%s) RETURNING "lease_expires_at", "cancellation_requested", "state_type"',
+            [lease_seconds, flow_run.workspace_id, flow_run.pk, attempt, [str(s) for s in LEASED_STATES]],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lease_expires_at, cancellation_requested, state_type = row
+    return {
+        "cancellation_requested": cancellation_requested or state_type == StateType.CANCELLING,
+        "lease_expires_at": lease_expires_at.isoformat(),
+        "state_type": state_type,
+        "attempt": attempt,
     }
