@@ -4,8 +4,10 @@ role that row-level security applies to, exactly as production does."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -23,6 +25,31 @@ def pytest_configure(config: pytest.Config) -> None:
     # The test process is no web tier: its in-process ASGI apps must not stamp the web-tier beat
     # (server subprocesses get their own settings from the environment and keep it on).
     settings.FLOWDECK_WEB_TIER_BEAT = False
+    _flush_retries_deadlocks()
+
+
+def _flush_retries_deadlocks() -> None:
+    """A transactional test's database flush (one TRUNCATE of every table) can deadlock with a
+    request that a live-server subprocess of another test is still answering against the same
+    test database (an agent's last heartbeat): the order tests run in decides, more so on
+    pytest-xdist workers. PostgreSQL then aborts one of the two; the flush is tried again (it runs
+    in a transaction of its own, so nothing of the failed try remains)."""
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    original = flush.Command.handle
+
+    def handle(self: flush.Command, **options: Any) -> Any:
+        for attempt in range(1, 4):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                if attempt == 3 or "deadlock detected" not in str(exc.__cause__ or ""):
+                    raise
+                time.sleep(0.2 * attempt)
+        return None
+
+    flush.Command.handle = handle
 
 
 @pytest.fixture(scope="session")
