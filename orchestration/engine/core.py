@@ -369,6 +369,9 @@ def _set_state(
 
 
 _FLOW_RUN_FIELDS = tuple(f.name for f in FlowRun._meta.concrete_fields)
+# What the rules read of a run's flow and agent (both locked reads load them with the run).
+_RULES_READ_OF_FLOW = ("max_crash_retries", "concurrency_limit")
+_RULES_READ_OF_AGENT = ("service_account",)
 
 
 def lock_flow_runs(workspace_id: Any, *also: str) -> QuerySet[FlowRun]:
@@ -383,16 +386,16 @@ def lock_flow_runs(workspace_id: Any, *also: str) -> QuerySet[FlowRun]:
         .select_for_update(of=("self",))
         .select_related(*related)
         # The rules read these of the flow and the agent; the run itself whole.
-        .only(*_FLOW_RUN_FIELDS, "flow__max_crash_retries", "flow__concurrency_limit", "agent__service_account_id",
-              *also)
+        .only(*_FLOW_RUN_FIELDS, *(f"flow__{name}" for name in _RULES_READ_OF_FLOW),
+              *(f"agent__{name}" for name in _RULES_READ_OF_AGENT), *also)
         .annotate(db_now=Now())
         .order_by()  # no ORDER BY (the model's ordering, or .first()'s) to compile on every transition
     )
 
 
 _RUN = Columns(FlowRun, "r")
-_RUN_FLOW = ("id", "max_crash_retries", "concurrency_limit")  # what the rules read of the flow
-_RUN_AGENT = Columns(Agent, "a", ("id", "service_account"))
+_RUN_AGENT = Columns(Agent, "a", ("id", *_RULES_READ_OF_AGENT))
+_VERSION = Columns(FlowVersion, "v")
 
 
 def locked_flow_runs(
@@ -415,7 +418,7 @@ def locked_flow_runs(
             query = query.annotate(has_task_runs=Exists(
                 TaskRun.objects.for_workspace(workspace_id).filter(flow_run=OuterRef("pk"))))
         return list(query)
-    flow = _flow_columns(tuple(sorted({*_RUN_FLOW, *flow_fields})))
+    flow = _flow_columns(tuple(sorted({"id", *_RULES_READ_OF_FLOW, *flow_fields})))
     # The clock as the ORM's Now() reads it on PostgreSQL: the statement's start.
     parts = [_RUN.sql, flow.sql, _RUN_AGENT.sql, *([_VERSION.sql] if version else []), "statement_timestamp()"]
     if has_task_runs:
@@ -447,9 +450,6 @@ def locked_flow_runs(
             run.has_task_runs = row[at + 1]
         runs.append(run)
     return runs
-
-
-_VERSION = Columns(FlowVersion, "v")
 
 
 @functools.cache

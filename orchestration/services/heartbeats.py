@@ -66,11 +66,15 @@ def flow_run_heartbeat(
         )
         run.refresh_from_db(fields=["lease_expires_at"])
     assert run.lease_expires_at is not None
+    return _reply(run.lease_expires_at, run.cancellation_requested, run.state_type, run.attempt)
+
+
+def _reply(lease_expires_at: Any, cancellation_requested: bool, state_type: str, attempt: int) -> dict[str, Any]:
     return {
-        "cancellation_requested": run.cancellation_requested or run.state_type == StateType.CANCELLING,
-        "lease_expires_at": run.lease_expires_at.isoformat(),
-        "state_type": run.state_type,
-        "attempt": run.attempt,
+        "cancellation_requested": cancellation_requested or state_type == StateType.CANCELLING,
+        "lease_expires_at": lease_expires_at.isoformat(),
+        "state_type": state_type,
+        "attempt": attempt,
     }
 
 
@@ -89,9 +93,4 @@ def _extend_lease(flow_run: FlowRun, attempt: int, lease_seconds: int) -> dict[s
     if row is None:
         return None
     lease_expires_at, cancellation_requested, state_type = row
-    return {
-        "cancellation_requested": cancellation_requested or state_type == StateType.CANCELLING,
-        "lease_expires_at": lease_expires_at.isoformat(),
-        "state_type": state_type,
-        "attempt": attempt,
-    }
+    return _reply(lease_expires_at, cancellation_requested, state_type, attempt)
