@@ -1,15 +1,21 @@
-"""allauth adapter: our atomic login-attempt limits (B5) in front of allauth's own."""
+"""allauth adapter: our atomic login-attempt limits (B5) in front of allauth's own, and e-mails that
+name the product and link to the public address (accounts/links.py)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context as allauth_context
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from accounts.links import public_host, public_url
 from core import ratelimit
+
+PRODUCT_NAME = "Flowdeck"
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -44,3 +50,23 @@ class AccountAdapter(DefaultAccountAdapter):
                 except ValueError:
                     pass
         return user
+
+    def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
+        request = allauth_context.request
+        # allauth's templates greet with the Site's name and domain ("Hello from 127.0.0.1:8103!"):
+        # they get the product's name and the public host instead.
+        ctx: dict[str, Any] = {
+            "request": request,
+            "email": email,
+            "current_site": SimpleNamespace(name=PRODUCT_NAME, domain=public_host(request)),
+        }
+        ctx.update(context)
+        # allauth builds its links from the request; an explicit public address replaces that origin.
+        origin = request.build_absolute_uri("/").rstrip("/") if request is not None else ""
+        target = public_url(request)
+        if origin and target != origin:
+            for name, value in list(ctx.items()):
+                if isinstance(value, str) and value.startswith(origin + "/"):
+                    ctx[name] = target + value[len(origin):]
+        msg = self.render_mail(template_prefix, email, ctx)
+        msg.send()

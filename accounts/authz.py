@@ -98,6 +98,84 @@ class Principal:
         return "system"
 
 
+# What each action is, in the words a refusal uses ("Viewers cannot start runs").
+ACTION_PHRASES: dict[str, str] = {
+    "workspace:read": "see this workspace",
+    "workspace:update": "change the workspace's settings",
+    "workspace:delete": "delete the workspace",
+    "billing:manage": "manage billing",
+    "member:read": "see the members",
+    "member:update_role": "change members' roles",
+    "member:remove": "remove members",
+    "invitation:read": "see invitations",
+    "invitation:create": "invite people",
+    "invitation:revoke": "revoke invitations",
+    "project:read": "see projects",
+    "project:write": "change projects",
+    "flow:register": "register flows",
+    "flow_run:create": "start runs",
+    "flow_run:update": "change runs (cancel, retry, set state)",
+    "flow_run:claim": "claim runs",
+    "flow_run:report_state": "report run states",
+    "log:read": "read logs",
+    "log:write": "write logs",
+    "agent:register": "register agents",
+    "agent:heartbeat": "send agent heartbeats",
+    "api_key:create_own": "create API keys",
+    "api_key:read_all": "see everyone's API keys",
+    "api_key:revoke_any": "revoke other people's API keys",
+    "service_account:read": "see service accounts",
+    "service_account:create": "create service accounts",
+    "service_account:update": "change service accounts",
+    "service_account:delete": "delete service accounts",
+    "service_account:manage_keys": "manage service-account keys",
+    "audit_log:read": "read the audit log",
+    "object_permission:manage": "share restricted objects",
+    "sla:read": "see SLA policies",
+    "sla:manage": "manage SLA policies",
+    "incident:update": "acknowledge or resolve incidents",
+    "notification_channel:read": "see notification channels",
+    "notification_channel:manage": "manage notification channels",
+}
+
+
+def _article(label: str) -> str:
+    return "an" if label[:1].lower() in "aeiou" else "a"
+
+
+def _lowest_role_allowing(action: str) -> str | None:
+    for role in sorted(RANK, key=RANK.__getitem__):
+        if action in ROLE_ACTIONS[role]:
+            return role
+    return None
+
+
+def explain_denial(action: str, role: str | None) -> str:
+    """A refusal in plain words: who you are here, what your role cannot do, whom to ask."""
+    phrase = ACTION_PHRASES.get(action, f"do this ({action})")
+    if role == Role.AGENT:
+        return f"Agent keys cannot {phrase}; use a person's or a Developer service account's key."
+    if role not in RANK:
+        return f"You have no role in this workspace, so you cannot {phrase}."
+    label = Role(role).label
+    needed = _lowest_role_allowing(action)
+    if needed is None or RANK[Role(needed)] <= RANK[Role(role)]:
+        # The role allows the action in general; a narrower rule refused this one.
+        return f"You are {_article(label)} {label} in this workspace and cannot {phrase} here."
+    who = "an Owner" if needed == Role.OWNER else "an Owner or Admin"
+    return (
+        f"You are {_article(label)} {label} in this workspace; {label}s cannot {phrase}. "
+        f"Ask {who} for the {Role(needed).label} role."
+    )
+
+
+def permission_denied(action: str, role: str | None, reason: str | None = None) -> PermissionDenied:
+    """The refusal to raise: the action and role for machines, plain words (or ``reason``) for people."""
+    exc = PermissionDenied(action, role)
+    exc.args = (reason or explain_denial(action, role),)
+    return exc
+
+
 def role_at_most(role: str, ceiling: str) -> str:
     """The lower of two human roles (keys never act above their owner)."""
     if role == Role.AGENT or ceiling == Role.AGENT:
@@ -141,7 +219,7 @@ def authorize(principal: Principal, action: str, obj: Any = None) -> None:
     allowed = action in ROLE_ACTIONS.get(principal.role, frozenset())
     if obj is None or isinstance(obj, Workspace):
         if not allowed:
-            raise PermissionDenied(action, principal.role)
+            raise permission_denied(action, principal.role)
         return
     # Object permissions cost a query, so they are read only when the role alone does not decide.
     object_perms: set[str] | None = None
@@ -156,7 +234,7 @@ def authorize(principal: Principal, action: str, obj: Any = None) -> None:
     model_name = obj._meta.model_name
     if any(f"{level}_{model_name}" in object_perms for level in OBJECT_GRANTS.get(action, ())):
         return
-    raise PermissionDenied(action, principal.role)
+    raise permission_denied(action, principal.role)
 
 
 def can(principal: Principal, action: str, obj: Any = None) -> bool:

@@ -27,7 +27,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8000", "http://localhost:8000"]
 )
-PUBLIC_URL = env("FLOWDECK_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Links in e-mails: this address when set; unset, the address the request came to (accounts/links.py).
+PUBLIC_URL = env("FLOWDECK_PUBLIC_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [
     "core.admin_apps.FlowdeckAdminConfig",
@@ -266,7 +267,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Flowdeck <no-reply@flowd
 # REDIS_URL) runs on a laptop next to its receivers, so it allows them by default; production not.
 FLOWDECK_ALERTS_ALLOW_PRIVATE_TARGETS = env.bool("FLOWDECK_ALERTS_ALLOW_PRIVATE_TARGETS", default=not REDIS_URL)
 # Links in notifications point here (the web app's public address).
-FLOWDECK_BASE_URL = env("FLOWDECK_BASE_URL", default=PUBLIC_URL).rstrip("/")
+FLOWDECK_BASE_URL = env("FLOWDECK_BASE_URL", default=PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/")
 FLOWDECK_PAGERDUTY_EVENTS_URL = env("FLOWDECK_PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
 
 # --- APIs ---------------------------------------------------------------------------------------
@@ -280,7 +281,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the error responses of each operation (core/openapi.py).
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.FlowdeckAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.CreatedCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.errors.exception_handler",
@@ -296,6 +298,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Swagger UI's "Authorize" keeps the API key across reloads; session requests from the docs page
+    # carry the CSRF token on their own.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True},
+    # The security schemes (an API key as a Bearer token, the browser session's cookie) are declared
+    # beside the authentication classes, in accounts/api/authentication.py.
+    # One name per choice set: the same states, roles and kinds are used by many serializers.
+    "ENUM_NAME_OVERRIDES": {
+        "StateTypeEnum": "orchestration.models.StateType",
+        "StateTypeValueEnum": "orchestration.models.StateType.values",
+        "AgentTypeEnum": ["process", "docker", "kubernetes"],
+        "RoleEnum": "accounts.models.Role",
+        "MemberRoleEnum": "accounts.api.serializers.HUMAN_ROLE_CHOICES",
+        "ServiceAccountRoleEnum": ["admin", "developer", "viewer", "agent"],
+        "ApiKeyKindEnum": "accounts.models.ApiKey.Kind",
+        "ScheduleKindEnum": ["interval", "cron", "rrule"],
+    },
 }
 GRAPHENE = {
     "SCHEMA": "config.schema.schema",

@@ -9,8 +9,10 @@ from rest_framework import serializers
 
 
 class StrictInputSerializer(serializers.Serializer):
-    """An input serializer that rejects fields it does not know (A1, B7): a client can never slip
-    in workspace, role, owner or state through an extra key."""
+    """A request body with only the fields listed here: any other field is refused with 400, never
+    ignored."""
+
+    # Why (A1, B7): a client can never slip in workspace, role, owner or state through an extra key.
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):

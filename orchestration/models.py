@@ -168,6 +168,8 @@ class Agent(TenantModel):
     # The last status a sweep announced: silence is noticed by the periodic sweep (nobody calls in
     # to say they stopped), recovery by the heartbeat that ends it.
     announced_status = models.CharField(max_length=16, default="offline")
+    # Set when the agent said it stopped (a clean shutdown); cleared when it registers or heartbeats again.
+    stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(TenantModel.Meta):
         constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="agent_unique_name")]

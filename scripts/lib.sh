@@ -49,8 +49,16 @@ fd_python_env() {
     fd_log "Installing Python dependencies from the lock (${reqs[*]//$FD_ROOT\//})"
     "$FD_VENV/bin/uv" pip install --python "$FD_PY" --quiet "${reqs[@]}"
     if [ "$with_dev" = dev ]; then
-        "$FD_VENV/bin/uv" pip install --python "$FD_PY" --quiet -e "$FD_ROOT/agents_sdk"
+        fd_sdk_install
     fi
+}
+
+# fd_sdk_install [PYTHON]: the SDK (agents_sdk, editable) into .venv (or PYTHON's environment), so
+# the `flowdeck` command the web app shows (`flowdeck register`, `flowdeck agent start`) is in
+# .venv/bin. A no-op in well under a second when it is already there.
+fd_sdk_install() {
+    local py="${1:-$FD_PY}"
+    "$FD_VENV/bin/uv" pip install --python "$py" --quiet -e "$FD_ROOT/agents_sdk"
 }
 
 fd_has_webapp() { [ -f "$FD_WEBAPP/package.json" ]; }

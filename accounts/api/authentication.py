@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from accounts.services.api_keys import api_key_authenticate
@@ -65,3 +66,35 @@ def _failed(message: str, code: str) -> exceptions.AuthenticationFailed:
 
 class CsrfSessionAuthentication(authentication.SessionAuthentication):
     """The browser's session; unsafe methods need the CSRF token (DRF enforces it here)."""
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """The API key in the OpenAPI schema: an HTTP Bearer token (Swagger UI's "Authorize" sends it)."""
+
+    target_class = ApiKeyAuthentication
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "fd_…",
+            "description": "An API key (personal or a service account's): `Authorization: Bearer fd_…`. "
+                           "A request with a key ignores cookies.",
+        }
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    """The browser session in the OpenAPI schema: its cookie (writes also need the CSRF token)."""
+
+    target_class = CsrfSessionAuthentication
+    name = "Session"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "The web app's signed-in session. POST, PUT, PATCH and DELETE also need the "
+                           f"`{settings.CSRF_COOKIE_NAME}` cookie's value in the `X-CSRFToken` header.",
+        }

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -17,10 +17,12 @@ from rest_framework.views import APIView
 from accounts import selectors
 from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import NotFound, Principal
+from accounts.links import public_url
 from accounts.models import Membership, User
 from accounts.services import api_keys, invitations, members, object_permissions, service_accounts, workspaces
 from core import ratelimit
 from core.errors import TooManyRequests
+from core.openapi import error
 from core.pagination import CreatedCursorPagination
 
 from . import serializers as s
@@ -57,7 +59,11 @@ class WorkspaceListView(APIView):
             return Response(s.WorkspaceOut([principal.workspace], many=True).data)
         return Response(s.WorkspaceOut(selectors.workspace_list_for_user(request.user), many=True).data)
 
-    @extend_schema(request=s.WorkspaceCreateIn, responses={201: s.WorkspaceOut}, summary="Create a workspace")
+    @extend_schema(request=s.WorkspaceCreateIn, summary="Create a workspace", responses={
+        201: s.WorkspaceOut,
+        404: error("Sent with an API key: keys act in their own workspace; a person creates workspaces."),
+        409: error("The slug is already taken (`slug_taken`)."),
+    })
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, Principal):
             raise NotFound()  # keys belong to one workspace; creating workspaces is for people
@@ -138,7 +144,7 @@ class InvitationListView(WorkspaceAPIView):
     @extend_schema(request=s.InvitationCreateIn, responses={201: s.InvitationOut}, summary="Invite someone by email")
     def post(self, request: Request, workspace_slug: str) -> Response:
         data = _valid(s.InvitationCreateIn, request)
-        invitation, _token = invitations.invitation_create(actor=self.principal, **data)
+        invitation, _token = invitations.invitation_create(actor=self.principal, base_url=public_url(request), **data)
         return Response(s.InvitationOut(invitation).data, status=status.HTTP_201_CREATED)
 
 
@@ -156,7 +162,9 @@ class InvitationResendView(WorkspaceAPIView):
 
     @extend_schema(request=None, responses=s.InvitationOut)
     def post(self, request: Request, workspace_slug: str, invitation_id: str) -> Response:
-        invitation, _token = invitations.invitation_resend(actor=self.principal, invitation_id=invitation_id)
+        invitation, _token = invitations.invitation_resend(
+            actor=self.principal, invitation_id=invitation_id, base_url=public_url(request)
+        )
         return Response(s.InvitationOut(invitation).data)
 
 
@@ -177,7 +185,11 @@ class InvitationTokenView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(responses=s.InvitationPreviewOut, summary="Preview an invitation by its token")
+    @extend_schema(summary="Preview an invitation by its token", responses={
+        200: s.InvitationPreviewOut,
+        404: error("No invitation has this token."),
+        429: error("Too many invitation attempts from your address (`rate_limited`); wait for `Retry-After`."),
+    })
     def get(self, request: Request, token: str) -> Response:
         _limit_invitation_attempts(request)
         invitation = invitations.invitation_by_token(token)
@@ -186,7 +198,11 @@ class InvitationTokenView(APIView):
 
 class InvitationAcceptView(APIView):
     @extend_schema(
-        request=None, responses={200: s.WorkspaceOut, 410: OpenApiResponse(description="Used, revoked or expired")}
+        request=None, responses={
+            200: s.WorkspaceOut,
+            404: error("No invitation has this token, or it was sent with an API key (accepting is for a person)."),
+            410: error("Used, revoked or expired (`invitation_used`, `invitation_revoked`, `invitation_expired`)."),
+        }
     )
     def post(self, request: Request, token: str) -> Response:
         _limit_invitation_attempts(request)
@@ -336,9 +352,12 @@ class ApiKeyRotateView(WorkspaceAPIView):
         data = _valid(s.ApiKeyRotateIn, request)
         key = api_keys.api_key_get(actor=self.principal, key_id=key_id)
         created = api_keys.api_key_rotate(actor=self.principal, key=key, **data)
-        return Response(
+        response = Response(
             s.ApiKeyCreatedOut(created.key, context={"secret": created.secret}).data, status=status.HTTP_201_CREATED
         )
+        # The new secret is in this answer only: no cache (browser, proxy) may keep a copy.
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class AuditLogFilterIn(serializers.Serializer):

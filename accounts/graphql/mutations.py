@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts import selectors
 from accounts.authz import NotFound, Principal, principal_for_user
+from accounts.links import public_url
 from accounts.services import api_keys, invitations, members, service_accounts, workspaces
 from core.errors import InvalidInput
 
@@ -129,6 +130,23 @@ class UpdateWorkspace(BaseMutation):
         return cls(workspace=updated, errors=[])
 
 
+class DeleteWorkspace(BaseMutation):
+    """Delete the workspace and everything in it (Owner); ``confirmSlug`` must repeat its slug."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        confirm_slug = graphene.String(required=True)
+
+    ok = graphene.Boolean(required=True)
+    failure_values: ClassVar[dict[str, Any]] = {"ok": False}
+
+    @classmethod
+    def perform(cls, context: GraphQLContext, workspace: str, confirm_slug: str) -> DeleteWorkspace:
+        actor = _principal(context, workspace)
+        workspaces.workspace_delete(actor=actor, workspace=actor.workspace, confirm_slug=confirm_slug)
+        return cls(ok=True, errors=[])
+
+
 class InviteMember(BaseMutation):
     """Invite someone by email with a role no higher than yours (Admin)."""
 
@@ -144,7 +162,9 @@ class InviteMember(BaseMutation):
         if len(email) > MAX_EMAIL_LENGTH:
             raise InvalidInput("Enter a valid email address.", code="invalid_email", details={"email": ["Too long."]})
         actor = _principal(context, workspace)
-        invitation, _token = invitations.invitation_create(actor=actor, email=email, role=role)
+        invitation, _token = invitations.invitation_create(
+            actor=actor, email=email, role=role, base_url=public_url(context.request)
+        )
         return cls(invitation=invitation, errors=[])
 
 
@@ -174,7 +194,9 @@ class ResendInvitation(BaseMutation):
     @classmethod
     def perform(cls, context: GraphQLContext, workspace: str, id: str) -> ResendInvitation:
         actor = _principal(context, workspace)
-        invitation, _token = invitations.invitation_resend(actor=actor, invitation_id=_object_id(id))
+        invitation, _token = invitations.invitation_resend(
+            actor=actor, invitation_id=_object_id(id), base_url=public_url(context.request)
+        )
         return cls(invitation=invitation, errors=[])
 
 

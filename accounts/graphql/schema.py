@@ -78,6 +78,7 @@ class AccountsQuery(graphene.ObjectType):
 class AccountsMutation(graphene.ObjectType):
     create_workspace = m.CreateWorkspace.Field()
     update_workspace = m.UpdateWorkspace.Field()
+    delete_workspace = m.DeleteWorkspace.Field()
     invite_member = m.InviteMember.Field()
     revoke_invitation = m.RevokeInvitation.Field()
     resend_invitation = m.ResendInvitation.Field()

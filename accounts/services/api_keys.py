@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import key_cache, keys
-from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role, role_at_most
+from accounts.authz import NotFound, Principal, authorize, can_grant_role, permission_denied, role_at_most
 from accounts.models import ApiKey, Membership, ServiceAccount
 from core.errors import InvalidInput, Unauthenticated
 from core.live.control import close_api_key_sockets
@@ -57,7 +57,9 @@ def api_key_create_for_user(
     """A personal key for the acting user, optionally narrowed to a lower role."""
     authorize(actor, "api_key:create_own", actor.workspace)
     if actor.user is None or actor.api_key is not None and actor.api_key.kind != ApiKey.Kind.USER:
-        raise PermissionDenied("api_key:create_own", actor.role)
+        raise permission_denied(
+            "api_key:create_own", actor.role, "Personal API keys are created by a signed-in person, not with a key."
+        )
     name = _validate(name, expires_at)
     if role is not None:
         validate_human_role(role)

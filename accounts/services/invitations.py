@@ -11,7 +11,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role
+from accounts.authz import NotFound, Principal, authorize, can_grant_role, permission_denied
+from accounts.links import public_url
 from accounts.models import Invitation, Membership, User, Workspace
 from core.errors import Conflict, Forbidden, Gone, InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
@@ -24,13 +25,13 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def invitation_link(token: str) -> str:
-    return f"{settings.PUBLIC_URL}/invitations/{token}"
+def invitation_link(token: str, *, base_url: str = "") -> str:
+    return f"{base_url or public_url()}/invitations/{token}"
 
 
-def _send(invitation: Invitation, token: str, inviter_label: str) -> None:
+def _send(invitation: Invitation, token: str, inviter_label: str, base_url: str) -> None:
     workspace = invitation.workspace
-    link = invitation_link(token)
+    link = invitation_link(token, base_url=base_url)
     body = (
         f"{inviter_label} invited you to join the Flowdeck workspace \"{workspace.name}\" as "
         f"{invitation.get_role_display()}.\n\nAccept the invitation:\n{link}\n\n"
@@ -57,14 +58,15 @@ def _normalize_email(email: str) -> str:
 
 
 @transaction.atomic
-def invitation_create(*, actor: Principal, email: str, role: str) -> tuple[Invitation, str]:
-    """Invite ``email`` with ``role``; returns the invitation and its token (only ever in the email)."""
+def invitation_create(*, actor: Principal, email: str, role: str, base_url: str = "") -> tuple[Invitation, str]:
+    """Invite ``email`` with ``role``; returns the invitation and its token (only ever in the email).
+    ``base_url`` is where the e-mailed link points (:func:`accounts.links.public_url`)."""
     workspace = actor.workspace
     authorize(actor, "invitation:create", workspace)
     validate_human_role(role)
     email = _normalize_email(email)
     if not can_grant_role(actor.role, role):
-        raise PermissionDenied("invitation:create", actor.role)
+        raise permission_denied("invitation:create", actor.role, "You can invite people with a role up to your own.")
     if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member of this workspace.", code="already_member")
     pending = (
@@ -85,7 +87,7 @@ def invitation_create(*, actor: Principal, email: str, role: str) -> tuple[Invit
         created_at=now,
         expires_at=now + timedelta(days=settings.INVITATION_TTL_DAYS),
     )
-    _send(invitation, token, actor.label)
+    _send(invitation, token, actor.label, base_url)
     audit_record(workspace=workspace, action="invitation.created", target=invitation, actor=actor,
                  data={"email": email, "role": role})
     return invitation, token
@@ -114,18 +116,18 @@ def invitation_revoke(*, actor: Principal, invitation_id) -> Invitation:
 
 
 @transaction.atomic
-def invitation_resend(*, actor: Principal, invitation_id) -> tuple[Invitation, str]:
+def invitation_resend(*, actor: Principal, invitation_id, base_url: str = "") -> tuple[Invitation, str]:
     """Send a fresh link (the old one stops working) and restart the 7 days."""
     authorize(actor, "invitation:create", actor.workspace)
     invitation = _pending_for_update(actor, invitation_id)
     if not can_grant_role(actor.role, invitation.role):
-        raise PermissionDenied("invitation:create", actor.role)
+        raise permission_denied("invitation:create", actor.role, "You can invite people with a role up to your own.")
     token = secrets.token_urlsafe(32)
     invitation.token_hash = _hash(token)
     invitation.expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
     invitation.send_count += 1
     invitation.save(update_fields=["token_hash", "expires_at", "send_count"])
-    _send(invitation, token, actor.label)
+    _send(invitation, token, actor.label, base_url)
     audit_record(workspace=actor.workspace, action="invitation.resent", target=invitation, actor=actor,
                  data={"email": invitation.email})
     return invitation, token

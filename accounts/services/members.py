@@ -6,10 +6,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import key_cache
-from accounts.authz import RANK, PermissionDenied, Principal, authorize, can_grant_role
+from accounts.authz import RANK, Principal, authorize, can_grant_role, permission_denied
 from accounts.models import ApiKey, Invitation, Membership, Role, Workspace
 from core.errors import Conflict, InvalidInput
+from core.events import send_after_commit
 from core.live.control import close_user_sockets
+from core.live.groups import user_group
 from core.tenancy import workspace_scope
 
 from .audit import audit_record
@@ -53,7 +55,11 @@ def membership_change_role(*, actor: Principal, membership: Membership, role: st
     if not can_grant_role(actor.role, role) or (
         membership.role == Role.OWNER and actor.role != Role.OWNER
     ):
-        raise PermissionDenied("member:update_role", actor.role)
+        raise permission_denied(
+            "member:update_role", actor.role,
+            "Only an Owner can make someone an Owner or change an Owner's role; "
+            "others can give roles up to their own.",
+        )
     owners = _locked_owners(membership.workspace)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == role:
@@ -67,7 +73,17 @@ def membership_change_role(*, actor: Principal, membership: Membership, role: st
         workspace=membership.workspace, action="member.role_changed", target=membership.user, actor=actor,
         data={"from": previous, "to": role},
     )
+    _announce_role(membership)
     return membership
+
+
+def _announce_role(membership: Membership) -> None:
+    """Tell the member's open pages of this workspace their new role (docs/live-updates.md): sent
+    after commit to their own sockets only, which drop it unless it names their workspace."""
+    send_after_commit(
+        user_group(membership.user_id),
+        {"type": "flowdeck.membership", "workspace_id": str(membership.workspace_id), "role": membership.role},
+    )
 
 
 @transaction.atomic
@@ -77,12 +93,15 @@ def membership_remove(*, actor: Principal, membership: Membership) -> None:
     if not leaving:
         authorize(actor, "member:remove", membership.workspace)
         if RANK.get(Role(membership.role), 0) > RANK.get(Role(actor.role), 0):
-            raise PermissionDenied("member:remove", actor.role)
+            raise permission_denied(
+                "member:remove", actor.role, "You cannot remove a member whose role is above yours."
+            )
     owners = _locked_owners(membership.workspace)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Role.OWNER and len(owners) <= 1:
         raise Conflict(
-            "The last Owner cannot leave or be removed; make someone else Owner first, or delete the workspace.",
+            "The last Owner cannot leave or be removed; make someone else Owner first, "
+            "or delete the workspace (Settings, Delete this workspace).",
             code="last_owner",
         )
     user = membership.user

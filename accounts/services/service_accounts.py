@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import key_cache
-from accounts.authz import NotFound, PermissionDenied, Principal, authorize, can_grant_role
+from accounts.authz import NotFound, Principal, authorize, can_grant_role, permission_denied
 from accounts.models import ApiKey, Role, ServiceAccount
 from core.errors import Conflict, InvalidInput
 from core.live.control import close_service_account_sockets
@@ -44,7 +44,9 @@ def service_account_create(
     authorize(actor, "service_account:create", actor.workspace)
     name = _validate(name, role)
     if not can_grant_role(actor.role, role):
-        raise PermissionDenied("service_account:create", actor.role)
+        raise permission_denied(
+            "service_account:create", actor.role, "You can give a service account a role up to your own."
+        )
     try:
         with transaction.atomic():
             account = ServiceAccount.objects.unscoped().create(
@@ -70,7 +72,9 @@ def service_account_update(
     if role is not None and role != account.role:
         _validate(account.name, role)
         if not can_grant_role(actor.role, role):
-            raise PermissionDenied("service_account:update", actor.role)
+            raise permission_denied(
+                "service_account:update", actor.role, "You can give a service account a role up to your own."
+            )
         changes["role"] = [account.role, role]
         account.role = role
     if name is not None and name.strip() != account.name:

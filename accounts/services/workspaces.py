@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 
-from django.db import IntegrityError, transaction
+from django.apps import apps
+from django.db import IntegrityError, models, transaction
 from django.utils.text import slugify
 
 from accounts.authz import Principal, authorize
 from accounts.models import Membership, Role, User, Workspace
 from core.errors import Conflict, InvalidInput
-from core.tenancy import workspace_scope
+from core.live.control import close_user_sockets
+from core.tenancy import TenantModel, workspace_scope
 
 from .audit import audit_record
+
+audit_logger = logging.getLogger("flowdeck.audit")
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 RESERVED_SLUGS = {"api", "admin", "graphql", "static", "account", "accounts", "new", "settings", "invitations"}
@@ -99,11 +104,45 @@ def workspace_update(
     return workspace
 
 
+def _protecting_tenant_models() -> list[type[TenantModel]]:
+    return [
+        model for model in apps.get_models()
+        if issubclass(model, TenantModel) and any(
+            field.is_relation and getattr(field.remote_field, "on_delete", None) is models.PROTECT
+            for field in model._meta.concrete_fields
+        )
+    ]
+
+
 @transaction.atomic
 def workspace_delete(*, actor: Principal, workspace: Workspace, confirm_slug: str) -> None:
+    """Delete a workspace and everything in it (Owners only), confirmed by typing its slug.
+
+    Its own audit log goes with it, so the deletion is recorded in the server's audit logger
+    (``flowdeck.audit``) once committed; its members' open pages are closed (C4)."""
     authorize(actor, "workspace:delete", workspace)
-    if confirm_slug != workspace.slug:
-        raise InvalidInput("Type the workspace's slug to confirm deletion.", code="confirmation_mismatch")
+    if (confirm_slug or "").strip() != workspace.slug:
+        raise InvalidInput(
+            f"The confirmation does not match: type the workspace's slug, {workspace.slug}, to delete it.",
+            code="confirmation_mismatch",
+            details={"confirm_slug": [f"Type {workspace.slug} to confirm."]},
+        )
+    workspace_id, slug, name = workspace.pk, workspace.slug, workspace.name
+    member_ids = list(Membership.objects.filter(workspace=workspace).values_list("user_id", flat=True))
     # The cascade must see every tenant row of this workspace, whatever scope the caller had.
     with workspace_scope([workspace.pk]):
+        # Rows that protect what they point at (a run keeps its flow version) go first: the
+        # workspace takes both with it, and the cascade alone would refuse.
+        for model in _protecting_tenant_models():
+            model.all_objects.filter(workspace=workspace).delete()
         workspace.delete()
+    for user_id in member_ids:
+        close_user_sockets(user_id=user_id, workspace_id=workspace_id, reason="workspace_deleted")
+    record = {
+        "action": "workspace.deleted", "workspace_id": str(workspace_id), "slug": slug, "name": name,
+        "actor": actor.label, "ip_address": actor.ip_address,
+    }
+    transaction.on_commit(lambda: audit_logger.info(
+        "workspace.deleted slug=%s id=%s by %s from %s", slug, workspace_id, actor.label, actor.ip_address,
+        extra={"audit": record},
+    ))

@@ -22,7 +22,7 @@ from orchestration.selectors import access_flow_run
 from orchestration.services import reports
 
 from . import serializers as s
-from .views import _idempotent, _result_body, _set_state_body, _valid
+from .views import IDEMPOTENCY_KEY_REUSED, _idempotent, _result_body, _set_state_body, _valid
 
 
 def _task_run_reports(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,7 +56,8 @@ class FlowRunReportView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:report_state"}
 
     @extend_schema(
-        request=s.FlowRunReportIn, responses={200: s.FlowRunReportOut, 409: s.FlowRunReportOut},
+        request=s.FlowRunReportIn,
+        responses={200: s.FlowRunReportOut, 409: s.FlowRunReportOut, 422: IDEMPOTENCY_KEY_REUSED},
         summary="Report a heartbeat, task-run states, log lines and a flow state in one request (agent); "
                 "applied in that order in one transaction. State REJECT/ABORT → 409; WAIT → 200",
     )

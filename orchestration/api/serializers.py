@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import StrictInputSerializer
@@ -170,6 +171,9 @@ class TaskRunBatchIn(StrictInputSerializer):
     reports = serializers.ListField(child=TaskRunReportIn(), min_length=1, max_length=5000)
 
 
+@extend_schema_field({"oneOf": [{"type": "integer", "minimum": 0, "maximum": 100},
+                                 {"type": "string", "maxLength": 20}],
+                       "description": "A level number 0–100 or a name (DEBUG, INFO, WARNING, ERROR, CRITICAL)."})
 class LevelField(serializers.Field):
     """A level number 0–100 or a name (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
 
@@ -282,6 +286,8 @@ class FlowRunFilterIn(serializers.Serializer):
     scheduled_before = serializers.DateTimeField(required=False)
     scheduled_after = serializers.DateTimeField(required=False)
     created_by = serializers.ChoiceField(choices=FlowRun.CreatedBy.values, required=False)
+    tags = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=50)
+    without_live_agent = serializers.BooleanField(required=False)
 
 
 class StateFilterIn(serializers.Serializer):
@@ -295,6 +301,14 @@ class LogFilterIn(serializers.Serializer):
     after_sequence = serializers.IntegerField(min_value=-1, max_value=2**62, required=False)
     search = serializers.CharField(max_length=200, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=200)
+
+
+class LogDownloadIn(serializers.Serializer):
+    # Not ``format``: DRF reads that query parameter to pick a renderer.
+    output = serializers.ChoiceField(choices=["text", "jsonl"], required=False, default="text")
+    level_gte = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    task_run_id = serializers.UUIDField(required=False)
+    search = serializers.CharField(max_length=200, required=False)
 
 
 class TagIn(serializers.Serializer):

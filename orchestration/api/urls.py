@@ -30,11 +30,13 @@ urlpatterns = [
     path(run + "mark/", views.FlowRunMarkView.as_view(), name="flow-run-mark"),
     path(run + "task-runs/", views.FlowRunTaskRunsView.as_view(), name="flow-run-task-runs"),
     path(run + "logs/", views.FlowRunLogsView.as_view(), name="flow-run-logs"),
+    path(run + "logs/download/", views.FlowRunLogsDownloadView.as_view(), name="flow-run-logs-download"),
     path(run + "states/", views.FlowRunStatesView.as_view(), name="flow-run-states"),
     path(run + "heartbeat/", views.FlowRunHeartbeatView.as_view(), name="flow-run-heartbeat"),
     path(run + "report/", agent_reports.FlowRunReportView.as_view(), name="flow-run-report"),
     path(ws + "agents/", views.AgentListView.as_view(), name="agent-list"),
     path(ws + "agents/<uuid:agent_id>/heartbeat/", views.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
+    path(ws + "agents/<uuid:agent_id>/stop/", views.AgentStopView.as_view(), name="agent-stop"),
     path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
     path(ws + "concurrency-limits/", views.ConcurrencyLimitView.as_view(), name="concurrency-limits"),
 ]

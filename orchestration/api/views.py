@@ -12,10 +12,13 @@ header: a replay returns the stored response, the same key with another body is 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers as drf_serializers
@@ -26,6 +29,7 @@ from rest_framework.response import Response
 from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import NotFound
 from core.errors import InvalidInput
+from core.openapi import error
 from core.pagination import CreatedCursorPagination
 from core.serializers import represent, validated
 from orchestration.engine import ProposedState, db_now, flow_run_set_state
@@ -70,6 +74,8 @@ from orchestration.services import flows as flow_services
 from . import serializers as s
 
 MAX_IDEMPOTENCY_KEY = 200
+# The one error only an idempotent POST answers (services/idempotency.py).
+IDEMPOTENCY_KEY_REUSED = error("The Idempotency-Key was already used with a different body (`idempotency_key_reused`).")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -341,7 +347,8 @@ def _run_filter(query: dict[str, Any]) -> FlowRunFilter:
     return FlowRunFilter(
         flow_id=query.get("flow"), state_types=query.get("state_type"), state_name=query.get("state_name"),
         labels=query.get("labels"), scheduled_before=query.get("scheduled_before"),
-        scheduled_after=query.get("scheduled_after"), created_by=query.get("created_by"),
+        scheduled_after=query.get("scheduled_after"), created_by=query.get("created_by"), tags=query.get("tags"),
+        without_live_agent=bool(query.get("without_live_agent")),
     )
 
 
@@ -361,12 +368,16 @@ class FlowRunListView(WorkspaceAPIView):
             OpenApiParameter("scheduled_before", OpenApiTypes.DATETIME),
             OpenApiParameter("scheduled_after", OpenApiTypes.DATETIME),
             OpenApiParameter("created_by", OpenApiTypes.STR, enum=FlowRun.CreatedBy.values),
+            OpenApiParameter("tags", OpenApiTypes.STR, description="Runs with a task run carrying each of these tags"),
+            OpenApiParameter("without_live_agent", OpenApiTypes.BOOL,
+                             description="Only SCHEDULED runs no healthy agent can take (none has all their labels)"),
         ],
         responses=s.FlowRunOut(many=True), summary="Flow runs, newest first, with filters and a cursor",
     )
     def get(self, request: Request, workspace_slug: str) -> Response:
         run_filter = _run_filter(_query(s.FlowRunFilterIn, request))
-        return _paginated(self, request, filter_runs(runs_visible_to(self.principal), run_filter), s.FlowRunOut)
+        runs = filter_runs(runs_visible_to(self.principal), run_filter, workspace=self.principal.workspace)
+        return _paginated(self, request, runs, s.FlowRunOut)
 
     @extend_schema(request=s.FlowRunCreateIn, responses={201: s.FlowRunOut, 200: s.FlowRunOut},
                    summary="Quick run: create a flow run (a replayed idempotency_key returns the same run)")
@@ -495,7 +506,8 @@ def _set_state_body(result: Any) -> tuple[int, dict]:
 class FlowRunSetStateView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:report_state"}
 
-    @extend_schema(request=s.SetStateIn, responses={200: s.SetStateOut, 409: s.SetStateOut},
+    @extend_schema(request=s.SetStateIn,
+                   responses={200: s.SetStateOut, 409: s.SetStateOut, 422: IDEMPOTENCY_KEY_REUSED},
                    summary="Propose a state (agent/SDK). REJECT/ABORT → 409 with the current state; WAIT → 200")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         data = _valid(s.SetStateIn, request)
@@ -561,7 +573,7 @@ class FlowRunTaskRunsView(WorkspaceAPIView):
     def get(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         return _paginated(self, request, task_runs_of(access_flow_run(self.principal, flow_run_id)), s.TaskRunOut)
 
-    @extend_schema(request=s.TaskRunBatchIn, responses=OpenApiTypes.OBJECT,
+    @extend_schema(request=s.TaskRunBatchIn, responses={200: OpenApiTypes.OBJECT, 422: IDEMPOTENCY_KEY_REUSED},
                    summary="Report a batch of task-run states (agent); idempotent with Idempotency-Key")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         data = _valid(s.TaskRunBatchIn, request)
@@ -615,6 +627,54 @@ class FlowRunLogsView(WorkspaceAPIView):
         })
 
 
+LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+
+def _log_text(line: Any, tasks: dict[Any, str]) -> str:
+    task = f" [{tasks[line.task_run_id]}]" if line.task_run_id in tasks else ""
+    logger = f" {line.logger}:" if line.logger else ""
+    level = LEVEL_NAMES.get(line.level, str(line.level))
+    return f"{line.timestamp.isoformat()} {level:<8}{task}{logger} {line.message}\n"
+
+
+def _log_json(line: Any, tasks: dict[Any, str]) -> str:
+    return json.dumps({
+        "sequence": line.sequence, "timestamp": line.timestamp.isoformat(), "level": line.level,
+        "level_name": LEVEL_NAMES.get(line.level, str(line.level)), "logger": line.logger,
+        "task_run_id": str(line.task_run_id) if line.task_run_id else None,
+        "task": tasks.get(line.task_run_id), "message": line.message,
+    }) + "\n"
+
+
+class FlowRunLogsDownloadView(WorkspaceAPIView):
+    """A run's logs (all of them, or those matching the filters) as one file: plain text or JSON
+    lines. Streamed page by page, so its size is bounded by the run's logs, not by memory."""
+
+    scope_map = {"GET": "log:read"}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("output", OpenApiTypes.STR, enum=["text", "jsonl"]),
+                    OpenApiParameter("level_gte", OpenApiTypes.INT), OpenApiParameter("task_run_id", OpenApiTypes.UUID),
+                    OpenApiParameter("search", OpenApiTypes.STR)],
+        responses={(200, "text/plain"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR},
+        summary="Download a run's logs as text or JSON lines",
+    )
+    def get(self, request: Request, workspace_slug: str, flow_run_id: str) -> StreamingHttpResponse:
+        query = _query(s.LogDownloadIn, request)
+        run = access_flow_run(self.principal, flow_run_id)
+        lines = logs.logs_export(actor=self.principal, flow_run=run, level_gte=query.get("level_gte"),
+                                 task_run_id=query.get("task_run_id"), search=query.get("search"))
+        tasks = {t.pk: t.task_key if t.map_index < 0 else f"{t.task_key}[{t.map_index}]" for t in task_runs_of(run)}
+        render, content_type, suffix = (
+            (_log_json, "application/x-ndjson", "jsonl") if query["output"] == "jsonl"
+            else (_log_text, "text/plain; charset=utf-8", "log")
+        )
+        response = StreamingHttpResponse((render(line, tasks) for line in lines), content_type=content_type)
+        filename = re.sub(r"[^A-Za-z0-9._-]+", "-", run.name).strip("-") or "run"
+        response["Content-Disposition"] = f'attachment; filename="{filename}-{run.pk}.{suffix}"'
+        return response
+
+
 class FlowRunHeartbeatView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:report_state"}
 
@@ -658,10 +718,21 @@ class AgentHeartbeatView(WorkspaceAPIView):
         ))
 
 
+class AgentStopView(WorkspaceAPIView):
+    scope_map = {"POST": "agent:heartbeat"}
+
+    @extend_schema(request=s.EmptyIn, responses=OpenApiTypes.OBJECT,
+                   summary="The agent is shutting down cleanly: it shows stopped at once (its own key only)")
+    def post(self, request: Request, workspace_slug: str, agent_id: str) -> Response:
+        _valid(s.EmptyIn, request)
+        agent = access_agent(self.principal, agent_id, action="agent:heartbeat")
+        return Response(agents.agent_stop(actor=self.principal, agent=agent))
+
+
 class AgentClaimView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:claim"}
 
-    @extend_schema(request=s.ClaimIn, responses=s.ClaimedRunOut(many=True),
+    @extend_schema(request=s.ClaimIn, responses={200: s.ClaimedRunOut(many=True), 422: IDEMPOTENCY_KEY_REUSED},
                    summary="Claim due runs whose labels this agent covers (each run to exactly one agent)")
     def post(self, request: Request, workspace_slug: str, agent_id: str) -> Response:
         data = _valid(s.ClaimIn, request)

@@ -1,5 +1,6 @@
 """Request-scoped DataLoaders for orchestration lists: the task runs of every flow run on a page
-cost one query, however many runs the page has.
+cost one query, however many runs the page has, and the state histories of every task run of a
+run page one more.
 
 They hang off the accounts :class:`~accounts.graphql.context.GraphQLContext`'s ``loaders`` object,
 so they are renewed with it after every mutation (``GraphQLContext.reset``).
@@ -37,12 +38,36 @@ def _load_task_runs(keys: Sequence[tuple[Any, Any]]) -> list[Any]:
         return [exc] * len(keys)
 
 
+def _load_task_run_states(keys: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """Keys are ``(workspace_id, task_run_id)``; one query per workspace in the batch."""
+    try:
+        by_workspace: dict[Any, list[Any]] = defaultdict(list)
+        for workspace_id, task_run_id in keys:
+            by_workspace[workspace_id].append(task_run_id)
+        found: dict[Any, list[Any]] = defaultdict(list)
+        for workspace_id, task_run_ids in by_workspace.items():
+            for state in selectors.task_run_states_for(workspace_id, task_run_ids):
+                found[state.task_run_id].append(state)
+        return [found.get(task_run_id, []) for _workspace_id, task_run_id in keys]
+    except Exception as exc:  # as above: an error on the fields that asked
+        return [exc] * len(keys)
+
+
 class OrchestrationLoaders:
     def __init__(self) -> None:
         self.task_runs = SyncDataLoader(_load_task_runs)
+        self.task_run_states = SyncDataLoader(_load_task_run_states)
         self._now: datetime | None = None
         # The viewer's Principal per workspace id, set by the ``orchestration`` root field.
         self.principals: dict[Any, Principal] = {}
+        self._live_label_sets: dict[Any, list[frozenset[str]]] = {}
+
+    def live_label_sets(self, workspace_id: Any) -> list[frozenset[str]]:
+        """The workspace's healthy agents' label sets, read once per request (which runs no agent takes)."""
+        found = self._live_label_sets.get(workspace_id)
+        if found is None:
+            found = self._live_label_sets[workspace_id] = selectors.live_label_sets(workspace_id, self.now())
+        return found
 
     def now(self) -> datetime:
         """The database clock, read once per request (agent liveness)."""

@@ -1,5 +1,5 @@
-"""GraphQL mutations for the UI's actions on runs: small adapters over
-:mod:`orchestration.services.runs` with the accounts mutations' conventions (errors in the payload,
+"""GraphQL mutations for the UI's actions on runs, versions, schedules and projects: small adapters
+over :mod:`orchestration.services` with the accounts mutations' conventions (errors in the payload,
 one savepoint each, ``not_authenticated`` for anonymous callers).
 
 Each one resolves the workspace from its slug and the run or flow from its id through the same
@@ -22,9 +22,12 @@ from accounts.graphql.mutations import BaseMutation
 from core.errors import Conflict, InvalidInput
 from orchestration import selectors
 from orchestration.models import StateType
+from orchestration.services import flows as flow_services
+from orchestration.services import projects as project_services
 from orchestration.services import runs as run_services
+from orchestration.services import schedules as schedule_services
 
-from .types import FlowRunType
+from .types import FlowRunType, FlowType, FlowVersionType, ProjectType, ScheduleType
 
 MAX_LABELS = 50
 MAX_LABEL_LENGTH = 100
@@ -175,3 +178,152 @@ class DeleteFlowRun(_RunAction):
         actor, run = cls._run(context, workspace, id)
         run_services.flow_run_delete(actor=actor, flow_run=run)
         return cls(ok=True, errors=[])
+
+
+# --- The flow page: versions and schedules --------------------------------------------------------
+# Thin adapters over orchestration.services.flows and .schedules, as the REST version and schedule
+# views call them: the flow is looked up with the action the service checks (another workspace's
+# or a hidden id is ``not_found``, a Viewer's ``permission_denied``); the service authorizes again,
+# audits and sends the live event.
+
+
+def _flow_for(context: GraphQLContext, workspace: str, flow_id: str, action: str) -> tuple[Principal, Any]:
+    actor = _actor(context, workspace)
+    return actor, selectors.access_flow(actor, flow_id, action)
+
+
+class PinFlowVersion(BaseMutation):
+    """Make a version the one new runs use, whatever is registered later (Developer and up)."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        flow_id = graphene.ID(required=True)
+        version_id = graphene.ID(required=True)
+
+    flow = graphene.Field(FlowType)
+
+    @classmethod
+    def perform(cls, context: GraphQLContext, workspace: str, flow_id: str, version_id: str) -> PinFlowVersion:
+        actor, flow = _flow_for(context, workspace, flow_id, "flow:register")
+        version = selectors.access_flow_version(actor, flow, version_id)
+        flow_services.flow_pin_version(actor=actor, flow=flow, version=version)
+        return cls(flow=selectors.access_flow(actor, flow.pk), errors=[])
+
+
+class UnpinFlowVersion(BaseMutation):
+    """New runs use the newest unarchived version again."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        flow_id = graphene.ID(required=True)
+
+    flow = graphene.Field(FlowType)
+
+    @classmethod
+    def perform(cls, context: GraphQLContext, workspace: str, flow_id: str) -> UnpinFlowVersion:
+        actor, flow = _flow_for(context, workspace, flow_id, "flow:register")
+        flow_services.flow_unpin_version(actor=actor, flow=flow)
+        return cls(flow=selectors.access_flow(actor, flow.pk), errors=[])
+
+
+class SetFlowVersionArchived(BaseMutation):
+    """Archive a version (new runs no longer use it; a pin on it is lifted) or restore it."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        flow_id = graphene.ID(required=True)
+        version_id = graphene.ID(required=True)
+        archived = graphene.Boolean(required=True)
+
+    flow_version = graphene.Field(FlowVersionType)
+    flow = graphene.Field(FlowType, description="The flow as the change left it (its active version may move).")
+
+    @classmethod
+    def perform(
+        cls, context: GraphQLContext, workspace: str, flow_id: str, version_id: str, archived: bool
+    ) -> SetFlowVersionArchived:
+        actor, flow = _flow_for(context, workspace, flow_id, "flow:register")
+        version = selectors.access_flow_version(actor, flow, version_id)
+        version = flow_services.flow_version_archive(actor=actor, version=version, archived=archived)
+        return cls(flow_version=version, flow=selectors.access_flow(actor, flow.pk), errors=[])
+
+
+class SetSchedulePaused(BaseMutation):
+    """Pause a schedule (its future runs no agent holds yet are deleted) or resume it (no catch-up on
+    the pause)."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        flow_id = graphene.ID(required=True)
+        id = graphene.ID(required=True, description="The schedule's id.")
+        paused = graphene.Boolean(required=True)
+
+    schedule = graphene.Field(ScheduleType)
+
+    @classmethod
+    def perform(
+        cls, context: GraphQLContext, workspace: str, flow_id: str, id: str, paused: bool
+    ) -> SetSchedulePaused:
+        actor, flow = _flow_for(context, workspace, flow_id, "project:write")
+        schedule = selectors.access_schedule(actor, flow, id)
+        schedule = schedule_services.schedule_set_active(actor=actor, schedule=schedule, is_active=not paused)
+        return cls(schedule=schedule, errors=[])
+
+
+# --- Projects -------------------------------------------------------------------------------------
+# Over orchestration.services.projects, as the REST project views: Developers create and rename;
+# restricting or opening one is for Owners and Admins (the service decides).
+
+
+def _project_payload(actor: Principal, project_id: Any) -> Any:
+    """The project as ``projects`` lists it (its unarchived flows loaded), or None once the actor
+    can no longer see it."""
+    return selectors.projects_with_flows(actor).filter(pk=project_id).first()
+
+
+class CreateProject(BaseMutation):
+    """Create a project (Developer and up); names are unique in the workspace."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        name = graphene.String(required=True)
+        description = graphene.String()
+        is_restricted = graphene.Boolean(description="Visible only to Owners, Admins and those it is shared with.")
+
+    project = graphene.Field(ProjectType)
+
+    @classmethod
+    def perform(
+        cls, context: GraphQLContext, workspace: str, name: str, description: str | None = None,
+        is_restricted: bool | None = None,
+    ) -> CreateProject:
+        actor = _actor(context, workspace)
+        project = project_services.project_create(
+            actor=actor, name=name, description=description or "", is_restricted=bool(is_restricted)
+        )
+        return cls(project=_project_payload(actor, project.pk), errors=[])
+
+
+class UpdateProject(BaseMutation):
+    """Rename a project, change its description, or restrict or open it; only the given fields change."""
+
+    class Arguments:
+        workspace = graphene.String(required=True)
+        id = graphene.ID(required=True)
+        name = graphene.String()
+        description = graphene.String()
+        is_restricted = graphene.Boolean(description="Owners and Admins only.")
+
+    project = graphene.Field(ProjectType)
+
+    @classmethod
+    def perform(
+        cls, context: GraphQLContext, workspace: str, id: str, name: str | None = None,
+        description: str | None = None, is_restricted: bool | None = None,
+    ) -> UpdateProject:
+        actor = _actor(context, workspace)
+        project = selectors.access_project(actor, id, "project:write")
+        project = project_services.project_update(
+            actor=actor, project=project, name=name, description=description, is_restricted=is_restricted
+        )
+        return cls(project=_project_payload(actor, project.pk), errors=[])

@@ -8,7 +8,8 @@ on runs.
       flow(id: …) { activeVersion { tasks edges parameters } versions { … } schedules { … } recentRuns { … } }
       flowRuns(filter: {flowId, stateTypes, stateName, labels, scheduledBefore, scheduledAfter, createdBy},
                first: 25, after: …) { edges { node { … } } pageInfo { … } }
-      flowRun(id: …) { stateHistory { … } taskRuns { … } logs(first: 200, afterSequence: …) { … } }
+      flowRun(id: …) { stateHistory { … } taskRuns { … stateHistory { … } } taskRun(id: …) { … }
+                       logs(first: 200, afterSequence: …, levelGte: …, taskRunId: …, search: …) { … } }
       agents { name status lastHeartbeatAt }
     }
 
@@ -59,3 +60,9 @@ class OrchestrationMutation(AlertMutations, ChannelMutations, graphene.ObjectTyp
     restart_flow_run = m.RestartFlowRun.Field()
     mark_flow_run = m.MarkFlowRun.Field()
     delete_flow_run = m.DeleteFlowRun.Field()
+    pin_flow_version = m.PinFlowVersion.Field()
+    unpin_flow_version = m.UnpinFlowVersion.Field()
+    set_flow_version_archived = m.SetFlowVersionArchived.Field()
+    set_schedule_paused = m.SetSchedulePaused.Field()
+    create_project = m.CreateProject.Field()
+    update_project = m.UpdateProject.Field()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import graphene
@@ -23,11 +23,12 @@ from django.db.models import Q
 from graphene.types.generic import GenericScalar
 from graphql import GraphQLError
 
-from accounts.authz import NotFound, Principal
+from accounts.authz import NotFound, Principal, authorize
 from accounts.graphql.context import get_context
 from accounts.graphql.errors import EXPECTED_ERRORS, graphql_error
+from orchestration import schedules as timemaths
 from orchestration import selectors
-from orchestration.models import Agent, Flow, FlowRun, StateType
+from orchestration.models import Agent, Flow, FlowRun, Schedule, StateType, TaskRun
 from orchestration.selectors import FlowRunFilter
 from orchestration.services.agents import agent_status
 from orchestration.services.logs import logs_list
@@ -37,9 +38,14 @@ from .dataloaders import loaders
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
 MAX_LOG_PAGE = 1000
+MAX_LOG_SEARCH = 200
 DEFAULT_HOURS = 24
 MAX_HOURS = 24 * 14
 MAX_FILTER_ITEMS = 50
+MAX_OFFSET = 10_000
+DEFAULT_NEXT_RUNS = 5
+MAX_NEXT_RUNS = 50
+NEXT_RUNS_WINDOW = timedelta(days=400)  # as far ahead as orchestration.schedules.next_occurrence looks
 
 
 def _invalid(message: str) -> GraphQLError:
@@ -152,11 +158,17 @@ class AgentType(graphene.ObjectType):
     poll_interval_seconds = graphene.Int(required=True)
     status = graphene.String(
         required=True,
-        description="healthy; unhealthy (heartbeats but its claim loop stopped polling); offline (no heartbeat).",
+        description="healthy; unhealthy (heartbeats but its claim loop stopped polling); offline (no heartbeat); "
+        "stopped (it shut down cleanly).",
     )
     created_at = graphene.DateTime(required=True)
     last_heartbeat_at = graphene.DateTime()
     last_poll_at = graphene.DateTime()
+    service_account_id = graphene.ID(description="The service account whose key registered the agent.")
+
+    @staticmethod
+    def resolve_service_account_id(agent: Agent, info: Any) -> str | None:
+        return None if agent.service_account_id is None else str(agent.service_account_id)
 
     @staticmethod
     def resolve_status(agent: Agent, info: Any) -> str:
@@ -202,6 +214,19 @@ class ScheduleType(graphene.ObjectType):
     end_date = graphene.DateTime()
     parameters = GenericScalar(required=True)
     is_active = graphene.Boolean(required=True)
+    next_runs = graphene.List(
+        graphene.NonNull(graphene.DateTime), required=True, first=graphene.Int(default_value=DEFAULT_NEXT_RUNS),
+        description=f"The next fire times from now (at most `first`, 0–{MAX_NEXT_RUNS}), as the scheduler computes "
+                    "them; empty while the schedule is paused.",
+    )
+
+    @staticmethod
+    def resolve_next_runs(schedule: Schedule, info: Any, first: int | None = None) -> list[datetime]:
+        limit = _page(first, DEFAULT_NEXT_RUNS, MAX_NEXT_RUNS)
+        if not schedule.is_active:
+            return []
+        now = loaders(info).now()
+        return _reading(lambda: timemaths.occurrences(schedule, after=now, until=now + NEXT_RUNS_WINDOW, limit=limit))
 
 
 class StateType_(graphene.ObjectType):  # StateType is the model's enum
@@ -220,13 +245,23 @@ class TaskRunType(graphene.ObjectType):
 
     id = graphene.ID(required=True)
     task_key = graphene.String(required=True)
-    map_index = graphene.Int(required=True)
+    map_index = graphene.Int(required=True, description="-1 for a task that is not mapped (or a mapped task's parent).")
     state_type = graphene.String(required=True)
     state_name = graphene.String(required=True)
     state_message = graphene.String(required=True)
+    state_timestamp = graphene.DateTime(required=True)
     start_time = graphene.DateTime()
     end_time = graphene.DateTime()
     attempt = graphene.Int(required=True)
+    tags = graphene.List(graphene.NonNull(graphene.String), required=True)
+    state_history = graphene.List(
+        graphene.NonNull(StateType_), required=True,
+        description="Oldest first; each RUNNING state starts an attempt (retries pass through AwaitingRetry).",
+    )
+
+    @staticmethod
+    def resolve_state_history(task_run: TaskRun, info: Any) -> Any:
+        return loaders(info).task_run_states.load((task_run.workspace_id, task_run.pk))
 
 
 class LogLineType(graphene.ObjectType):
@@ -269,10 +304,18 @@ class FlowRunType(graphene.ObjectType):
     flow_version = graphene.Field(FlowVersionType, required=True)
     state_history = graphene.List(graphene.NonNull(StateType_), required=True, description="Oldest first.")
     task_runs = graphene.List(graphene.NonNull(TaskRunType), required=True)
+    no_live_agent_reason = graphene.String(
+        description="Why no agent takes this SCHEDULED run now (no healthy agent carries all its labels); null when "
+                    "one does or the run is not waiting for one.")
+    task_run = graphene.Field(TaskRunType, id=graphene.ID(required=True),
+                              description="One of this run's task runs; null for any other id.")
     logs = graphene.List(
         graphene.NonNull(LogLineType),
         first=graphene.Int(default_value=200),
         after_sequence=graphene.Float(description="Only lines after this sequence number (to tail)."),
+        level_gte=graphene.Int(description="Only lines at this level or above (10 debug … 50 critical)."),
+        task_run_id=graphene.ID(description="Only the lines of this task run."),
+        search=graphene.String(description="Only lines whose message contains this (case-insensitive)."),
         description="In sequence order. Null with permission_denied for roles without log:read.",
     )
 
@@ -285,12 +328,38 @@ class FlowRunType(graphene.ObjectType):
         return loaders(info).task_runs.load((run.workspace_id, run.pk))
 
     @staticmethod
-    def resolve_logs(run: FlowRun, info: Any, first: int | None = None, after_sequence: float | None = None) -> Any:
+    def resolve_no_live_agent_reason(run: FlowRun, info: Any) -> str | None:
+        if run.state_type != StateType.SCHEDULED:
+            return None
+        return selectors.no_live_agent_reason(run, loaders(info).live_label_sets(run.workspace_id))
+
+    @staticmethod
+    def resolve_task_run(run: FlowRun, info: Any, id: str) -> Any:
+        return _maybe(selectors.access_task_run, run, id)
+
+    @staticmethod
+    def resolve_logs(
+        run: FlowRun, info: Any, first: int | None = None, after_sequence: float | None = None,
+        level_gte: int | None = None, task_run_id: str | None = None, search: str | None = None,
+    ) -> Any:
         limit = _page(first, 200, MAX_LOG_PAGE)
         after = None if after_sequence is None else int(after_sequence)
+        if level_gte is not None and not 0 <= level_gte <= 100:
+            raise _invalid("'levelGte' must be between 0 and 100.")
+        if search is not None and (len(search) > MAX_LOG_SEARCH or "\x00" in search):
+            raise _invalid(f"'search' is at most {MAX_LOG_SEARCH} characters, without NUL characters.")
+        task_run = None
+        if task_run_id is not None:
+            # Another run's (or workspace's) task run is no filter at all: the answer is no lines.
+            task_run = _maybe(selectors.access_task_run, run, task_run_id)
+            if task_run is None:
+                _reading(authorize, _principal_of(info, run), "log:read", run)
+                return []
         # logs_list pages from 1 line; ``first: 0`` still checks log:read and answers no lines.
-        lines = _reading(lambda: logs_list(actor=_principal_of(info, run), flow_run=run, after_sequence=after,
-                                           limit=max(limit, 1)))
+        lines = _reading(lambda: logs_list(
+            actor=_principal_of(info, run), flow_run=run, after_sequence=after, level_gte=level_gte,
+            task_run_id=task_run.pk if task_run is not None else None, search=search or None, limit=max(limit, 1),
+        ))
         return lines[:limit]
 
 
@@ -312,6 +381,12 @@ class FlowRunConnection(graphene.relay.Connection):
     class Meta:
         node = FlowRunType
 
+    total_count = graphene.Int(required=True, description="How many runs match the filter, on every page.")
+
+    @staticmethod
+    def resolve_total_count(connection: Any, info: Any) -> int:
+        return connection.matching.count()
+
 
 class FlowRunFilterInput(graphene.InputObjectType):
     """The run filter REST and bulk actions use too (:class:`orchestration.selectors.FlowRunFilter`)."""
@@ -326,6 +401,10 @@ class FlowRunFilterInput(graphene.InputObjectType):
     scheduled_before = graphene.DateTime(description="Scheduled to start before this time.")
     scheduled_after = graphene.DateTime(description="Scheduled to start at or after this time.")
     created_by = graphene.String(description="user, schedule or api.")
+    tags = graphene.List(graphene.NonNull(graphene.String),
+                         description="Runs with a task run carrying each of these tags.")
+    without_live_agent = graphene.Boolean(
+        description="Only SCHEDULED runs no healthy agent can take (none carries all of their labels).")
 
 
 def _encode_cursor(run: FlowRun) -> str:
@@ -354,6 +433,9 @@ def _run_filter(given: dict | None) -> FlowRunFilter:
     created_by = given.get("created_by")
     if created_by is not None and created_by not in FlowRun.CreatedBy.values:
         raise _invalid(f"createdBy must be one of {', '.join(FlowRun.CreatedBy.values)}.")
+    tags = given.get("tags")
+    if tags and (len(tags) > MAX_FILTER_ITEMS or any("\x00" in tag or len(tag) > 200 for tag in tags)):
+        raise _invalid(f"At most {MAX_FILTER_ITEMS} tags of up to 200 characters, without NUL characters.")
     return FlowRunFilter(
         flow_id=given.get("flow_id"),
         state_types=state_types,
@@ -362,27 +444,42 @@ def _run_filter(given: dict | None) -> FlowRunFilter:
         scheduled_before=given.get("scheduled_before"),
         scheduled_after=given.get("scheduled_after"),
         created_by=created_by,
+        tags=tags,
+        without_live_agent=bool(given.get("without_live_agent")),
     )
 
 
-def flow_run_page(principal: Principal, filter: dict | None, first: int | None, after: str | None) -> FlowRunConnection:
+def flow_run_page(
+    principal: Principal, filter: dict | None, first: int | None, after: str | None, offset: int | None = None
+) -> FlowRunConnection:
+    """A page of runs, newest first: after a cursor (to load more), or from an offset (numbered pages
+    in the web app; ``totalCount`` says how many there are)."""
     limit = _page(first)
+    if offset is not None and not 0 <= offset <= MAX_OFFSET:
+        raise _invalid(f"'offset' must be between 0 and {MAX_OFFSET}; narrow the filter to reach older runs.")
+    if offset and after:
+        raise _invalid("Give 'after' or 'offset', not both.")
     run_filter = _run_filter(filter)
-    runs = selectors.filter_runs(_reading(selectors.runs_visible_to, principal), run_filter)
+    matching = selectors.filter_runs(_reading(selectors.runs_visible_to, principal), run_filter,
+                                     workspace=principal.workspace)
+    runs = matching
     if after:
         created_at, pk = _decode_cursor(after)
         runs = runs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
-    page = list(runs[: limit + 1])
+    start = offset or 0
+    page = list(runs[start: start + limit + 1])
     edges = [FlowRunConnection.Edge(node=run, cursor=_encode_cursor(run)) for run in page[:limit]]
-    return FlowRunConnection(
+    connection = FlowRunConnection(
         edges=edges,
         page_info=graphene.relay.PageInfo(
             has_next_page=len(page) > limit,
-            has_previous_page=bool(after),
+            has_previous_page=bool(after or start),
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
     )
+    connection.matching = matching  # counted only when totalCount is asked for
+    return connection
 
 
 # --- Flows and projects -----------------------------------------------------------------------
@@ -401,9 +498,14 @@ class FlowType(graphene.ObjectType):
     max_lateness_seconds = graphene.Int()
     project = graphene.Field(ProjectRefType, required=True)
     active_version = graphene.Field(FlowVersionType, description="The pinned version, else the newest unarchived.")
+    pinned_version_id = graphene.ID(description="The version pinned as the active one; null when none is.")
     versions = graphene.List(graphene.NonNull(FlowVersionType), required=True, description="Newest first.")
     schedules = graphene.List(graphene.NonNull(ScheduleType), required=True)
     recent_runs = graphene.List(graphene.NonNull(FlowRunType), required=True, first=graphene.Int(default_value=10))
+
+    @staticmethod
+    def resolve_pinned_version_id(flow: Flow, info: Any) -> str | None:
+        return None if flow.pinned_version_id is None else str(flow.pinned_version_id)
 
     @staticmethod
     def resolve_active_version(flow: Flow, info: Any) -> Any:
@@ -507,6 +609,7 @@ class OrchestrationType(graphene.ObjectType):
         filter=FlowRunFilterInput(),
         first=graphene.Int(default_value=DEFAULT_PAGE),
         after=graphene.String(),
+        offset=graphene.Int(description=f"Skip this many runs (0–{MAX_OFFSET}), for numbered pages; not with after."),
         description="Newest first.",
     )
     flow_run = graphene.Field(FlowRunType, id=graphene.ID(required=True), description="Null for any id you cannot see.")
@@ -538,9 +641,10 @@ class OrchestrationType(graphene.ObjectType):
 
     @staticmethod
     def resolve_flow_runs(
-        principal: Principal, info: Any, filter: dict | None = None, first: int | None = None, after: str | None = None
+        principal: Principal, info: Any, filter: dict | None = None, first: int | None = None, after: str | None = None,
+        offset: int | None = None,
     ) -> Any:
-        return flow_run_page(principal, filter, first, after)
+        return flow_run_page(principal, filter, first, after, offset)
 
     @staticmethod
     def resolve_flow_run(principal: Principal, info: Any, id: str) -> Any:

@@ -158,6 +158,19 @@ class BrowserConsumer(LiveConsumer):
         if workspace is None or workspace == getattr(self, "workspace_id", None):
             await super().flowdeck_control(message)
 
+    async def flowdeck_membership(self, message: dict[str, Any]) -> None:
+        # This person's role here changed: filter with the new role from now on and tell the page,
+        # which re-reads what it may do. Sent to the person's group, so other workspaces drop it.
+        if message.get("workspace_id") != getattr(self, "workspace_id", None):
+            return
+        principal = await database_sync_to_async(_principal)(self.user_id, self.slug)
+        if principal is None:
+            await self.shut(CLOSE_FORBIDDEN)
+            return
+        self.principal = principal
+        self.hidden = await database_sync_to_async(_hidden_projects)(principal)
+        await self.push({"type": "membership", "workspace": self.slug, "role": principal.role})
+
     # --- client actions --------------------------------------------------------------------------
 
     async def act(self, action: str, message: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from django.db.models.functions import Now, TruncHour
 from accounts.authz import ROLE_ACTIONS, NotFound, Principal, authorize
 from accounts.models import Role
 from core.rows import by_id
-from orchestration.models import BulkAction, FlowRun, FlowRunState, FlowVersion, StateType, TaskRun
+from orchestration.models import Agent, BulkAction, FlowRun, FlowRunState, FlowVersion, StateType, TaskRun, TaskRunState
 
 from .projects import parse_id, visible_projects_q
 
@@ -60,10 +60,15 @@ class FlowRunFilter:
     scheduled_before: datetime | None = None  # scheduled_start < this
     scheduled_after: datetime | None = None  # scheduled_start >= this
     created_by: str | None = None  # user, schedule or api
+    tags: Sequence[str] | None = None  # a task run carrying each of these tags
+    # SCHEDULED runs (due or not, AwaitingRetry included) that no healthy agent can take: none
+    # carries all of the run's labels. Needs ``filter_runs``' ``workspace``.
+    without_live_agent: bool = False
 
 
-def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter) -> QuerySet[FlowRun]:
-    """``runs`` narrowed to those matching ``f`` (a malformed flow id matches nothing)."""
+def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter, *, workspace: Any = None) -> QuerySet[FlowRun]:
+    """``runs`` (of ``workspace``) narrowed to those matching ``f`` (a malformed flow id matches
+    nothing)."""
     if f.flow_id is not None:
         try:
             runs = runs.filter(flow_id=parse_id(f.flow_id))
@@ -81,7 +86,17 @@ def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter) -> QuerySet[FlowRun]:
         runs = runs.filter(scheduled_start__gte=f.scheduled_after)
     if f.created_by:
         runs = runs.filter(created_by_kind=f.created_by)
+    if f.tags:
+        runs = with_task_tags(runs, list(dict.fromkeys(f.tags)))
+    if f.without_live_agent:
+        if workspace is None:
+            raise ValueError("without_live_agent needs the runs' workspace")
+        runs = without_live_agent(runs, live_label_sets(workspace))
     return runs
+
+
+def _labels_column() -> str:
+    return f"{connection.ops.quote_name(FlowRun._meta.db_table)}.{connection.ops.quote_name('labels')}"
 
 
 def with_labels(runs: QuerySet[FlowRun], labels: list[str]) -> QuerySet[FlowRun]:
@@ -91,11 +106,63 @@ def with_labels(runs: QuerySet[FlowRun], labels: list[str]) -> QuerySet[FlowRun]
     if settings.IS_POSTGRES:
         return runs.filter(labels__contains=labels)
     # Only quoted table and column names are interpolated; each label is a bound parameter.
-    column = f"{connection.ops.quote_name(FlowRun._meta.db_table)}.{connection.ops.quote_name('labels')}"
-    sql = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = %s)"  # noqa: S608
+    sql = f"EXISTS (SELECT 1 FROM json_each({_labels_column()}) WHERE json_each.value = %s)"  # noqa: S608
     for label in labels:
         runs = runs.filter(RawSQL(sql, [label], output_field=BooleanField()))  # noqa: S611
     return runs
+
+
+def with_task_tags(runs: QuerySet[FlowRun], tags: list[str]) -> QuerySet[FlowRun]:
+    """Runs with, for each of ``tags``, a task run carrying it (one ``EXISTS`` per tag over the
+    run's task runs, which the task-run key constraint indexes by run)."""
+    quote = connection.ops.quote_name
+    task_runs, run_id = quote(TaskRun._meta.db_table), f"{quote(FlowRun._meta.db_table)}.{quote('id')}"
+    if settings.IS_POSTGRES:
+        match = "t.tags @> jsonb_build_array(%s::text)"
+    else:
+        match = "EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.value = %s)"
+    # Only quoted table and column names are interpolated; each tag is a bound parameter.
+    sql = f"EXISTS (SELECT 1 FROM {task_runs} t WHERE t.flow_run_id = {run_id} AND {match})"  # noqa: S608
+    for tag in tags:
+        runs = runs.filter(RawSQL(sql, [tag], output_field=BooleanField()))  # noqa: S611
+    return runs
+
+
+def live_label_sets(workspace: Any, now: datetime | None = None) -> list[frozenset[str]]:
+    """The label sets of the workspace's healthy agents, each once: a run is claimable now when
+    its labels are a subset of one of them (agents take runs whose labels they all carry)."""
+    from orchestration.engine import db_now
+    from orchestration.services.agents import HEALTHY, agent_status  # the liveness rule lives there
+
+    now = now or db_now()
+    agents = Agent.objects.for_workspace(workspace)  # whole rows: the liveness rule reads what it needs
+    return list(dict.fromkeys(frozenset(a.labels) for a in agents if agent_status(a, now) == HEALTHY))
+
+
+def without_live_agent(runs: QuerySet[FlowRun], live_sets: list[frozenset[str]]) -> QuerySet[FlowRun]:
+    """SCHEDULED runs whose labels no set of ``live_sets`` (see :func:`live_label_sets`) covers."""
+    runs = runs.filter(state_type=StateType.SCHEDULED)
+    for labels in live_sets:
+        if settings.IS_POSTGRES:
+            runs = runs.exclude(labels__contained_by=sorted(labels))
+            continue
+        # SQLite has no JSON containment: covered = no label of the run outside the set.
+        outside = f"json_each.value NOT IN ({', '.join(['%s'] * len(labels))})" if labels else "1"
+        sql = f"NOT EXISTS (SELECT 1 FROM json_each({_labels_column()}) WHERE {outside})"  # noqa: S608
+        runs = runs.exclude(RawSQL(sql, sorted(labels), output_field=BooleanField()))  # noqa: S611
+    return runs
+
+
+def no_live_agent_reason(run: FlowRun, live_sets: list[frozenset[str]]) -> str | None:
+    """Why no agent takes a SCHEDULED run now, in words for the run's page and list; None when some
+    healthy agent covers its labels, or the run is not waiting for one."""
+    if run.state_type != StateType.SCHEDULED or any(set(run.labels) <= labels for labels in live_sets):
+        return None
+    if not live_sets:
+        return "No healthy agent is connected to this workspace: start one with `flowdeck agent start`."
+    flags = " ".join(f"--label {label}" for label in sorted(run.labels))
+    return (f"No healthy agent carries all of this run's labels ({', '.join(sorted(run.labels))}): "
+            f"start one with `flowdeck agent start {flags}`.")
 
 
 def access_flow_run(principal: Principal, flow_run_id: Any, action: str = "project:read") -> FlowRun:
@@ -166,6 +233,21 @@ def task_runs_of(run: FlowRun) -> QuerySet[TaskRun]:
 def task_runs_for(workspace_id: Any, flow_run_ids: list[Any]) -> QuerySet[TaskRun]:
     """The task runs of several runs of one workspace at once (one query for a page of runs)."""
     return task_runs_of_workspace(workspace_id).filter(flow_run_id__in=flow_run_ids)
+
+
+def access_task_run(run: FlowRun, task_run_id: Any) -> TaskRun:
+    """One task run of ``run`` (already checked visible with :func:`access_flow_run`). NotFound for a
+    malformed id, a missing one, or a task run of another run or workspace alike."""
+    task_run = task_runs_of(run).filter(pk=parse_id(task_run_id)).first()
+    if task_run is None:
+        raise NotFound()
+    return task_run
+
+
+def task_run_states_for(workspace_id: Any, task_run_ids: list[Any]) -> QuerySet[TaskRunState]:
+    """The state histories of several task runs of one workspace at once, each oldest first (state
+    ids grow in the order a task run passed through them, as for flow runs)."""
+    return TaskRunState.objects.for_workspace(workspace_id).filter(task_run_id__in=task_run_ids).order_by("id")
 
 
 def claimed_runs(runs: list[FlowRun]) -> list[FlowRun]:

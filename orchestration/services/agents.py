@@ -3,7 +3,8 @@
 An agent registers with a service-account API key (idempotent upsert by name), heartbeats, and
 reports each cycle of its claim loop. Liveness is about the claim loop, not just the process: an
 agent that heartbeats but has stopped polling is *unhealthy*; one that stopped heartbeating is
-*offline*. All times are the database clock's (D6).
+*offline*; one that said it stopped (a clean shutdown: SIGTERM, Ctrl-C) is *stopped* at once,
+until it registers or heartbeats again. All times are the database clock's (D6).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from orchestration.selectors import agents_covering_labels
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 OFFLINE = "offline"
+STOPPED = "stopped"
 
 # An agent is offline after this many missed heartbeats, and unhealthy after this many missed polls.
 MISSED_INTERVALS = 3
@@ -45,13 +47,17 @@ def healthy_until(agent: Agent) -> datetime:
     policy measures how long no healthy agent covered a label set from here)."""
     if agent.last_heartbeat_at is None:
         return agent.created_at
+    if agent.stopped_at is not None:
+        return agent.stopped_at
     return min(agent.last_heartbeat_at, agent.last_poll_at or agent.created_at) + _window(agent)
 
 
 def agent_status(agent: Agent, now: datetime) -> str:
-    """``offline`` with no heartbeat within the window, ``unhealthy`` when it heartbeats but its
-    claim loop has not polled within the window (a never-polled agent gets one window from
-    registration), ``healthy`` otherwise."""
+    """``stopped`` after a clean shutdown, ``offline`` with no heartbeat within the window,
+    ``unhealthy`` when it heartbeats but its claim loop has not polled within the window (a
+    never-polled agent gets one window from registration), ``healthy`` otherwise."""
+    if agent.stopped_at is not None:
+        return STOPPED
     window = _window(agent)
     if agent.last_heartbeat_at is None or agent.last_heartbeat_at < now - window:
         return OFFLINE
@@ -113,7 +119,7 @@ def agent_register(
     labels = _validate_labels(labels)
     fields = {
         "type": type, "labels": labels, "version": version or "", "poll_interval_seconds": poll_interval_seconds,
-        "service_account": actor.service_account,
+        "service_account": actor.service_account, "stopped_at": None,
     }
     with workspace_scope([actor.workspace.pk]):
         agents = Agent.objects.for_workspace(actor.workspace).select_for_update()
@@ -207,7 +213,8 @@ def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime
     now: datetime = locked.db_now
     previous = agent_status(locked, now)
     locked.last_heartbeat_at = now
-    update = ["last_heartbeat_at"]
+    locked.stopped_at = None
+    update = ["last_heartbeat_at", "stopped_at"]
     if polled:
         locked.last_poll_at = now
         update.append("last_poll_at")
@@ -216,6 +223,29 @@ def _record_sign_of_life(agent: Agent, *, polled: bool) -> tuple[Agent, datetime
     if status != previous:
         events.agent_status_changed(locked, previous=previous, status=status)
     return locked, now
+
+
+@transaction.atomic
+def agent_stop(*, actor: Principal, agent: Agent) -> dict[str, Any]:
+    """The agent says it is shutting down cleanly (its runs are finished or handed back): it is
+    ``stopped`` at once, rather than healthy until its liveness window runs out, and
+    ``agent.status_changed`` tells open pages. Idempotent: stopping a stopped agent changes nothing.
+    Only the agent's own key may stop it."""
+    ensure_own_agent(actor, agent, "agent:heartbeat")
+    with workspace_scope([agent.workspace_id]):
+        locked = (
+            Agent.objects.for_workspace(agent.workspace_id).select_for_update().annotate(db_now=Now()).get(pk=agent.pk)
+        )
+        now: datetime = locked.db_now
+        previous = agent_status(locked, now)
+        if locked.stopped_at is None:
+            locked.stopped_at = now
+            # Recorded as announced so the silence sweep does not announce the stop a second time.
+            locked.announced_status = STOPPED
+            locked.save(update_fields=["stopped_at", "announced_status"])
+            events.agent_status_changed(locked, previous=previous, status=STOPPED)
+    agent.stopped_at = locked.stopped_at
+    return {"agent_id": str(locked.pk), "status": STOPPED, "stopped_at": locked.stopped_at.isoformat()}
 
 
 # A claim-loop cycle is stamped at most this often: agents claiming in a tight loop (one claim per
@@ -229,33 +259,40 @@ def agent_record_poll(agent: Agent, *, now: datetime | None = None) -> None:
     than that before ``now`` (the claim's database clock, when it has one), else one statement on
     PostgreSQL (lock, read the previous stamps, write the new ones — unless a concurrent claim just
     did)."""
-    if now is not None and agent.last_poll_at is not None and agent.last_poll_at > now - POLL_STAMP_EVERY:
+    # A stopped agent that claims is running again: always stamp it, so it leaves ``stopped``.
+    if (now is not None and agent.last_poll_at is not None and agent.last_poll_at > now - POLL_STAMP_EVERY
+            and agent.stopped_at is None):
         return
     if not settings.IS_POSTGRES:
-        if agent.last_poll_at is None or agent.last_poll_at <= timezone.now() - POLL_STAMP_EVERY:
+        if (agent.last_poll_at is None or agent.last_poll_at <= timezone.now() - POLL_STAMP_EVERY
+                or agent.stopped_at is not None):
             _record_sign_of_life(agent, polled=True)
         return
     table = Agent._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE {table} AS a SET last_poll_at = clock.ts, last_heartbeat_at = clock.ts
+            f"""UPDATE {table} AS a SET last_poll_at = clock.ts, last_heartbeat_at = clock.ts, stopped_at = NULL
                 FROM (SELECT statement_timestamp() AS ts) AS clock,
-                     (SELECT last_poll_at, last_heartbeat_at FROM {table}
+                     (SELECT last_poll_at, last_heartbeat_at, stopped_at FROM {table}
                       WHERE id = %s AND workspace_id = %s
-                        AND (last_poll_at IS NULL OR last_poll_at <= statement_timestamp() - make_interval(secs => %s))
+                        AND (last_poll_at IS NULL OR stopped_at IS NOT NULL
+                             OR last_poll_at <= statement_timestamp() - make_interval(secs => %s))
                       FOR UPDATE) AS old
                 WHERE a.id = %s
-                RETURNING old.last_heartbeat_at, old.last_poll_at, a.created_at, a.poll_interval_seconds, clock.ts""",  # noqa: S608 (table name from the model)
+                RETURNING old.last_heartbeat_at, old.last_poll_at, a.created_at, a.poll_interval_seconds, clock.ts,
+                          old.stopped_at""",  # noqa: S608 (table name from the model)
             [agent.pk, agent.workspace_id, POLL_STAMP_EVERY.total_seconds(), agent.pk],
         )
         row = cursor.fetchone()
     if row is None:
         return
-    old_heartbeat, old_poll, created_at, interval, now = row
+    old_heartbeat, old_poll, created_at, interval, now, old_stopped = row
     snapshot = Agent(pk=agent.pk, workspace_id=agent.workspace_id, name=agent.name, created_at=created_at,
-                     poll_interval_seconds=interval, last_heartbeat_at=old_heartbeat, last_poll_at=old_poll)
+                     poll_interval_seconds=interval, last_heartbeat_at=old_heartbeat, last_poll_at=old_poll,
+                     stopped_at=old_stopped)
     previous = agent_status(snapshot, now)
     snapshot.last_heartbeat_at = snapshot.last_poll_at = now
+    snapshot.stopped_at = None
     status = agent_status(snapshot, now)
     if status != previous:
         events.agent_status_changed(snapshot, previous=previous, status=status)
@@ -271,7 +308,7 @@ def announce_silent_agents() -> int:
         now = db_now()
         agents = list(Agent.objects.unscoped().select_for_update(skip_locked=True)
                       .only("pk", "workspace_id", "name", "created_at", "poll_interval_seconds", "last_heartbeat_at",
-                            "last_poll_at", "announced_status"))
+                            "last_poll_at", "stopped_at", "announced_status"))
         for agent in agents:
             status = agent_status(agent, now)
             if status == agent.announced_status:

@@ -38,8 +38,11 @@ def _name_taken(name: str) -> Conflict:
 
 @transaction.atomic
 def project_create(*, actor: Principal, name: str, description: str = "", is_restricted: bool = False) -> Project:
-    """A new project in the actor's workspace (audited as ``project.created``)."""
+    """A new project in the actor's workspace (audited as ``project.created``). Only Owners and
+    Admins create it restricted, as only they may restrict one later."""
     authorize(actor, "project:write", actor.workspace)
+    if is_restricted:
+        _authorize_restriction_change(actor)
     name = _clean_name(name)
     try:
         with transaction.atomic():

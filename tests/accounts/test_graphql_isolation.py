@@ -47,6 +47,7 @@ MUTATION_ARGUMENTS: dict[str, Any] = {
     "createWorkspace": lambda t, slug: {"name": "Elsewhere"},
     "acceptInvitation": lambda t, slug: {"token": "not-a-token"},
     "updateWorkspace": lambda t, slug: {"workspace": slug, "name": "Hijacked"},
+    "deleteWorkspace": lambda t, slug: {"workspace": slug, "confirmSlug": slug},
     "inviteMember": lambda t, slug: {"workspace": slug, "email": "x@example.com", "role": "viewer"},
     "revokeInvitation": lambda t, slug: {"workspace": slug, "id": t.invitation},
     "resendInvitation": lambda t, slug: {"workspace": slug, "id": t.invitation},

@@ -108,25 +108,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 _CALL_FAILED = pytest.StashKey[bool]()
 
 
+def leave_evidence(request: pytest.FixtureRequest, app: App, tmp_path: Path, server_log: Path | None = None) -> None:
+    """After a failed test: a picture of every page it had open (what the person would have seen),
+    the server's log, the JavaScript errors. Nothing after a passing one."""
+    if not request.node.stash.get(_CALL_FAILED, False):
+        return
+    folder = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, context in enumerate(app.contexts):
+        for m, page in enumerate(context.pages):
+            path = folder / f"{request.node.name}-failure-{n}-{m}.png"
+            try:
+                page.screenshot(path=str(path), full_page=True)
+                print(f"screenshot of {page.url}: {path}")
+            except Exception as exc:  # noqa: BLE001 (best effort while reporting a failure)
+                print(f"could not take a screenshot of {page.url}: {exc}")
+    if server_log is not None:
+        print(f"server log: {server_log}")
+    if app.js_errors:
+        print("JavaScript errors:", *app.js_errors, sep="\n  ")
+
+
 @pytest.fixture
 def app(request: pytest.FixtureRequest, live_server, browser: Browser, settings, tmp_path: Path) -> Iterator[App]:  # type: ignore[no-untyped-def]
     settings.PUBLIC_URL = live_server.url
     instance = App(url=live_server.url, browser=browser)
     yield instance
-    if request.node.stash.get(_CALL_FAILED, False):
-        # Leave a picture of every open page behind to see what the person would have seen.
-        folder = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or tmp_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, context in enumerate(instance.contexts):
-            for m, page in enumerate(context.pages):
-                path = folder / f"{request.node.name}-failure-{n}-{m}.png"
-                try:
-                    page.screenshot(path=str(path), full_page=True)
-                    print(f"screenshot of {page.url}: {path}")
-                except Exception as exc:  # noqa: BLE001 (best effort while reporting a failure)
-                    print(f"could not take a screenshot of {page.url}: {exc}")
-        if instance.js_errors:
-            print("JavaScript errors:", *instance.js_errors, sep="\n  ")
+    leave_evidence(request, instance, tmp_path)
     instance.close()
 
 
@@ -162,7 +170,7 @@ def sign_up_verified(app: App, page: Page, email: str, password: str = PASSWORD,
     """Sign up and open the emailed verification link: signed in, in the first workspace."""
     sign_up(page, email, password, workspace)
     page.goto(app.path_of(emailed_link(email, "/account/verify-email/")))
-    expect(page).to_have_url(re.compile(r"/w/[a-z0-9-]+/team$"))
+    expect(page).to_have_url(re.compile(r"/w/[a-z0-9-]+/dashboard$"))
 
 
 def log_in(page: Page, email: str, password: str = PASSWORD, *, succeed: bool = True) -> None:
@@ -172,7 +180,14 @@ def log_in(page: Page, email: str, password: str = PASSWORD, *, succeed: bool = 
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     if succeed:
-        expect(page).to_have_url(re.compile(r"/w/[a-z0-9-]+/team$"))
+        expect(page).to_have_url(re.compile(r"/w/[a-z0-9-]+/dashboard$"))
+
+
+def open_team(page: Page) -> None:
+    """From any workspace page (a workspace opens on its dashboard), the Team page."""
+    page.get_by_role("navigation", name="Workspace").get_by_role("link", name="Team", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/w/[a-z0-9-]+/team$"))
+    expect(page.get_by_test_id("member-row").first).to_be_visible()
 
 
 def no_horizontal_scroll(page: Page) -> bool:

@@ -10,7 +10,6 @@ others against pytest-django's live server.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -36,7 +35,7 @@ from tests.orchestration.factories import AgentFactory, FlowRunFactory, ProjectF
 from tests.orchestration.graphql.factories import DagFlowVersionFactory
 from tests.sdk.conftest import LiveServer
 
-from .conftest import _CALL_FAILED, App, log_in
+from .conftest import App, leave_evidence, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -279,17 +278,7 @@ def live_app(asgi_server: LiveServer, browser: Browser, request: pytest.FixtureR
         asgi_server.start()
     app = App(url=asgi_server.url, browser=browser)
     yield app
-    if request.node.stash.get(_CALL_FAILED, False):
-        folder = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or tmp_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, context in enumerate(app.contexts):
-            for m, page in enumerate(context.pages):
-                path = folder / f"{request.node.name}-failure-{n}-{m}.png"
-                page.screenshot(path=str(path), full_page=True)
-                print(f"screenshot of {page.url}: {path}")
-        print(f"server log: {asgi_server.log_path}")
-        if app.js_errors:
-            print("JavaScript errors:", *app.js_errors, sep="\n  ")
+    leave_evidence(request, app, tmp_path, server_log=asgi_server.log_path)
     app.close()
 
 

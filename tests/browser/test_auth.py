@@ -27,7 +27,7 @@ def member() -> str:
 def test_log_in_and_out(app: App, member: str) -> None:
     page = app.new_page()
     log_in(page, member, FACTORY_PASSWORD)
-    expect(page).to_have_url(re.compile(r"/w/acme/team$"))
+    expect(page).to_have_url(re.compile(r"/w/acme/dashboard$"))
     expect(page.get_by_role("banner")).to_contain_text(member)
 
     page.get_by_role("button", name="Log out").click()
@@ -73,7 +73,7 @@ def test_password_reset_through_the_emailed_link(app: App, member: str) -> None:
     log_in(page, member, FACTORY_PASSWORD, succeed=False)
     expect(page.get_by_role("alert")).to_be_visible()  # the old password no longer works
     log_in(page, member, new_password)
-    expect(page).to_have_url(re.compile(r"/w/acme/team$"))
+    expect(page).to_have_url(re.compile(r"/w/acme/dashboard$"))
 
 
 def test_sign_up_shows_the_servers_password_rules(app: App) -> None:

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, App, emailed_link, sign_up
+from .conftest import PASSWORD, App, emailed_link, open_team, sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +24,7 @@ def test_team_journey(app: App) -> None:
 
     # The emailed link verifies the address, signs them in and opens their first workspace.
     owner.goto(app.path_of(emailed_link(owner_email, "/account/verify-email/")))
-    expect(owner).to_have_url(re.compile(r"/w/analytical-engines/team$"))
+    expect(owner).to_have_url(re.compile(r"/w/analytical-engines/dashboard$"))
     expect(owner.get_by_role("heading", name="Analytical Engines")).to_be_visible()
 
     # A second workspace, through the header's workspace switcher.
@@ -32,14 +32,15 @@ def test_team_journey(app: App) -> None:
     owner.get_by_role("link", name="+ Create workspace").click()
     owner.get_by_label("Workspace name").fill("Difference Ops")
     owner.get_by_role("button", name="Create workspace").click()
-    expect(owner).to_have_url(re.compile(r"/w/difference-ops/team$"))
+    expect(owner).to_have_url(re.compile(r"/w/difference-ops/dashboard$"))
     expect(owner.get_by_role("heading", name="Difference Ops")).to_be_visible()
     owner.get_by_role("button", name=re.compile("Switch workspace")).click()
     menu = owner.get_by_role("navigation", name="Your workspaces")
     expect(menu.get_by_role("link")).to_have_count(2)
     owner.keyboard.press("Escape")
 
-    # Invite a colleague by email.
+    # Invite a colleague by email, from the Team page (a workspace opens on its dashboard).
+    open_team(owner)
     owner.get_by_label("Email address").fill(colleague_email)
     owner.get_by_label("Role", exact=True).select_option("developer")
     owner.get_by_role("button", name="Send invitation").click()
@@ -58,7 +59,7 @@ def test_team_journey(app: App) -> None:
     colleague.get_by_role("button", name="Sign up and join").click()
 
     # ... and lands in the workspace as a Developer, without a detour through email verification.
-    expect(colleague).to_have_url(re.compile(r"/w/difference-ops/team$"))
+    expect(colleague).to_have_url(re.compile(r"/w/difference-ops/dashboard$"))
     expect(colleague.get_by_role("heading", name="Difference Ops")).to_be_visible()
     expect(colleague.get_by_text("Your role: Developer")).to_be_visible()
 

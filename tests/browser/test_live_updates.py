@@ -11,7 +11,6 @@ speaks WSGI only and has no websockets.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from tests.orchestration.factories import ProjectFactory
 from tests.orchestration.graphql.factories import DagFlowVersionFactory
 from tests.sdk.conftest import LiveServer
 
-from .conftest import _CALL_FAILED, App, log_in
+from .conftest import App, leave_evidence, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -64,21 +63,7 @@ def live_app(
         asgi_server.start()
     app = App(url=asgi_server.url, browser=browser)
     yield app
-    if request.node.stash.get(_CALL_FAILED, False):
-        # As the `app` fixture does: a picture of every open page, and the server's log.
-        folder = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or tmp_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, context in enumerate(app.contexts):
-            for m, page in enumerate(context.pages):
-                path = folder / f"{request.node.name}-failure-{n}-{m}.png"
-                try:
-                    page.screenshot(path=str(path), full_page=True)
-                    print(f"screenshot of {page.url}: {path}")
-                except Exception as exc:  # noqa: BLE001 (best effort while reporting a failure)
-                    print(f"could not take a screenshot of {page.url}: {exc}")
-        print(f"server log: {asgi_server.log_path}")
-        if app.js_errors:
-            print("JavaScript errors:", *app.js_errors, sep="\n  ")
+    leave_evidence(request, app, tmp_path, server_log=asgi_server.log_path)
     app.close()
 
 
@@ -174,19 +159,32 @@ def test_run_page_follows_a_run_from_scheduled_to_completed_without_reload(
         agent.set_state(run_id, "RUNNING", "Running")
         expect(page.get_by_test_id("run-state")).to_have_text("Running", timeout=LIVE)
 
-        # task runs appear with their state, and the schematic colours its nodes
+        # task runs appear with their state, and the schematic colours its nodes (each a tab of
+        # the run page; switching tabs reads nothing, so what they show came live)
         agent.tasks(run_id, ("extract", "RUNNING"))
+        page.get_by_role("tab", name="Task runs").click()
         extract = page.get_by_test_id("task-run-row").filter(has_text="extract")
         expect(extract).to_contain_text("Running", timeout=LIVE)
+        page.get_by_role("tab", name="Schematic").click()
         expect(page.locator('[data-testid="dag-node"][aria-label="extract"]')).to_have_attribute(
             "data-state", "RUNNING", timeout=LIVE)
         agent.tasks(run_id, ("extract", "COMPLETED"), ("transform", "RUNNING"), ("report", "RUNNING"))
-        expect(extract).to_contain_text("Completed", timeout=LIVE)
-        expect(page.get_by_test_id("task-run-row")).to_have_count(3, timeout=LIVE)
         expect(page.locator('[data-testid="dag-node"][aria-label="extract"]')).to_have_attribute(
             "data-state", "COMPLETED", timeout=LIVE)
+        page.get_by_role("tab", name="Task runs").click()
+        expect(extract).to_contain_text("Completed", timeout=LIVE)
+        expect(page.get_by_test_id("task-run-row")).to_have_count(3, timeout=LIVE)
+
+        # the timeline: a bar per task run, coloured by its state
+        page.get_by_role("tab", name="Timeline").click()
+        expect(page.get_by_test_id("gantt-bar")).to_have_count(3)
+        transform_bar = page.locator('[data-task-key="transform"] [data-testid="gantt-bar"]')
+        expect(transform_bar).to_have_attribute("data-state", "RUNNING")
+        expect(page.locator('[data-task-key="extract"] [data-testid="gantt-bar"]')).to_have_attribute(
+            "data-state", "COMPLETED")
 
         # log lines show up in the tail
+        page.get_by_role("tab", name="Logs").click()
         agent.logs(run_id, "loaded 42 rows", "transforming")
         expect(page.get_by_test_id("logs")).to_contain_text("loaded 42 rows", timeout=LIVE)
         agent.logs(run_id, "report sent", first=3)
@@ -195,10 +193,17 @@ def test_run_page_follows_a_run_from_scheduled_to_completed_without_reload(
         # the rest completes, then the run
         agent.tasks(run_id, ("transform", "COMPLETED"), ("load", "RUNNING"), ("load", "COMPLETED"),
                     ("report", "COMPLETED"))
+        page.get_by_role("tab", name="Task runs").click()
         expect(page.get_by_test_id("task-run-row").filter(has_text="load")).to_contain_text("Completed", timeout=LIVE)
+        page.get_by_role("tab", name="Timeline").click()
+        expect(transform_bar).to_have_attribute("data-state", "COMPLETED")
+        expect(page.get_by_test_id("gantt-bar")).to_have_count(4)
         agent.set_state(run_id, "COMPLETED", "Success")
-        expect(page.get_by_test_id("run-state")).to_have_text("Success", timeout=LIVE)
-        expect(page.get_by_test_id("run-state").get_by_test_id("state-badge")).to_have_attribute("title", "COMPLETED")
+        # "Success" restates COMPLETED: it reads "Completed", as the runs list's filter calls it
+        expect(page.get_by_test_id("run-state")).to_have_text("Completed", timeout=LIVE)
+        expect(page.get_by_test_id("run-state").get_by_test_id("state-badge")).to_have_attribute(
+            "data-state-type", "COMPLETED")
+        page.get_by_role("tab", name="Overview").click()
         expect(page.get_by_test_id("state-timeline")).to_contain_text("Running")
     finally:
         agent.close()
@@ -215,7 +220,7 @@ def test_lists_and_dashboard_update_live(live_app: App, asgi_server: LiveServer,
     # the runs list shows a run created after the page opened, then its new state
     page.get_by_role("link", name="Runs", exact=True).click()
     expect(page.get_by_test_id("live-status")).to_have_text("Live")
-    expect(page.get_by_text("No runs match.")).to_be_visible()
+    expect(page.get_by_text("No runs yet.")).to_be_visible()
     _mark_document(page)
     run_id = _quick_run(asgi_server.url, world, flow_id)
     row = page.get_by_test_id("run-row")
@@ -269,11 +274,12 @@ def test_indicator_shows_reconnecting_while_the_server_is_away(
         agent.set_state(run_id, "RUNNING", "Running")
         agent.tasks(run_id, ("extract", "RUNNING"))
         expect(page.get_by_test_id("run-state")).to_have_text("Running", timeout=LIVE)
+        page.get_by_role("tab", name="Task runs").click()
         expect(page.get_by_test_id("task-run-row").filter(has_text="extract")).to_contain_text("Running", timeout=LIVE)
     finally:
         agent.close()
     assert _same_document(page), "the run page was reloaded"
-    assert re.search(rf"/runs/{run_id}$", page.url)
+    assert re.search(rf"/runs/{run_id}\?tab=tasks$", page.url)
     # Chromium reports the refused reconnection attempts as console errors, not page errors.
     assert not live_app.js_errors, live_app.js_errors
 
@@ -285,7 +291,7 @@ def test_a_log_flood_shows_the_lines_dropped_marker(
     run_id = _quick_run(asgi_server.url, world, flow_id)
     page = live_app.new_page()
     log_in(page, world.users[Role.VIEWER].email, PASSWORD)
-    page.goto(f"/w/acme/runs/{run_id}")
+    page.goto(f"/w/acme/runs/{run_id}?tab=logs")
     expect(page.get_by_test_id("live-status")).to_have_text("Live")
     agent = Agent(asgi_server.url, world)
     try:

@@ -14,7 +14,7 @@ from core.tenancy import rls_bypass
 from tests.factories import PASSWORD as FACTORY_PASSWORD
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 
-from .conftest import PHONE, App, emailed_link, log_in, no_horizontal_scroll
+from .conftest import PHONE, App, emailed_link, log_in, no_horizontal_scroll, open_team
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -49,7 +49,8 @@ def team() -> Workspace:
 def test_team_page_fits_a_phone(app: App, team: Workspace, tmp_path: Path) -> None:
     page = app.new_page(viewport=PHONE)
     log_in(page, "owner@example.com", FACTORY_PASSWORD)
-    expect(page).to_have_url(re.compile(r"/w/orbital/team$"))
+    expect(page).to_have_url(re.compile(r"/w/orbital/dashboard$"))  # the workspace's home
+    open_team(page)
     expect(page.get_by_test_id("member-row")).to_have_count(4)
 
     page.get_by_label("Email address").fill("new.person@example.com")
@@ -74,6 +75,7 @@ def test_team_page_fits_a_phone(app: App, team: Workspace, tmp_path: Path) -> No
 def test_laptop_pages_look_right(app: App, team: Workspace, tmp_path: Path) -> None:
     page = app.new_page()
     log_in(page, "owner@example.com", FACTORY_PASSWORD)
+    open_team(page)
     expect(page.get_by_test_id("member-row")).to_have_count(4)
     page.get_by_label("Email address").fill("new.person@example.com")
     page.get_by_role("button", name="Send invitation").click()
@@ -103,6 +105,7 @@ def test_an_invalid_invitation_link_says_so(app: App) -> None:
 def test_a_revoked_invitation_link_says_so(app: App, team: Workspace) -> None:
     owner = app.new_page()
     log_in(owner, "owner@example.com", FACTORY_PASSWORD)
+    open_team(owner)
     owner.get_by_label("Email address").fill("maybe@example.com")
     owner.get_by_role("button", name="Send invitation").click()
     owner.get_by_role("button", name="Revoke invitation to maybe@example.com").click()
@@ -161,7 +164,8 @@ def test_audit_log_pages_with_load_more(app: App, team: Workspace) -> None:
 def test_a_developer_sees_no_admin_controls(app: App, team: Workspace) -> None:
     page = app.new_page()
     log_in(page, "dev@example.com", FACTORY_PASSWORD)
-    expect(page).to_have_url(re.compile(r"/w/orbital/team$"))
+    expect(page).to_have_url(re.compile(r"/w/orbital/dashboard$"))  # the workspace's home
+    open_team(page)
     expect(page.get_by_test_id("member-row")).to_have_count(4)
     expect(page.get_by_role("button", name="Send invitation")).to_have_count(0)
     expect(page.get_by_role("combobox")).to_have_count(0)  # no role selects
@@ -176,6 +180,7 @@ def test_an_existing_user_accepts_an_invitation_after_logging_in(app: App, team:
 
     owner = app.new_page()
     log_in(owner, "owner@example.com", FACTORY_PASSWORD)
+    open_team(owner)
     owner.get_by_label("Email address").fill("kim@example.com")
     owner.get_by_label("Role", exact=True).select_option("viewer")
     owner.get_by_role("button", name="Send invitation").click()
@@ -189,7 +194,7 @@ def test_an_existing_user_accepts_an_invitation_after_logging_in(app: App, team:
     kim.get_by_label("Password").fill(FACTORY_PASSWORD)
     kim.get_by_role("button", name="Log in").click()
     kim.get_by_role("button", name="Accept invitation").click()
-    expect(kim).to_have_url(re.compile(r"/w/orbital/team$"))
+    expect(kim).to_have_url(re.compile(r"/w/orbital/dashboard$"))
     expect(kim.get_by_text("Your role: Viewer")).to_be_visible()
     kim.get_by_role("button", name=re.compile("Switch workspace")).click()
     expect(kim.get_by_role("navigation", name="Your workspaces").get_by_role("link")).to_have_count(2)

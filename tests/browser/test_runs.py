@@ -18,6 +18,7 @@ from tests.orchestration.factories import AgentFactory, ProjectFactory
 from tests.orchestration.graphql.factories import DagFlowVersionFactory
 
 from .conftest import App, log_in
+from .test_run_views import EDGES_UNDER_NODES
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,6 +39,9 @@ def test_quick_run_then_cancel(app: App, world_a) -> None:
     expect(page.get_by_test_id("dag-node")).to_have_count(4)
     expect(page.get_by_test_id("dag-edge")).to_have_count(3)
     expect(page.get_by_test_id("dag")).to_contain_text("Transform")
+    # laid out by the graph-layout library, as on a run's page: no edge runs under a node
+    drawn = page.evaluate(EDGES_UNDER_NODES)
+    assert (drawn["nodes"], drawn["edges"], drawn["hits"]) == (4, 3, []), drawn
 
     # the quick-run form has one input per parameter, with defaults and the required marker
     page.get_by_role("link", name="Quick run").click()

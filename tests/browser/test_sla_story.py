@@ -43,7 +43,7 @@ from tests.orchestration.alerts.receiver import Receiver
 from tests.sdk.conftest import LiveServer
 from tests.sdk.e2e.harness import AgentProcess, developer, register, start_agent, wait_for_state, write_flow
 
-from .conftest import _CALL_FAILED, App, log_in
+from .conftest import App, leave_evidence, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -89,20 +89,7 @@ def live_app(asgi_server: LiveServer, browser: Browser, request: pytest.FixtureR
         asgi_server.start()
     app = App(url=asgi_server.url, browser=browser)
     yield app
-    if request.node.stash.get(_CALL_FAILED, False):
-        folder = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or tmp_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, context in enumerate(app.contexts):
-            for m, page in enumerate(context.pages):
-                path = folder / f"{request.node.name}-failure-{n}-{m}.png"
-                try:
-                    page.screenshot(path=str(path), full_page=True)
-                    print(f"screenshot of {page.url}: {path}")
-                except Exception as exc:  # noqa: BLE001 (best effort while reporting a failure)
-                    print(f"could not take a screenshot of {page.url}: {exc}")
-        print(f"server log: {asgi_server.log_path}")
-        if app.js_errors:
-            print("JavaScript errors:", *app.js_errors, sep="\n  ")
+    leave_evidence(request, app, tmp_path, server_log=asgi_server.log_path)
     app.close()
 
 

@@ -13,7 +13,13 @@ from django.utils import timezone
 from accounts.models import Role
 from orchestration.models import Flow, FlowRun
 from tests.accounts.test_graphql import gql, login, ok
-from tests.orchestration.factories import FlowRunFactory, FlowVersionFactory, ProjectFactory
+from tests.orchestration.factories import (
+    AgentFactory,
+    FlowRunFactory,
+    FlowVersionFactory,
+    ProjectFactory,
+    TaskRunFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +31,9 @@ RUNS = """query($ws: String!, $filter: FlowRunFilter) { orchestration(workspace:
 
 def five_runs(world) -> dict[str, Flow]:  # type: ignore[no-untyped-def]
     """Five runs of two flows ("nightly": r1-r3, "hourly": r4-r5) with distinct states, labels
-    (r5's differ from "etl" only in case or by a suffix), start times around BASE and origins."""
+    (r5's differ from "etl" only in case or by a suffix), start times around BASE, origins and task
+    tags; a healthy agent covers r1's labels ("etl", "gpu") but not r4's, and the one agent that
+    would cover r4 is offline."""
     project = ProjectFactory(workspace=world.workspace)
     nightly = FlowVersionFactory(flow__project=project, flow__workspace=world.workspace, flow__name="nightly")
     hourly = FlowVersionFactory(flow__project=project, flow__workspace=world.workspace, flow__name="hourly")
@@ -36,9 +44,16 @@ def five_runs(world) -> dict[str, Flow]:  # type: ignore[no-untyped-def]
         ("r4", hourly, "SCHEDULED", "Late", ["etl", "gpu", "big"], 1, FlowRun.CreatedBy.API),
         ("r5", hourly, "COMPLETED", "Completed", ["ETL", "etl-old", 'say "etl"'], 2, FlowRun.CreatedBy.USER),
     ]
+    tags = {"r1": [["db", "heavy"], []], "r2": [["db"]], "r3": [["HEAVY"], ["db-old"]]}
     for name, version, state_type, state_name, labels, hours, created_by in rows:
-        FlowRunFactory(flow_version=version, name=name, state_type=state_type, state_name=state_name, labels=labels,
-                       scheduled_start=BASE + timedelta(hours=hours), created_by_kind=created_by)
+        run = FlowRunFactory(flow_version=version, name=name, state_type=state_type, state_name=state_name,
+                             labels=labels, scheduled_start=BASE + timedelta(hours=hours), created_by_kind=created_by)
+        for task_tags in tags.get(name, []):
+            TaskRunFactory(flow_run=run, tags=task_tags)
+    now = timezone.now()
+    AgentFactory(workspace=world.workspace, labels=["gpu", "etl", "spare"], last_heartbeat_at=now, last_poll_at=now)
+    AgentFactory(workspace=world.workspace, labels=["etl", "gpu", "big"], last_heartbeat_at=now - timedelta(hours=1),
+                 last_poll_at=now - timedelta(hours=1))
     return {"nightly": nightly.flow, "hourly": hourly.flow}
 
 
@@ -64,6 +79,11 @@ CASES = {
     "scheduled_before": ({"scheduled_before": _at(0)}, {"scheduledBefore": _at(0)}, ["r1", "r2"]),
     "scheduled_after": ({"scheduled_after": _at(0)}, {"scheduledAfter": _at(0)}, ["r3", "r4", "r5"]),
     "created_by": ({"created_by": "user"}, {"createdBy": "user"}, ["r2", "r5"]),
+    "one_tag": ({"tags": "db"}, {"tags": ["db"]}, ["r1", "r2"]),
+    "two_tags": ({"tags": "db,heavy"}, {"tags": ["db", "heavy"]}, ["r1"]),
+    "tag_case": ({"tags": "heavy"}, {"tags": ["heavy"]}, ["r1"]),
+    "tag_part": ({"tags": "db-"}, {"tags": ["db-"]}, []),
+    "without_live_agent": ({"without_live_agent": "true"}, {"withoutLiveAgent": True}, ["r4"]),
     "combined": ({"flow": "{hourly}", "labels": "etl", "state_type": "SCHEDULED"},
                  {"flowId": "{hourly}", "labels": ["etl"], "stateTypes": ["SCHEDULED"]}, ["r4"]),
 }

@@ -125,6 +125,10 @@ def test_wheel_builds_and_installs_into_a_fresh_venv(tmp_path: Path) -> None:
     result = run(venv / "bin" / "flowdeck", "version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"flowdeck {flowdeck.__version__}"
+    # The commands the README and the web app show are there, with their help.
+    result = run(venv / "bin" / "flowdeck", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert all(command in result.stdout for command in ("register", "run", "runs", "agent")), result.stdout
     # Installed from the wheel alone, without Django anywhere in that environment.
     check = (
         "import importlib.util, flowdeck; "

@@ -1,6 +1,6 @@
 """The ``flowdeck`` command line.
 
-Commands: ``login``, ``register``, ``flows list``, ``run``, ``runs list|show|logs|cancel``,
+Commands: ``login``, ``register``, ``flows list``, ``run``, ``runs list|submit|show|logs|cancel``,
 ``agents list``, ``alerts list``, ``agent …`` (running an agent) and ``version``. Every command has ``--help``; every
 command that prints data takes ``--output json`` (plain JSON on stdout and nothing else; messages and
 errors go to stderr).
@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from flowdeck import __version__
 from flowdeck.agent.cli import agent_app
+from flowdeck.cli_output import console, err_console, hide_flag_types, print_table, steps
 from flowdeck.client import (
     AuthenticationError,
     Client,
@@ -85,7 +84,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 flows_app = typer.Typer(help="Registered flows.", no_args_is_help=True)
-runs_app = typer.Typer(help="Flow runs: list, show, follow logs, cancel.", no_args_is_help=True)
+runs_app = typer.Typer(help="Flow runs: list, submit many, show, follow logs, cancel.", no_args_is_help=True)
 agents_app = typer.Typer(help="Agents registered in the workspace.", no_args_is_help=True)
 alerts_app = typer.Typer(help="SLA alerts (incidents) of the workspace.", no_args_is_help=True)
 app.add_typer(flows_app, name="flows")
@@ -94,10 +93,7 @@ app.add_typer(agents_app, name="agents")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(agent_app, name="agent")
 
-# Human-facing output (tables, progress) goes through rich; plain facts scripts may parse
-# (the version, JSON) are echoed without markup or highlighting.
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+hide_flag_types()
 
 
 class Output(enum.StrEnum):
@@ -154,13 +150,6 @@ def _when(value: Any) -> str:
     """An ISO timestamp as 'YYYY-MM-DD HH:MM:SS' (server times are UTC)."""
     text = str(value or "")
     return text[:19].replace("T", " ") if text else "-"
-
-
-def _table(*columns: str) -> Table:
-    table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
 
 
 # --- root, version, login -----------------------------------------------------------------------
@@ -285,16 +274,21 @@ def register(
                   EXIT_NOT_FOUND)
         client = _client()
         results = []
-        for flow in flows:
-            try:
-                metadata = flow.serialize()
-            except Exception as exc:
-                _fail(f"Flow {flow.name!r} cannot be serialized: {exc}", EXIT_ERROR)
-            version_data, created = client.register_flow(project=project, name=flow.name, metadata=metadata)
-            results.append({"flow": flow.name, "project": project, "flow_id": version_data["flow"],
-                            "version": version_data["version"], "version_id": version_data["id"],
-                            "created": created,
-                            "sla_policies": [p["name"] for p in metadata.get("sla_policies", [])]})
+        # A big flow takes a while to serialize and upload: say what is going on (on a terminal).
+        with steps(f"Registering {len(flows)} flow(s)", total=len(flows)) as progress:
+            for flow in flows:
+                progress.describe(f"Serializing flow '{flow.name}'")
+                try:
+                    metadata = flow.serialize()
+                except Exception as exc:
+                    _fail(f"Flow {flow.name!r} cannot be serialized: {exc}", EXIT_ERROR)
+                progress.describe(f"Registering flow '{flow.name}' ({len(metadata.get('tasks', []))} tasks)")
+                version_data, created = client.register_flow(project=project, name=flow.name, metadata=metadata)
+                results.append({"flow": flow.name, "project": project, "flow_id": version_data["flow"],
+                                "version": version_data["version"], "version_id": version_data["id"],
+                                "created": created,
+                                "sla_policies": [p["name"] for p in metadata.get("sla_policies", [])]})
+                progress.advance()
     if output is Output.json:
         _print_json(results)
         return
@@ -324,10 +318,9 @@ def flows_list(
     if not flows:
         console.print("No flows registered yet: `flowdeck register path/to/flows.py`.")
         return
-    table = _table("NAME", "PROJECT", "ID", "CREATED")
-    for flow in flows:
-        table.add_row(flow["name"], flow.get("project_name", ""), flow["id"], _when(flow.get("created_at")))
-    console.print(table)
+    print_table(("NAME", "PROJECT", "ID", "CREATED"),
+                [(flow["name"], flow.get("project_name", ""), flow["id"], _when(flow.get("created_at")))
+                 for flow in flows])
 
 
 # --- run ----------------------------------------------------------------------------------------
@@ -559,12 +552,66 @@ def runs_list(
     if not runs:
         console.print("No flow runs match.")
         return
-    table = _table("ID", "FLOW", "NAME", "STATE", "ATTEMPT", "SCHEDULED", "LABELS")
-    for item in runs:
-        table.add_row(item["id"], names.get(item["flow"], _short(item["flow"])), item.get("name") or "",
-                      f"{item['state_type']} ({item['state_name']})", str(item.get("attempt", "")),
-                      _when(item.get("scheduled_start")), ",".join(item.get("labels") or []))
-    console.print(table)
+    print_table(("ID", "FLOW", "NAME", "STATE", "ATTEMPT", "SCHEDULED", "LABELS"),
+                [(item["id"], names.get(item["flow"], _short(item["flow"])), item.get("name") or "",
+                  f"{item['state_type']} ({item['state_name']})", str(item.get("attempt", "")),
+                  _when(item.get("scheduled_start")), ",".join(item.get("labels") or []))
+                 for item in runs])
+
+
+BULK_CHUNK = 500
+BULK_FIELDS = frozenset({"parameters", "labels", "name", "scheduled_start", "idempotency_key"})
+
+
+def _bulk_items(path: Path) -> list[dict[str, Any]]:
+    """The runs a file asks for: JSON Lines (one object a line) or one JSON array of objects."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="FILE") from None
+    try:
+        loaded = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON Lines or a JSON array ({exc})", param_hint="FILE") from None
+    for number, item in enumerate(loaded, start=1):
+        if not isinstance(item, dict) or not set(item) <= BULK_FIELDS:
+            raise typer.BadParameter(
+                f"item {number} must be an object with only {', '.join(sorted(BULK_FIELDS))}", param_hint="FILE")
+    if not loaded:
+        raise typer.BadParameter("no runs in the file", param_hint="FILE")
+    return loaded
+
+
+@runs_app.command("submit")
+def runs_submit(
+    flow: Annotated[str, typer.Argument(help="Flow name or id.")],
+    file: Annotated[Path, typer.Argument(help="JSON Lines (or a JSON array): one object per run, with any of "
+                                              "parameters, labels, name, scheduled_start, idempotency_key.")],
+    project: str | None = typer.Option(None, "--project", "-p", help="Project of the flow (when names clash)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Create many runs of a flow at once (500 per request; a progress bar on a terminal).
+
+    Each run gets an idempotency key unless it has one, so submitting the same file again after an
+    interruption is safe only with keys in the file. Prints the new runs' ids.
+    """
+    items = _bulk_items(file)
+    ids: list[str] = []
+    with _errors():
+        client = _client()
+        flow_data = client.get_flow(flow, project=project)
+        with steps(f"Submitting {len(items)} runs of '{flow_data['name']}'", total=len(items)) as progress:
+            for start in range(0, len(items), BULK_CHUNK):
+                chunk = items[start:start + BULK_CHUNK]
+                ids += client.create_flow_runs(flow_data["id"], chunk)
+                progress.advance(len(chunk))
+    if output is Output.json:
+        _print_json({"flow": flow_data["id"], "count": len(ids), "ids": ids})
+        return
+    console.print(f"Created {len(ids)} runs of '{flow_data['name']}'.", markup=False)
+    for run_id in ids:
+        console.file.write(run_id + "\n")
 
 
 @runs_app.command("show")
@@ -572,22 +619,45 @@ def runs_show(
     run_id: str = typer.Argument(..., help="The flow run's id."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Show a flow run with its task runs and state history."""
+    """Show a flow run: its state history (every state, oldest first) and its task runs.
+
+    With --output json: the run's detail with the whole history in "states".
+    """
     with _errors():
-        detail = _client().get_flow_run(run_id)
+        client = _client()
+        detail = client.get_flow_run(run_id)
+        history = _state_history(client, run_id)
     if output is Output.json:
-        _print_json(detail)
+        _print_json({**detail, "states": history})
         return
     console.print(f"Flow run {detail['name']} ({detail['id']}): {detail['state_type']} ({detail['state_name']}), "
-                  f"attempt {detail.get('attempt')}", markup=False)
+                  f"attempt {detail.get('attempt')}", markup=False, soft_wrap=True)
     if detail.get("state_message"):
-        console.print(f"  {detail['state_message']}", markup=False)
-    table = _table("TASK", "MAP INDEX", "STATE", "RESULT")
-    for task in detail.get("task_runs", []):
-        table.add_row(task["task_key"], str(task["map_index"]), f"{task['state_type']} ({task['state_name']})",
-                      task.get("result_ref") or "")
+        console.print(f"  {detail['state_message']}", markup=False, soft_wrap=True)
+    console.print("\nState history:")
+    for state in history:
+        _print_state(state)
     if detail.get("task_runs"):
-        console.print(table)
+        console.print("\nTask runs:")
+        # An unmapped task has map index -1 on the wire: show nothing there, not a number.
+        print_table(("TASK", "MAP INDEX", "STATE", "ATTEMPT", "RESULT"),
+                    [(task["task_key"], "" if task["map_index"] < 0 else str(task["map_index"]),
+                      f"{task['state_type']} ({task['state_name']})", str(task.get("attempt") or 1),
+                      task.get("result_ref") or "")
+                     for task in detail["task_runs"]])
+
+
+def _state_history(client: Client, run_id: str) -> list[dict[str, Any]]:
+    """Every state the run went through, oldest first (following the history's pages)."""
+    states: list[dict[str, Any]] = []
+    after: int | None = None
+    while True:
+        page = client.list_flow_run_states(run_id, after=after, limit=MAX_STATES_PAGE)
+        results = page.get("results", [])
+        states.extend(results)
+        after = page.get("next_after", after)
+        if len(results) < MAX_STATES_PAGE:
+            return states
 
 
 @runs_app.command("logs")
@@ -664,11 +734,10 @@ def agents_list(output: Output = OUTPUT_OPTION) -> None:
     if not agents:
         console.print("No agents registered: start one with `flowdeck agent start`.")
         return
-    table = _table("NAME", "TYPE", "STATUS", "LABELS", "LAST HEARTBEAT", "VERSION")
-    for agent in agents:
-        table.add_row(agent["name"], agent["type"], agent["status"], ",".join(agent.get("labels") or []),
-                      _when(agent.get("last_heartbeat_at")), agent.get("version") or "")
-    console.print(table)
+    print_table(("NAME", "TYPE", "STATUS", "LABELS", "LAST HEARTBEAT", "VERSION"),
+                [(agent["name"], agent["type"], agent["status"], ",".join(agent.get("labels") or []),
+                  _when(agent.get("last_heartbeat_at")), agent.get("version") or "")
+                 for agent in agents])
 
 
 # --- alerts -------------------------------------------------------------------------------------
@@ -740,13 +809,12 @@ def alerts_list(
         hint = " (see earlier ones with --status all)" if status is IncidentStatus.active else ""
         console.print(f"No {which}SLA alerts{scope}{hint}.", markup=False)
         return
-    table = _table("SEVERITY", "STATUS", "TITLE", "CAUSE", "FLOW", "RUNS", "OPENED")
-    for incident in incidents:
-        table.add_row(str(incident.get("severity") or ""), _incident_status(incident),
-                      str(incident.get("title") or ""), _one_line(incident.get("cause"), 120) or "-",
-                      str(incident.get("flow_name") or "-"), str(incident.get("run_count", 0)),
-                      _ago(incident.get("opened_at")))
-    console.print(table)
+    print_table(("SEVERITY", "STATUS", "TITLE", "CAUSE", "FLOW", "RUNS", "OPENED"),
+                [(str(incident.get("severity") or ""), _incident_status(incident),
+                  str(incident.get("title") or ""), _one_line(incident.get("cause"), 120) or "-",
+                  str(incident.get("flow_name") or "-"), str(incident.get("run_count", 0)),
+                  _ago(incident.get("opened_at")))
+                 for incident in incidents])
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import {
 import { ApiKeysPage, ServiceAccountsPage } from "./pages/keys";
 import { CreateWorkspacePage, HomeRedirect, InvitationPage, NotFoundPage } from "./pages/misc";
 import { AgentsPage } from "./pages/orchestration/AgentsPage";
+import { ConcurrencyLimitsPage } from "./pages/orchestration/ConcurrencyLimitsPage";
 import { DashboardPage } from "./pages/orchestration/DashboardPage";
 import { FlowPage } from "./pages/orchestration/FlowPage";
 import { FlowsPage } from "./pages/orchestration/FlowsPage";
@@ -43,14 +44,16 @@ function App() {
       <Route element={<AppLayout />}>
         <Route path="/workspaces/new" element={<CreateWorkspacePage />} />
         <Route path="/w/:slug" element={<WorkspaceLayout />}>
-          <Route index element={<Navigate to="team" replace />} />
+          <Route index element={<Navigate to="dashboard" replace />} />
           <Route path="dashboard" element={<DashboardPage />} />
           <Route path="flows" element={<FlowsPage />} />
           <Route path="flows/:flowId" element={<FlowPage />} />
           <Route path="flows/:flowId/run" element={<QuickRunPage />} />
           <Route path="runs" element={<RunsPage />} />
           <Route path="runs/:runId" element={<RunPage />} />
+          <Route path="runs/:runId/tasks/:taskRunId" element={<RunPage />} />
           <Route path="agents" element={<AgentsPage />} />
+          <Route path="concurrency-limits" element={<ConcurrencyLimitsPage />} />
           <Route path="alerts" element={<Navigate to="incidents" replace />} />
           <Route path="alerts/incidents" element={<IncidentsPage />} />
           <Route path="alerts/incidents/:incidentId" element={<IncidentPage />} />

@@ -82,6 +82,20 @@ def test_only_admins_change_restriction(world_a):
     assert ok.status_code == 200 and ok.json()["is_restricted"] is True
 
 
+def test_only_admins_create_a_project_restricted(world_a):
+    """A Developer may create projects, but not one hidden from the rest (which they could then not
+    see either): the same rule as restricting one later."""
+    refused = world_a.client(Role.DEVELOPER).post(world_a.url("projects/"), {"name": "ml", "is_restricted": True},
+                                                  format="json")
+    assert_error(refused, 403)
+    assert not Project.all_objects.filter(workspace=world_a.workspace, name="ml").exists()
+    ok = world_a.client(Role.ADMIN).post(world_a.url("projects/"), {"name": "ml", "is_restricted": True},
+                                         format="json")
+    assert ok.status_code == 201 and ok.json()["is_restricted"] is True
+    plain = world_a.client(Role.DEVELOPER).post(world_a.url("projects/"), {"name": "open"}, format="json")
+    assert plain.status_code == 201
+
+
 @pytest.mark.parametrize(
     "body", [{}, {"name": ""}, {"name": "x" * 101}, {"name": "ok", "workspace": "other"}, {"name": ["a"]}, []]
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import factory
 from django.utils import timezone
 
-from orchestration.models import FlowRunState, LogEntry, Schedule
+from orchestration.models import FlowRunState, LogEntry, Schedule, TaskRunState
 from tests.factories import TenantFactory
 from tests.orchestration.factories import FlowFactory, FlowRunFactory, FlowVersionFactory, TaskRunFactory
 
@@ -58,6 +58,17 @@ class FlowRunStateFactory(TenantFactory):
     timestamp = factory.LazyFunction(timezone.now)
 
 
+class TaskRunStateFactory(TenantFactory):
+    class Meta:
+        model = TaskRunState
+
+    task_run = factory.SubFactory(TaskRunFactory)
+    workspace = factory.SelfAttribute("task_run.workspace")
+    type = "RUNNING"
+    name = "Running"
+    timestamp = factory.LazyFunction(timezone.now)
+
+
 class LogEntryFactory(TenantFactory):
     class Meta:
         model = LogEntry
@@ -73,5 +84,5 @@ class LogEntryFactory(TenantFactory):
 
 __all__ = [
     "DagFlowVersionFactory", "FlowRunFactory", "FlowRunStateFactory", "LogEntryFactory", "ScheduleFactory",
-    "TaskRunFactory",
+    "TaskRunFactory", "TaskRunStateFactory",
 ]

@@ -21,6 +21,7 @@ from tests.orchestration.alerts.test_alerts_graphql_isolation import MUTATION_AR
 from tests.orchestration.factories import AgentFactory, FlowRunFactory, TaskRunFactory
 
 from .factories import FlowRunStateFactory, LogEntryFactory, ScheduleFactory
+from .test_flow_page_mutations import MUTATIONS as FLOW_PAGE_MUTATIONS
 
 
 @pytest.fixture
@@ -88,15 +89,16 @@ def document_for(name: str, variables: dict[str, Any]) -> str:
 
 # Alert and channel mutations have their cross-workspace tests beside them (they need A's policies,
 # incidents and channels): tests/orchestration/alerts/test_alerts_graphql_isolation.py and
-# test_channels_graphql.py::test_another_workspaces_channel_is_null_and_never_listed.
+# test_channels_graphql.py::test_another_workspaces_channel_is_null_and_never_listed; those of
+# versions, schedules and projects in test_flow_page_mutations.py.
 CHANNEL_MUTATIONS = {"createNotificationChannel", "updateNotificationChannel", "deleteNotificationChannel",
                      "sendTestNotification"}
 
 
 def test_the_table_names_every_orchestration_mutation_with_its_required_arguments():
     ours = {to_camel_case(name) for name in OrchestrationMutation._meta.fields}
-    assert set(MUTATION_ARGUMENTS) | set(ALERT_MUTATIONS) | CHANNEL_MUTATIONS == ours
-    ours -= set(ALERT_MUTATIONS) | CHANNEL_MUTATIONS
+    assert set(MUTATION_ARGUMENTS) | set(ALERT_MUTATIONS) | CHANNEL_MUTATIONS | FLOW_PAGE_MUTATIONS == ours
+    ours -= set(ALERT_MUTATIONS) | CHANNEL_MUTATIONS | FLOW_PAGE_MUTATIONS
     assert ours <= set(schema.graphql_schema.mutation_type.fields)
     for name in ours:
         field = schema.graphql_schema.mutation_type.fields[name]

@@ -26,7 +26,7 @@ def runs(world_a):  # type: ignore[no-untyped-def]
 def _names(world_a, f: FlowRunFilter) -> list[str]:  # type: ignore[no-untyped-def]
     principal = Principal(workspace=world_a.workspace, role=Role.VIEWER, user=world_a.users[Role.VIEWER])
     with workspace_scope([world_a.workspace.pk]):
-        return sorted(run.name for run in filter_runs(runs_visible_to(principal), f))
+        return sorted(run.name for run in filter_runs(runs_visible_to(principal), f, workspace=world_a.workspace))
 
 
 CASES = [
@@ -49,6 +49,11 @@ CASES = [
     (FlowRunFilter(created_by=FlowRun.CreatedBy.USER), ["r2", "r5"]),
     (FlowRunFilter(state_types=["SCHEDULED"], labels=["etl"], created_by="api"), ["r1", "r4"]),
     (FlowRunFilter(flow_id="not-a-uuid"), []),
+    (FlowRunFilter(tags=["db"]), ["r1", "r2"]),
+    (FlowRunFilter(tags=["db", "heavy"]), ["r1"]),
+    (FlowRunFilter(tags=["HEAVY"]), ["r3"]),
+    (FlowRunFilter(tags=["db"], state_types=["FAILED"]), ["r2"]),
+    (FlowRunFilter(without_live_agent=True), ["r4"]),
 ]
 
 

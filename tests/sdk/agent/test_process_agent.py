@@ -52,7 +52,7 @@ def test_registers_and_heartbeats_every_cycle(live):
     assert agent["name"] == handle.agent.name
     assert agent["type"] == "process"
     assert agent["labels"] == ["eu", "prod"]
-    assert agent["status"] == "healthy"
+    assert agent["status"] == "stopped"  # max_polls ended it cleanly, and it said so
     assert agent["last_poll_at"] is not None
     assert handle.agent.polls == 3
 

@@ -371,7 +371,9 @@ class Agent(ABC):
 
     def _run(self) -> int:
         try:
+            self.status.starting(f"starting its {self.agent_type} platform")
             self.start_platform()
+            self.status.starting(f"registering with {self.client.api_url}")
             self.register()
             self.start_live()
             next_cycle = time.monotonic()
@@ -406,6 +408,7 @@ class Agent(ABC):
         self.stop_platform()  # no more claims: nothing waits for work any more
         try:
             self._drain()
+            self.say_stopped()
         finally:
             self.stop_live()
         self.status.close()
@@ -738,6 +741,21 @@ class Agent(ABC):
             self.status.event("report_lost", f"Could not report {report.state['type']} for flow run "
                               f"{report.run.name} before stopping; the server will crash it when its lease ends",
                               logging.WARNING, flow_run_id=report.run.id)
+
+    def say_stopped(self) -> None:
+        """After a clean shutdown (its runs finished or handed back), tell the server, so the agent
+        shows stopped at once rather than healthy until its liveness window runs out. Best effort: a
+        server that cannot be reached sees it go offline when the window ends, as before."""
+        if self.agent_id is None or self._fatal is not None:
+            return
+        try:
+            self.client.agent_stop(self.agent_id)
+        except FlowdeckError as exc:
+            self.status.event("stop_unreported", f"Could not tell the server this agent stopped ({exc}); it shows "
+                              "offline once its heartbeats are missed", logging.WARNING, error=str(exc))
+            return
+        self.health = "stopped"
+        self.status.event("stopped", "Stopped; the server shows this agent as stopped")
 
     def _watch_until_fatal(self) -> bool:
         """:meth:`watch`, turning a fatal answer into the agent's fatal state; False once fatal."""

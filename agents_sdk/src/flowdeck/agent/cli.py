@@ -1,8 +1,9 @@
 """``flowdeck agent …`` commands.
 
 ``flowdeck agent start`` runs an agent in the foreground until SIGTERM/SIGINT (a second signal stops
-it at once). It keeps a websocket to the server for pushed work and cancellations (``--no-live``:
-polling only). Exit status: 0 after a requested shutdown, 1 when the server refused the agent's key
+it at once); once its runs are finished or handed back it tells the server, which shows it stopped.
+It keeps a websocket to the server for pushed work and cancellations (``--no-live``: polling only).
+Exit status: 0 after a requested shutdown, 1 when the server refused the agent's key
 while it ran, 2 when it could not start (no API key, unreachable Docker engine, bad option…).
 """
 

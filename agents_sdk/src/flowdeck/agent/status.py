@@ -100,6 +100,9 @@ def run_state(handle: RunHandle) -> str:
 class AgentStatus:
     """Receives the agent's events. This base shows nothing; see :class:`LogStatus` and :class:`LiveStatus`."""
 
+    def starting(self, step: str) -> None:
+        """A start-up step began (before the agent is registered), e.g. "registering with <url>"."""
+
     def registered(self, agent: Agent) -> None:
         """The agent registered."""
 
@@ -167,6 +170,12 @@ class LiveStatus(LogStatus):
         self.agent: Agent | None = None
         self.live = Live(console=self.console, auto_refresh=False, transient=False, redirect_stderr=False)
         self.live.start()
+
+    def starting(self, step: str) -> None:
+        # Until the panel has an agent to show, say which start-up step the agent is on (a server
+        # that does not answer yet leaves "registering with …" on screen, not an empty terminal).
+        if self.agent is None:
+            self.live.update(Text.assemble(("Starting the agent: ", "bold"), step, "…"), refresh=True)
 
     def registered(self, agent: Agent) -> None:
         super().registered(agent)

@@ -263,6 +263,12 @@ class Client:
         result: JSON = self._post(f"agents/{agent_id}/heartbeat/", body, idempotency_key=idempotency_key).json()
         return result
 
+    def agent_stop(self, agent_id: str) -> JSON:
+        """Tell the server the agent is shutting down cleanly: it shows ``stopped`` at once instead of
+        healthy until its liveness window runs out. ``{"agent_id", "status", "stopped_at"}``."""
+        result: JSON = self._post(f"agents/{agent_id}/stop/", {}).json()
+        return result
+
     def claim(self, agent_id: str, *, limit: int, lease_seconds: int, lookahead_seconds: int | None = None,
               idempotency_key: str | None = None) -> list[JSON]:
         """Claim due runs this agent's labels cover (and, with ``lookahead_seconds``, runs due within
@@ -407,6 +413,15 @@ class Client:
             body["flow_version"] = flow_version
         result: JSON = self._post("flow-runs/", body).json()
         return result
+
+    def create_flow_runs(self, flow_id: str, runs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Create up to 5,000 runs of ``flow_id`` in one request; each item may have ``parameters``,
+        ``labels``, ``name``, ``scheduled_start`` and ``idempotency_key`` (a fresh key is added to
+        items without one, so a retried call cannot create a run twice). Returns the runs' ids in
+        the items' order; an invalid item refuses the whole call."""
+        items = [{**item, "idempotency_key": item.get("idempotency_key") or str(uuid.uuid4())} for item in runs]
+        result: JSON = self._post("flow-runs/bulk/", {"flow": flow_id, "runs": items}).json()
+        return [str(run_id) for run_id in result.get("ids", [])]
 
     def get_flow_run(self, flow_run_id: str) -> JSON:
         """A run with its ``task_runs`` and state history (``states``)."""

@@ -356,20 +356,25 @@ export async function fetchBadges(slug: string): Promise<AlertBadge[]> {
   return data.badges ?? [];
 }
 
-async function incidentAction(name: string, variables: Record<string, unknown>, extra = ""): Promise<void> {
-  await mutate(
-    `mutation IncidentAction($workspace: String!, $id: ID!${extra ? ", $minutes: Int!" : ""}) {
-      ${name}(workspace: $workspace, id: $id${extra}) { ${ERRORS} } }`,
-    variables,
-    name,
-  );
+// One document per action, each written out, so that every document can be checked against the schema.
+const INCIDENT_ACTIONS = {
+  acknowledgeIncident: `mutation AcknowledgeIncident($workspace: String!, $id: ID!) {
+    acknowledgeIncident(workspace: $workspace, id: $id) { ${ERRORS} } }`,
+  resolveIncident: `mutation ResolveIncident($workspace: String!, $id: ID!) {
+    resolveIncident(workspace: $workspace, id: $id) { ${ERRORS} } }`,
+  snoozeIncident: `mutation SnoozeIncident($workspace: String!, $id: ID!, $minutes: Int!) {
+    snoozeIncident(workspace: $workspace, id: $id, minutes: $minutes) { ${ERRORS} } }`,
+};
+
+async function incidentAction(name: keyof typeof INCIDENT_ACTIONS, variables: Record<string, unknown>): Promise<void> {
+  await mutate(INCIDENT_ACTIONS[name], variables, name);
 }
 
 export const acknowledgeIncident = (workspace: string, id: string) =>
   incidentAction("acknowledgeIncident", { workspace, id });
 export const resolveIncident = (workspace: string, id: string) => incidentAction("resolveIncident", { workspace, id });
 export const snoozeIncident = (workspace: string, id: string, minutes: number) =>
-  incidentAction("snoozeIncident", { workspace, id, minutes }, ", minutes: $minutes");
+  incidentAction("snoozeIncident", { workspace, id, minutes });
 
 // --- Channels and deliveries ------------------------------------------------------------------
 

@@ -77,6 +77,20 @@ export const auth = {
   signup: (input: { email: string; password: string; workspace_name?: string; invitation?: string }) =>
     call("POST", "/auth/signup", input),
   verifyEmail: (key: string) => call("POST", "/auth/email/verify", { key }),
+  /** The address a verification key is for (without using the key up), or null. */
+  verificationEmail: async (key: string): Promise<string | null> => {
+    try {
+      const response = await fetch(`${BASE}/auth/email/verify`, {
+        headers: { Accept: "application/json", "X-Email-Verification-Key": key },
+        credentials: "same-origin",
+      });
+      if (!response.ok) return null;
+      const body = (await response.json()) as { data?: { email?: string } };
+      return body.data?.email ?? null;
+    } catch {
+      return null;
+    }
+  },
   requestPasswordReset: (email: string) => call("POST", "/auth/password/request", { email }),
   resetPassword: (key: string, password: string) => call("POST", "/auth/password/reset", { key, password }),
 };

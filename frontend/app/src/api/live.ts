@@ -31,7 +31,12 @@ type ServerFrame =
   | { type: "gap"; message: string }
   | { type: "pong" }
   | { type: "error"; code: string; message: string }
-  | { type: "logs_dropped"; flow_run_id: string; count: number; message: string };
+  | { type: "logs_dropped"; flow_run_id: string; count: number; message: string }
+  | { type: "membership"; workspace: string; role: string };
+
+/** The event listeners receive when the server says this person's role here changed (sent to their
+ * own sockets only, never replayed: seq 0). */
+export const ROLE_CHANGED = "membership.role_changed";
 
 /** Close codes after which reconnecting cannot help (not logged in / not a member). */
 export const CLOSE_UNAUTHENTICATED = 4401;
@@ -210,6 +215,13 @@ export class LiveConnection {
         break;
       case "logs_dropped":
         this.emit({ kind: "logs_dropped", flowRunId: frame.flow_run_id, count: frame.count, message: frame.message });
+        break;
+      case "membership":
+        this.emit({
+          kind: "event",
+          seq: 0,
+          event: { type: ROLE_CHANGED, workspace_id: "", data: { role: frame.role }, at: new Date().toISOString() },
+        });
         break;
       default:
         break; // pong, error (e.g. a run that is not ours: the page shows "not found" from GraphQL)

@@ -44,12 +44,12 @@ export interface TeamData {
 }
 
 export async function fetchTeam(slug: string, withInvitations: boolean): Promise<TeamData> {
-  const invitations = withInvitations ? `invitations { ${INVITATION_FIELDS} }` : "";
+  // Invitations only for those who manage them (others may not read them: the field would error).
   const { data } = await graphql<{ workspace: (TeamData & { id: string }) | null }>(
-    `query Team($slug: String!) { workspace(slug: $slug) { id
+    `query Team($slug: String!, $withInvitations: Boolean!) { workspace(slug: $slug) { id
       members { id role createdAt user { id email fullName } }
-      ${invitations} } }`,
-    { slug },
+      invitations @include(if: $withInvitations) { ${INVITATION_FIELDS} } } }`,
+    { slug, withInvitations },
   );
   if (!data.workspace) throw new Error("This workspace does not exist, or you are not a member of it.");
   return { members: data.workspace.members ?? [], invitations: data.workspace.invitations ?? null };

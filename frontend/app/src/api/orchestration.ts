@@ -1,6 +1,7 @@
 /** Types and GraphQL operations for flows, runs and agents (the `orchestration(workspace:)` root). */
 
 import { graphql, mutate, type UserError } from "./graphql";
+import type { FlowRunFilter } from "./schema.generated";
 import type { PageInfo } from "./types";
 
 export type StateType =
@@ -43,12 +44,17 @@ export interface TaskSpec {
   name?: string;
   tags?: string[];
   retries?: number;
+  /** Registered by the SDK: the task runs once per item of a mapped input. */
+  mapped?: boolean;
+  /** The trigger's function name (e.g. "all_successful", "not_all_skipped"). */
+  trigger?: string;
 }
 
 export interface EdgeSpec {
   upstream: string;
   downstream: string;
   key?: string | null;
+  mapped?: boolean;
 }
 
 export interface FlowVersion {
@@ -70,9 +76,12 @@ export interface RunSummary {
   name: string;
   stateType: StateType;
   stateName: string;
+  stateTimestamp: string;
   scheduledStart: string;
   startTime: string | null;
   endTime: string | null;
+  /** Why no agent takes this SCHEDULED run now; null when one does. */
+  noLiveAgentReason: string | null;
   flow: { id: string; name: string };
   agent: { name: string } | null;
 }
@@ -83,9 +92,10 @@ export interface Agent {
   type: string;
   labels: string[];
   version: string;
-  status: "healthy" | "unhealthy" | "offline" | string;
+  status: "healthy" | "unhealthy" | "offline" | "stopped" | string;
   lastHeartbeatAt: string | null;
   lastPollAt: string | null;
+  serviceAccountId: string | null;
 }
 
 export interface Dashboard {
@@ -114,6 +124,8 @@ export interface Schedule {
   rrule: string;
   timezone: string;
   isActive: boolean;
+  /** The next fire times (empty while paused). */
+  nextRuns: string[];
 }
 
 export interface FlowDetail {
@@ -122,9 +134,18 @@ export interface FlowDetail {
   description: string;
   project: { id: string; name: string };
   activeVersion: FlowVersion | null;
+  /** The version pinned as the active one; null when the newest unarchived is active. */
+  pinnedVersionId: string | null;
   versions: { id: string; version: number; createdAt: string; isArchived: boolean }[];
   schedules: Schedule[];
   recentRuns: RunSummary[];
+}
+
+export interface StateRecord {
+  type: StateType;
+  name: string;
+  message: string;
+  timestamp: string;
 }
 
 export interface TaskRun {
@@ -133,9 +154,14 @@ export interface TaskRun {
   mapIndex: number;
   stateType: StateType;
   stateName: string;
+  stateMessage: string;
+  stateTimestamp: string;
   startTime: string | null;
   endTime: string | null;
   attempt: number;
+  tags: string[];
+  /** Oldest first; each RUNNING state starts an attempt. */
+  stateHistory: StateRecord[];
 }
 
 export interface LogLine {
@@ -144,6 +170,14 @@ export interface LogLine {
   timestamp: string;
   logger: string;
   message: string;
+  taskRunId: string | null;
+}
+
+/** Server-side log filters (the GraphQL `logs` arguments and the download's query). */
+export interface LogFilter {
+  levelGte?: number | null;
+  taskRunId?: string | null;
+  search?: string | null;
 }
 
 export interface RunDetail extends RunSummary {
@@ -153,8 +187,8 @@ export interface RunDetail extends RunSummary {
   labels: string[];
   attempt: number;
   createdByKind: string;
-  flowVersion: { id: string; version: number; tasks: TaskSpec[]; edges: EdgeSpec[] };
-  stateHistory: { type: StateType; name: string; message: string; timestamp: string }[];
+  flowVersion: { id: string; version: number; tasks: TaskSpec[]; edges: EdgeSpec[]; parameters: ParameterSpec[] };
+  stateHistory: StateRecord[];
   taskRuns: TaskRun[];
 }
 
@@ -163,8 +197,9 @@ interface Payload {
 }
 
 const ERRORS = "errors { code message field }";
-const RUN_SUMMARY = "id name stateType stateName scheduledStart startTime endTime flow { id name } agent { name }";
-const AGENT_FIELDS = "id name type labels version status lastHeartbeatAt lastPollAt";
+const RUN_SUMMARY =
+  "id name stateType stateName stateTimestamp scheduledStart startTime endTime noLiveAgentReason flow { id name } agent { name }";
+const AGENT_FIELDS = "id name type labels version status lastHeartbeatAt lastPollAt serviceAccountId";
 const MISSING = "This workspace does not exist, or you are not a member of it.";
 
 type Root<T> = { orchestration: T | null };
@@ -199,11 +234,11 @@ export async function fetchProjects(slug: string): Promise<ProjectWithFlows[]> {
 export async function fetchFlow(slug: string, id: string): Promise<FlowDetail | null> {
   const data = await root<{ flow: FlowDetail | null }>(
     `query Flow($slug: String!, $id: ID!) { orchestration(workspace: $slug) { flow(id: $id) {
-      id name description project { id name }
+      id name description project { id name } pinnedVersionId
       activeVersion { id version createdAt isArchived tasks edges parameters labels storage runConfig schedule }
       versions { id version createdAt isArchived }
-      schedules { id kind cron intervalSeconds rrule timezone isActive }
-      recentRuns(first: 10) { ${RUN_SUMMARY} } } } }`,
+      schedules { id kind cron intervalSeconds rrule timezone isActive nextRuns(first: 5) }
+      recentRuns(first: 40) { ${RUN_SUMMARY} } } } }`,
     { slug, id },
   );
   return data.flow;
@@ -213,44 +248,77 @@ export async function fetchRun(slug: string, id: string): Promise<RunDetail | nu
   const data = await root<{ flowRun: RunDetail | null }>(
     `query FlowRun($slug: String!, $id: ID!) { orchestration(workspace: $slug) { flowRun(id: $id) {
       ${RUN_SUMMARY} stateMessage stateVersion parameters labels attempt createdByKind
-      flowVersion { id version tasks edges }
+      flowVersion { id version tasks edges parameters }
       stateHistory { type name message timestamp }
-      taskRuns { id taskKey mapIndex stateType stateName startTime endTime attempt } } } }`,
+      taskRuns { ${TASK_RUN_FIELDS} } } } }`,
     { slug, id },
   );
   return data.flowRun;
 }
 
-export async function fetchLogs(slug: string, id: string, afterSequence: number | null): Promise<LogLine[] | null> {
+const TASK_RUN_FIELDS = `id taskKey mapIndex stateType stateName stateMessage stateTimestamp startTime endTime attempt tags
+  stateHistory { type name message timestamp }`;
+
+export async function fetchLogs(
+  slug: string,
+  id: string,
+  afterSequence: number | null,
+  filter: LogFilter = {},
+): Promise<LogLine[] | null> {
   const { data } = await graphql<Root<{ flowRun: { logs: LogLine[] | null } | null }>>(
-    `query FlowRunLogs($slug: String!, $id: ID!, $after: Float) { orchestration(workspace: $slug) {
-      flowRun(id: $id) { id logs(first: 200, afterSequence: $after) { sequence level timestamp logger message } } } }`,
-    { slug, id, after: afterSequence },
+    `query FlowRunLogs($slug: String!, $id: ID!, $after: Float, $level: Int, $task: ID, $search: String) {
+      orchestration(workspace: $slug) { flowRun(id: $id) { id
+        logs(first: 200, afterSequence: $after, levelGte: $level, taskRunId: $task, search: $search) {
+          sequence level timestamp logger message taskRunId } } } }`,
+    {
+      slug,
+      id,
+      after: afterSequence,
+      level: filter.levelGte ?? null,
+      task: filter.taskRunId ?? null,
+      search: filter.search || null,
+    },
   );
   return data.orchestration?.flowRun?.logs ?? null;
 }
 
-export interface RunFilter {
-  flowId?: string;
-  stateTypes?: StateType[];
-  stateName?: string;
-  labels?: string[];
+/** The REST download of a run's logs (every line matching the filter, as one file). */
+export function logDownloadUrl(slug: string, runId: string, output: "text" | "jsonl", filter: LogFilter = {}): string {
+  const query = new URLSearchParams({ output });
+  if (filter.levelGte != null) query.set("level_gte", String(filter.levelGte));
+  if (filter.taskRunId) query.set("task_run_id", filter.taskRunId);
+  if (filter.search) query.set("search", filter.search);
+  return `/api/v1/workspaces/${encodeURIComponent(slug)}/flow-runs/${runId}/logs/download/?${query}`;
 }
 
+/** The `flowRuns` filter: the schema's own input type (generated), so it cannot drift from it. */
+export type RunFilter = FlowRunFilter;
+
+export interface RunPage {
+  runs: RunSummary[];
+  pageInfo: PageInfo;
+  totalCount: number;
+}
+
+/** A page of runs, newest first: after a cursor (`after`), or from an offset (`{ offset }`). */
 export async function fetchRuns(
   slug: string,
   filter: RunFilter,
-  after: string | null,
+  after: string | null | { offset: number },
   first = 25,
-): Promise<{ runs: RunSummary[]; pageInfo: PageInfo }> {
-  const data = await root<{ flowRuns: { edges: { node: RunSummary }[]; pageInfo: PageInfo } | null }>(
-    `query FlowRuns($slug: String!, $filter: FlowRunFilter, $after: String, $first: Int) { orchestration(workspace: $slug) {
-      flowRuns(filter: $filter, first: $first, after: $after) { edges { node { ${RUN_SUMMARY} } }
-      pageInfo { hasNextPage endCursor } } } }`,
-    { slug, filter, after, first },
+): Promise<RunPage> {
+  const position = after !== null && typeof after === "object" ? { offset: after.offset } : { after };
+  const data = await root<{
+    flowRuns: { edges: { node: RunSummary }[]; pageInfo: PageInfo; totalCount: number } | null;
+  }>(
+    `query FlowRuns($slug: String!, $filter: FlowRunFilter, $after: String, $offset: Int, $first: Int) {
+      orchestration(workspace: $slug) {
+      flowRuns(filter: $filter, first: $first, after: $after, offset: $offset) { edges { node { ${RUN_SUMMARY} } }
+      pageInfo { hasNextPage endCursor } totalCount } } }`,
+    { slug, filter, first, ...position },
   );
   if (!data.flowRuns) throw new Error("The runs could not be loaded.");
-  return { runs: data.flowRuns.edges.map((e) => e.node), pageInfo: data.flowRuns.pageInfo };
+  return { runs: data.flowRuns.edges.map((e) => e.node), pageInfo: data.flowRuns.pageInfo, totalCount: data.flowRuns.totalCount };
 }
 
 export async function fetchAgents(slug: string): Promise<Agent[]> {
@@ -280,12 +348,18 @@ export async function quickRun(
   return payload.flowRun.id;
 }
 
-async function runAction(name: string, workspace: string, id: string): Promise<void> {
-  await mutate(
-    `mutation RunAction($workspace: String!, $id: ID!) { ${name}(workspace: $workspace, id: $id) { ${ERRORS} } }`,
-    { workspace, id },
-    name,
-  );
+// One document per action, each written out, so that every document can be checked against the schema.
+const RUN_ACTIONS = {
+  cancelFlowRun: `mutation CancelFlowRun($workspace: String!, $id: ID!) {
+    cancelFlowRun(workspace: $workspace, id: $id) { ${ERRORS} } }`,
+  restartFlowRun: `mutation RestartFlowRun($workspace: String!, $id: ID!) {
+    restartFlowRun(workspace: $workspace, id: $id) { ${ERRORS} } }`,
+  deleteFlowRun: `mutation DeleteFlowRun($workspace: String!, $id: ID!) {
+    deleteFlowRun(workspace: $workspace, id: $id) { ${ERRORS} } }`,
+};
+
+async function runAction(name: keyof typeof RUN_ACTIONS, workspace: string, id: string): Promise<void> {
+  await mutate(RUN_ACTIONS[name], { workspace, id }, name);
 }
 
 export const cancelRun = (workspace: string, id: string) => runAction("cancelFlowRun", workspace, id);
@@ -298,5 +372,75 @@ export async function markRun(workspace: string, id: string, stateType: StateTyp
       markFlowRun(workspace: $workspace, id: $id, stateType: $stateType, message: $message) { ${ERRORS} } }`,
     { workspace, id, stateType, message },
     "markFlowRun",
+  );
+}
+
+// --- The flow page's and the projects list's actions ----------------------------------------------
+
+export async function pinFlowVersion(workspace: string, flowId: string, versionId: string): Promise<void> {
+  await mutate(
+    `mutation PinFlowVersion($workspace: String!, $flowId: ID!, $versionId: ID!) {
+      pinFlowVersion(workspace: $workspace, flowId: $flowId, versionId: $versionId) { ${ERRORS} } }`,
+    { workspace, flowId, versionId },
+    "pinFlowVersion",
+  );
+}
+
+export async function unpinFlowVersion(workspace: string, flowId: string): Promise<void> {
+  await mutate(
+    `mutation UnpinFlowVersion($workspace: String!, $flowId: ID!) {
+      unpinFlowVersion(workspace: $workspace, flowId: $flowId) { ${ERRORS} } }`,
+    { workspace, flowId },
+    "unpinFlowVersion",
+  );
+}
+
+export async function setFlowVersionArchived(
+  workspace: string,
+  flowId: string,
+  versionId: string,
+  archived: boolean,
+): Promise<void> {
+  await mutate(
+    `mutation SetFlowVersionArchived($workspace: String!, $flowId: ID!, $versionId: ID!, $archived: Boolean!) {
+      setFlowVersionArchived(workspace: $workspace, flowId: $flowId, versionId: $versionId, archived: $archived) {
+        ${ERRORS} } }`,
+    { workspace, flowId, versionId, archived },
+    "setFlowVersionArchived",
+  );
+}
+
+export async function setSchedulePaused(workspace: string, flowId: string, id: string, paused: boolean): Promise<void> {
+  await mutate(
+    `mutation SetSchedulePaused($workspace: String!, $flowId: ID!, $id: ID!, $paused: Boolean!) {
+      setSchedulePaused(workspace: $workspace, flowId: $flowId, id: $id, paused: $paused) { ${ERRORS} } }`,
+    { workspace, flowId, id, paused },
+    "setSchedulePaused",
+  );
+}
+
+export interface ProjectInput {
+  name?: string;
+  description?: string;
+  isRestricted?: boolean;
+}
+
+export async function createProject(workspace: string, input: ProjectInput & { name: string }): Promise<void> {
+  await mutate(
+    `mutation CreateProject($workspace: String!, $name: String!, $description: String, $isRestricted: Boolean) {
+      createProject(workspace: $workspace, name: $name, description: $description, isRestricted: $isRestricted) {
+        ${ERRORS} } }`,
+    { workspace, ...input },
+    "createProject",
+  );
+}
+
+export async function updateProject(workspace: string, id: string, input: ProjectInput): Promise<void> {
+  await mutate(
+    `mutation UpdateProject($workspace: String!, $id: ID!, $name: String, $description: String, $isRestricted: Boolean) {
+      updateProject(workspace: $workspace, id: $id, name: $name, description: $description, isRestricted: $isRestricted) {
+        ${ERRORS} } }`,
+    { workspace, id, ...input },
+    "updateProject",
   );
 }

@@ -25,10 +25,11 @@ export function AuthCard({ title, children, footer }: { title: string; children:
   }, [title]);
   return (
     <div className="auth-page">
+      <SkipLink />
       <div className="auth-brand">
         <Logo />
       </div>
-      <main className="auth-card">
+      <main className="auth-card" id="main" tabIndex={-1}>
         <h1>{title}</h1>
         {children}
       </main>
@@ -84,7 +85,7 @@ function WorkspaceSwitcher() {
             <ul>
               {(workspaces ?? []).map((w) => (
                 <li key={w.id}>
-                  <Link to={`/w/${w.slug}/team`} aria-current={w.slug === slug ? "page" : undefined}>
+                  <Link to={`/w/${w.slug}/dashboard`} aria-current={w.slug === slug ? "page" : undefined}>
                     <span className="switcher-item-name">{w.name}</span>
                     <span className="switcher-item-role">{roleLabel(w.viewerRole)}</span>
                   </Link>
@@ -128,6 +129,25 @@ function UserMenu() {
   );
 }
 
+/** The first thing Tab reaches: jumps past the header to the page's content (``#main``). */
+export function SkipLink() {
+  return (
+    <a
+      className="skip-link"
+      href="#main"
+      onClick={(e) => {
+        const target = document.getElementById("main");
+        if (!target) return;
+        e.preventDefault(); // focus the content without adding "#main" to the URL
+        target.focus();
+        target.scrollIntoView();
+      }}
+    >
+      Skip to content
+    </a>
+  );
+}
+
 /** Signed-in pages: header with the workspace switcher; sends anonymous visitors to log in. */
 export function AppLayout() {
   const { status, error, refresh, signedOut } = useSession();
@@ -141,6 +161,7 @@ export function AppLayout() {
   }
   return (
     <div className="app">
+      <SkipLink />
       <header className="topbar">
         <div className="topbar-inner">
           <Logo />
@@ -149,7 +170,9 @@ export function AppLayout() {
           <UserMenu />
         </div>
       </header>
-      <Outlet />
+      <div id="main" tabIndex={-1} className="main-target">
+        <Outlet />
+      </div>
     </div>
   );
 }
@@ -184,6 +207,7 @@ export function WorkspaceTabs({ slug, manager }: { slug: string; manager: boolea
     { to: "flows", label: "Flows" },
     { to: "runs", label: "Runs" },
     { to: "agents", label: "Agents" },
+    { to: "concurrency-limits", label: "Concurrency" },
     { to: "alerts", label: "Alerts" },
     { to: "team", label: "Team" },
     { to: "service-accounts", label: "Service accounts" },

@@ -1,10 +1,10 @@
-/** Small pieces shared by the flow, run and agent pages: state badges, polling, the runs-by-state
- * chart and the schematic DAG (both plain SVG). */
+/** Small pieces shared by the flow, run and agent pages: state names and badges, durations, polling,
+ * the runs table and the runs-by-state chart (plain SVG). The schematic is in components/run. */
 
 import { useEffect, useMemo, useRef } from "react";
 import { Link } from "react-router";
 
-import type { EdgeSpec, RunSummary, StateType, TaskSpec } from "../api/orchestration";
+import type { RunSummary, StateType } from "../api/orchestration";
 import { STATE_TYPES } from "../api/orchestration";
 import { EmptyState, Time } from "./ui";
 
@@ -24,11 +24,44 @@ function titleCase(value: string): string {
   return value ? value.charAt(0).toUpperCase() + value.slice(1).toLowerCase() : value;
 }
 
-/** The run's state: the name (e.g. "Late", "AwaitingRetry") coloured by its type. */
-export function StateBadge({ type, name }: { type: StateType | string; name?: string }) {
-  const label = name || titleCase(type);
+/** What each state type is called everywhere: badges, filters, legends, counts. */
+export const STATE_LABELS: Record<StateType, string> = {
+  SCHEDULED: "Scheduled",
+  PENDING: "Pending",
+  RUNNING: "Running",
+  COMPLETED: "Completed",
+  FAILED: "Failed",
+  CANCELLING: "Cancelling",
+  CANCELLED: "Cancelled",
+  CRASHED: "Crashed",
+  PAUSED: "Paused",
+};
+
+// State names that only restate their type (Prefect 1's "Success" is a completed run): these show
+// as the type does, so a badge reads like the filter option that finds it.
+const SAME_AS_TYPE = new Set(["success", "completed", "failed", "running", "pending", "scheduled", "cancelled",
+  "cancelling", "crashed", "paused"]);
+
+/** A state's name in words: its type's label, or a name of its own spelt out ("AwaitingRetry" →
+ * "Awaiting retry", "TriggerFailed" → "Trigger failed", "Late", "Cached"). */
+export function stateLabel(type: StateType | string, name?: string | null): string {
+  const typeLabel = STATE_LABELS[type as StateType] ?? titleCase(type);
+  if (!name || SAME_AS_TYPE.has(name.toLowerCase())) return typeLabel;
+  const words = name.replace(/([a-z0-9])([A-Z])/g, "$1 $2").split(" ");
+  return [words[0], ...words.slice(1).map((w) => w.toLowerCase())].join(" ");
+}
+
+/** The run's state: its name in words (e.g. "Late", "Awaiting retry") coloured by its type. */
+export function StateBadge({ type, name }: { type: StateType | string; name?: string | null }) {
+  const label = stateLabel(type, name);
+  const typeLabel = stateLabel(type);
   return (
-    <span className={`badge badge-state badge-state-${type.toLowerCase()}`} data-testid="state-badge" title={type}>
+    <span
+      className={`badge badge-state badge-state-${type.toLowerCase()}`}
+      data-testid="state-badge"
+      data-state-type={type}
+      title={label === typeLabel ? typeLabel : `${typeLabel}: ${label}`}
+    >
       {label}
     </span>
   );
@@ -65,6 +98,26 @@ export function duration(start: string | null, end: string | null): string {
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m ${s % 60}s`;
   return `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+// States in which a run's clock runs; one waiting for a retry, paused or scheduled has stopped it.
+const CLOCK_RUNNING = new Set<string>(["PENDING", "RUNNING", "CANCELLING"]);
+
+/** How long the run has run: to its end, to now while it runs, or to the moment it began to wait
+ * (an AwaitingRetry or paused run's duration does not keep counting). */
+export function runDuration(r: Pick<RunSummary, "stateType" | "stateTimestamp" | "startTime" | "endTime">): string {
+  if (r.endTime || CLOCK_RUNNING.has(r.stateType)) return duration(r.startTime, r.endTime);
+  return duration(r.startTime, r.stateTimestamp ?? null);
+}
+
+/** Why no agent takes a waiting run, where the run is listed or shown. */
+export function NoLiveAgent({ reason, short = false }: { reason: string | null | undefined; short?: boolean }) {
+  if (!reason) return null;
+  return (
+    <span className="no-agent" data-testid="no-live-agent" title={reason} role="note">
+      {short ? "No live agent can take it" : reason}
+    </span>
+  );
 }
 
 /** A compact table of runs (dashboard lists, a flow's recent runs). */
@@ -110,11 +163,12 @@ export function RunTable({
             ) : null}
             <td data-label="State">
               <StateBadge type={r.stateType} name={r.stateName} />
+              <NoLiveAgent reason={r.noLiveAgentReason} short />
             </td>
             <td data-label={when === "scheduled" ? "Scheduled" : "Started"}>
               <Time value={when === "scheduled" ? r.scheduledStart : r.startTime} />
             </td>
-            <td data-label="Duration">{duration(r.startTime, r.endTime)}</td>
+            <td data-label="Duration">{runDuration(r)}</td>
           </tr>
         ))}
       </tbody>
@@ -153,195 +207,68 @@ export function RunsChart({
     return { columns: cols, max: Math.max(1, ...cols.map((c) => c.total)), present: STATE_TYPES.filter((s) => seen.has(s)) };
   }, [buckets, now, hours]);
 
+  // Bars are drawn in an SVG stretched to the card's width; the axis labels are HTML beside and
+  // under it, so they keep their size on a phone instead of being squeezed with the bars.
   const width = 720;
-  const height = 160;
-  const pad = { top: 8, bottom: 22, left: 28, right: 4 };
-  const inner = { w: width - pad.left - pad.right, h: height - pad.top - pad.bottom };
-  const slot = inner.w / columns.length;
+  const height = 138;
+  const top = 8;
+  const inner = height - top;
+  const slot = width / columns.length;
   const barW = Math.max(2, slot * 0.72);
   const total = columns.reduce((n, c) => n + c.total, 0);
+  const every = Math.max(1, Math.ceil(columns.length / 8));
 
   return (
     <figure className="chart" aria-label={`Runs by state over the last ${hours} hours`}>
-      <svg viewBox={`0 0 ${width} ${height}`} role="img" data-testid="runs-chart" preserveAspectRatio="none">
-        <title>{`${total} runs scheduled in the last ${hours} hours`}</title>
-        <line x1={pad.left} x2={width - pad.right} y1={pad.top + inner.h} y2={pad.top + inner.h} className="chart-axis" />
-        <text x={pad.left - 6} y={pad.top + 8} className="chart-label" textAnchor="end">
-          {max}
-        </text>
-        <text x={pad.left - 6} y={pad.top + inner.h} className="chart-label" textAnchor="end">
-          0
-        </text>
-        {columns.map((c, i) => {
-          let y = pad.top + inner.h;
-          const x = pad.left + i * slot + (slot - barW) / 2;
-          return (
-            <g key={c.start.toISOString()}>
-              <title>{`${c.start.toLocaleString()}: ${c.total} runs`}</title>
-              {STATE_TYPES.filter((s) => c.counts[s]).map((s) => {
-                const h = ((c.counts[s] ?? 0) / max) * inner.h;
-                y -= h;
-                return <rect key={s} x={x} y={y} width={barW} height={h} fill={STATE_COLORS[s]} rx={1} />;
-              })}
-              {i % Math.max(1, Math.ceil(columns.length / 8)) === 0 ? (
-                <text x={x + barW / 2} y={height - 6} className="chart-label" textAnchor="middle">
+      <div className="chart-body">
+        <div className="chart-yaxis" aria-hidden="true">
+          <span className="chart-label">{max}</span>
+          <span className="chart-label">0</span>
+        </div>
+        <div className="chart-plot">
+          <svg viewBox={`0 0 ${width} ${height}`} role="img" data-testid="runs-chart" preserveAspectRatio="none">
+            <title>{`${total} runs scheduled in the last ${hours} hours`}</title>
+            <line x1={0} x2={width} y1={height} y2={height} className="chart-axis" />
+            {columns.map((c, i) => {
+              let y = height;
+              const x = i * slot + (slot - barW) / 2;
+              return (
+                <g key={c.start.toISOString()}>
+                  <title>{`${c.start.toLocaleString()}: ${c.total} runs`}</title>
+                  {STATE_TYPES.filter((s) => c.counts[s]).map((s) => {
+                    const h = ((c.counts[s] ?? 0) / max) * inner;
+                    y -= h;
+                    return <rect key={s} x={x} y={y} width={barW} height={h} fill={STATE_COLORS[s]} rx={1} />;
+                  })}
+                </g>
+              );
+            })}
+          </svg>
+          <div className="chart-xaxis" aria-hidden="true">
+            {columns.map((c, i) =>
+              i % every === 0 ? (
+                <span
+                  key={c.start.toISOString()}
+                  className={`chart-label${(i / every) % 2 === 1 ? " chart-label-minor" : ""}`}
+                  data-testid="chart-time-label"
+                  style={{ left: `${((i + 0.5) * 100) / columns.length}%` }}
+                >
                   {c.start.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })}
-                </text>
-              ) : null}
-            </g>
-          );
-        })}
-      </svg>
+                </span>
+              ) : null,
+            )}
+          </div>
+        </div>
+      </div>
       <figcaption className="legend">
         {present.length === 0 ? <span className="muted">No runs in this period.</span> : null}
         {present.map((s) => (
           <span key={s} className="legend-item">
             <span className="legend-swatch" style={{ background: STATE_COLORS[s] }} />
-            {titleCase(s)}
+            {stateLabel(s)}
           </span>
         ))}
       </figcaption>
     </figure>
-  );
-}
-
-// --- The schematic DAG ------------------------------------------------------------------------
-
-interface Placed {
-  key: string;
-  label: string;
-  layer: number;
-  row: number;
-}
-
-/** Longest-path layering (each task one column right of its furthest upstream), rows ordered by
- * the average row of their upstream tasks to reduce crossings. Cycles cannot be registered. */
-export function layoutDag(tasks: TaskSpec[], edges: EdgeSpec[]): { nodes: Placed[]; layers: number; rows: number } {
-  const keys = tasks.map((t) => t.key);
-  const known = new Set(keys);
-  const ups = new Map<string, string[]>(keys.map((k) => [k, []]));
-  const downs = new Map<string, string[]>(keys.map((k) => [k, []]));
-  for (const e of edges) {
-    if (!known.has(e.upstream) || !known.has(e.downstream)) continue;
-    ups.get(e.downstream)!.push(e.upstream);
-    downs.get(e.upstream)!.push(e.downstream);
-  }
-  const layer = new Map<string, number>();
-  const indegree = new Map(keys.map((k) => [k, ups.get(k)!.length]));
-  const queue = keys.filter((k) => indegree.get(k) === 0);
-  for (const k of queue) layer.set(k, 0);
-  while (queue.length) {
-    const k = queue.shift()!;
-    for (const d of downs.get(k)!) {
-      layer.set(d, Math.max(layer.get(d) ?? 0, (layer.get(k) ?? 0) + 1));
-      indegree.set(d, indegree.get(d)! - 1);
-      if (indegree.get(d) === 0) queue.push(d);
-    }
-  }
-  for (const k of keys) if (!layer.has(k)) layer.set(k, 0); // only on a malformed graph
-  const layers = Math.max(0, ...keys.map((k) => layer.get(k)!)) + 1;
-  const rowOf = new Map<string, number>();
-  const byLayer: string[][] = Array.from({ length: layers }, () => []);
-  for (const k of keys) byLayer[layer.get(k)!]!.push(k);
-  byLayer.forEach((column, i) => {
-    if (i > 0) {
-      const weight = (k: string) => {
-        const parents = ups.get(k)!.filter((p) => rowOf.has(p));
-        return parents.length ? parents.reduce((n, p) => n + rowOf.get(p)!, 0) / parents.length : 0;
-      };
-      column.sort((a, b) => weight(a) - weight(b));
-    }
-    column.forEach((k, row) => rowOf.set(k, row));
-  });
-  const names = new Map(tasks.map((t) => [t.key, t.name || t.key]));
-  return {
-    nodes: keys.map((k) => ({ key: k, label: names.get(k) ?? k, layer: layer.get(k)!, row: rowOf.get(k)! })),
-    layers,
-    rows: Math.max(1, ...byLayer.map((c) => c.length)),
-  };
-}
-
-export function DagView({
-  tasks,
-  edges,
-  states,
-}: {
-  tasks: TaskSpec[];
-  edges: EdgeSpec[];
-  /** Task key → state type, to colour the nodes on a run's page. */
-  states?: Record<string, StateType>;
-}) {
-  const layout = useMemo(() => layoutDag(tasks, edges), [tasks, edges]);
-  if (tasks.length === 0) return <EmptyState>This version registered no tasks.</EmptyState>;
-  const nodeW = 150;
-  const nodeH = 38;
-  const gapX = 60;
-  const gapY = 18;
-  const margin = 8;
-  const width = margin * 2 + layout.layers * nodeW + (layout.layers - 1) * gapX;
-  const height = margin * 2 + layout.rows * nodeH + (layout.rows - 1) * gapY;
-  const pos = new Map(
-    layout.nodes.map((n) => [n.key, { x: margin + n.layer * (nodeW + gapX), y: margin + n.row * (nodeH + gapY) }]),
-  );
-  return (
-    <div className="dag-scroll">
-      <svg
-        width={width}
-        height={height}
-        viewBox={`0 0 ${width} ${height}`}
-        role="img"
-        aria-label={`Schematic: ${tasks.length} tasks, ${edges.length} dependencies`}
-        data-testid="dag"
-        className="dag"
-      >
-        <defs>
-          <marker id="dag-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
-            <path d="M0 0L10 5L0 10z" fill="#9aa3b2" />
-          </marker>
-        </defs>
-        {edges.map((e, i) => {
-          const a = pos.get(e.upstream);
-          const b = pos.get(e.downstream);
-          if (!a || !b) return null;
-          const x1 = a.x + nodeW;
-          const y1 = a.y + nodeH / 2;
-          const x2 = b.x;
-          const y2 = b.y + nodeH / 2;
-          const mid = (x1 + x2) / 2;
-          return (
-            <path
-              key={`${e.upstream}-${e.downstream}-${i}`}
-              d={`M${x1} ${y1} C${mid} ${y1}, ${mid} ${y2}, ${x2 - 2} ${y2}`}
-              className="dag-edge"
-              markerEnd="url(#dag-arrow)"
-              data-testid="dag-edge"
-            >
-              <title>{`${e.upstream} → ${e.downstream}${e.key ? ` (${e.key})` : ""}`}</title>
-            </path>
-          );
-        })}
-        {layout.nodes.map((n) => {
-          const p = pos.get(n.key)!;
-          const state = states?.[n.key];
-          const label = n.label.length > 20 ? `${n.label.slice(0, 19)}…` : n.label;
-          return (
-            <g key={n.key} transform={`translate(${p.x},${p.y})`} data-testid="dag-node" aria-label={n.key} data-state={state}>
-              <title>{state ? `${n.label}: ${state}` : n.label}</title>
-              <rect
-                width={nodeW}
-                height={nodeH}
-                rx={7}
-                className="dag-node"
-                style={state ? { stroke: STATE_COLORS[state], strokeWidth: 2 } : undefined}
-              />
-              {state ? <rect width={6} height={nodeH} rx={3} fill={STATE_COLORS[state]} /> : null}
-              <text x={nodeW / 2} y={nodeH / 2 + 5} textAnchor="middle" className="dag-label">
-                {label}
-              </text>
-            </g>
-          );
-        })}
-      </svg>
-    </div>
   );
 }

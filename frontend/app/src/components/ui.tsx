@@ -161,19 +161,20 @@ export function StatusBadge({ status }: { status: string }) {
   return <span className={`badge badge-status-${status}`}>{status.charAt(0).toUpperCase() + status.slice(1)}</span>;
 }
 
-/** A freshly created secret: shown once, with a copy button. */
-export function SecretPanel({ secret, name, onDone }: { secret: string; name: string; onDone: () => void }) {
+/** Copy `text` to the clipboard; where the browser refuses (no permission, plain http) select the
+ * element `ref` shows it in, so that Ctrl+C works. `copied` says how it went, for the button. */
+export function useCopy(text: string) {
   const [copied, setCopied] = useState<"idle" | "copied" | "failed">("idle");
-  const codeRef = useRef<HTMLElement>(null);
+  const ref = useRef<HTMLElement>(null);
+  useEffect(() => setCopied("idle"), [text]); // "Copied" is about this text, not an earlier one
   const copy = async () => {
     try {
-      await navigator.clipboard.writeText(secret);
+      await navigator.clipboard.writeText(text);
       setCopied("copied");
     } catch {
-      // No clipboard permission (e.g. plain http): select the text so Ctrl+C works.
       const range = document.createRange();
-      if (codeRef.current) {
-        range.selectNodeContents(codeRef.current);
+      if (ref.current) {
+        range.selectNodeContents(ref.current);
         const selection = window.getSelection();
         selection?.removeAllRanges();
         selection?.addRange(range);
@@ -181,6 +182,12 @@ export function SecretPanel({ secret, name, onDone }: { secret: string; name: st
       setCopied("failed");
     }
   };
+  return { copied, copy, ref };
+}
+
+/** A freshly created secret: shown once, with a copy button. */
+export function SecretPanel({ secret, name, onDone }: { secret: string; name: string; onDone: () => void }) {
+  const { copied, copy, ref: codeRef } = useCopy(secret);
   return (
     <section className="secret-panel" aria-labelledby="secret-title">
       <h3 id="secret-title">Your new API key “{name}”</h3>

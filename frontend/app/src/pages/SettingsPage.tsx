@@ -1,12 +1,77 @@
 import { useState, type FormEvent } from "react";
 import { useNavigate } from "react-router";
 
-import { errorMessage } from "../api/graphql";
+import { errorMessage, mutate } from "../api/graphql";
 import { leaveWorkspace, updateWorkspace } from "../api/operations";
 import { TextField } from "../components/Field";
 import { Alert, ConfirmButton, Time } from "../components/ui";
 import { useSession } from "../session";
 import { useWorkspace } from "./WorkspaceLayout";
+
+async function deleteWorkspace(workspace: string, confirmSlug: string): Promise<void> {
+  await mutate(
+    `mutation DeleteWorkspace($workspace: String!, $confirmSlug: String!) {
+      deleteWorkspace(workspace: $workspace, confirmSlug: $confirmSlug) { ok errors { code message field } } }`,
+    { workspace, confirmSlug },
+    "deleteWorkspace",
+  );
+}
+
+/** Owners only: deleting takes everything with it, so the slug must be typed to confirm. */
+function DeleteWorkspaceSection({ slug, name }: { slug: string; name: string }) {
+  const { reloadWorkspaces } = useSession();
+  const navigate = useNavigate();
+  const [typed, setTyped] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await deleteWorkspace(slug, typed.trim());
+      await reloadWorkspaces();
+      navigate("/", { replace: true });
+    } catch (err) {
+      setError(errorMessage(err));
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section className="card danger-zone" aria-labelledby="delete-title">
+      <div className="card-head">
+        <h2 id="delete-title">Delete this workspace</h2>
+      </div>
+      <p className="muted">
+        Deletes <strong>{name}</strong> for every member, with all its flows, runs, logs, schedules, keys and its audit
+        log. This cannot be undone.
+      </p>
+      {error ? <Alert kind="error">{error}</Alert> : null}
+      <form onSubmit={submit} className="form narrow-form">
+        <TextField
+          label="Type the workspace's slug to confirm"
+          name="confirm_slug"
+          autoComplete="off"
+          spellCheck={false}
+          hint={
+            <>
+              Type <code>{slug}</code>.
+            </>
+          }
+          value={typed}
+          onChange={(e) => setTyped(e.target.value)}
+        />
+        <div className="form-actions">
+          <button type="submit" className="btn btn-danger" disabled={busy || typed.trim() !== slug}>
+            {busy ? "Deleting…" : "Delete workspace"}
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}
 
 export function SettingsPage() {
   const { workspace, manager, reloadWorkspace } = useWorkspace();
@@ -98,6 +163,7 @@ export function SettingsPage() {
           Leave workspace
         </ConfirmButton>
       </section>
+      {workspace.viewerRole === "owner" ? <DeleteWorkspaceSection slug={workspace.slug} name={workspace.name} /> : null}
     </div>
   );
 }

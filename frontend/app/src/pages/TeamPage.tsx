@@ -24,7 +24,7 @@ function memberLabel(m: Member): string {
 }
 
 export function TeamPage() {
-  const { workspace, manager } = useWorkspace();
+  const { workspace, manager, reloadWorkspace } = useWorkspace();
   const { user, reloadWorkspaces } = useSession();
   const navigate = useNavigate();
   const team = useAsync(() => fetchTeam(workspace.slug, manager), [workspace.slug, manager]);
@@ -86,16 +86,27 @@ export function TeamPage() {
                           value={m.role}
                           onChange={(e) => {
                             const role = e.target.value as Role;
-                            if (team.data) {
-                              team.setData({
-                                ...team.data,
-                                members: team.data.members.map((x) => (x.id === m.id ? { ...x, role } : x)),
-                              });
-                            }
-                            void act(async () => {
-                              await changeMemberRole(workspace.slug, m.id, role);
-                              if (isMe) await reloadWorkspaces();
-                            }, `${memberLabel(m)} is now ${roleLabel(role)}.`);
+                            const previous = m.role;
+                            const showRole = (shown: Role) =>
+                              team.setData((current) =>
+                                current
+                                  ? { ...current, members: current.members.map((x) => (x.id === m.id ? { ...x, role: shown } : x)) }
+                                  : current,
+                              );
+                            showRole(role);
+                            setNotice(null);
+                            void (async () => {
+                              try {
+                                await changeMemberRole(workspace.slug, m.id, role);
+                                setNotice({ kind: "success", text: `${memberLabel(m)} is now ${roleLabel(role)}.` });
+                                if (isMe) await Promise.all([reloadWorkspaces(), reloadWorkspace()]);
+                              } catch (err) {
+                                // Refused (the last Owner, a role above yours…): the menu shows the real role again.
+                                showRole(previous);
+                                setNotice({ kind: "error", text: errorMessage(err) });
+                              }
+                              await team.reload();
+                            })();
                           }}
                         >
                           {HUMAN_ROLES.filter((r) => r === m.role || canGrant(viewerRole, r)).map((r) => (

@@ -5,7 +5,8 @@ import { fetchWorkspace } from "../api/operations";
 import { isManager, roleLabel, type WorkspaceDetail } from "../api/types";
 import { WorkspaceTabs } from "../components/Layout";
 import { ErrorState, Spinner, useAsync } from "../components/ui";
-import { LiveIndicator, LiveProvider } from "../live";
+import { ROLE_CHANGED } from "../api/live";
+import { LiveIndicator, LiveProvider, useLiveEvents } from "../live";
 import { useSession } from "../session";
 import { rememberWorkspace } from "./misc";
 
@@ -19,10 +20,18 @@ export function useWorkspace(): WorkspaceContext {
   return useOutletContext<WorkspaceContext>();
 }
 
+/** Re-reads the workspace (and so the role every page acts on) when the role changes elsewhere. */
+function RoleChangeListener({ onChange }: { onChange: () => void }) {
+  useLiveEvents([ROLE_CHANGED], (message) => {
+    if (message.kind === "event") onChange();
+  });
+  return null;
+}
+
 export function WorkspaceLayout() {
   const { slug = "" } = useParams();
   const { data: workspace, error, loading, reload } = useAsync(() => fetchWorkspace(slug), [slug]);
-  const { refresh } = useSession();
+  const { refresh, reloadWorkspaces } = useSession();
   const missing = !loading && !error && !workspace;
 
   useEffect(() => {
@@ -60,6 +69,12 @@ export function WorkspaceLayout() {
     // One live-updates socket while this workspace is shown (pages subscribe through it).
     body = (
       <LiveProvider slug={workspace.slug}>
+        <RoleChangeListener
+          onChange={() => {
+            void reload();
+            void reloadWorkspaces();
+          }}
+        />
         <div className="workspace-head">
           <div>
             <h1 className="workspace-title">{workspace.name}</h1>

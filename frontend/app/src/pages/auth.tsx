@@ -184,7 +184,7 @@ export function SignupPage() {
         await refresh();
         const list = await reloadWorkspaces();
         const joined = invitation && list.find((w) => w.slug === invitation.workspaceSlug);
-        navigate(joined ? `/w/${joined.slug}/team` : "/", { replace: true });
+        navigate(joined ? `/w/${joined.slug}/dashboard` : "/", { replace: true });
         return;
       }
       if (result.kind === "pending" && result.flow === "verify_email") {
@@ -261,17 +261,22 @@ export function SignupPage() {
 
 export function VerifyEmailPage() {
   const { key = "" } = useParams();
-  const { refresh } = useSession();
+  const { status, refresh } = useSession();
   const navigate = useNavigate();
   const started = useRef(false);
   const [state, setState] = useState<"working" | "verified" | "failed">("working");
   const [errors, setErrors] = useState<string[]>([]);
+  const [email, setEmail] = useState<string | null>(null);
 
   useEffect(() => {
-    if (started.current) return;
+    // One request at a time: the session check the app sends on load must be answered before the
+    // verification logs the person in. Sent together, the check could read the session that the
+    // login had just replaced, find it gone and answer by deleting the new session cookie.
+    if (started.current || status === "loading") return;
     started.current = true;
     (async () => {
       try {
+        const address = await auth.verificationEmail(key);
         const result = await auth.verifyEmail(key);
         if (result.kind === "authenticated") {
           await refresh();
@@ -283,13 +288,15 @@ export function VerifyEmailPage() {
           setState("failed");
           return;
         }
+        // Verified from another browser than the one that signed up: one log-in step, address filled in.
+        setEmail(address);
         setState("verified");
       } catch (err) {
         setErrors([errorMessage(err)]);
         setState("failed");
       }
     })();
-  }, [key, navigate, refresh]);
+  }, [key, navigate, refresh, status]);
 
   if (state === "working") {
     return (
@@ -301,8 +308,14 @@ export function VerifyEmailPage() {
   if (state === "verified") {
     return (
       <AuthCard title="Email verified">
-        <Alert kind="success">Your email address is verified.</Alert>
-        <Link to="/account/login?verified=1" className="btn btn-primary btn-block">
+        <Alert kind="success">
+          Your email address is verified. This browser has not signed you in yet: log in once with your email and password
+          to open your workspace.
+        </Alert>
+        <Link
+          to={`/account/login?verified=1${email ? `&email=${encodeURIComponent(email)}` : ""}`}
+          className="btn btn-primary btn-block"
+        >
           Log in
         </Link>
       </AuthCard>

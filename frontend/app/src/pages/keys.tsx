@@ -1,4 +1,5 @@
 import { useState, type FormEvent } from "react";
+import { Link } from "react-router";
 
 import { errorMessage } from "../api/graphql";
 import {
@@ -11,6 +12,8 @@ import {
   revokeApiKey,
   type CreatedKey,
 } from "../api/operations";
+import { fetchAgents } from "../api/orchestration";
+import { rotateApiKey } from "../api/rest";
 import { ALL_ROLES, canGrant, HUMAN_ROLES, roleLabel, type ApiKey, type Role, type ServiceAccount } from "../api/types";
 import { SelectField, TextField } from "../components/Field";
 import {
@@ -24,7 +27,10 @@ import {
   StatusBadge,
   Time,
   useAsync,
+  useCopy,
 } from "../components/ui";
+import { AgentStatusBadge } from "../components/orchestration";
+import { useFallbackPolling, useLiveRefresh } from "../live";
 import { useWorkspace } from "./WorkspaceLayout";
 
 const EXPIRY_CHOICES = [
@@ -58,6 +64,8 @@ export function ApiKeysPage() {
   const [formError, setFormError] = useState<string | null>(null);
   const [created, setCreated] = useState<CreatedKey | null>(null);
   const [notice, setNotice] = useState<Notice>(null);
+  const [rotating, setRotating] = useState<ApiKey | null>(null);
+  const [rotated, setRotated] = useState<CreatedKey | null>(null);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -128,16 +136,119 @@ export function ApiKeysPage() {
           <h2 id="keys-title">API keys</h2>
         </div>
         {notice ? <Alert kind={notice.kind}>{notice.text}</Alert> : null}
+        {rotated ? (
+          <SecretPanel secret={rotated.secret} name={rotated.apiKey.name} onDone={() => setRotated(null)} />
+        ) : null}
+        {rotating ? (
+          <RotateKeyForm
+            slug={workspace.slug}
+            apiKey={rotating}
+            onCancel={() => setRotating(null)}
+            onRotated={async (result, graceSeconds) => {
+              setRotating(null);
+              setRotated(result);
+              setNotice({
+                kind: "success",
+                text:
+                  graceSeconds === 0
+                    ? `Key “${rotating.name}” was replaced; the old key stopped working.`
+                    : `Key “${rotating.name}” was replaced; the old key keeps working until ${new Date(
+                        Date.now() + graceSeconds * 1000,
+                      ).toLocaleString()}.`,
+              });
+              await keys.reload();
+            }}
+          />
+        ) : null}
         {keys.error ? <ErrorState error={keys.error} onRetry={() => void keys.reload()} /> : null}
         {!keys.data && keys.loading ? <Spinner label="Loading keys…" /> : null}
         {keys.data && keys.data.length === 0 ? <EmptyState>No API keys yet.</EmptyState> : null}
-        {keys.data && keys.data.length > 0 ? <KeyTable keys={keys.data} onRevoke={revoke} /> : null}
+        {keys.data && keys.data.length > 0 ? (
+          <KeyTable
+            keys={keys.data}
+            onRevoke={revoke}
+            onRotate={(k) => {
+              setNotice(null);
+              setRotated(null);
+              setRotating(k);
+            }}
+          />
+        ) : null}
       </section>
     </div>
   );
 }
 
-function KeyTable({ keys, onRevoke }: { keys: ApiKey[]; onRevoke: (k: ApiKey) => Promise<void> }) {
+const GRACE_CHOICES = [
+  { value: "0", label: "Stop the old key now" },
+  { value: "3600", label: "Keep the old key for 1 hour" },
+  { value: "86400", label: "Keep the old key for 1 day" },
+  { value: "604800", label: "Keep the old key for 7 days" },
+];
+
+/** Rotate a key: a new secret (shown once), and the old key revoked now or after a grace period so
+ * that whatever uses it can be switched over first. */
+function RotateKeyForm({
+  slug,
+  apiKey,
+  onCancel,
+  onRotated,
+}: {
+  slug: string;
+  apiKey: ApiKey;
+  onCancel: () => void;
+  onRotated: (k: CreatedKey, graceSeconds: number) => Promise<void>;
+}) {
+  const [grace, setGrace] = useState("0");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const seconds = Number(grace);
+      await onRotated(await rotateApiKey(slug, apiKey.id, seconds), seconds);
+    } catch (err) {
+      setError(errorMessage(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="subpanel">
+      <h3>Rotate key {apiKey.name}</h3>
+      <p className="muted">
+        A new secret replaces <code className="prefix">{apiKey.lookupPrefix}…</code> with the same name, role and expiry.
+      </p>
+      <form onSubmit={submit} className="form form-inline" aria-label={`Rotate key ${apiKey.name}`}>
+        <SelectField label="Old key" name="grace" value={grace} onChange={(e) => setGrace(e.target.value)}>
+          {GRACE_CHOICES.map((c) => (
+            <option key={c.value} value={c.value}>
+              {c.label}
+            </option>
+          ))}
+        </SelectField>
+        <button type="submit" className="btn btn-primary" disabled={busy}>
+          {busy ? "Rotating…" : "Rotate key"}
+        </button>
+        <button type="button" className="btn btn-ghost" onClick={onCancel}>
+          Cancel
+        </button>
+      </form>
+      {error ? <Alert kind="error">{error}</Alert> : null}
+    </div>
+  );
+}
+
+function KeyTable({
+  keys,
+  onRevoke,
+  onRotate,
+}: {
+  keys: ApiKey[];
+  onRevoke: (k: ApiKey) => Promise<void>;
+  onRotate: (k: ApiKey) => void;
+}) {
   return (
     <table className="table">
       <thead>
@@ -187,9 +298,19 @@ function KeyTable({ keys, onRevoke }: { keys: ApiKey[]; onRevoke: (k: ApiKey) =>
               </td>
               <td className="actions">
                 {status === "active" ? (
-                  <ConfirmButton label={`Revoke key ${k.name}`} confirmLabel="Revoke key" onConfirm={() => onRevoke(k)}>
-                    Revoke
-                  </ConfirmButton>
+                  <>
+                    <button
+                      type="button"
+                      className="btn btn-secondary btn-small"
+                      aria-label={`Rotate key ${k.name}`}
+                      onClick={() => onRotate(k)}
+                    >
+                      Rotate
+                    </button>
+                    <ConfirmButton label={`Revoke key ${k.name}`} confirmLabel="Revoke key" onConfirm={() => onRevoke(k)}>
+                      Revoke
+                    </ConfirmButton>
+                  </>
                 ) : null}
               </td>
             </tr>
@@ -210,7 +331,7 @@ export function ServiceAccountsPage() {
   const [formError, setFormError] = useState<string | null>(null);
   const [notice, setNotice] = useState<Notice>(null);
   const [keyFor, setKeyFor] = useState<ServiceAccount | null>(null);
-  const [created, setCreated] = useState<CreatedKey | null>(null);
+  const [created, setCreated] = useState<(CreatedKey & { account: ServiceAccount }) | null>(null);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -282,6 +403,9 @@ export function ServiceAccountsPage() {
         </div>
         {notice ? <Alert kind={notice.kind}>{notice.text}</Alert> : null}
         {created ? <SecretPanel secret={created.secret} name={created.apiKey.name} onDone={() => setCreated(null)} /> : null}
+        {created && created.account.role === "agent" ? (
+          <ConnectAgentPanel slug={workspace.slug} account={created.account} created={created} />
+        ) : null}
         {keyFor ? (
           <ServiceAccountKeyForm
             slug={workspace.slug}
@@ -289,7 +413,7 @@ export function ServiceAccountsPage() {
             onCancel={() => setKeyFor(null)}
             onCreated={(k) => {
               setKeyFor(null);
-              setCreated(k);
+              setCreated({ ...k, account: keyFor });
             }}
           />
         ) : null}
@@ -400,5 +524,95 @@ function ServiceAccountKeyForm({
       </form>
       {error ? <Alert kind="error">{error}</Alert> : null}
     </div>
+  );
+}
+
+/** A word as the shell reads it: left bare when it is plain, else single-quoted. */
+function shellWord(text: string): string {
+  return /^[A-Za-z0-9_.,:/@%+=-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A label from the account's name: lower case, letters, digits, dots, dashes and underscores. */
+function defaultLabel(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9_.-]+/g, "-").replace(/^-+|-+$/g, "") || "default";
+}
+
+/** The "connect a self-hosted agent" step after an Agent-role key is created: the command to run
+ * (this server's URL, the key, a label; the variables and options `flowdeck agent start` reads),
+ * and a status that turns green when an agent of this account connects (agent.* live events;
+ * docs/live-updates.md). */
+function ConnectAgentPanel({
+  slug,
+  account,
+  created,
+}: {
+  slug: string;
+  account: ServiceAccount;
+  created: CreatedKey;
+}) {
+  const [label, setLabel] = useState(() => defaultLabel(account.name));
+  const agents = useAsync(() => fetchAgents(slug), [slug]);
+  useLiveRefresh(["agent."], agents.reload, 200);
+  useFallbackPolling(agents.reload, 5000);
+
+  const command =
+    `FLOWDECK_API_URL=${shellWord(window.location.origin)} FLOWDECK_API_KEY=${shellWord(created.secret)} ` +
+    `flowdeck agent start --label ${shellWord(label.trim() || "default")}`;
+  // An agent of this account that called in after the key was made (both times are the server's).
+  const since = new Date(created.apiKey.createdAt).getTime();
+  const connected = (agents.data ?? []).find(
+    (a) =>
+      a.serviceAccountId === account.id &&
+      a.status === "healthy" &&
+      a.lastHeartbeatAt !== null &&
+      new Date(a.lastHeartbeatAt).getTime() >= since,
+  );
+
+  const { copied, copy, ref: codeRef } = useCopy(command);
+
+
+  return (
+    <section className="connect-agent" aria-labelledby="connect-agent-title">
+      <h3 id="connect-agent-title">Connect an agent with this key</h3>
+      <p>
+        Run this where your flows should run. The agent registers with {account.name}’s key and claims the runs whose
+        labels are all among its labels (a flow without labels runs on any agent).
+      </p>
+      <div className="form form-inline">
+        <TextField
+          label="Agent label"
+          name="label"
+          maxLength={100}
+          value={label}
+          onChange={(e) => setLabel(e.target.value)}
+        />
+      </div>
+      <div className="secret-row">
+        <code ref={codeRef} className="secret" aria-label="Agent start command" data-testid="agent-command">
+          {command}
+        </code>
+        <button type="button" className="btn btn-primary btn-small" onClick={copy}>
+          {copied === "copied" ? "Copied" : "Copy command"}
+        </button>
+      </div>
+      {copied === "failed" ? <p className="hint">Copying was blocked by the browser; the command is selected, press Ctrl+C.</p> : null}
+      <p className="hint">
+        It needs the <code>flowdeck</code> command: <code>pip install ./agents_sdk</code> from the Flowdeck repository;
+        on the machine that runs <code>scripts/start</code> it is in <code>.venv/bin</code> (put that on your{" "}
+        <code>PATH</code>).
+      </p>
+      <div role="status" aria-live="polite" data-testid="agent-connection">
+        {connected ? (
+          <p className="connect-agent-ok">
+            <AgentStatusBadge status={connected.status} /> Agent <strong>{connected.name}</strong> is connected.{" "}
+            <Link to={`/w/${slug}/agents`}>See it on the Agents page</Link>.
+          </p>
+        ) : (
+          <p className="connect-agent-waiting">
+            <span className="spinner" aria-hidden="true" /> Waiting for your agent…
+          </p>
+        )}
+      </div>
+    </section>
   );
 }

@@ -34,7 +34,7 @@ export function HomeRedirect() {
     last = null;
   }
   const target = workspaces.find((w) => w.slug === last) ?? workspaces[0]!;
-  return <Navigate to={`/w/${target.slug}/team`} replace />;
+  return <Navigate to={`/w/${target.slug}/dashboard`} replace />;
 }
 
 function suggestSlug(name: string): string {
@@ -69,7 +69,7 @@ export function CreateWorkspacePage() {
       const chosen = (slugEdited ? slug : suggestSlug(name)).trim();
       const created = await createWorkspace(name.trim(), chosen || null);
       await reloadWorkspaces();
-      navigate(`/w/${created}/team`);
+      navigate(`/w/${created}/dashboard`);
     } catch (err) {
       setError(errorMessage(err));
       setBusy(false);
@@ -181,7 +181,7 @@ export function InvitationPage() {
     try {
       const ws = await acceptInvitation(token);
       await reloadWorkspaces();
-      navigate(`/w/${ws.slug}/team`, { replace: true });
+      navigate(`/w/${ws.slug}/dashboard`, { replace: true });
     } catch (err) {
       setAcceptError(errorMessage(err));
       setBusy(false);

@@ -1,4 +1,5 @@
 import { useEffect } from "react";
+import { Link } from "react-router";
 
 import { fetchAgents } from "../../api/orchestration";
 import { AgentStatusBadge, usePolling } from "../../components/orchestration";
@@ -9,8 +10,8 @@ import { useWorkspace } from "../WorkspaceLayout";
 export function AgentsPage() {
   const { workspace } = useWorkspace();
   const agents = useAsync(() => fetchAgents(workspace.slug), [workspace.slug]);
-  // Live: registrations and status changes (healthy / unhealthy / offline) refresh the list; the
-  // heartbeat times move without events, so a slow poll stays.
+  // Live: registrations and status changes (healthy / unhealthy / offline / stopped) refresh the
+  // list; the heartbeat times move without events, so a slow poll stays.
   useLiveRefresh(["agent."], agents.reload, 300);
   useFallbackPolling(agents.reload, 10000);
   usePolling(agents.reload, 30_000);
@@ -27,13 +28,16 @@ export function AgentsPage() {
       </div>
       <p className="muted">
         An agent is <strong>healthy</strong> while it heartbeats and its claim loop polls; <strong>unhealthy</strong>{" "}
-        when it heartbeats but stopped polling for three intervals; <strong>offline</strong> without heartbeats.
+        when it heartbeats but stopped polling for three intervals; <strong>offline</strong> without heartbeats;{" "}
+        <strong>stopped</strong> as soon as it shuts down cleanly (SIGTERM or Ctrl-C).
       </p>
       {agents.error ? <ErrorState error={agents.error} onRetry={() => void agents.reload()} /> : null}
       {!agents.data && agents.loading ? <Spinner label="Loading agents…" /> : null}
       {agents.data && agents.data.length === 0 ? (
         <EmptyState>
-          No agents yet. Create a service account with the Agent role, then run <code>flowdeck agent start</code>.
+          No agents yet. Create a service account with the Agent role and a key for it on the{" "}
+          <Link to={`/w/${workspace.slug}/service-accounts`}>Service accounts</Link> page: it shows the{" "}
+          <code>flowdeck agent start</code> command to run, with the key.
         </EmptyState>
       ) : null}
       {agents.data && agents.data.length > 0 ? (

@@ -1,27 +1,22 @@
-import { useEffect } from "react";
+import { lazy, Suspense, useEffect } from "react";
 import { Link, useParams } from "react-router";
 
-import { fetchFlow, type Schedule } from "../../api/orchestration";
-import { DagView, RunTable } from "../../components/orchestration";
+import { fetchFlow } from "../../api/orchestration";
+import { ParametersTable } from "../../components/flow/ParametersTable";
+import { RunHistoryChart } from "../../components/flow/RunHistoryChart";
+import { SchedulesPanel } from "../../components/flow/SchedulesPanel";
+import { VersionsPanel } from "../../components/flow/VersionsPanel";
+import { RunTable } from "../../components/orchestration";
 import { EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
 import { useFallbackPolling, useLiveRefresh } from "../../live";
 import { FlowAlertBadge, useAlertBadges } from "../alerts/common";
 import { useWorkspace } from "../WorkspaceLayout";
 
+// The layout library is large: loaded with the first schematic shown, not with the app.
+const Schematic = lazy(() => import("../../components/run/RunSchematic").then((m) => ({ default: m.RunSchematic })));
+
 export function canRunFlows(role: string): boolean {
   return role === "owner" || role === "admin" || role === "developer";
-}
-
-function describeSchedule(s: Schedule): string {
-  if (s.kind === "cron") return `cron ${s.cron}`;
-  if (s.kind === "interval" && s.intervalSeconds) {
-    const n = s.intervalSeconds;
-    if (n % 86400 === 0) return `every ${n / 86400} day(s)`;
-    if (n % 3600 === 0) return `every ${n / 3600} hour(s)`;
-    if (n % 60 === 0) return `every ${n / 60} minute(s)`;
-    return `every ${n} seconds`;
-  }
-  return s.rrule ? `rrule ${s.rrule}` : s.kind;
 }
 
 export function FlowPage() {
@@ -58,6 +53,8 @@ export function FlowPage() {
     );
   }
   const version = f.activeVersion;
+  // Pinning, archiving and pausing take flow:register / project:write: Developers and up.
+  const canEdit = canRunFlows(workspace.viewerRole);
   return (
     <div className="stack-lg">
       <div>
@@ -66,10 +63,10 @@ export function FlowPage() {
         </p>
         <div className="run-head">
           <h2>{f.name}</h2>
-          {version ? <span className="badge">v{version.version}</span> : null}
+          {version ? <span className="badge" data-testid="active-version">v{version.version}</span> : null}
           <FlowAlertBadge slug={workspace.slug} badge={badges.get(f.id)} />
           <div className="form-actions">
-            {version && canRunFlows(workspace.viewerRole) ? (
+            {version && canEdit ? (
               <Link to={`/w/${workspace.slug}/flows/${f.id}/run`} className="btn btn-primary">
                 Quick run
               </Link>
@@ -77,36 +74,52 @@ export function FlowPage() {
           </div>
         </div>
         {f.description ? <p className="muted">{f.description}</p> : null}
+        {!canEdit ? (
+          <p className="muted" data-testid="viewer-note">
+            Developers, Admins and Owners can start runs, pin or archive versions and pause schedules.
+          </p>
+        ) : null}
       </div>
+
+      <section className="card" aria-labelledby="history-title">
+        <div className="card-head">
+          <h2 id="history-title">Run history</h2>
+          {f.recentRuns.length ? <span className="count">{f.recentRuns.length}</span> : null}
+        </div>
+        {f.recentRuns.length === 0 ? (
+          <EmptyState>This flow has not run yet.</EmptyState>
+        ) : (
+          <RunHistoryChart slug={workspace.slug} runs={f.recentRuns} />
+        )}
+      </section>
 
       <section className="card" aria-labelledby="schematic-title">
         <div className="card-head">
           <h2 id="schematic-title">Schematic</h2>
-          {version ? <span className="count">{version.tasks.length} tasks</span> : null}
+          {version ? <span className="count">{version.tasks.length} {version.tasks.length === 1 ? "task" : "tasks"}</span> : null}
         </div>
-        {version ? <DagView tasks={version.tasks} edges={version.edges} /> : <EmptyState>No active version.</EmptyState>}
+        {version ? (
+          <Suspense fallback={<Spinner label="Loading the schematic…" />}>
+            <Schematic of="flow" tasks={version.tasks} edges={version.edges} parameters={version.parameters} taskRuns={[]} />
+          </Suspense>
+        ) : (
+          <EmptyState>No active version.</EmptyState>
+        )}
       </section>
 
       <div className="grid-2">
-        <section className="card" aria-labelledby="version-title">
+        <section className="card" aria-labelledby="version-title" data-testid="versions">
           <div className="card-head">
-            <h2 id="version-title">Active version</h2>
+            <h2 id="version-title">Versions</h2>
+            <span className="count">{f.versions.length}</span>
           </div>
           {version ? (
             <dl className="facts">
               <div>
-                <dt>Version</dt>
-                <dd>{version.version}</dd>
-              </div>
-              <div>
-                <dt>Registered</dt>
+                <dt>Active</dt>
                 <dd>
-                  <Time value={version.createdAt} />
+                  v{version.version}, registered <Time value={version.createdAt} />
                 </dd>
-              </div>
-              <div>
-                <dt>Parameters</dt>
-                <dd>{version.parameters.map((p) => p.name).join(", ") || "—"}</dd>
               </div>
               <div>
                 <dt>Labels</dt>
@@ -126,44 +139,34 @@ export function FlowPage() {
               </div>
             </dl>
           ) : (
-            <EmptyState>Every version is archived.</EmptyState>
+            <EmptyState>Every version is archived: restore one to run this flow.</EmptyState>
           )}
-          <h3>Versions</h3>
-          <ul className="flow-list" data-testid="versions">
-            {f.versions.map((v) => (
-              <li key={v.id}>
-                v{v.version} · <Time value={v.createdAt} />
-                {v.isArchived ? <span className="badge badge-muted"> archived</span> : null}
-                {version && v.id === version.id ? <span className="badge badge-status-active"> active</span> : null}
-              </li>
-            ))}
-          </ul>
+          <VersionsPanel slug={workspace.slug} flow={f} canEdit={canEdit} onChanged={flow.reload} />
         </section>
         <section className="card" aria-labelledby="schedules-title">
           <div className="card-head">
             <h2 id="schedules-title">Schedules</h2>
           </div>
-          {f.schedules.length === 0 ? (
-            <EmptyState>No schedule: this flow runs when started.</EmptyState>
-          ) : (
-            <ul className="flow-list">
-              {f.schedules.map((s) => (
-                <li key={s.id}>
-                  <code>{describeSchedule(s)}</code> <span className="muted">({s.timezone})</span>{" "}
-                  {s.isActive ? <span className="badge badge-status-active">Active</span> : <span className="badge">Paused</span>}
-                </li>
-              ))}
-            </ul>
-          )}
+          <SchedulesPanel slug={workspace.slug} flowId={f.id} schedules={f.schedules} canEdit={canEdit} onChanged={flow.reload} />
         </section>
       </div>
 
-      <section className="card" aria-labelledby="recent-title">
+      <section className="card" aria-labelledby="parameters-title">
         <div className="card-head">
-          <h2 id="recent-title">Recent runs</h2>
+          <h2 id="parameters-title">Parameters</h2>
+          {version ? <span className="muted">of v{version.version}</span> : null}
         </div>
-        <RunTable slug={workspace.slug} runs={f.recentRuns} showFlow={false} empty="This flow has not run yet." />
+        {version ? <ParametersTable parameters={version.parameters} /> : <EmptyState>No active version.</EmptyState>}
       </section>
+
+      {f.recentRuns.length > 0 ? (
+        <section className="card" aria-labelledby="recent-title">
+          <div className="card-head">
+            <h2 id="recent-title">Recent runs</h2>
+          </div>
+          <RunTable slug={workspace.slug} runs={f.recentRuns.slice(0, 10)} showFlow={false} empty="" />
+        </section>
+      ) : null}
     </div>
   );
 }

@@ -225,9 +225,11 @@ export function QuickRunPage() {
           />
           <p className="hint">Comma-separated. Leave empty to use the version's labels.</p>
         </div>
-        <p className="hint">
-          <span className="required">*</span> required
-        </p>
+        {parameters.some((p) => p.required) ? (
+          <p className="hint" data-testid="required-legend">
+            <span className="required">*</span> required
+          </p>
+        ) : null}
         <div className="form-actions">
           <button type="submit" className="btn btn-primary" disabled={busy || !canRunFlows(workspace.viewerRole)}>
             {busy ? "Starting…" : "Start run"}

@@ -1,21 +1,23 @@
-import { useCallback, useEffect, useRef, useState } from "react";
-import { Link, useNavigate, useParams } from "react-router";
+import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from "react";
+import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 
 import { errorMessage } from "../../api/graphql";
 import {
   cancelRun,
   deleteRun,
-  fetchLogs,
   fetchRun,
   restartRun,
   RESTARTABLE_STATES,
   TERMINAL_STATES,
-  type LogLine,
+  type LogFilter,
   type RunDetail,
   type StateType,
   type TaskRun,
 } from "../../api/orchestration";
-import { DagView, duration, STATE_COLORS, StateBadge } from "../../components/orchestration";
+import { NoLiveAgent, runDuration, STATE_COLORS, StateBadge } from "../../components/orchestration";
+import { RunGantt } from "../../components/run/RunGantt";
+import { RunLogs } from "../../components/run/RunLogs";
+import { TaskRunDetail } from "../../components/run/TaskRunDetail";
 import { Alert, ConfirmButton, EmptyState, ErrorState, Spinner, Time, useAsync } from "../../components/ui";
 import { useCoalesced, useFallbackPolling, useLiveEvents, useWatchRun } from "../../live";
 import type { LiveMessage } from "../../api/live";
@@ -23,76 +25,21 @@ import { RunAlertBadges, useRunIncidents } from "../alerts/common";
 import { useWorkspace } from "../WorkspaceLayout";
 import { canRunFlows } from "./FlowPage";
 
+// The schematic brings React Flow and ELK: loaded when its tab is first opened.
+const RunSchematic = lazy(() => import("../../components/run/RunSchematic").then((m) => ({ default: m.RunSchematic })));
+
 /** Polling only while the live socket is down; live events refresh the page otherwise. */
 const POLL_MS = 3000;
-const MAX_LOG_LINES = 2000;
-const LEVELS: Record<number, string> = { 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL" };
 
-function useLogTail(slug: string, runId: string) {
-  const [lines, setLines] = useState<LogLine[]>([]);
-  const [denied, setDenied] = useState(false);
-  const last = useRef<number | null>(null);
-  /** Bumped when the tail starts over (another run, or "reload"): a read in flight from before
-   * then stops without appending. */
-  const generation = useRef(0);
-  /** The generation whose read is running, if any. */
-  const running = useRef<number | null>(null);
-  /** A poll was asked for while one was running (a live event): read once more when it ends, or
-   * the lines that event announced would wait for the next one. */
-  const again = useRef(false);
-
-  useEffect(() => {
-    generation.current += 1;
-    setLines([]);
-    last.current = null;
-  }, [slug, runId]);
-
-  const poll = useCallback(async () => {
-    const mine = generation.current;
-    if (running.current === mine) {
-      again.current = true;
-      return;
-    }
-    running.current = mine;
-    try {
-      do {
-        again.current = false;
-        // Keep reading while full pages come back, so a long log catches up quickly (in rounds of
-        // five pages, so the page stays responsive).
-        for (let page = 0; page < 5; page++) {
-          const more = await fetchLogs(slug, runId, last.current);
-          if (mine !== generation.current) return;
-          if (more === null) {
-            setDenied(true);
-            return;
-          }
-          if (more.length === 0) break;
-          last.current = more[more.length - 1]!.sequence;
-          setLines((prev) => [...prev, ...more].slice(-MAX_LOG_LINES));
-          if (more.length < 200) break;
-          if (page === 4) again.current = true;
-        }
-      } while (again.current && mine === generation.current);
-    } catch {
-      /* the next poll or live event retries */
-    } finally {
-      if (running.current === mine) running.current = null;
-    }
-  }, [slug, runId]);
-
-  useEffect(() => {
-    void poll();
-  }, [poll]);
-
-  /** Start over from the first line (after the live socket dropped lines). */
-  const reload = useCallback(async () => {
-    generation.current += 1;
-    setLines([]);
-    last.current = null;
-    await poll();
-  }, [poll]);
-  return { lines, denied, poll, reload };
-}
+/** The run page's views, one tab each; the open tab is kept in the URL (`?tab=`). */
+const TABS = [
+  { id: "overview", label: "Overview" },
+  { id: "schematic", label: "Schematic" },
+  { id: "timeline", label: "Timeline" },
+  { id: "logs", label: "Logs" },
+  { id: "tasks", label: "Task runs" },
+] as const;
+type TabId = (typeof TABS)[number]["id"];
 
 interface TaskRunChange {
   id: string;
@@ -111,41 +58,61 @@ function patchTaskRuns(run: RunDetail, changes: TaskRunChange[]): RunDetail {
   return { ...run, taskRuns };
 }
 
+function taskName(t: TaskRun): string {
+  return t.mapIndex >= 0 ? `${t.taskKey}[${t.mapIndex}]` : t.taskKey;
+}
+
 export function RunPage() {
   const { workspace } = useWorkspace();
-  const { runId = "" } = useParams();
+  const { runId = "", taskRunId } = useParams();
   const navigate = useNavigate();
+  const [params, setParams] = useSearchParams();
   const run = useAsync(() => fetchRun(workspace.slug, runId), [workspace.slug, runId]);
-  const logs = useLogTail(workspace.slug, runId);
   const runIncidents = useRunIncidents(workspace.slug, runId);
   const [notice, setNotice] = useState<{ kind: "success" | "error"; text: string } | null>(null);
-  const [droppedLines, setDroppedLines] = useState(0);
   const finished = run.data ? TERMINAL_STATES.includes(run.data.stateType) : false;
-  useFallbackPolling(
-    () => {
-      void run.reload();
-      void logs.poll();
+  useFallbackPolling(() => void run.reload(), POLL_MS, Boolean(run.data));
+
+  const requested = params.get("tab");
+  const tab: TabId = TABS.some((t) => t.id === requested) ? (requested as TabId) : "overview";
+  const runPath = `/w/${workspace.slug}/runs/${runId}`;
+  const tabHref = (id: TabId) => (id === "overview" ? runPath : `${runPath}?tab=${id}`);
+
+  // The Logs tab's filters live in the URL too, so a filtered view can be shared and survives a reload.
+  const levelParam = params.get("level");
+  const logFilter = useMemo<LogFilter>(
+    () => ({
+      levelGte: levelParam && /^\d+$/.test(levelParam) ? Number(levelParam) : null,
+      taskRunId: params.get("task"),
+      search: params.get("q"),
+    }),
+    [levelParam, params],
+  );
+  const setLogFilter = useCallback(
+    (f: LogFilter) => {
+      const next = new URLSearchParams({ tab: "logs" });
+      if (f.levelGte != null) next.set("level", String(f.levelGte));
+      if (f.taskRunId) next.set("task", f.taskRunId);
+      if (f.search) next.set("q", f.search);
+      setParams(next, { replace: true });
     },
-    POLL_MS,
-    Boolean(run.data),
+    [setParams],
+  );
+  const openTaskRun = useCallback(
+    (id: string) => navigate(`/w/${workspace.slug}/runs/${runId}/tasks/${id}`),
+    [navigate, workspace.slug, runId],
   );
 
   // Live: the socket hears this run's task states and log lines while the page is open. States are
-  // patched at once; a coalesced refetch then brings the rest (timeline, times, new task runs).
+  // patched at once; a coalesced refetch then brings the rest (history, times, new task runs).
   useWatchRun(runId);
-  useEffect(() => setDroppedLines(0), [runId]);
   const refetchRun = useCoalesced(run.reload, 250);
-  const fetchLogs = useCoalesced(logs.poll, 150);
-  useLiveEvents(["flow_run.", "task_run.", "logs.", "logs_dropped"], (message: LiveMessage) => {
+  useLiveEvents(["flow_run.", "task_run."], (message: LiveMessage) => {
     if (message.kind === "resync") {
       refetchRun();
-      fetchLogs();
       return;
     }
-    if (message.kind === "logs_dropped") {
-      if (message.flowRunId === runId) setDroppedLines((n) => n + message.count);
-      return;
-    }
+    if (message.kind !== "event") return;
     const { type, data } = message.event;
     const ofThisRun = data.id === runId || data.flow_run_id === runId;
     if (!ofThisRun) return;
@@ -166,11 +133,13 @@ export function RunPage() {
       const changes = (type === "task_run.states_changed" ? data.task_runs : [data]) as TaskRunChange[];
       run.setData((prev) => (prev ? patchTaskRuns(prev, changes) : prev));
       refetchRun();
-    } else if (type === "logs.appended") {
-      fetchLogs();
     } else {
       refetchRun(); // deleted, restarted…
     }
+  });
+  // An agent coming or going changes whether a waiting run has one that can take it.
+  useLiveEvents(["agent."], () => {
+    if (run.data?.stateType === "SCHEDULED") refetchRun();
   });
 
   useEffect(() => {
@@ -205,11 +174,16 @@ export function RunPage() {
       setNotice({ kind: "error", text: errorMessage(err) });
     }
   };
-  const taskStates: Record<string, StateType> = {};
-  for (const t of r.taskRuns) if (t.mapIndex < 0 || !taskStates[t.taskKey]) taskStates[t.taskKey] = t.stateType;
+  const selectedTaskRun = taskRunId ? r.taskRuns.find((t) => t.id === taskRunId) : undefined;
+  const stateCounts = new Map<string, { type: StateType; name: string; count: number }>();
+  for (const t of r.taskRuns) {
+    const c = stateCounts.get(t.stateName) ?? { type: t.stateType, name: t.stateName, count: 0 };
+    c.count += 1;
+    stateCounts.set(t.stateName, c);
+  }
 
   return (
-    <div className="stack-lg">
+    <div className="stack-lg run-page">
       <div>
         <p className="breadcrumbs">
           <Link to={`/w/${workspace.slug}/flows/${r.flow.id}`}>{r.flow.name}</Link> / run
@@ -219,6 +193,7 @@ export function RunPage() {
           <span data-testid="run-state" aria-live="polite">
             <StateBadge type={r.stateType} name={r.stateName} />
           </span>
+          {r.stateType === "SCHEDULED" ? <NoLiveAgent reason={r.noLiveAgentReason} /> : null}
           <RunAlertBadges slug={workspace.slug} incidents={runIncidents} />
           <div className="form-actions">
             {canCancel ? (
@@ -260,155 +235,211 @@ export function RunPage() {
       </div>
       {notice ? <Alert kind={notice.kind}>{notice.text}</Alert> : null}
 
-      <div className="grid-2">
-        <section className="card" aria-labelledby="run-facts-title">
-          <div className="card-head">
-            <h2 id="run-facts-title">Details</h2>
+      <nav className="tabs run-tabs" aria-label="Run views">
+        <div role="tablist" className="run-tablist">
+          {TABS.map((t) => {
+            const selected = !taskRunId && t.id === tab;
+            return (
+              <Link
+                key={t.id}
+                to={tabHref(t.id)}
+                role="tab"
+                id={`run-tab-${t.id}`}
+                aria-selected={selected}
+                aria-controls={selected ? "run-tabpanel" : undefined}
+                className={`tab${selected ? " active" : ""}`}
+              >
+                {t.label}
+                {t.id === "tasks" ? <span className="count">{r.taskRuns.length}</span> : null}
+              </Link>
+            );
+          })}
+        </div>
+      </nav>
+
+      {taskRunId ? (
+        selectedTaskRun ? (
+          <TaskRunDetail
+            slug={workspace.slug}
+            runId={r.id}
+            taskRun={selectedTaskRun}
+            live={!finished}
+            backTo={`${runPath}?tab=tasks`}
+          />
+        ) : (
+          <div className="card not-found">
+            <h2>Task run not found</h2>
+            <p>This run has no such task run.</p>
+            <Link to={`${runPath}?tab=tasks`} className="btn btn-secondary">
+              Task runs
+            </Link>
           </div>
-          <dl className="facts">
-            <div>
-              <dt>Scheduled</dt>
-              <dd>
-                <Time value={r.scheduledStart} />
-              </dd>
-            </div>
-            <div>
-              <dt>Started</dt>
-              <dd>
-                <Time value={r.startTime} />
-              </dd>
-            </div>
-            <div>
-              <dt>Ended</dt>
-              <dd>
-                <Time value={r.endTime} />
-              </dd>
-            </div>
-            <div>
-              <dt>Duration</dt>
-              <dd>{duration(r.startTime, r.endTime)}</dd>
-            </div>
-            <div>
-              <dt>Attempt</dt>
-              <dd>{r.attempt}</dd>
-            </div>
-            <div>
-              <dt>Agent</dt>
-              <dd>{r.agent?.name ?? "—"}</dd>
-            </div>
-            <div>
-              <dt>Version</dt>
-              <dd>v{r.flowVersion.version}</dd>
-            </div>
-            <div>
-              <dt>Labels</dt>
-              <dd>{r.labels.join(", ") || "—"}</dd>
-            </div>
-            <div>
-              <dt>Parameters</dt>
-              <dd>
-                <code>{JSON.stringify(r.parameters)}</code>
-              </dd>
-            </div>
-          </dl>
-        </section>
-        <section className="card" aria-labelledby="timeline-title">
-          <div className="card-head">
-            <h2 id="timeline-title">State timeline</h2>
-          </div>
-          {r.stateHistory.length === 0 ? <EmptyState>No state changes recorded.</EmptyState> : null}
-          <ol className="timeline" data-testid="state-timeline">
-            {r.stateHistory.map((s, i) => (
-              <li key={i} style={{ ["--dot" as string]: STATE_COLORS[s.type] }}>
-                <div className="cell-main">
-                  <StateBadge type={s.type} name={s.name} /> <Time value={s.timestamp} />
+        )
+      ) : (
+        <div role="tabpanel" id="run-tabpanel" aria-labelledby={`run-tab-${tab}`} data-testid={`run-tab-${tab}`}>
+          {tab === "overview" ? (
+            <div className="grid-2">
+              <section className="card" aria-labelledby="run-facts-title">
+                <div className="card-head">
+                  <h2 id="run-facts-title">Details</h2>
                 </div>
-                {s.message ? <div className="cell-sub">{s.message}</div> : null}
-              </li>
-            ))}
-          </ol>
-        </section>
-      </div>
+                <dl className="facts">
+                  <div>
+                    <dt>Scheduled</dt>
+                    <dd>
+                      <Time value={r.scheduledStart} />
+                    </dd>
+                  </div>
+                  <div>
+                    <dt>Started</dt>
+                    <dd>
+                      <Time value={r.startTime} />
+                    </dd>
+                  </div>
+                  <div>
+                    <dt>Ended</dt>
+                    <dd>
+                      <Time value={r.endTime} />
+                    </dd>
+                  </div>
+                  <div>
+                    <dt>Duration</dt>
+                    <dd>{runDuration(r)}</dd>
+                  </div>
+                  <div>
+                    <dt>Attempt</dt>
+                    <dd>{r.attempt}</dd>
+                  </div>
+                  <div>
+                    <dt>Agent</dt>
+                    <dd>{r.agent?.name ?? "—"}</dd>
+                  </div>
+                  <div>
+                    <dt>Version</dt>
+                    <dd>v{r.flowVersion.version}</dd>
+                  </div>
+                  <div>
+                    <dt>Labels</dt>
+                    <dd>{r.labels.join(", ") || "—"}</dd>
+                  </div>
+                  <div>
+                    <dt>Parameters</dt>
+                    <dd>
+                      <code>{JSON.stringify(r.parameters)}</code>
+                    </dd>
+                  </div>
+                  <div>
+                    <dt>Tasks</dt>
+                    <dd data-testid="task-state-counts">
+                      {r.taskRuns.length === 0 ? (
+                        <span className="muted">No task has started yet.</span>
+                      ) : (
+                        [...stateCounts.values()].map((c) => (
+                          <span key={c.name} className="task-count">
+                            <StateBadge type={c.type} name={c.name} /> {c.count}
+                          </span>
+                        ))
+                      )}
+                    </dd>
+                  </div>
+                </dl>
+              </section>
+              <section className="card" aria-labelledby="timeline-title">
+                <div className="card-head">
+                  <h2 id="timeline-title">State timeline</h2>
+                </div>
+                {r.stateHistory.length === 0 ? <EmptyState>No state changes recorded.</EmptyState> : null}
+                <ol className="timeline" data-testid="state-timeline">
+                  {r.stateHistory.map((s, i) => (
+                    <li key={i} style={{ ["--dot" as string]: STATE_COLORS[s.type] }}>
+                      <div className="cell-main">
+                        <StateBadge type={s.type} name={s.name} /> <Time value={s.timestamp} />
+                      </div>
+                      {s.message ? <div className="cell-sub">{s.message}</div> : null}
+                    </li>
+                  ))}
+                </ol>
+              </section>
+            </div>
+          ) : null}
 
-      <section className="card" aria-labelledby="tasks-title">
-        <div className="card-head">
-          <h2 id="tasks-title">Task runs</h2>
-          <span className="count">{r.taskRuns.length}</span>
-        </div>
-        {r.flowVersion.tasks.length > 0 ? (
-          <DagView tasks={r.flowVersion.tasks} edges={r.flowVersion.edges} states={taskStates} />
-        ) : null}
-        {r.taskRuns.length === 0 ? (
-          <EmptyState>No task has started yet.</EmptyState>
-        ) : (
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Task</th>
-                <th scope="col">State</th>
-                <th scope="col">Attempt</th>
-                <th scope="col">Started</th>
-                <th scope="col">Duration</th>
-              </tr>
-            </thead>
-            <tbody>
-              {r.taskRuns.map((t) => (
-                <tr key={t.id} data-testid="task-run-row" style={{ boxShadow: `inset 3px 0 0 ${STATE_COLORS[t.stateType]}` }}>
-                  <td data-label="Task">
-                    <div className="cell-main">
-                      {t.taskKey}
-                      {t.mapIndex >= 0 ? <span className="muted">[{t.mapIndex}]</span> : null}
-                    </div>
-                  </td>
-                  <td data-label="State">
-                    <StateBadge type={t.stateType} name={t.stateName} />
-                  </td>
-                  <td data-label="Attempt">{t.attempt}</td>
-                  <td data-label="Started">
-                    <Time value={t.startTime} />
-                  </td>
-                  <td data-label="Duration">{duration(t.startTime, t.endTime)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </section>
+          {tab === "schematic" ? (
+            <section className="card" aria-label="Schematic">
+              <Suspense fallback={<Spinner label="Loading the schematic…" />}>
+                <RunSchematic
+                  tasks={r.flowVersion.tasks}
+                  edges={r.flowVersion.edges}
+                  parameters={r.flowVersion.parameters}
+                  taskRuns={r.taskRuns}
+                  onOpenTaskRun={openTaskRun}
+                />
+              </Suspense>
+            </section>
+          ) : null}
 
-      <section className="card" aria-labelledby="logs-title">
-        <div className="card-head">
-          <h2 id="logs-title">Logs</h2>
+          {tab === "timeline" ? (
+            <section className="card" aria-label="Timeline of the task runs">
+              <RunGantt slug={workspace.slug} runId={r.id} taskRuns={r.taskRuns} live={!finished} />
+            </section>
+          ) : null}
+
+          {tab === "logs" ? (
+            <section className="card" aria-label="Logs">
+              <RunLogs
+                slug={workspace.slug}
+                runId={r.id}
+                taskRuns={r.taskRuns}
+                filter={logFilter}
+                onFilter={setLogFilter}
+                live={!finished}
+              />
+            </section>
+          ) : null}
+
+          {tab === "tasks" ? (
+            <section className="card" aria-label="Task runs">
+              {r.taskRuns.length === 0 ? (
+                <EmptyState>No task has started yet.</EmptyState>
+              ) : (
+                <table className="table">
+                  <thead>
+                    <tr>
+                      <th scope="col">Task</th>
+                      <th scope="col">State</th>
+                      <th scope="col">Attempt</th>
+                      <th scope="col">Started</th>
+                      <th scope="col">Duration</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {r.taskRuns.map((t) => (
+                      <tr
+                        key={t.id}
+                        data-testid="task-run-row"
+                        style={{ boxShadow: `inset 3px 0 0 ${STATE_COLORS[t.stateType]}` }}
+                      >
+                        <td data-label="Task">
+                          <Link className="cell-main" to={`${runPath}/tasks/${t.id}`}>
+                            {taskName(t)}
+                          </Link>
+                        </td>
+                        <td data-label="State">
+                          <StateBadge type={t.stateType} name={t.stateName} />
+                        </td>
+                        <td data-label="Attempt">{t.attempt}</td>
+                        <td data-label="Started">
+                          <Time value={t.startTime} />
+                        </td>
+                        <td data-label="Duration">{runDuration(t)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )}
+            </section>
+          ) : null}
         </div>
-        {droppedLines > 0 && !logs.denied ? (
-          <p className="logs-dropped" aria-live="polite" data-testid="logs-dropped">
-            {droppedLines} log lines dropped — reload to see all.
-            <button
-              type="button"
-              className="btn btn-ghost btn-small"
-              onClick={() => {
-                setDroppedLines(0);
-                void logs.reload();
-              }}
-            >
-              Reload logs
-            </button>
-          </p>
-        ) : null}
-        {logs.denied ? (
-          <p className="muted">Your role cannot read logs.</p>
-        ) : logs.lines.length === 0 ? (
-          <EmptyState>No log lines yet.</EmptyState>
-        ) : (
-          <pre className="logs" data-testid="logs">
-            {logs.lines.map((l) => (
-              <div key={l.sequence} className={`log-level-${l.level}`}>
-                {new Date(l.timestamp).toLocaleTimeString()} {LEVELS[l.level] ?? l.level} {l.logger ? `${l.logger}: ` : ""}
-                {l.message}
-              </div>
-            ))}
-          </pre>
-        )}
-      </section>
+      )}
     </div>
   );
 }
