@@ -136,8 +136,11 @@ def workspace_delete(*, actor: Principal, workspace: Workspace, confirm_slug: st
         for model in _protecting_tenant_models():
             model.all_objects.filter(workspace=workspace).delete()
         workspace.delete()
-    for user_id in member_ids:
-        close_user_sockets(user_id=user_id, workspace_id=workspace_id, reason="workspace_deleted")
+    def close_pages() -> None:  # only once the deletion is certain
+        for user_id in member_ids:
+            close_user_sockets(user_id=user_id, workspace_id=workspace_id, reason="workspace_deleted")
+
+    transaction.on_commit(close_pages)
     record = {
         "action": "workspace.deleted", "workspace_id": str(workspace_id), "slug": slug, "name": name,
         "actor": actor.label, "ip_address": actor.ip_address,
