@@ -122,7 +122,9 @@ class FlowdeckGraphQLView(GraphQLView):
             )
 
         schema = self.schema.graphql_schema
-        errors = validate(schema, document, validation_rules(variables or {}), graphene_settings.MAX_VALIDATION_ERRORS)
+        anonymous = not request.user.is_authenticated
+        rules = validation_rules(variables or {}, anonymous=anonymous)
+        errors = validate(schema, document, rules, graphene_settings.MAX_VALIDATION_ERRORS)
         if errors:
             return ExecutionResult(data=None, errors=errors)
 

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.StaticFilesMiddleware",  # ServeStatic's files, without an event loop per request
     "core.middleware.BodySizeLimitMiddleware",
+    "core.middleware.JsonDepthLimitMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -273,6 +274,8 @@ FLOWDECK_PAGERDUTY_EVENTS_URL = env("FLOWDECK_PAGERDUTY_EVENTS_URL", default="ht
 # --- APIs ---------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Deeper JSON bodies are refused with 400 before they are parsed (core.middleware).
+MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=100)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.api.authentication.ApiKeyAuthentication",
@@ -322,6 +325,7 @@ GRAPHENE = {
 }
 GRAPHQL_MAX_DEPTH = env.int("GRAPHQL_MAX_DEPTH", default=10)
 GRAPHQL_MAX_COST = env.int("GRAPHQL_MAX_COST", default=2000)
+GRAPHQL_MAX_COST_ANONYMOUS = env.int("GRAPHQL_MAX_COST_ANONYMOUS", default=100)
 GRAPHQL_INTROSPECTION = env.bool("GRAPHQL_INTROSPECTION", default=not PRODUCTION)
 
 # --- Static files and the web app ---------------------------------------------------------------

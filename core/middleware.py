@@ -4,6 +4,7 @@ the 503 answer while the database cannot be reached; and static files, served sy
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,51 @@ class BodySizeLimitMiddleware:
                 413,
                 {"limit_bytes": limit},
             )
+        return self.get_response(request)
+
+
+# A JSON string (escapes included) or one bracket: what nesting depth is counted over.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_nesting_exceeds(body: bytes, limit: int) -> bool:
+    """Whether JSON text nests arrays and objects more than ``limit`` deep (brackets inside strings
+    do not count). A body with no more than ``limit`` opening brackets in all is answered without a
+    scan, so ordinary requests pay two ``bytes.count`` calls."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for token in _JSON_TOKENS.finditer(body):
+        char = token.group()[:1]
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+class JsonDepthLimitMiddleware:
+    """Answer 400 for a JSON body nested deeper than ``MAX_JSON_DEPTH`` before any parser reads it.
+    Python's JSON parser raises RecursionError about a thousand levels down, which DRF's parser and
+    allauth's alike turned into a 500, with or without credentials. GraphQL is left to its view,
+    which answers the same in GraphQL's own error shape."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (request.method in ("POST", "PUT", "PATCH", "DELETE") and "json" in (request.content_type or "")
+                and not request.path_info.startswith("/graphql")):
+            limit = settings.MAX_JSON_DEPTH
+            if json_nesting_exceeds(request.body, limit):
+                return error_response(
+                    "json_too_deep",
+                    f"The JSON body nests arrays and objects more than {limit} levels deep; send it flatter.",
+                    400,
+                    {"max_depth": limit},
+                )
         return self.get_response(request)
 
 

@@ -46,8 +46,8 @@ def error(description: str) -> OpenApiResponse:
 
 # Status → what it means in this API, said once for every operation that documents it.
 ERROR_DESCRIPTIONS = {
-    400: "Invalid input: the body or a query parameter was refused (`invalid`, `malformed_request`); "
-         "`details` names the fields.",
+    400: "Invalid input: the body or a query parameter was refused (`invalid`, `malformed_request`, "
+         "`json_too_deep` for JSON nested more than 100 levels); `details` names the fields.",
     401: "No credentials, or the API key or session was refused (`not_authenticated`, `authentication_failed`). "
          "Send `Authorization: Bearer fd_…`.",
     403: "Your role does not allow this (`permission_denied`; `details` has the action and your role), or a "

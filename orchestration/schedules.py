@@ -136,9 +136,27 @@ def validate_spec(spec: Any) -> None:
         if spec.interval_seconds or spec.rrule:
             raise _invalid("kind", "A cron schedule takes no interval_seconds or rrule.")
     else:
-        _parse_rrule(spec.rrule, _EPOCH)
+        _check_rrule_gaps(_parse_rrule(spec.rrule, _EPOCH), spec.rrule)
         if spec.interval_seconds or spec.cron:
             raise _invalid("kind", "An rrule schedule takes no interval_seconds or cron.")
+
+
+# How many of an RRULE's first occurrences are compared for the minimum gap: enough to go round any
+# BYSECOND / BYMINUTE pattern within its period.
+_RRULE_GAP_SAMPLE = 500
+
+
+def _check_rrule_gaps(rule: rruleset, text: str) -> None:
+    """Every schedule kind fires at most once per MIN_INTERVAL_SECONDS (the scheduler's tick): an
+    RRULE whose occurrences come closer (FREQ=SECONDLY, or BYSECOND=0,5 …) is refused."""
+    previous: datetime | None = None
+    for n, moment in enumerate(rule):
+        if n >= _RRULE_GAP_SAMPLE:
+            break
+        if previous is not None and (moment - previous).total_seconds() < MIN_INTERVAL_SECONDS:
+            raise _invalid("rrule", f"'{text}' fires {moment - previous} apart; a schedule fires at most every "
+                                    f"{MIN_INTERVAL_SECONDS} seconds.")
+        previous = moment
 
 
 def _local_naive(moment: datetime, tz: ZoneInfo) -> datetime:

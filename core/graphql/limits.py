@@ -30,8 +30,9 @@ class _Measure:
     """Depth and cost of one operation, following fragments (each measured once).
 
     Cost counts every field once, and a field with a ``first`` argument (a page) counts its
-    selections that many times. Depth counts nested fields. ``__typename`` is free; when
-    introspection is allowed its fields are not measured (they are refused outright otherwise).
+    selections that many times. Depth counts nested fields. ``__typename`` costs 1 like any field
+    (thousands of aliased ``__typename`` are thousands of fields to answer); when introspection is
+    allowed its fields are not measured (they are refused outright otherwise).
     """
 
     def __init__(self, context: ValidationContext, operation: OperationDefinitionNode, variables: dict[str, Any]):
@@ -79,7 +80,7 @@ class _Measure:
     def field(self, node: FieldNode, parent_type: Any) -> tuple[int, int]:
         name = node.name.value
         if name == "__typename":
-            return 1, 0
+            return 1, 1
         if name in INTROSPECTION_FIELDS:
             return 0, 0
         definition = getattr(parent_type, "fields", {}).get(name)
@@ -169,10 +170,13 @@ class NoIntrospectionRule(ValidationRule):
             )
 
 
-def validation_rules(variables: dict[str, Any]) -> list[type[ValidationRule]]:
+def validation_rules(variables: dict[str, Any], *, anonymous: bool = False) -> list[type[ValidationRule]]:
+    """The limits a document must pass before it runs; a caller without a session gets the tighter
+    cost cap (what anonymous visitors may ask is small: an invitation, the viewer)."""
+    max_cost = settings.GRAPHQL_MAX_COST_ANONYMOUS if anonymous else settings.GRAPHQL_MAX_COST
     rules: list[type[ValidationRule]] = [
         depth_limit_rule(settings.GRAPHQL_MAX_DEPTH, variables),
-        cost_limit_rule(settings.GRAPHQL_MAX_COST, variables),
+        cost_limit_rule(max_cost, variables),
     ]
     if not settings.GRAPHQL_INTROSPECTION:
         rules.append(NoIntrospectionRule)

@@ -261,3 +261,21 @@ def test_a_bug_in_a_mutation_rolls_the_request_back(world_a, monkeypatch):
     body = gql(login(world_a.users[Role.OWNER]), document, {"id": str(world_a.agent.pk)})
     assert error_codes(body) == ["internal_error"] and body["data"]["b"] is None
     assert Workspace.objects.get(pk=world_a.workspace.pk).name == "Acme"
+
+
+def test_typename_counts_like_any_field_and_aliases_each_count(world_a, settings):
+    """5,000 aliased __typename used to cost nothing (and seconds of server time to answer)."""
+    settings.GRAPHQL_MAX_COST = 2000
+    flood = "{ " + " ".join(f"t{i}: __typename" for i in range(5000)) + " }"
+    body = gql(login(world_a.users[Role.OWNER]), flood, status=400)
+    assert body["errors"][0]["extensions"] == {"code": "query_too_costly", "cost": 5000, "maxCost": 2000}
+    assert ok(gql(login(world_a.users[Role.OWNER]), "{ viewer { __typename email } }"))["viewer"]["email"]
+
+
+def test_anonymous_callers_get_a_tighter_cost_cap(world_a, settings):
+    settings.GRAPHQL_MAX_COST, settings.GRAPHQL_MAX_COST_ANONYMOUS = 2000, 100
+    document = "{ " + " ".join(f"t{i}: __typename" for i in range(150)) + " }"
+    anonymous = gql(login(None), document, status=400)
+    assert anonymous["errors"][0]["extensions"] == {"code": "query_too_costly", "cost": 150, "maxCost": 100}
+    signed_in = ok(gql(login(world_a.users[Role.VIEWER]), document))
+    assert len(signed_in) == 150

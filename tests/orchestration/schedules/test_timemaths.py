@@ -167,6 +167,11 @@ def test_schedule_past_its_end_has_no_occurrences():
         (ScheduleSpec(kind="cron", cron="0 0 30 2 *"), "cron"),
         (ScheduleSpec(kind="cron", cron="0 0 * * * *"), "cron"),
         (ScheduleSpec(kind="rrule", rrule="FREQ=SOMETIMES"), "rrule"),
+        # the same 10-second floor as interval schedules, however the rule gets there
+        (ScheduleSpec(kind="rrule", rrule="FREQ=SECONDLY"), "rrule"),
+        (ScheduleSpec(kind="rrule", rrule="FREQ=SECONDLY;INTERVAL=9"), "rrule"),
+        (ScheduleSpec(kind="rrule", rrule="FREQ=MINUTELY;BYSECOND=0,5"), "rrule"),
+        (ScheduleSpec(kind="rrule", rrule="FREQ=HOURLY;BYMINUTE=0;BYSECOND=0,30,31"), "rrule"),
         (ScheduleSpec(kind="rrule", rrule=""), "rrule"),
         (ScheduleSpec(kind="rrule", rrule="DTSTART;TZID=Europe/Berlin:20260101T090000\nRRULE:FREQ=DAILY"), "rrule"),
         (ScheduleSpec(kind="interval", interval_seconds=MIN_INTERVAL_SECONDS - 1), "interval_seconds"),
@@ -190,6 +195,8 @@ def test_valid_schedules_pass_validation():
     validate_spec(ScheduleSpec(kind="cron", cron="0 9 * * 1-5", timezone="America/New_York"))
     validate_spec(ScheduleSpec(kind="rrule", rrule="FREQ=DAILY;BYHOUR=9", timezone="Europe/Berlin"))
     validate_spec(ScheduleSpec(kind="interval", interval_seconds=MIN_INTERVAL_SECONDS))
+    validate_spec(ScheduleSpec(kind="rrule", rrule=f"FREQ=SECONDLY;INTERVAL={MIN_INTERVAL_SECONDS}"))
+    validate_spec(ScheduleSpec(kind="rrule", rrule="FREQ=MINUTELY;BYSECOND=0,30"))
 
 
 def test_cron_evaluated_from_inside_the_repeated_hour_resumes_after_it():
