@@ -24,11 +24,11 @@ DEBUG = env.bool("DEBUG", default=False)
 PRODUCTION = env.bool("FLOWDECK_PRODUCTION", default=False)
 SECRET_KEY = env("SECRET_KEY", default="embedded-insecure-key-change-me-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
-CSRF_TRUSTED_ORIGINS = env.list(
-    "CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8000", "http://localhost:8000"]
-)
 # Links in e-mails: this address when set; unset, the address the request came to (accounts/links.py).
 PUBLIC_URL = env("FLOWDECK_PUBLIC_URL", default="").rstrip("/")
+# Other origins trusted for CSRF and the browser socket. Same-origin requests need no entry, so by
+# default only the public address is trusted (never a fixed port another local app may hold).
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_URL] if PUBLIC_URL else [])
 
 INSTALLED_APPS = [
     "core.admin_apps.FlowdeckAdminConfig",

@@ -40,6 +40,23 @@ def test_session_post_with_the_csrf_token_runs(world_a):
     assert _service_account_names(world_a) == ["agent", "ci"]
 
 
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:8000", "http://localhost:8000", "http://testserver:8000",
+                                    "https://testserver"])
+def test_a_session_post_from_another_origin_is_403_even_with_the_token(world_a, origin):
+    """Only the served origin (and FLOWDECK_PUBLIC_URL) is trusted: not a fixed port 8000 whatever
+    the server's address, not another port or scheme of the same host."""
+    client = login(world_a.users[Role.ADMIN], enforce_csrf_checks=True)
+    client.get(GRAPHQL_URL, {"query": "{ viewer { email } }"}, HTTP_ACCEPT="application/json")
+    token = client.cookies["csrftoken"].value
+    response = client.post(GRAPHQL_URL, {"query": CREATE_SA}, content_type="application/json", HTTP_X_CSRFTOKEN=token,
+                           HTTP_ORIGIN=origin)
+    assert response.status_code == 403, response.content
+    assert _service_account_names(world_a) == ["agent"]
+    same = client.post(GRAPHQL_URL, {"query": CREATE_SA}, content_type="application/json", HTTP_X_CSRFTOKEN=token,
+                       HTTP_ORIGIN="http://testserver")
+    assert same.status_code == 200 and _service_account_names(world_a) == ["agent", "ci"]
+
+
 def test_api_keys_do_not_sign_in_to_graphql(world_a):
     client = login()
     body = client.post(

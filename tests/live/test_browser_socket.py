@@ -100,6 +100,23 @@ def test_not_logged_in_is_4401_and_a_foreign_origin_is_refused(live_servers, acm
     assert refused.value.response.status_code == 403
 
 
+def test_only_the_served_origin_may_open_the_socket_port_and_scheme_included(live_servers, acme):
+    """A page on another port of the same host, or plain http against an https origin (or the
+    reverse), cannot ride the session cookie: the whole origin must match what is served."""
+    one, _ = live_servers
+    viewer = acme.users[Role.VIEWER]
+    scheme, host_port = one.url.split("://", 1)
+    host, port = host_port.rsplit(":", 1)
+    other_port = f"{scheme}://{host}:{int(port) + 1}"
+    other_scheme = f"{'https' if scheme == 'http' else 'http'}://{host_port}"
+    for origin in (other_port, other_scheme, f"{scheme}://{host}:8000", "null"):
+        with pytest.raises(InvalidStatus) as refused:
+            browser_socket(one, "acme", viewer, origin=origin)
+        assert refused.value.response.status_code == 403, origin
+    with browser_socket(one, "acme", viewer, origin=one.url.upper()) as ws:  # origins compare case-blind
+        assert _hello(ws) is not None
+
+
 def test_a_removed_member_s_socket_is_closed(live_servers, acme):
     one, other = live_servers
     developer = acme.users[Role.DEVELOPER]
