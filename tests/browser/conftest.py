@@ -130,6 +130,18 @@ def leave_evidence(request: pytest.FixtureRequest, app: App, tmp_path: Path, ser
 
 
 @pytest.fixture
+def live_app(asgi_server, browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:  # type: ignore[no-untyped-def]
+    """The app on the real ASGI server (websockets included: the ``live_server`` of ``app`` speaks
+    WSGI only) that the test module's own ``asgi_server`` fixture runs."""
+    if asgi_server.proc is None:  # a test took the server away and failed before restarting it
+        asgi_server.start()
+    instance = App(url=asgi_server.url, browser=browser)
+    yield instance
+    leave_evidence(request, instance, tmp_path, server_log=asgi_server.log_path)
+    instance.close()
+
+
+@pytest.fixture
 def app(request: pytest.FixtureRequest, live_server, browser: Browser, settings, tmp_path: Path) -> Iterator[App]:  # type: ignore[no-untyped-def]
     settings.PUBLIC_URL = live_server.url
     instance = App(url=live_server.url, browser=browser)
@@ -181,6 +193,34 @@ def log_in(page: Page, email: str, password: str = PASSWORD, *, succeed: bool = 
     page.get_by_role("button", name="Log in").click()
     if succeed:
         expect(page).to_have_url(re.compile(r"/w/[a-z0-9-]+/dashboard$"))
+
+
+AXE = ROOT / "frontend" / "app" / "node_modules" / "axe-core" / "axe.min.js"
+# Where page screenshots for a reviewer go (failure pictures go to the test's tmp dir instead).
+SHOTS = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or ROOT / "var" / "screenshots") / "pages"
+
+
+def axe_problems(page: Page) -> list[str]:
+    """axe-core's serious and critical findings (WCAG 2 A/AA and best practice) on the page as it
+    is now; axe-core comes from the web app's dev dependencies."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+            const tags = ["wcag2a", "wcag2aa", "wcag21aa", "best-practice"];
+            const r = await axe.run(document, {runOnly: {type: "tag", values: tags}});
+            return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+                .map(v => `${v.impact}: ${v.id} (${v.help}) at ${v.nodes.slice(0, 3).map(n => n.target.join(" "))}`);
+        }"""
+    )
+    return list(found)
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """A full-page picture of ``page`` for a reviewer, as SHOTS/<name>.png."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def open_team(page: Page) -> None:

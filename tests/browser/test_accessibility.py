@@ -8,11 +8,9 @@ into each page after it has loaded."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -24,14 +22,11 @@ from tests.factories import PASSWORD
 from tests.orchestration.factories import AgentFactory, FlowRunFactory, ProjectFactory, TaskRunFactory
 from tests.orchestration.graphql.factories import DagFlowVersionFactory
 
-from .conftest import PHONE, ROOT, App, log_in, no_horizontal_scroll
+from .conftest import AXE, PHONE, App, axe_problems, log_in, no_horizontal_scroll, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-AXE = ROOT / "frontend" / "app" / "node_modules" / "axe-core" / "axe.min.js"
 LAPTOP_WIDE = {"width": 1440, "height": 900}
-SHOTS = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or ROOT / "var" / "screenshots") / "pages"
-BLOCKING = {"serious", "critical"}
 
 # (file name, path, text that shows the page has loaded its data)
 ANONYMOUS_PAGES = [
@@ -68,28 +63,14 @@ def _workspace_pages(flow_id: str, run_id: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def _violations(page: Page) -> list[str]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        """async () => {
-            const tags = ["wcag2a", "wcag2aa", "wcag21aa", "best-practice"];
-            const r = await axe.run(document, {runOnly: {type: "tag", values: tags}});
-            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                           nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}));
-        }"""
-    )
-    return [f"{v['impact']}: {v['id']} ({v['help']}) at {v['nodes']}" for v in result if v["impact"] in BLOCKING]
-
-
 def _check(page: Page, name: str, path: str, ready: str, width: str) -> list[str]:
     page.goto(path)
     expect(page.locator("main, body").last).to_contain_text(re.compile(re.escape(ready), re.IGNORECASE))
     expect(page.locator(".spinner, [aria-busy='true']")).to_have_count(0)
-    problems = [f"{name} @ {width}: {v}" for v in _violations(page)]
+    problems = [f"{name} @ {width}: {v}" for v in axe_problems(page)]
     if width == "390" and not no_horizontal_scroll(page):
         problems.append(f"{name} @ 390: the page scrolls sideways")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+    screenshot(page, f"{name}-{width}")
     return problems
 
 

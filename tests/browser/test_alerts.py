@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from accounts.authz import principal_for_user
 from accounts.models import AuditLogEntry, Role
@@ -35,7 +34,7 @@ from tests.orchestration.factories import AgentFactory, FlowRunFactory, ProjectF
 from tests.orchestration.graphql.factories import DagFlowVersionFactory
 from tests.sdk.conftest import LiveServer
 
-from .conftest import App, leave_evidence, log_in
+from .conftest import App, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -269,17 +268,6 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def live_app(asgi_server: LiveServer, browser: Browser, request: pytest.FixtureRequest,
-             tmp_path: Path) -> Iterator[App]:
-    if asgi_server.proc is None:
-        asgi_server.start()
-    app = App(url=asgi_server.url, browser=browser)
-    yield app
-    leave_evidence(request, app, tmp_path, server_log=asgi_server.log_path)
-    app.close()
 
 
 @pytest.fixture

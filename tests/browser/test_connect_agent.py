@@ -25,14 +25,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from accounts.models import Role
 from tests.conftest import WorkspaceWorld, build_world
 from tests.factories import PASSWORD
 from tests.sdk.conftest import LiveServer
 
-from .conftest import PHONE, ROOT, App, leave_evidence, log_in, no_horizontal_scroll
+from .conftest import PHONE, App, axe_problems, log_in, no_horizontal_scroll, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,26 +40,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # this timeout passes only if the websocket delivered the change.
 LIVE = 2_500
 VENV_BIN = Path(sys.executable).parent
-AXE = ROOT / "frontend" / "app" / "node_modules" / "axe-core" / "axe.min.js"
-# Where the browser tests leave pictures of each page for a reviewer (as test_accessibility does).
-SHOTS = Path(os.environ.get("FLOWDECK_SCREENSHOT_DIR") or ROOT / "var" / "screenshots") / "pages"
 WIDE = {"width": 1440, "height": 900}
-
-
-def _shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def _serious_a11y_problems(page: Page) -> list[str]:
-    """axe-core's serious and critical findings on the page as it is now (WCAG 2.1 AA)."""
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate(
-        """async () => (await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21aa"]}}))
-            .violations.filter(v => v.impact === "serious" || v.impact === "critical")
-            .map(v => `${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map(n => n.target.join(" "))}`)"""
-    )
-    return list(found)
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +49,6 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def live_app(
-    asgi_server: LiveServer, browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[App]:
-    if asgi_server.proc is None:
-        asgi_server.start()
-    app = App(url=asgi_server.url, browser=browser)
-    yield app
-    leave_evidence(request, app, tmp_path, server_log=asgi_server.log_path)
-    app.close()
 
 
 @pytest.fixture
@@ -140,12 +109,12 @@ def test_connect_an_agent_from_the_key_page_and_see_it_stop(
         f"FLOWDECK_API_URL={live_app.url} FLOWDECK_API_KEY={secret} flowdeck agent start --label laptop")
     status = page.get_by_test_id("agent-connection")
     expect(status).to_contain_text("Waiting for your agent…")
-    assert _serious_a11y_problems(page) == []
+    assert axe_problems(page) == []
     page.set_viewport_size(WIDE)
-    _shot(page, "connect-agent-waiting-1440")
+    screenshot(page, "connect-agent-waiting-1440")
     page.set_viewport_size(PHONE)
     assert no_horizontal_scroll(page), "the connect-an-agent panel scrolls sideways at 390px"
-    _shot(page, "connect-agent-waiting-390")
+    screenshot(page, "connect-agent-waiting-390")
     page.set_viewport_size(WIDE)
 
     # copy it, and run exactly what was copied
@@ -160,7 +129,7 @@ def test_connect_an_agent_from_the_key_page_and_see_it_stop(
     # the page turns green by itself when the agent connects
     expect(status).to_contain_text("is connected", timeout=20_000)
     expect(status.get_by_test_id("agent-status")).to_have_text("Healthy")
-    _shot(page, "connect-agent-connected-1440")
+    screenshot(page, "connect-agent-connected-1440")
 
     # on the Agents page, a clean stop shows at once
     status.get_by_role("link", name="See it on the Agents page").click()
@@ -217,7 +186,7 @@ def test_rotating_a_key_shows_the_new_secret_once(live_app: App, world: Workspac
     page.get_by_role("button", name="Rotate key laptop CLI").click()
     form = page.get_by_role("form", name="Rotate key laptop CLI")
     form.get_by_label("Old key").select_option("0")
-    assert _serious_a11y_problems(page) == []
+    assert axe_problems(page) == []
     with page.expect_response(re.compile(r"/api-keys/[0-9a-f-]+/rotate/$")) as answer:
         form.get_by_role("button", name="Rotate key").click()
     assert answer.value.status == 201
@@ -263,15 +232,15 @@ def test_concurrency_limits_are_listed_added_changed_and_removed(live_app: App, 
     viewer_row = viewer.get_by_test_id("concurrency-limit-row").filter(has_text="database")
     expect(viewer_row.get_by_test_id("concurrency-limit-value")).to_have_text("2", timeout=LIVE)
     expect(viewer_row.get_by_role("button")).to_have_count(0)
-    assert _serious_a11y_problems(page) == [] and _serious_a11y_problems(viewer) == []
+    assert axe_problems(page) == [] and axe_problems(viewer) == []
     phone = live_app.new_page(viewport=PHONE)
     log_in(phone, world.users[Role.DEVELOPER].email, PASSWORD)
     phone.goto("/w/acme/concurrency-limits")
     expect(phone.get_by_test_id("concurrency-limit-row")).to_have_count(1)
     assert no_horizontal_scroll(phone), "the concurrency limits page scrolls sideways at 390px"
-    _shot(phone, "concurrency-limits-390")
+    screenshot(phone, "concurrency-limits-390")
     page.set_viewport_size(WIDE)
-    _shot(page, "concurrency-limits-1440")
+    screenshot(page, "concurrency-limits-1440")
 
     # a bad value is refused clearly, and a tag with a limit is not added twice
     form.get_by_label("Tag").fill("database")

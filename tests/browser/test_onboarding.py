@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.core import mail
-from playwright.sync_api import Browser, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 
 from accounts.models import Membership, Role, Workspace
 from tests.factories import PASSWORD as FACTORY_PASSWORD
@@ -149,13 +149,6 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def live_app(asgi_server: LiveServer, browser: Browser) -> Iterator[App]:
-    app = App(url=asgi_server.url, browser=browser)
-    yield app
-    app.close()
 
 
 def test_a_role_change_reaches_the_open_page_and_refusals_speak_plainly(live_app: App, world_a) -> None:  # type: ignore[no-untyped-def]

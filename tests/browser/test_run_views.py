@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from accounts.models import Role
 from orchestration.models import FlowVersion
@@ -34,8 +34,7 @@ from tests.factories import PASSWORD
 from tests.orchestration.factories import FlowVersionFactory, ProjectFactory
 from tests.sdk.conftest import LiveServer
 
-from .conftest import PHONE, App, log_in, no_horizontal_scroll
-from .test_accessibility import _violations as axe_violations
+from .conftest import PHONE, App, axe_problems, log_in, no_horizontal_scroll
 from .test_live_updates import LIVE, Agent, AsgiServer, _quick_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -120,13 +119,6 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def live_app(asgi_server: LiveServer, browser: Browser) -> Iterator[App]:
-    app = App(url=asgi_server.url, browser=browser)
-    yield app
-    app.close()
 
 
 @pytest.fixture
@@ -406,7 +398,7 @@ def test_at_390px_the_views_are_tabs_kept_in_the_url(
         expect(page.get_by_role("tab", name=name)).to_have_attribute("aria-selected", "true")
         expect(page.get_by_test_id(shown).first).to_be_visible()
         assert no_horizontal_scroll(page), name
-        assert axe_violations(page) == [], name
+        assert axe_problems(page) == [], name
         _shot(page, shots, tab)
     # the tab survives a reload, and Back returns to the previous one
     page.reload()

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from accounts.authz import principal_for_user
 from accounts.models import Role
@@ -43,7 +43,7 @@ from tests.orchestration.alerts.receiver import Receiver
 from tests.sdk.conftest import LiveServer
 from tests.sdk.e2e.harness import AgentProcess, developer, register, start_agent, wait_for_state, write_flow
 
-from .conftest import App, leave_evidence, log_in
+from .conftest import App, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -80,17 +80,6 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def live_app(asgi_server: LiveServer, browser: Browser, request: pytest.FixtureRequest,
-             tmp_path: Path) -> Iterator[App]:
-    if asgi_server.proc is None:
-        asgi_server.start()
-    app = App(url=asgi_server.url, browser=browser)
-    yield app
-    leave_evidence(request, app, tmp_path, server_log=asgi_server.log_path)
-    app.close()
 
 
 @pytest.fixture

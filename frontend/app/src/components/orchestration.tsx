@@ -89,25 +89,42 @@ export function usePolling(tick: () => unknown, ms: number, enabled = true) {
   }, [ms, enabled]);
 }
 
-export function duration(start: string | null, end: string | null): string {
-  if (!start) return "—";
+/** Seconds from `start` to `end` (to now when `end` is null); null without a start, or when the
+ * times make no sense (end before start). */
+export function elapsedSeconds(start: string | null, end: string | null): number | null {
+  if (!start) return null;
   const ms = (end ? new Date(end) : new Date()).getTime() - new Date(start).getTime();
-  if (!Number.isFinite(ms) || ms < 0) return "—";
-  const s = Math.round(ms / 1000);
+  return Number.isFinite(ms) && ms >= 0 ? Math.round(ms / 1000) : null;
+}
+
+/** "5s", "3m 4s", "1h 2m"; "—" for no duration. */
+export function formatSeconds(s: number | null): string {
+  if (s === null) return "—";
   if (s < 60) return `${s}s`;
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m ${s % 60}s`;
   return `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
+export function duration(start: string | null, end: string | null): string {
+  return formatSeconds(elapsedSeconds(start, end));
+}
+
 // States in which a run's clock runs; one waiting for a retry, paused or scheduled has stopped it.
 const CLOCK_RUNNING = new Set<string>(["PENDING", "RUNNING", "CANCELLING"]);
 
-/** How long the run has run: to its end, to now while it runs, or to the moment it began to wait
- * (an AwaitingRetry or paused run's duration does not keep counting). */
-export function runDuration(r: Pick<RunSummary, "stateType" | "stateTimestamp" | "startTime" | "endTime">): string {
-  if (r.endTime || CLOCK_RUNNING.has(r.stateType)) return duration(r.startTime, r.endTime);
-  return duration(r.startTime, r.stateTimestamp ?? null);
+type Clock = Pick<RunSummary, "stateType" | "stateTimestamp" | "startTime" | "endTime">;
+
+/** Seconds the run has run: to its end, to now while it runs, or to the moment it began to wait
+ * (an AwaitingRetry or paused run's clock does not keep counting); null before it started. */
+export function runSeconds(r: Clock): number | null {
+  const running = r.endTime || CLOCK_RUNNING.has(r.stateType);
+  return elapsedSeconds(r.startTime, running ? r.endTime : (r.stateTimestamp ?? null));
+}
+
+/** {@link runSeconds} in words. */
+export function runDuration(r: Clock): string {
+  return formatSeconds(runSeconds(r));
 }
 
 /** Why no agent takes a waiting run, where the run is listed or shown. */

@@ -4,22 +4,11 @@
 import { Link } from "react-router";
 
 import type { RunSummary, StateType } from "../../api/orchestration";
-import { runDuration, STATE_COLORS, stateLabel } from "../orchestration";
-
-const UNITS: Record<string, number> = { h: 3600, m: 60, s: 1 };
-
-/** Seconds in a duration as `runDuration` writes it ("1h 2m", "3m 4s", "5s"; "—" is 0). Reading
- * its words keeps one rule for how long a run has run. */
-export function durationSeconds(text: string): number {
-  let total = 0;
-  for (const [, n, unit] of text.matchAll(/(\d+)([hms])/g)) total += Number(n) * (UNITS[unit!] ?? 0);
-  return total;
-}
+import { runDuration, runSeconds, STATE_COLORS, stateLabel } from "../orchestration";
 
 export function RunHistoryChart({ slug, runs }: { slug: string; runs: RunSummary[] }) {
   const bars = [...runs].reverse().map((r) => {
-    const took = runDuration(r);
-    return { run: r, took, seconds: durationSeconds(took), label: stateLabel(r.stateType, r.stateName) };
+    return { run: r, took: runDuration(r), seconds: runSeconds(r) ?? 0, label: stateLabel(r.stateType, r.stateName) };
   });
   const longest = Math.max(1, ...bars.map((b) => b.seconds));
   const counts = new Map<string, number>();
