@@ -24,7 +24,7 @@ from .models import ApiKey, Membership, Role, ServiceAccount, User, Workspace
 
 RANK = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3, Role.OWNER: 4}
 
-_READ = {"workspace:read", "member:read", "project:read", "sla:read", "notification_channel:read"}
+_READ = {"workspace:read", "member:read", "project:read", "sla:read", "notification_channel:read", "billing:read"}
 _DEVELOP = {
     "api_key:create_own",
     "project:write",
@@ -104,6 +104,7 @@ ACTION_PHRASES: dict[str, str] = {
     "workspace:update": "change the workspace's settings",
     "workspace:delete": "delete the workspace",
     "billing:manage": "manage billing",
+    "billing:read": "see the plan and usage",
     "member:read": "see the members",
     "member:update_role": "change members' roles",
     "member:remove": "remove members",

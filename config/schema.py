@@ -3,10 +3,11 @@
 import graphene
 
 from accounts.graphql.schema import AccountsMutation, AccountsQuery
+from billing.graphql import BillingQuery
 from orchestration.graphql.schema import OrchestrationMutation, OrchestrationQuery
 
 
-class Query(AccountsQuery, OrchestrationQuery, graphene.ObjectType):
+class Query(AccountsQuery, OrchestrationQuery, BillingQuery, graphene.ObjectType):
     pass
 
 

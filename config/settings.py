@@ -271,6 +271,19 @@ FLOWDECK_ALERTS_ALLOW_PRIVATE_TARGETS = env.bool("FLOWDECK_ALERTS_ALLOW_PRIVATE_
 FLOWDECK_BASE_URL = env("FLOWDECK_BASE_URL", default=PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/")
 FLOWDECK_PAGERDUTY_EVENTS_URL = env("FLOWDECK_PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
 
+# --- Billing ------------------------------------------------------------------------------------
+# Plans, run and seat quotas and Stripe (billing/). Off unless an operator turns it on: embedded and
+# self-hosted installations run without limits, keeping logs LOG_RETENTION_DAYS_UNBILLED days.
+FLOWDECK_BILLING = env.bool("FLOWDECK_BILLING", default=False)
+LOG_RETENTION_DAYS_UNBILLED = env.int("LOG_RETENTION_DAYS", default=7)
+# Stripe (docs/operations.md, "Billing"): keys from the environment only. Two webhook secrets may be
+# given while one is rotated. STRIPE_API_BASE points the library elsewhere (the tests' fake Stripe).
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+# A subscription past due keeps its paid limits this long, then Free's apply (nothing is deleted).
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
+
 # --- APIs ---------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include(("accounts.api.urls", "accounts"), namespace="v1")),
     path("api/v1/", include(("orchestration.api.urls", "orchestration"), namespace="orchestration")),
+    path("api/v1/", include(("billing.api.urls", "billing"), namespace="billing")),
     re_path(r"^api/", not_found_json),
     path("graphql", FlowdeckGraphQLView.as_view(), name="graphql"),
     re_path(r"^(?!static/)(?P<path>.*)$", spa, name="spa"),

@@ -65,7 +65,9 @@ PLATFORM_TICKS: tuple[PlatformTick, ...] = (
     PlatformTick("flowdeck: send due notifications", "orchestration.alerts.delivery.send_due_deliveries", 30,
                  "Send notifications whose delivery task was lost or whose next try is due."),
     PlatformTick("flowdeck: purge expired logs", "orchestration.services.logs.purge_expired_logs", 3600,
-                 "Delete log lines older than the retention period."),
+                 "Delete log lines older than each workspace's plan keeps them."),
+    PlatformTick("flowdeck: report run overage", "billing.overage.report_overage", 300,
+                 "Send runs past a metered plan's allowance to Stripe, each once."),
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from celery import shared_task
 
 # The alert tasks live beside their services; importing them here registers them with the worker.
+from billing.overage import report_overage
 from orchestration.alerts import tasks_delivery, tasks_evaluate  # noqa: F401
 from orchestration.periodic import task_name
 from orchestration.services.agents import announce_silent_agents
@@ -34,6 +35,7 @@ apply_catchup_policy_task = _platform_tick(apply_catchup_policy)
 reap_lost_runs_task = _platform_tick(reap_lost_runs)
 announce_silent_agents_task = _platform_tick(announce_silent_agents)
 purge_expired_logs_task = _platform_tick(purge_expired_logs)
+report_overage_task = _platform_tick(report_overage)
 
 
 @shared_task(name="orchestration.tasks.run_bulk_action_task", ignore_result=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.authz import NotFound, Principal, authorize, can_grant_role, permission_denied
 from accounts.links import public_url
 from accounts.models import Invitation, Membership, User, Workspace
+from billing.quotas import check_seat_available
 from core.errors import Conflict, Forbidden, Gone, InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
 
@@ -76,6 +77,7 @@ def invitation_create(*, actor: Principal, email: str, role: str, base_url: str 
     )
     if pending:
         raise Conflict(f"{email} already has a pending invitation; resend or revoke it.", code="already_invited")
+    check_seat_available(workspace)  # a pending invitation holds a seat (402 past the plan's seats)
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     invitation = Invitation.objects.unscoped().create(

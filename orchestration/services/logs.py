@@ -3,7 +3,7 @@
 Each line carries a per-run ``sequence`` chosen by the sender; (flow run, sequence) is unique, so a
 batch re-sent after a lost response inserts nothing twice (D4). Messages and batches are bounded.
 A workspace that turned log upload off gets its posts accepted and nothing stored (A3). Logs
-expire after :data:`LOG_RETENTION_DAYS` (a constant until billing sets it per plan).
+expire after their workspace's plan's retention (billing/selectors.py; 7 days without billing).
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.authz import Principal, authorize
 from accounts.models import Workspace
+from billing.selectors import log_retention_by_workspace
 from core.errors import InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration import events
 from orchestration.models import FlowRun, LogEntry, TaskRun
 
-LOG_RETENTION_DAYS = 7
 MAX_MESSAGE_LENGTH = 10_000
 MAX_BATCH_LINES = 1_000
 MAX_LIST_LIMIT = 1_000
@@ -225,15 +226,30 @@ def logs_export(
     return pages()
 
 
-def purge_expired_logs(*, now: datetime | None = None, retention_days: int = LOG_RETENTION_DAYS) -> int:
-    """Delete logs stored more than ``retention_days`` ago, in every workspace, in chunks (each its
-    own short transaction). Returns how many were deleted. Safe to run concurrently."""
-    cutoff = (now or timezone.now()) - timedelta(days=retention_days)
+def purge_expired_logs(*, now: datetime | None = None, retention_days: int | None = None) -> int:
+    """Delete logs older than their workspace's retention (its plan's; ``retention_days``
+    overrides it for every workspace), in chunks, each its own short transaction. Returns how
+    many were deleted. Safe to run concurrently."""
+    now = now or timezone.now()
+    with rls_bypass():
+        default, other = log_retention_by_workspace(now=now)
+    if retention_days is not None:
+        default, other = retention_days, {}
+    total = _purge(Q(created_at__lt=now - timedelta(days=default)) & ~Q(workspace_id__in=list(other)))
+    by_days: dict[int, list[Any]] = {}
+    for workspace_id, days in other.items():
+        by_days.setdefault(days, []).append(workspace_id)
+    for days, workspace_ids in by_days.items():
+        total += _purge(Q(created_at__lt=now - timedelta(days=days), workspace_id__in=workspace_ids))
+    return total
+
+
+def _purge(expired: Q) -> int:
     total = 0
     while True:
         with transaction.atomic(), rls_bypass():
             ids = list(
-                LogEntry.objects.unscoped().filter(created_at__lt=cutoff)
+                LogEntry.objects.unscoped().filter(expired)
                 .select_for_update(skip_locked=True).values_list("pk", flat=True)[:PURGE_CHUNK]
             )
             if ids:

@@ -172,4 +172,5 @@ def _tick_batch(
             )
         # A run another tick already created (same schedule and start) is skipped; the rest are
         # inserted with their first state and announced (one event per flow).
-        return len(insert_scheduled_runs(runs, now=clock, ignore_conflicts=True)), next_after
+        # Past a workspace's run quota only the earliest runs that fit are created (partial).
+        return len(insert_scheduled_runs(runs, now=clock, ignore_conflicts=True, partial=True)), next_after

@@ -16,6 +16,7 @@ EXPECTED: dict[str, set[str]] = {
     "workspace:update": {O, A},
     "workspace:delete": {O},
     "billing:manage": {O},
+    "billing:read": {O, A, D, V},
     "member:read": {O, A, D, V},
     "member:update_role": {O, A},
     "member:remove": {O, A},

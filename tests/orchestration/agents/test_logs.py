@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.authz import NotFound, PermissionDenied, principal_for_user
@@ -14,7 +15,6 @@ from core.errors import InvalidInput
 from core.tenancy import rls_bypass
 from orchestration.models import LogEntry
 from orchestration.services.logs import (
-    LOG_RETENTION_DAYS,
     MAX_BATCH_LINES,
     MAX_MESSAGE_LENGTH,
     logs_ingest,
@@ -181,11 +181,11 @@ def test_listing_limit_is_bounded(world_a, run_a):
 
 
 def test_retention_purges_logs_older_than_the_retention_period(actor_a, run_a):
-    # given: logs stored now, and a purge that runs LOG_RETENTION_DAYS later
+    # given: logs stored now, and a purge that runs the retention period (7 days without billing) later
     logs_ingest(actor=actor_a, flow_run=run_a, lines=[line(1), line(2)])
     # when: a day before expiry, nothing goes; after it, everything does
-    early = purge_expired_logs(now=timezone.now() + timedelta(days=LOG_RETENTION_DAYS - 1))
-    late = purge_expired_logs(now=timezone.now() + timedelta(days=LOG_RETENTION_DAYS, minutes=1))
+    early = purge_expired_logs(now=timezone.now() + timedelta(days=settings.LOG_RETENTION_DAYS_UNBILLED - 1))
+    late = purge_expired_logs(now=timezone.now() + timedelta(days=settings.LOG_RETENTION_DAYS_UNBILLED, minutes=1))
     # then
     assert (early, late) == (0, 2)
     assert stored(run_a) == []
