@@ -41,8 +41,8 @@ from orchestration import events
 from orchestration.models import Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
 from orchestration.services import live
 
+from . import creation_rules
 from .core import db_now
-from .creation_rules import runs_allowed, settle
 
 #: Rows per INSERT statement when creating many runs (5,000 bulk creates, scheduler batches).
 INSERT_BATCH_SIZE = 1000
@@ -115,23 +115,27 @@ def insert_scheduled_runs(
     """Insert ``runs`` (from :func:`new_scheduled_run`) with their first history rows and announce
     them; return the runs inserted, in the order given. Without ``ignore_conflicts`` a unique
     conflict raises ``IntegrityError``; with it, conflicting runs are skipped (see the module).
-    The creation rules (creation_rules.py: the run quota) pass all the runs or refuse the call;
-    with ``partial`` (the scheduler) they pass the earliest runs that fit and drop the rest.
+    The creation rules (creation_rules.py: the run quota) accept the inserted runs or refuse them
+    by raising; with ``partial`` (the scheduler) only the earliest runs that fit are inserted.
     ``now``: the clock the agents' pushes compare start times with (the caller's ``db_now()``).
     Must run inside the caller's transaction, scoped to the runs' workspace (or ``rls_bypass``)."""
     if not runs:
         return []
-    runs = runs_allowed(runs, partial=partial)
-    if not runs:
-        return []
+    if partial:
+        runs = creation_rules.trim(runs)
+        if not runs:
+            return []
     FlowRun.objects.unscoped().bulk_create(runs, batch_size=INSERT_BATCH_SIZE, ignore_conflicts=ignore_conflicts)
     inserted = list(runs)
     if ignore_conflicts:
         # A skipped row keeps our id in memory only: the ids that exist now are the ones we wrote.
         existing = set(FlowRun.objects.unscoped().filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
         inserted = [r for r in runs if r.pk in existing]
-        settle(runs, inserted)
     FlowRunState.objects.unscoped().bulk_create([first_state_row(r) for r in inserted], batch_size=INSERT_BATCH_SIZE)
+    if partial:
+        creation_rules.untrim(runs, inserted)
+    else:
+        creation_rules.check_inserted(inserted)  # last: a rule's row lock is held until the commit
     _announce(inserted, now=now)
     return inserted
 
@@ -165,7 +169,6 @@ def insert_scheduled_run(run: FlowRun, *, ignore_conflicts: bool = False) -> boo
         run.scheduled_start = run.scheduled_start or now
         run.state_timestamp = run.created_at = now
         return bool(insert_scheduled_runs([run], now=now, ignore_conflicts=ignore_conflicts))
-    runs_allowed([run], partial=False)  # raises when a creation rule refuses it
     fields = FlowRun._meta.concrete_fields
     columns = ", ".join(f'"{f.column}"' for f in fields)
     values, params = [], []
@@ -194,9 +197,9 @@ def insert_scheduled_run(run: FlowRun, *, ignore_conflicts: bool = False) -> boo
                              json.dumps(_first_state_details(run))])
         stored = cursor.fetchone()
     if stored is None:
-        settle([run], [])
         return False
     run.scheduled_start, run.state_timestamp, run.created_at = stored
+    creation_rules.check_inserted([run])
     _announce([run], now=run.created_at)
     return True
 

@@ -1,11 +1,16 @@
-"""Creation rules: what every new flow run must pass before it is inserted, whoever creates it
-(the API, the web app's quick run, bulk submit, the scheduler). :mod:`.creation` applies
-:data:`CREATION_RULES` around every insert, so no caller checks a quota on its own.
+"""Creation rules: what every new flow run must pass, whoever creates it (the API, the web app's
+quick run, bulk submit, the scheduler). :mod:`.creation` applies :data:`CREATION_RULES` to every
+insert, so no caller checks a quota on its own.
 
-A rule has ``before_insert(workspace_id, runs, partial)``, which returns the runs that may be
-created (all of them, or with ``partial`` a leading share; or it raises), and
-``after_insert(workspace_id, allowed, inserted)``, which settles its bookkeeping once the insert
-has skipped the runs that lost a unique conflict.
+A rule has two hooks:
+
+- ``check_inserted(workspace_id, runs)``: the runs were just inserted in the caller's transaction;
+  raise to refuse them (the caller's transaction rolls back, nothing stays written). Checking after
+  the insert keeps a rule's row locks (the run meter's) for the shortest time: until the commit
+  that follows.
+- ``trim(workspace_id, runs)`` / ``untrim(workspace_id, kept, inserted)``: for the scheduler, which
+  creates what fits instead of failing: before the insert, the share of ``runs`` allowed; after it,
+  settle the bookkeeping for the runs a unique conflict skipped.
 """
 
 from __future__ import annotations
@@ -20,51 +25,60 @@ from orchestration.models import FlowRun
 class EnforceRunQuota:
     """Count new runs against the workspace's billing period and refuse those past its plan's
     limit with 402 ``quota_exceeded`` (billing/quotas.py). A call creates all its runs or none;
-    the scheduler (``partial``) creates the earliest ones that fit and leaves the rest for the
-    next period."""
+    the scheduler creates the earliest ones that fit and leaves the rest for the next period."""
 
-    def before_insert(self, workspace_id: Any, runs: Sequence[FlowRun], partial: bool) -> list[FlowRun]:
-        granted = take_runs(workspace_id, len(runs), partial=partial)
+    def check_inserted(self, workspace_id: Any, runs: Sequence[FlowRun]) -> None:
+        take_runs(workspace_id, len(runs))
+
+    def trim(self, workspace_id: Any, runs: Sequence[FlowRun]) -> list[FlowRun]:
+        granted = take_runs(workspace_id, len(runs), partial=True)
         if granted == len(runs):
             return list(runs)
         return sorted(runs, key=lambda r: (r.scheduled_start is None, r.scheduled_start))[:granted]
 
-    def after_insert(self, workspace_id: Any, allowed: Sequence[FlowRun], inserted: int) -> None:
-        give_back_runs(workspace_id, len(allowed) - inserted)
+    def untrim(self, workspace_id: Any, kept: Sequence[FlowRun], inserted: int) -> None:
+        give_back_runs(workspace_id, len(kept) - inserted)
 
 
 CREATION_RULES = (EnforceRunQuota(),)
 
 
-def runs_allowed(runs: Sequence[FlowRun], *, partial: bool) -> list[FlowRun]:
-    """The runs every creation rule allows, per workspace (a scheduler batch spans several)."""
-    by_workspace: dict[Any, list[FlowRun]] = {}
+def _by_workspace(runs: Sequence[FlowRun]) -> dict[Any, list[FlowRun]]:
+    grouped: dict[Any, list[FlowRun]] = {}
     for run in runs:
-        by_workspace.setdefault(run.workspace_id, []).append(run)
-    allowed: list[FlowRun] = []
-    for workspace_id, theirs in by_workspace.items():
+        grouped.setdefault(run.workspace_id, []).append(run)
+    return grouped
+
+
+def check_inserted(runs: Sequence[FlowRun]) -> None:
+    """Every rule's verdict on runs just inserted; raises to refuse them."""
+    for workspace_id, theirs in _by_workspace(runs).items():
         for rule in CREATION_RULES:
-            theirs = rule.before_insert(workspace_id, theirs, partial)
+            rule.check_inserted(workspace_id, theirs)
+
+
+def trim(runs: Sequence[FlowRun]) -> list[FlowRun]:
+    """The share of ``runs`` every rule allows, per workspace (a scheduler batch spans several),
+    in the caller's order."""
+    allowed: list[FlowRun] = []
+    for workspace_id, theirs in _by_workspace(runs).items():
+        for rule in CREATION_RULES:
+            theirs = rule.trim(workspace_id, theirs)
         allowed.extend(theirs)
     if len(allowed) == len(runs):
-        return list(runs)  # keep the caller's order
+        return list(runs)
     keep = {r.pk for r in allowed}
     return [r for r in runs if r.pk in keep]
 
 
-def settle(allowed: Sequence[FlowRun], inserted: Sequence[FlowRun]) -> None:
-    """After the insert: the rules' bookkeeping for runs a unique conflict skipped."""
-    if len(inserted) == len(allowed):
+def untrim(kept: Sequence[FlowRun], inserted: Sequence[FlowRun]) -> None:
+    """After a trimmed insert: the rules' bookkeeping for runs a unique conflict skipped."""
+    if len(inserted) == len(kept):
         return
-    counts: dict[Any, tuple[list[FlowRun], int]] = {}
     done = {r.pk for r in inserted}
-    for run in allowed:
-        theirs, n = counts.get(run.workspace_id, ([], 0))
-        theirs.append(run)
-        counts[run.workspace_id] = (theirs, n + (run.pk in done))
-    for workspace_id, (theirs, n) in counts.items():
+    for workspace_id, theirs in _by_workspace(kept).items():
         for rule in CREATION_RULES:
-            rule.after_insert(workspace_id, theirs, n)
+            rule.untrim(workspace_id, theirs, sum(r.pk in done for r in theirs))
 
 
-__all__ = ["CREATION_RULES", "EnforceRunQuota", "runs_allowed", "settle"]
+__all__ = ["CREATION_RULES", "EnforceRunQuota", "check_inserted", "trim", "untrim"]

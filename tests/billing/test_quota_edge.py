@@ -3,8 +3,12 @@ whatever order the requests land in."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +18,7 @@ from django.utils import timezone
 from accounts.models import Invitation, Role
 from billing.models import RunMeter
 from core.tenancy import rls_bypass
+from flowdeck.cli import EXIT_CONFIG
 from orchestration.models import FlowRun
 from tests.billing.conftest import flow_of, set_free_runs
 from tests.conftest import WorkspaceWorld, build_world
@@ -102,3 +107,21 @@ def test_two_parallel_invitations_for_the_last_seat_let_exactly_one_through(bill
         "limit": "seats", "used": 3, "allowed": 3, "requested": 1, "plan": "free"}
     with rls_bypass():
         assert Invitation.objects.unscoped().filter(workspace=live_world.workspace).count() == 2
+
+
+def test_the_cli_shows_the_quota_message_as_the_server_wrote_it(billed_server, live_world, tmp_path):
+    # given: Free with no runs left
+    set_free_runs(0)
+    flow = flow_of(live_world)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWDECK_", "DJANGO_", "DATABASE_", "REDIS_"))}
+    env.update(FLOWDECK_API_URL=billed_server.url, FLOWDECK_API_KEY=live_world.keys[Role.DEVELOPER],
+               FLOWDECK_WORKSPACE=live_world.workspace.slug, FLOWDECK_HOME=str(tmp_path), NO_COLOR="1",
+               COLUMNS="400")
+    # when
+    result = subprocess.run([str(Path(sys.executable).parent / "flowdeck"), "run", str(flow.pk)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    # then
+    assert result.returncode == EXIT_CONFIG
+    message = " ".join(result.stderr.split())
+    assert "Error: This workspace has used 0 of the 0 flow runs its Free plan allows this billing period" in message
+    assert "An Owner can raise it by upgrading the plan on the workspace's Billing page." in message

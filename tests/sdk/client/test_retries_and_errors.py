@@ -128,7 +128,7 @@ def test_a_retry_after_too_long_to_wait_is_handed_to_the_caller() -> None:
     ("status", "code", "exc_type", "text"),
     [
         (401, "api_key_expired", AuthenticationError, "flowdeck login"),
-        (402, "plan_limit", PaymentRequiredError, "plan"),
+        (402, "quota_exceeded", PaymentRequiredError, "The server's own words."),
         (403, "permission_denied", PermissionDeniedError, "may not"),
         (404, "not_found", NotFoundError, "Not found"),
         (409, "stale_attempt", ConflictError, "Conflict (stale_attempt)"),
@@ -148,6 +148,8 @@ def test_client_errors_are_not_retried_and_keep_the_server_error(
     assert exc.status == status  # type: ignore[attr-defined]
     assert exc.code == code  # type: ignore[attr-defined]
     assert exc.message and "The server's own words." in str(exc)  # type: ignore[attr-defined]
+    if status == 402:  # a quota's message says which limit and how to raise it: shown as it is
+        assert str(exc) == "The server's own words."
     assert exc.details == {"tasks[0].key": ["Required."]}  # type: ignore[attr-defined]
     assert text in str(exc)
 

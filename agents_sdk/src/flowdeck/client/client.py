@@ -565,8 +565,8 @@ def _error_from(response: httpx.Response, method: str, url: str, *, attempts: in
             f"Flowdeck refused the API key ({code}): {message}",
             hint="Check FLOWDECK_API_KEY, or run `flowdeck login --url URL --key KEY` with a valid key.", **kwargs)
     if status == 402:
-        return PaymentRequiredError(f"The workspace's plan does not allow this ({code}): {message}",
-                                    hint="Upgrade the plan or free up capacity, then try again.", **kwargs)
+        # The server's words say which limit, the usage and how to raise it: shown as they are.
+        return PaymentRequiredError(message, **kwargs)
     if status == 403:
         return PermissionDeniedError(f"Permission denied ({code}): {message}",
                                      hint=f"The key in use may not {where}; use a key whose role may.", **kwargs)
