@@ -332,3 +332,21 @@ def test_two_workers_reporting_at_once_send_the_overage_once(fake):
     # then
     assert sorted(sent) == [0, 3]
     assert [e["payload"]["value"] for e in fake.meter_events()] == ["3"]
+
+
+def test_an_event_that_fails_to_apply_is_rolled_back_and_answers_5xx_so_stripe_sends_it_again(world_a, fake):
+    # given: an upgrade, then an update whose seat count Flowdeck cannot read
+    _session, sub_id = checkout(world_a, fake)
+    deliver(fake)
+    broken = fake.send_event("customer.subscription.updated", {
+        **fake.objects("subscriptions")[0], "items": {"object": "list", "data": [{"quantity": "many"}]},
+        "status": "past_due"})["event"]
+    signed = fake.signed_event(broken["id"])
+    # when
+    response = Client().post(WEBHOOK, signed["body"], content_type="application/json",
+                             HTTP_STRIPE_SIGNATURE=signed["signature"])
+    # then: nothing of it stays, not even its id, so Stripe's next try is applied
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "webhook_failed"
+    assert not StripeEvent.objects.filter(pk=broken["id"]).exists()
+    assert subscription_of(world_a).status == SubscriptionStatus.ACTIVE
