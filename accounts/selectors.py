@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.authz import NotFound, Principal, authorize, can
 from accounts.models import ApiKey, AuditLogEntry, Invitation, Membership, ServiceAccount, User, Workspace
+from core.tenancy import workspace_scope
 
 
 def workspace_list_for_user(user: User) -> QuerySet[Workspace]:
@@ -66,11 +71,45 @@ def api_key_list(principal: Principal) -> QuerySet[ApiKey]:
     return qs.filter(kind=ApiKey.Kind.USER, user=principal.user)
 
 
+def active_personal_api_keys(
+    user: User, workspaces: list[Workspace], *, now: datetime | None = None
+) -> QuerySet[ApiKey]:
+    """The person's own keys that still work, in these workspaces (theirs: the caller has the RLS
+    scope on them). Service-account keys belong to their workspace and are never included."""
+    now = now or timezone.now()
+    # One query across the person's own workspaces, not one per workspace.
+    return ApiKey.objects.unscoped().filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+        workspace__in=[w.pk for w in workspaces], kind=ApiKey.Kind.USER, user=user, revoked_at__isnull=True,
+    )
+
+
+@dataclass(frozen=True)
+class PersonalKeyCount:
+    workspace: Workspace
+    active_api_keys: int
+
+
+def personal_api_key_counts(user: User) -> list[PersonalKeyCount]:
+    """How many personal keys that still work the person has in each of their workspaces (those
+    with none are left out): what signing out everywhere would revoke."""
+    workspaces = list(workspace_list_for_user(user))
+    if not workspaces:
+        return []
+    with workspace_scope([w.pk for w in workspaces]):
+        counts = dict(
+            active_personal_api_keys(user, workspaces).order_by().values("workspace_id")
+            .annotate(n=Count("id")).values_list("workspace_id", "n")
+        )
+    return [PersonalKeyCount(workspace=w, active_api_keys=counts[w.pk]) for w in workspaces if counts.get(w.pk)]
+
+
 #: The audit log's areas, to read one at a time: each is the action prefixes it covers.
 AUDIT_LOG_AREAS: dict[str, tuple[str, ...]] = {
     "workspace": ("workspace.",),
     "members": ("member.", "invitation.", "object_permission."),
-    "keys": ("api_key.", "service_account."),
+    # account.signed_out_everywhere: a member revoked all their personal keys (and signed out).
+    "keys": ("api_key.", "service_account.", "account."),
     "projects": ("project.",),
     "flows": ("flow.",),
     "schedules": ("schedule.",),

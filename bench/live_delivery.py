@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -34,6 +35,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The servers and workers started here run on PostgreSQL, where the default key is refused
+# (core/checks.py): a key for this run unless one is set.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("FLOWDECK_FAST_PASSWORD_HASHER", "1")

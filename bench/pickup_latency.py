@@ -43,6 +43,7 @@ import json
 import os
 import random
 import runpy
+import secrets
 import shlex
 import statistics
 import subprocess
@@ -54,6 +55,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# The servers and workers started here run on PostgreSQL, where the default key is refused
+# (core/checks.py): a key for this run unless one is set.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -21,6 +21,7 @@ Knobs: BENCH_TASKS (1000), BENCH_REPEAT (5). It creates a throw-away workspace a
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -33,6 +34,9 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# The servers and workers started here run on PostgreSQL, where the default key is refused
+# (core/checks.py): a key for this run unless one is set.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("FLOWDECK_FAST_PASSWORD_HASHER", "1")

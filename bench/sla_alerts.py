@@ -48,6 +48,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# The servers and workers started here run on PostgreSQL, where the default key is refused
+# (core/checks.py): a key for this run unless one is set.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("FLOWDECK_FAST_PASSWORD_HASHER", "1")

@@ -88,7 +88,14 @@ def open_meter(workspace_id: Any, *, now: dt.datetime | None = None) -> RunMeter
                       runs_limit=limits.runs_per_period, overage_allowed=limits.overage_allowed)],
             ignore_conflicts=True,
         )
-        return meters.get(period_start=start)
+        meter = meters.get(period_start=start)
+        if meter.period_end <= now:
+            # Back on a period that an upgrade cut short (a paid plan cancelled within the month it
+            # began): the month's meter runs to its end again, its runs still counted.
+            meters.filter(pk=meter.pk).update(period_end=end, runs_limit=limits.runs_per_period,
+                                              overage_allowed=limits.overage_allowed)
+            meter.refresh_from_db()
+        return meter
 
 
 def apply_limits_to_meter(workspace_id: Any, *, now: dt.datetime | None = None) -> RunMeter:

@@ -15,7 +15,7 @@ import stripe
 from django.conf import settings
 
 from accounts.authz import Principal, authorize
-from core.errors import ServiceError
+from core.errors import Conflict, ServiceError
 from core.tenancy import workspace_scope
 
 from . import selectors
@@ -27,9 +27,19 @@ class BillingUnavailable(ServiceError):
     code = "billing_unavailable"
 
 
-def client() -> stripe.StripeClient:
+def _connected() -> None:
+    """Buying and managing a plan needs billing on and a Stripe account: a 409 that says which,
+    since no retry can help (unlike Stripe being unreachable, a 503)."""
+    if not selectors.billing_enabled():
+        raise Conflict("This installation runs without plans or limits: there is nothing to buy.",
+                       code="billing_disabled")
     if not settings.STRIPE_SECRET_KEY:
-        raise BillingUnavailable("Billing is not connected to Stripe on this installation (STRIPE_SECRET_KEY).")
+        raise Conflict("Billing is on but not connected to Stripe; an operator must set STRIPE_SECRET_KEY "
+                       "(docs/operations.md, 'Billing').", code="billing_not_connected")
+
+
+def client() -> stripe.StripeClient:
+    _connected()
     base = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses=base,  # type: ignore[arg-type]
                                max_network_retries=2)
@@ -81,6 +91,7 @@ def _price_id(plan: Plan) -> str:
 def checkout_url(*, actor: Principal, plan_code: str, seats: int, success_url: str, cancel_url: str) -> str:
     """A Stripe Checkout page (subscription mode) for ``plan_code`` with ``seats`` seats."""
     authorize(actor, "billing:manage", actor.workspace)
+    _connected()
     plan = Plan.objects.filter(code=plan_code, self_serve=True).exclude(stripe_price_lookup_key="").first()
     if plan is None:
         raise ServiceError(f"'{plan_code}' is not a plan that can be bought here; choose standard, or contact us "
@@ -106,6 +117,7 @@ def checkout_url(*, actor: Principal, plan_code: str, seats: int, success_url: s
 def portal_url(*, actor: Principal, return_url: str) -> str:
     """Stripe's customer portal: card, plan and seat changes, cancellation."""
     authorize(actor, "billing:manage", actor.workspace)
+    _connected()
     session = _call("open the billing portal", client().v1.billing_portal.sessions.create,
                     {"customer": ensure_customer(actor), "return_url": return_url})
     return str(session.url)

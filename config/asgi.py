@@ -6,7 +6,8 @@ request), which cost a seventh of the server's CPU and let every request in at o
 database connection (docs/performance.md, "Python CPU" and "Wall time"). Here the event loop only
 parses HTTP and carries bytes; ``settings.FLOWDECK_WEB_THREADS`` threads run the requests, each
 through every middleware as under any WSGI server, and further requests wait their turn in order.
-Streaming responses are sent chunk by chunk as they are produced.
+Streaming responses are sent chunk by chunk as they are produced. A body over the size limit is
+refused on the event loop before any of it is read (:mod:`config.body_limit`).
 
 Websockets get the session user (``AuthMiddlewareStack``); the Origin check (E1) applies to the
 cookie-authenticated browser socket, per route in :mod:`config.routing`. Importing this module (as
@@ -27,6 +28,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from config.body_limit import BodySizeLimit  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from core.events import bind_server_loop  # noqa: E402
 from orchestration.services.web_tier import start_web_tier_beat  # noqa: E402
@@ -54,7 +56,9 @@ start_web_tier_beat()
 
 application = ProtocolTypeRouter(
     {
-        "http": http,
+        # Bodies over MAX_REQUEST_BODY_BYTES are refused here, before a request thread or Django
+        # reads a byte of them (config/body_limit.py).
+        "http": BodySizeLimit(http, limit=settings.MAX_REQUEST_BODY_BYTES),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -228,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="Run each periodic service at least this often (seconds); for demos and end-to-end tests.",
     )
     args = parser.parse_args(argv)
+    from config.serve import refuse_unsafe_settings
+
+    refuse_unsafe_settings("python -m config.embedded")
     if args.once:
         import django
 

@@ -54,6 +54,15 @@ def _is_unexpected(error: Exception) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
+def _the_documents_fault(error: GraphQLError) -> GraphQLError:
+    """A validation error is the document's, even when a scalar's literal parser raised a plain
+    exception (a ``JSONString`` literal that is not JSON raises ValueError): answered 400 with its
+    message, not masked as a bug."""
+    if error.original_error is None or isinstance(error.original_error, GraphQLError):
+        return error
+    return GraphQLError(error.message, error.nodes, extensions=error.extensions)
+
+
 class FlowdeckGraphQLView(GraphQLView):
     execution_context_class = FlowdeckExecutionContext
     batch = False
@@ -126,7 +135,7 @@ class FlowdeckGraphQLView(GraphQLView):
         rules = validation_rules(variables or {}, anonymous=anonymous)
         errors = validate(schema, document, rules, graphene_settings.MAX_VALIDATION_ERRORS)
         if errors:
-            return ExecutionResult(data=None, errors=errors)
+            return ExecutionResult(data=None, errors=[_the_documents_fault(error) for error in errors])
 
         rls_token = tenancy.enter_workspaces(context_for(request).member_workspace_ids())
         try:

@@ -11,12 +11,15 @@ one shared socket the process that wakes first accepts a whole burst of connecti
 clients (a proxy, agents) then stay on it (docs/performance.md, "The server is CPU-bound in one
 process"). A server process that dies is started again.
 
-Proxy headers are trusted from ``FORWARDED_ALLOW_IPS`` (uvicorn reads it; default 127.0.0.1).
+``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from the proxies in
+``settings.FLOWDECK_TRUSTED_PROXIES`` (:func:`trusted_proxies`); the client is then the right-most
+address in ``X-Forwarded-For`` that is not one of them, which a client cannot choose.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -47,6 +50,30 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def trusted_proxies() -> list[str]:
+    """``settings.FLOWDECK_TRUSTED_PROXIES`` for uvicorn's proxy headers, checked: every entry an
+    IP address or network, since uvicorn would compare anything else as text and never match it.
+    Trusting every address ("*") lets each client choose its own by sending ``X-Forwarded-For``
+    (a fresh rate-limit bucket per request, any address in the audit log): the production checklist
+    refuses it (core/checks.py), and elsewhere it is logged."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.conf import settings
+
+    entries = [entry.strip() for entry in settings.FLOWDECK_TRUSTED_PROXIES if entry.strip()]
+    if "*" in entries:
+        logger.warning('FLOWDECK_TRUSTED_PROXIES is "*": clients can choose their address with X-Forwarded-For.')
+        return ["*"]
+    checked = []
+    for entry in entries:
+        try:
+            address = ipaddress.ip_network(entry, strict=False) if "/" in entry else ipaddress.ip_address(entry)
+        except ValueError:
+            raise SystemExit(f"FLOWDECK_TRUSTED_PROXIES: {entry!r} is not an IP address or network "
+                             "(a host name never matches: give the proxy's address).") from None
+        checked.append(str(address))
+    return checked
+
+
 def run_one(
     host: str,
     port: int,
@@ -63,7 +90,7 @@ def run_one(
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, factory=factory, log_level=log_level,
-                            access_log=access_log, proxy_headers=True,
+                            access_log=access_log, proxy_headers=True, forwarded_allow_ips=trusted_proxies(),
                             # Channels' router does not speak the ASGI lifespan protocol.
                             lifespan="off")
     config.load()  # imports the application: Django is set up from here on
@@ -125,6 +152,16 @@ def default_workers() -> int:
     return int(settings.FLOWDECK_WEB_WORKERS)
 
 
+def refuse_unsafe_settings(process: str) -> None:
+    """Exit with one line per broken rule of the production security checklist (core/checks.py)
+    before anything is served. It reads the settings only, so the supervisor checks once, before it
+    starts any server process."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from core.checks import refuse_to_start_if_unsafe
+
+    refuse_to_start_if_unsafe(process)
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=os.environ.get("FLOWDECK_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("FLOWDECK_PORT", "8000")))
@@ -143,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    refuse_unsafe_settings("python -m config.serve")
     workers = args.workers if args.workers is not None else default_workers()
     if workers <= 1:
         run_one(args.host, args.port, app=args.app, factory=args.factory, log_level=args.log_level,

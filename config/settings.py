@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from core.secret_key import INSECURE_DEFAULT_SECRET_KEY, embedded_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -22,7 +24,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env.bool("DEBUG", default=False)
 # Production settings turn on the hardening that would get in the way on a laptop.
 PRODUCTION = env.bool("FLOWDECK_PRODUCTION", default=False)
-SECRET_KEY = env("SECRET_KEY", default="embedded-insecure-key-change-me-in-production")
+# SECRET_KEY is set below, once the database (and with it embedded mode) is known.
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 # Links in e-mails: this address when set; unset, the address the request came to (accounts/links.py).
 PUBLIC_URL = env("FLOWDECK_PUBLIC_URL", default="").rstrip("/")
@@ -60,9 +62,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.security_headers.SecurityHeadersMiddleware",  # CSP, Permissions-Policy, no-store on secrets
     "core.middleware.StaticFilesMiddleware",  # ServeStatic's files, without an event loop per request
     "core.middleware.BodySizeLimitMiddleware",
     "core.middleware.JsonDepthLimitMiddleware",
+    "core.text_guard.TextGuardMiddleware",  # NUL / lone surrogates: 400 before any view
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,6 +105,15 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# Embedded mode: SQLite and not FLOWDECK_PRODUCTION, one process on one machine. Only there may
+# SECRET_KEY be left unset: a random key is generated once into var/secret_key (0600) and reused.
+# Everywhere else (PostgreSQL, or production) an unset, default or short key stops every server
+# process, worker and beat at start (core/checks.py; docs/operations.md, "Production security
+# checklist"). The test suite sets a random key of its own (tests/suite_env.py).
+EMBEDDED_MODE = IS_SQLITE and not PRODUCTION
+SECRET_KEY = env("SECRET_KEY", default="") or (
+    embedded_secret_key(VAR_DIR) if EMBEDDED_MODE else INSECURE_DEFAULT_SECRET_KEY
+)
 # Threads that serve HTTP in each server process: a bounded pool, reused from request to request
 # (config/asgi.py; docs/operations.md, "Serving"). SQLite runs one write transaction at a time, and
 # every request is one (ATOMIC_REQUESTS), so a few threads there are enough.
@@ -251,6 +264,11 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = 31536000
+# The proxies whose X-Forwarded-For / -Proto the server believes (addresses or CIDRs; config/serve.py):
+# the client is the right-most address in X-Forwarded-For that is not one of them. "*" is refused in
+# production. Unset, uvicorn's own FORWARDED_ALLOW_IPS is read (docs/operations.md, "Proxies").
+FLOWDECK_TRUSTED_PROXIES = env.list("FLOWDECK_TRUSTED_PROXIES",
+                                    default=env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"]))
 
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")

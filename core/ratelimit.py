@@ -38,4 +38,7 @@ def hit(scope: str, key: str, *, limit: int, window_seconds: int) -> tuple[bool,
 
 
 def client_ip(request) -> str | None:
+    """The client's address, for every per-IP limit and the audit log: the one place it is read.
+    The server sets ``REMOTE_ADDR`` from ``X-Forwarded-For`` only behind the trusted proxies
+    (config/serve.py, ``FLOWDECK_TRUSTED_PROXIES``), so a client cannot choose it."""
     return request.META.get("REMOTE_ADDR") or None

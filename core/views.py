@@ -156,9 +156,11 @@ def server_error(request: HttpRequest) -> HttpResponse:
     )
 
 
+#: What a refused CSRF check says on the API, here and in DRF's session authentication.
+CSRF_FAILED_MESSAGE = "CSRF check failed: send the csrftoken cookie's value in the X-CSRFToken header."
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if request.path.startswith(API_PREFIXES):
-        return error_response(
-            "csrf_failed", "CSRF check failed: send the csrftoken cookie's value in the X-CSRFToken header.", 403
-        )
+        return error_response("csrf_failed", CSRF_FAILED_MESSAGE, 403)
     return HttpResponse("CSRF check failed. Reload the page and try again.", status=403, content_type="text/plain")

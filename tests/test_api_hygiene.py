@@ -93,7 +93,7 @@ def test_cookie_authenticated_unsafe_call_needs_csrf(world_a):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(world_a.users[Role.ADMIN])
     response = client.post(world_a.url("service-accounts/"), {"name": "x", "role": "agent"}, format="json")
-    error = _error(response, 403)
+    error = _error(response, 403, "csrf_failed")
     assert "CSRF" in error["message"]
     # The same call with the token succeeds.
     token = "k" * 32

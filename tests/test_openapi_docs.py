@@ -71,13 +71,13 @@ def test_every_operation_documents_its_errors_in_the_error_shape(schema: dict[st
     assert sorted(detail["required"]) == ["code", "details", "message"]
     for method, path, operation in _operations(schema):
         responses = operation["responses"]
-        expected = {"503"}
+        expected = {"400", "503"}  # 400: unstorable text is refused on every route
         if operation.get("security") != [{}]:
             expected |= {"401", "403", "429"}
         if "{" in path:
             expected.add("404")
         if "requestBody" in operation:
-            expected |= {"400", "413", "415"}
+            expected |= {"413", "415"}
         if method != "GET" and "{workspace_slug}" in path:
             expected.add("409")
         missing = expected - set(responses)
@@ -132,3 +132,57 @@ def test_swagger_ui_keeps_the_key_it_was_given(client: Client) -> None:
     assert page.status_code == 200
     script = client.get("/api/docs/?script=").content.decode()
     assert '"persistAuthorization": true' in script
+
+
+def _body_schema(schema: dict[str, Any], operation: dict[str, Any], code: str = "200") -> dict[str, Any]:
+    found = operation["responses"][code]["content"]["application/json"]["schema"]
+    if "$ref" in found:
+        return schema["components"]["schemas"][found["$ref"].rsplit("/", 1)[-1]]
+    return found
+
+
+def test_lists_document_the_envelope_they_answer(schema: dict[str, Any]) -> None:
+    paths = schema["paths"]
+    ws = "/api/v1/workspaces/{workspace_slug}/"
+    for route in ("members/", "api-keys/", "audit-log/", "projects/", "flows/", "flow-runs/", "agents/",
+                  "incidents/", "notification-channels/", "flows/{flow_id}/versions/"):
+        operation = paths[ws + route]["get"]
+        page = _body_schema(schema, operation)
+        assert page["type"] == "object" and {"next", "previous", "results"} <= set(page["properties"]), route
+        assert {"cursor", "limit"} <= {p["name"] for p in operation["parameters"]}, route
+        assert operation["operationId"].endswith("_list"), route
+    for route, extra in (("sla-policies/", set()), ("concurrency-limits/", set()),
+                         ("flow-runs/{flow_run_id}/states/", {"next_after"}),
+                         ("flow-runs/{flow_run_id}/logs/", {"next_after_sequence"})):
+        operation = paths[ws + route]["get"]
+        envelope = _body_schema(schema, operation)
+        assert set(envelope["properties"]) == {"results"} | extra, route
+        assert envelope["properties"]["results"]["type"] == "array", route
+        assert operation["operationId"].endswith("_list"), route
+    for route in ("/api/v1/workspaces/", ws + "service-accounts/"):
+        assert _body_schema(schema, paths[route]["get"])["type"] == "array", route
+
+
+def test_deletes_document_their_body_and_answer_204(schema: dict[str, Any]) -> None:
+    paths = schema["paths"]
+    ws = "/api/v1/workspaces/{workspace_slug}/"
+    delete = paths[ws]["delete"]
+    body = delete["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert schema["components"]["schemas"][body]["required"] == ["confirm_slug"]
+    assert {"400", "413", "415"} <= set(delete["responses"])
+    assert "requestBody" in paths[ws + "service-accounts/{account_id}/permissions/"]["delete"]
+    assert "requestBody" not in paths[ws + "projects/{project_id}/"]["delete"]
+    for method, path, operation in _operations(schema):
+        if method == "DELETE":
+            assert [c for c in operation["responses"] if c.startswith("2")] == ["204"], path
+            assert "content" not in operation["responses"]["204"], path
+
+
+def test_a_revoked_key_answers_204_as_documented(client: Client) -> None:
+    world = build_world("revoke")
+    owner = f"Bearer {world.keys[Role.OWNER]}"
+    keys = client.get(f"/api/v1/workspaces/{world.workspace.slug}/api-keys/", HTTP_AUTHORIZATION=owner).json()
+    developer = next(k for k in keys["results"] if k["owner"] == world.users[Role.DEVELOPER].email)
+    answer = client.delete(f"/api/v1/workspaces/{world.workspace.slug}/api-keys/{developer['id']}/",
+                           HTTP_AUTHORIZATION=owner)
+    assert answer.status_code == 204 and answer.content == b""

@@ -9,6 +9,7 @@ from rest_framework import authentication, exceptions
 from accounts.services.api_keys import api_key_authenticate
 from core import ratelimit
 from core.errors import ServiceError, TooManyRequests
+from core.views import CSRF_FAILED_MESSAGE
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -66,6 +67,16 @@ def _failed(message: str, code: str) -> exceptions.AuthenticationFailed:
 
 class CsrfSessionAuthentication(authentication.SessionAuthentication):
     """The browser's session; unsafe methods need the CSRF token (DRF enforces it here)."""
+
+    def enforce_csrf(self, request):
+        # DRF's own refusal reads "CSRF Failed: …" with the generic `permission_denied`; answer with
+        # `csrf_failed` and the same words as Django's CSRF failure view (core.views.csrf_failure).
+        try:
+            super().enforce_csrf(request)
+        except exceptions.PermissionDenied:
+            refused = exceptions.PermissionDenied(CSRF_FAILED_MESSAGE)
+            refused.auth_code = "csrf_failed"
+            raise refused from None
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

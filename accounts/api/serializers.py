@@ -157,3 +157,33 @@ class AuditLogEntryOut(serializers.ModelSerializer):
 class MeOut(serializers.Serializer):
     user = UserOut(allow_null=True)
     workspaces = WorkspaceOut(many=True)
+
+
+class PersonalKeysInWorkspaceOut(serializers.Serializer):
+    slug = serializers.CharField(source="workspace.slug")
+    name = serializers.CharField(source="workspace.name")
+    personal_api_keys = serializers.IntegerField(source="active_api_keys", help_text="Personal keys that still work.")
+
+
+class SignOutEverywherePreviewOut(serializers.Serializer):
+    personal_api_keys = serializers.IntegerField(help_text="Your personal keys that still work, in all workspaces.")
+    workspaces = PersonalKeysInWorkspaceOut(many=True, help_text="Where they are (workspaces without any left out).")
+
+
+class SignOutEverywhereIn(StrictInputSerializer):
+    # Never trimmed: a password may begin or end with a space. The cap keeps hashing cheap.
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, help_text="Your current password.")
+
+
+class KeysRevokedInWorkspaceOut(serializers.Serializer):
+    slug = serializers.CharField(source="workspace.slug")
+    name = serializers.CharField(source="workspace.name")
+    revoked_api_keys = serializers.IntegerField()
+
+
+class SignedOutEverywhereOut(serializers.Serializer):
+    sessions_ended = serializers.IntegerField(
+        help_text="Sessions opened by logging in that were ended, this one included; any other session of yours "
+                  "stops working on its next request too.")
+    revoked_api_keys = serializers.IntegerField(help_text="Personal API keys revoked, in all workspaces.")
+    workspaces = KeysRevokedInWorkspaceOut(many=True, help_text="Each of your workspaces and the keys revoked there.")

@@ -6,6 +6,7 @@ ws = "workspaces/<slug:workspace_slug>/"
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="me"),
+    path("me/sign-out-everywhere/", views.SignOutEverywhereView.as_view(), name="sign-out-everywhere"),
     path("workspaces/", views.WorkspaceListView.as_view(), name="workspace-list"),
     path(ws, views.WorkspaceDetailView.as_view(), name="workspace-detail"),
     path(ws + "members/", views.MemberListView.as_view(), name="member-list"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import logout
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,10 +20,18 @@ from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import NotFound, Principal
 from accounts.links import public_url
 from accounts.models import Membership, User
-from accounts.services import api_keys, invitations, members, object_permissions, service_accounts, workspaces
+from accounts.services import (
+    api_keys,
+    invitations,
+    members,
+    object_permissions,
+    security,
+    service_accounts,
+    workspaces,
+)
 from core import ratelimit
-from core.errors import TooManyRequests
-from core.openapi import error
+from core.errors import Forbidden, TooManyRequests
+from core.openapi import QUOTA_EXCEEDED, error
 from core.pagination import CreatedCursorPagination
 
 from . import serializers as s
@@ -35,7 +44,8 @@ def _valid(serializer_class: type, request: Request) -> dict[str, Any]:
 
 
 def _paginated(view: APIView, request: Request, queryset: QuerySet, out: type) -> Response:
-    paginator = CreatedCursorPagination()
+    # The view's own pagination_class: the one the OpenAPI schema documents its envelope from.
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(out(page, many=True).data)
 
@@ -49,6 +59,59 @@ class MeView(APIView):
                              "workspaces": s.WorkspaceOut([principal.workspace], many=True).data})
         return Response({"user": s.UserOut(request.user).data,
                          "workspaces": s.WorkspaceOut(selectors.workspace_list_for_user(request.user), many=True).data})
+
+
+def _signed_in_person(request: Request) -> User:
+    """The person behind a browser session; a key (even a personal one) is refused, since what it is
+    asked for covers every workspace and every session, not the key's own workspace."""
+    if isinstance(request.auth, Principal) or not isinstance(request.user, User):
+        raise Forbidden(
+            "Signing out everywhere is done from a signed-in browser session, not with an API key.",
+            code="session_required",
+        )
+    return request.user
+
+
+_SESSION_ONLY = error(
+    "Sent with an API key (`session_required`: this is done from a signed-in browser session), or a session "
+    "request came without its CSRF token."
+)
+
+
+class SignOutEverywhereView(APIView):
+    """What a person who suspects a leak needs: every session ended (this one too) and every personal
+    API key revoked, in all their workspaces. Service-account keys are left alone."""
+
+    @extend_schema(
+        summary="What signing out everywhere would revoke: your personal API keys that still work",
+        responses={200: s.SignOutEverywherePreviewOut, 403: _SESSION_ONLY},
+    )
+    def get(self, request: Request) -> Response:
+        counts = selectors.personal_api_key_counts(_signed_in_person(request))
+        return Response(s.SignOutEverywherePreviewOut({
+            "personal_api_keys": sum(c.active_api_keys for c in counts), "workspaces": counts,
+        }).data)
+
+    @extend_schema(
+        request=s.SignOutEverywhereIn,
+        summary="Sign out everywhere (this session too) and revoke all your personal API keys",
+        responses={
+            200: s.SignedOutEverywhereOut,
+            400: error("Invalid body (`invalid`), or not your current password (`wrong_password`; "
+                       "`details.password`). Nothing was changed."),
+            403: _SESSION_ONLY,
+            429: error("Too many password attempts for your account or from your address (`rate_limited`; "
+                       "the same budget as logging in): wait for `Retry-After` seconds."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        user = _signed_in_person(request)
+        data = _valid(s.SignOutEverywhereIn, request)
+        result = security.sign_out_everywhere(
+            user=user, password=data["password"], ip_address=ratelimit.client_ip(request)
+        )
+        logout(request._request)  # this browser too: the answer clears its session cookie
+        return Response(s.SignedOutEverywhereOut(result).data)
 
 
 class WorkspaceListView(APIView):
@@ -94,6 +157,7 @@ class WorkspaceDetailView(WorkspaceAPIView):
 
 class MemberListView(WorkspaceAPIView):
     scope_map = {"GET": "member:read"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.MembershipOut(many=True))
     def get(self, request: Request, workspace_slug: str) -> Response:
@@ -136,12 +200,14 @@ class LeaveView(WorkspaceAPIView):
 
 class InvitationListView(WorkspaceAPIView):
     scope_map = {"GET": "invitation:read", "POST": "invitation:create"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.InvitationOut(many=True))
     def get(self, request: Request, workspace_slug: str) -> Response:
         return _paginated(self, request, selectors.invitation_list(self.principal), s.InvitationOut)
 
-    @extend_schema(request=s.InvitationCreateIn, responses={201: s.InvitationOut}, summary="Invite someone by email")
+    @extend_schema(request=s.InvitationCreateIn, responses={201: s.InvitationOut, 402: QUOTA_EXCEEDED},
+                   summary="Invite someone by email")
     def post(self, request: Request, workspace_slug: str) -> Response:
         data = _valid(s.InvitationCreateIn, request)
         invitation, _token = invitations.invitation_create(actor=self.principal, base_url=public_url(request), **data)
@@ -312,6 +378,7 @@ class ServiceAccountPermissionsView(WorkspaceAPIView):
 
 class ApiKeyListView(WorkspaceAPIView):
     scope_map = {"GET": "workspace:read", "POST": "api_key:create_own"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.ApiKeyOut(many=True), summary="Your keys (Admins: every key)")
     def get(self, request: Request, workspace_slug: str) -> Response:
@@ -334,11 +401,11 @@ class ApiKeyDetailView(WorkspaceAPIView):
     def get(self, request: Request, workspace_slug: str, key_id: str) -> Response:
         return Response(s.ApiKeyOut(api_keys.api_key_get(actor=self.principal, key_id=key_id)).data)
 
-    @extend_schema(responses=s.ApiKeyOut, summary="Revoke a key (effective on the next request)")
+    @extend_schema(responses={204: None}, summary="Revoke a key (effective on the next request)")
     def delete(self, request: Request, workspace_slug: str, key_id: str) -> Response:
         key = api_keys.api_key_get(actor=self.principal, key_id=key_id)
-        key = api_keys.api_key_revoke(actor=self.principal, key=key)
-        return Response(s.ApiKeyOut(key).data)
+        api_keys.api_key_revoke(actor=self.principal, key=key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ApiKeyRotateView(WorkspaceAPIView):
@@ -366,6 +433,7 @@ class AuditLogFilterIn(serializers.Serializer):
 
 class AuditLogView(WorkspaceAPIView):
     scope_map = {"GET": "audit_log:read"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("area", OpenApiTypes.STR, enum=sorted(selectors.AUDIT_LOG_AREAS),

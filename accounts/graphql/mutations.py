@@ -15,22 +15,25 @@ import uuid
 from typing import Any, ClassVar
 
 import graphene
+from django.contrib.auth import logout
+from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import selectors
 from accounts.authz import NotFound, Principal, principal_for_user
 from accounts.links import public_url
-from accounts.services import api_keys, invitations, members, service_accounts, workspaces
+from accounts.services import api_keys, invitations, members, security, service_accounts, workspaces
 from core.errors import InvalidInput
 
 from .context import GraphQLContext, get_context
 from .errors import EXPECTED_ERRORS, Error, error_list, not_authenticated
-from .types import ApiKeyType, InvitationType, MemberType, ServiceAccountType, WorkspaceType
+from .types import ApiKeyType, InvitationType, MemberType, PersonalApiKeyCountType, ServiceAccountType, WorkspaceType
 
 # The limits the REST input serializers put on the same fields.
 MAX_EMAIL_LENGTH = 254
 MAX_DESCRIPTION_LENGTH = 500
+MAX_PASSWORD_LENGTH = 4096
 
 
 def _check_strings(arguments: dict[str, Any]) -> None:
@@ -378,3 +381,42 @@ class RevokeApiKey(BaseMutation):
         actor = _principal(context, workspace)
         key = api_keys.api_key_revoke(actor=actor, key=api_keys.api_key_get(actor=actor, key_id=_object_id(id)))
         return cls(api_key=key, errors=[])
+
+
+class SignOutEverywhere(BaseMutation):
+    """Sign out every session of yours, this one included, and revoke all your personal API keys in
+    every workspace (service-account keys are left alone). Needs your current password."""
+
+    class Arguments:
+        password = graphene.String(required=True, description="Your current password.")
+
+    ok = graphene.Boolean(required=True)
+    sessions_ended = graphene.Int(
+        description="Sessions opened by logging in that were ended, this one included; any other session of yours "
+                    "stops working on its next request too."
+    )
+    revoked_api_keys = graphene.Int(description="Personal API keys revoked, in all workspaces.")
+    workspaces = graphene.List(
+        graphene.NonNull(PersonalApiKeyCountType), description="Each of your workspaces and the keys revoked there."
+    )
+    failure_values: ClassVar[dict[str, Any]] = {"ok": False}
+
+    @classmethod
+    def perform(cls, context: GraphQLContext, password: str) -> SignOutEverywhere:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise InvalidInput("That is not your current password.", code="wrong_password",
+                               details={"password": ["Too long."]})
+        result = security.sign_out_everywhere(
+            user=context.user, password=password, ip_address=context.ip_address  # type: ignore[arg-type]
+        )
+        logout(context.request)  # this browser too: the answer clears its session cookie
+        context.user = AnonymousUser()  # and nothing later in the document acts as the person
+        return cls(
+            ok=True, sessions_ended=result.sessions_ended, revoked_api_keys=result.revoked_api_keys,
+            workspaces=[
+                PersonalApiKeyCountType(workspace_slug=w.workspace.slug, workspace_name=w.workspace.name,
+                                        count=w.revoked_api_keys)
+                for w in result.workspaces
+            ],
+            errors=[],
+        )

@@ -15,7 +15,7 @@ from core.errors import TooManyRequests
 from . import mutations as m
 from .context import get_context
 from .errors import graphql_error
-from .types import InvitationPreviewType, UserType, WorkspaceType
+from .types import InvitationPreviewType, PersonalApiKeyCountType, UserType, WorkspaceType
 
 MAX_TOKEN_LENGTH = 200
 
@@ -29,6 +29,12 @@ class AccountsQuery(graphene.ObjectType):
         WorkspaceType,
         slug=graphene.String(required=True),
         description="A workspace you are a member of; null for any other slug.",
+    )
+    personal_api_keys = graphene.List(
+        graphene.NonNull(PersonalApiKeyCountType),
+        required=True,
+        description="Your personal API keys that still work, per workspace (workspaces without any left out): "
+                    "what signOutEverywhere would revoke. Empty when not signed in.",
     )
     invitation = graphene.Field(
         InvitationPreviewType,
@@ -49,6 +55,17 @@ class AccountsQuery(graphene.ObjectType):
         found = list(selectors.workspace_list_for_user(context.user))  # type: ignore[arg-type]
         context.prime_principals(found)
         return found
+
+    @staticmethod
+    def resolve_personal_api_keys(root: Any, info: Any) -> list[PersonalApiKeyCountType]:
+        context = get_context(info)
+        if not context.is_authenticated:
+            return []
+        return [
+            PersonalApiKeyCountType(workspace_slug=c.workspace.slug, workspace_name=c.workspace.name,
+                                    count=c.active_api_keys)
+            for c in selectors.personal_api_key_counts(context.user)  # type: ignore[arg-type]
+        ]
 
     @staticmethod
     def resolve_workspace(root: Any, info: Any, slug: str) -> Workspace | None:
@@ -91,3 +108,4 @@ class AccountsMutation(graphene.ObjectType):
     create_api_key = m.CreateApiKey.Field()
     create_service_account_key = m.CreateServiceAccountKey.Field()
     revoke_api_key = m.RevokeApiKey.Field()
+    sign_out_everywhere = m.SignOutEverywhere.Field()

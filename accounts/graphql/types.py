@@ -39,6 +39,17 @@ class UserType(graphene.ObjectType):
     full_name = graphene.String(required=True)
 
 
+class PersonalApiKeyCountType(graphene.ObjectType):
+    """How many of your personal API keys one of your workspaces holds."""
+
+    class Meta:
+        name = "PersonalApiKeyCount"
+
+    workspace_slug = graphene.String(required=True)
+    workspace_name = graphene.String(required=True)
+    count = graphene.Int(required=True)
+
+
 class MemberType(graphene.ObjectType):
     class Meta:
         name = "Member"

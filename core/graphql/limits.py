@@ -1,24 +1,34 @@
-"""Validation rules that cap a GraphQL document before it runs (B8): depth, cost, introspection."""
+"""Validation rules that cap a GraphQL document before it runs (B8): depth, cost, introspection; and
+text PostgreSQL cannot store (NUL, lone surrogates) in its variables and string literals."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLList,
+    GraphQLNonNull,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationContext,
     ValidationRule,
     VariableNode,
     get_named_type,
     specified_rules,
+    type_from_ast,
 )
+
+from core.text_guard import UnstorableText, escaped, find_in_json, json_text_suspect, unstorable_character
 
 INTROSPECTION_FIELDS = ("__schema", "__type")
 
@@ -170,6 +180,95 @@ class NoIntrospectionRule(ValidationRule):
             )
 
 
+#: The scalar whose string is JSON text, decoded only when the argument is read: a ``"\\u0000"``
+#: inside it is no NUL to the string check, yet one once decoded (and stored as jsonb).
+JSON_STRING_SCALAR = "JSONString"
+
+
+def _unstorable_error(found: UnstorableText, node: Any = None, **extensions: Any) -> GraphQLError:
+    return GraphQLError(
+        found.message, node, extensions={"code": "invalid_text", "character": found.code_point, **extensions}
+    )
+
+
+def _in_json_text(text: str, where: str) -> UnstorableText | None:
+    if not json_text_suspect(text.encode("utf-8", "surrogatepass")):
+        return None  # no escape that decodes to NUL or a surrogate: nothing to parse twice
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError):  # the scalar reports bad JSON itself
+        return None
+    found = find_in_json(decoded)
+    if found is None:
+        return None
+    path, bad, is_key = found
+    return UnstorableText(f"{'key of the ' if is_key else ''}JSON in {where} at {path}", bad)
+
+
+def _in_typed_value(value: Any, type_: Any, where: str) -> UnstorableText | None:
+    """JSON text inside a variable's value, following its declared type (lists, input objects)."""
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    if isinstance(type_, GraphQLList):
+        items = value if isinstance(value, list) else [value]  # a single value coerces to a list of one
+        for index, item in enumerate(items):
+            found = _in_typed_value(item, type_.of_type, f"{where}[{index}]" if isinstance(value, list) else where)
+            if found:
+                return found
+        return None
+    if isinstance(type_, GraphQLInputObjectType):
+        if isinstance(value, dict):
+            for name, field_type in type_.fields.items():
+                found = _in_typed_value(value.get(name), field_type.type, f"{where}.{name}") if name in value else None
+                if found:
+                    return found
+        return None
+    if getattr(type_, "name", None) == JSON_STRING_SCALAR and isinstance(value, str):
+        return _in_json_text(value, where)
+    return None
+
+
+def text_rule(variables: dict[str, Any]) -> type[ValidationRule]:
+    """Refuse NUL and lone surrogates (``core.text_guard``) in the variables, in the document's
+    string literals (GraphQL's ``\\u0000`` and block strings can carry NUL) and in the JSON text a
+    ``JSONString`` argument decodes."""
+
+    class TextRule(ValidationRule):
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            for name, value in variables.items():
+                bad = unstorable_character(name)
+                if bad:
+                    where = f"name of GraphQL variable ${escaped(name)}"
+                    self.report_error(_unstorable_error(UnstorableText(where, bad), variable=escaped(name)))
+                    continue
+                found = find_in_json(value, f"${name}")
+                if found:
+                    path, bad, is_key = found
+                    where = f"{'key of the ' if is_key else ''}GraphQL variable {path}"
+                    self.report_error(_unstorable_error(UnstorableText(where, bad), variable=name))
+
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+            for definition in node.variable_definitions or ():
+                name = definition.variable.name.value
+                type_ = type_from_ast(self.context.schema, definition.type)
+                found = _in_typed_value(variables.get(name), type_, f"${name}") if name in variables else None
+                if found:
+                    self.report_error(_unstorable_error(found, definition, variable=name))
+
+        def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+            bad = unstorable_character(node.value)
+            if bad:
+                self.report_error(_unstorable_error(UnstorableText("string in the GraphQL document", bad), node))
+                return
+            input_type = self.context.get_input_type()
+            if input_type is not None and get_named_type(input_type).name == JSON_STRING_SCALAR:
+                found = _in_json_text(node.value, "a JSONString argument")
+                if found:
+                    self.report_error(_unstorable_error(found, node))
+
+    return TextRule
+
+
 def validation_rules(variables: dict[str, Any], *, anonymous: bool = False) -> list[type[ValidationRule]]:
     """The limits a document must pass before it runs; a caller without a session gets the tighter
     cost cap (what anonymous visitors may ask is small: an invitation, the viewer)."""
@@ -177,6 +276,7 @@ def validation_rules(variables: dict[str, Any], *, anonymous: bool = False) -> l
     rules: list[type[ValidationRule]] = [
         depth_limit_rule(settings.GRAPHQL_MAX_DEPTH, variables),
         cost_limit_rule(max_cost, variables),
+        text_rule(variables),
     ]
     if not settings.GRAPHQL_INTROSPECTION:
         rules.append(NoIntrospectionRule)

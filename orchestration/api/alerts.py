@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api.guard import WorkspaceAPIView
+from core.pagination import results_envelope
 from core.serializers import StrictInputSerializer
 from orchestration.alerts import incidents as incident_services
 from orchestration.alerts import policies
@@ -224,7 +225,7 @@ def _incident_body(principal: Any, incident: Incident) -> dict[str, Any]:
 class PolicyListView(WorkspaceAPIView):
     scope_map = {"GET": "sla:read", "POST": "sla:manage"}
 
-    @extend_schema(responses=PolicyOut(many=True), summary="SLA policies you can see, by name")
+    @extend_schema(responses=results_envelope("SlaPolicies", PolicyOut), summary="SLA policies you can see, by name")
     def get(self, request: Request, workspace_slug: str) -> Response:
         found = alerts.policies_visible_to(self.principal)
         return Response({"results": PolicyOut(found, many=True).data})
@@ -281,6 +282,7 @@ class PolicyPauseView(WorkspaceAPIView):
 
 class IncidentListView(WorkspaceAPIView):
     scope_map = {"GET": "sla:read"}
+    pagination_class = IncidentCursorPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=list(alerts.INCIDENT_STATUSES)),
@@ -294,7 +296,7 @@ class IncidentListView(WorkspaceAPIView):
             self.principal, status=query.get("status"), flow_id=query.get("flow"), flow_run_id=query.get("flow_run"),
             policy_id=query.get("policy"),
         )
-        paginator = IncidentCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(incidents, request, view=self)
         return paginator.get_paginated_response(IncidentOut(page, many=True).data)
 

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api.guard import WorkspaceAPIView
+from core.pagination import CreatedCursorPagination
 from core.serializers import StrictInputSerializer
 from orchestration.alerts import channels as channel_services
 from orchestration.alerts.channels import access_channel, channel_view, channels_visible_to, deliveries_visible_to
@@ -121,6 +122,7 @@ class DeliveryFilterIn(StrictInputSerializer):
 
 class ChannelListView(WorkspaceAPIView):
     scope_map = {"GET": READ, "POST": MANAGE}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=ChannelOut(many=True), summary="Notification channels (targets masked)")
     def get(self, request: Request, workspace_slug: str) -> Response:
@@ -171,6 +173,7 @@ class ChannelTestView(WorkspaceAPIView):
 
 class DeliveryListView(WorkspaceAPIView):
     scope_map = {"GET": READ}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("channel", OpenApiTypes.UUID), OpenApiParameter("incident", OpenApiTypes.UUID)],

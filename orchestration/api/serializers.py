@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.openapi import ErrorDetailSerializer
 from core.serializers import StrictInputSerializer
 from orchestration.models import (
     Agent,
@@ -435,6 +436,18 @@ class SetStateOut(serializers.Serializer):
     retry_after_seconds = serializers.IntegerField(required=False)
 
 
+class SetStateConflictOut(serializers.Serializer):
+    """A 409 of set-state: always the error; with the engine's answer beside it when the state was
+    refused (`state_rejected`, `state_aborted`), alone when ``expected_version`` was stale
+    (`stale_state_version`, the current state in ``details``)."""
+
+    error = ErrorDetailSerializer()
+    status = serializers.ChoiceField(choices=["REJECT", "ABORT"], required=False)
+    state = CurrentStateOut(required=False)
+    reason = serializers.CharField(allow_blank=True, required=False)
+    details = serializers.DictField(required=False)
+
+
 class LogEntryOut(serializers.ModelSerializer):
     flow_run = serializers.UUIDField(source="flow_run_id")
     task_run = serializers.UUIDField(source="task_run_id", allow_null=True)
@@ -512,3 +525,5 @@ class FlowRunReportOut(serializers.Serializer):
     task_runs = ReportTaskRunsOut(required=False)
     logs = CountOut(required=False)
     state = SetStateOut(required=False)
+    error = ErrorDetailSerializer(required=False, help_text="On a 409 only: why the state was refused, or that "
+                                  "`expected_version` was stale (`stale_state_version`: then the error alone).")

@@ -29,8 +29,8 @@ from rest_framework.response import Response
 from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import NotFound
 from core.errors import InvalidInput
-from core.openapi import error
-from core.pagination import CreatedCursorPagination
+from core.openapi import QUOTA_EXCEEDED, error
+from core.pagination import CreatedCursorPagination, results_envelope
 from core.serializers import represent, validated
 from orchestration.engine import ProposedState, db_now, flow_run_set_state
 from orchestration.models import FlowRun, FlowVersion
@@ -105,7 +105,8 @@ def _query(serializer_class: type, request: Request) -> dict[str, Any]:
 def _paginated(
     view: WorkspaceAPIView, request: Request, queryset: QuerySet, out: type, **context: Any
 ) -> Response:
-    paginator = CreatedCursorPagination()
+    # The view's own pagination_class: the one the OpenAPI schema documents its envelope from.
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(out(page, many=True, context=context).data)
 
@@ -167,6 +168,7 @@ def _plain(value: Any) -> Any:
 
 class ProjectListView(WorkspaceAPIView):
     scope_map = {"GET": "project:read", "POST": "project:write"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.ProjectOut(many=True), summary="Projects you can see")
     def get(self, request: Request, workspace_slug: str) -> Response:
@@ -203,6 +205,7 @@ class ProjectDetailView(WorkspaceAPIView):
 
 class FlowListView(WorkspaceAPIView):
     scope_map = {"GET": "project:read"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("project", OpenApiTypes.UUID), OpenApiParameter("name", OpenApiTypes.STR)],
@@ -251,6 +254,7 @@ class FlowDetailView(WorkspaceAPIView):
 
 class FlowVersionListView(WorkspaceAPIView):
     scope_map = {"GET": "project:read"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.FlowVersionOut(many=True), summary="A flow's versions, newest first")
     def get(self, request: Request, workspace_slug: str, flow_id: str) -> Response:
@@ -291,6 +295,7 @@ class FlowVersionPinView(_VersionView):
 
 class ScheduleListView(WorkspaceAPIView):
     scope_map = {"GET": "project:read", "POST": "project:write"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.ScheduleOut(many=True))
     def get(self, request: Request, workspace_slug: str, flow_id: str) -> Response:
@@ -358,6 +363,7 @@ def _created_by_kind(view: WorkspaceAPIView) -> str:
 
 class FlowRunListView(WorkspaceAPIView):
     scope_map = {"GET": "project:read", "POST": "flow_run:create"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(
         parameters=[
@@ -379,7 +385,7 @@ class FlowRunListView(WorkspaceAPIView):
         runs = filter_runs(runs_visible_to(self.principal), run_filter, workspace=self.principal.workspace)
         return _paginated(self, request, runs, s.FlowRunOut)
 
-    @extend_schema(request=s.FlowRunCreateIn, responses={201: s.FlowRunOut, 200: s.FlowRunOut},
+    @extend_schema(request=s.FlowRunCreateIn, responses={201: s.FlowRunOut, 200: s.FlowRunOut, 402: QUOTA_EXCEEDED},
                    summary="Quick run: create a flow run (a replayed idempotency_key returns the same run)")
     def post(self, request: Request, workspace_slug: str) -> Response:
         data = _valid(s.FlowRunCreateIn, request)
@@ -398,7 +404,7 @@ class FlowRunListView(WorkspaceAPIView):
 class FlowRunBulkCreateView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:create"}
 
-    @extend_schema(request=s.FlowRunBulkCreateIn, responses={201: OpenApiTypes.OBJECT},
+    @extend_schema(request=s.FlowRunBulkCreateIn, responses={201: OpenApiTypes.OBJECT, 402: QUOTA_EXCEEDED},
                    summary="Create up to 5,000 runs of one flow")
     def post(self, request: Request, workspace_slug: str) -> Response:
         data = _valid(s.FlowRunBulkCreateIn, request)
@@ -466,7 +472,9 @@ class FlowRunStatesView(WorkspaceAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("after", OpenApiTypes.INT), OpenApiParameter("limit", OpenApiTypes.INT)],
-        responses=s.StateOut(many=True), summary="A run's state history; page with after",
+        responses=results_envelope("FlowRunStatePage", s.StateOut, next_after=drf_serializers.IntegerField(
+            allow_null=True, help_text="The last state's id: send it as `after` for the states that follow.")),
+        summary="A run's state history; page with after",
     )
     def get(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         query = _query(s.StateFilterIn, request)
@@ -507,7 +515,7 @@ class FlowRunSetStateView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:report_state"}
 
     @extend_schema(request=s.SetStateIn,
-                   responses={200: s.SetStateOut, 409: s.SetStateOut, 422: IDEMPOTENCY_KEY_REUSED},
+                   responses={200: s.SetStateOut, 409: s.SetStateConflictOut, 422: IDEMPOTENCY_KEY_REUSED},
                    summary="Propose a state (agent/SDK). REJECT/ABORT → 409 with the current state; WAIT → 200")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         data = _valid(s.SetStateIn, request)
@@ -568,6 +576,7 @@ class FlowRunMarkView(_RunAction):
 
 class FlowRunTaskRunsView(WorkspaceAPIView):
     scope_map = {"GET": "project:read", "POST": "flow_run:report_state"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.TaskRunOut(many=True), summary="A run's task runs")
     def get(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
@@ -601,7 +610,9 @@ class FlowRunLogsView(WorkspaceAPIView):
         parameters=[OpenApiParameter("level_gte", OpenApiTypes.INT), OpenApiParameter("task_run_id", OpenApiTypes.UUID),
                     OpenApiParameter("after_sequence", OpenApiTypes.INT), OpenApiParameter("search", OpenApiTypes.STR),
                     OpenApiParameter("limit", OpenApiTypes.INT)],
-        responses=s.LogEntryOut(many=True), summary="A run's logs; page with after_sequence",
+        responses=results_envelope("FlowRunLogPage", s.LogEntryOut, next_after_sequence=drf_serializers.IntegerField(
+            allow_null=True, help_text="The last line's sequence: send it as `after_sequence` for the next lines.")),
+        summary="A run's logs; page with after_sequence",
     )
     def get(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         query = _query(s.LogFilterIn, request)
@@ -693,6 +704,7 @@ class FlowRunHeartbeatView(WorkspaceAPIView):
 
 class AgentListView(WorkspaceAPIView):
     scope_map = {"GET": "project:read", "POST": "agent:register"}
+    pagination_class = CreatedCursorPagination
 
     @extend_schema(responses=s.AgentOut(many=True), summary="Agents with their health")
     def get(self, request: Request, workspace_slug: str) -> Response:
@@ -732,7 +744,8 @@ class AgentStopView(WorkspaceAPIView):
 class AgentClaimView(WorkspaceAPIView):
     scope_map = {"POST": "flow_run:claim"}
 
-    @extend_schema(request=s.ClaimIn, responses={200: s.ClaimedRunOut(many=True), 422: IDEMPOTENCY_KEY_REUSED},
+    @extend_schema(request=s.ClaimIn,
+                   responses={200: results_envelope("ClaimedRuns", s.ClaimedRunOut), 422: IDEMPOTENCY_KEY_REUSED},
                    summary="Claim due runs whose labels this agent covers (each run to exactly one agent)")
     def post(self, request: Request, workspace_slug: str, agent_id: str) -> Response:
         data = _valid(s.ClaimIn, request)
@@ -754,7 +767,8 @@ class AgentClaimView(WorkspaceAPIView):
 class ConcurrencyLimitView(WorkspaceAPIView):
     scope_map = {"GET": "project:read", "PUT": "project:write", "DELETE": "project:write"}
 
-    @extend_schema(responses=s.ConcurrencyLimitOut(many=True), summary="Task concurrency limits by tag")
+    @extend_schema(responses=results_envelope("ConcurrencyLimits", s.ConcurrencyLimitOut),
+                   summary="Task concurrency limits by tag")
     def get(self, request: Request, workspace_slug: str) -> Response:
         limits = concurrency.concurrency_limit_list(actor=self.principal)
         return Response({"results": s.ConcurrencyLimitOut(limits, many=True).data})

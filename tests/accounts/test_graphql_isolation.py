@@ -61,8 +61,10 @@ MUTATION_ARGUMENTS: dict[str, Any] = {
         "workspace": slug, "serviceAccountId": t.service_account, "name": "evil"
     },
     "revokeApiKey": lambda t, slug: {"workspace": slug, "id": t.api_key},
+    # The caller's own account across their workspaces (tests/accounts/test_sign_out_everywhere.py).
+    "signOutEverywhere": lambda t, slug: {"password": "not the password"},
 }
-NOT_WORKSPACE_SCOPED = {"createWorkspace", "acceptInvitation"}
+NOT_WORKSPACE_SCOPED = {"createWorkspace", "acceptInvitation", "signOutEverywhere"}
 WORKSPACE_MUTATIONS = sorted(set(MUTATION_ARGUMENTS) - NOT_WORKSPACE_SCOPED)
 # Mutations that name one of world A's objects by id (sent with world B's own slug as well).
 ID_MUTATIONS = [

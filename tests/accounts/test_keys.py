@@ -79,7 +79,7 @@ def test_revoked_key_fails_on_the_very_next_request(world_a):
     with rls_bypass():
         key = ApiKey.objects.for_workspace(world_a.workspace).get(user=world_a.users[Role.ADMIN])
     owner = world_a.client(Role.OWNER)
-    assert owner.delete(world_a.url(f"api-keys/{key.pk}/")).status_code == 200
+    assert owner.delete(world_a.url(f"api-keys/{key.pk}/")).status_code == 204
     response = client.get(world_a.url("members/"))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "api_key_revoked"

@@ -9,6 +9,7 @@ import pytest
 
 from billing.models import Plan, Subscription, SubscriptionStatus
 from billing.plans import ensure_default_plans
+from billing.quotas import apply_limits_to_meter
 from core.tenancy import workspace_scope
 from tests.conftest import WorkspaceWorld
 from tests.orchestration.factories import FlowVersionFactory
@@ -27,7 +28,8 @@ def set_free_runs(limit: int) -> None:
 
 
 def subscribe(world: WorkspaceWorld, plan: str, **fields: Any) -> Subscription:
-    """Put the workspace on ``plan`` (as a Stripe webhook would), active unless ``status`` says."""
+    """Put the workspace on ``plan`` as a Stripe webhook would (the current period's meter takes
+    the new limits), active unless ``status`` says."""
     ensure_default_plans()
     with workspace_scope([world.workspace.pk]):
         subscription, _ = Subscription.objects.unscoped().update_or_create(
@@ -35,6 +37,7 @@ def subscribe(world: WorkspaceWorld, plan: str, **fields: Any) -> Subscription:
             defaults={"plan": Plan.objects.get(code=plan), "status": fields.pop("status", SubscriptionStatus.ACTIVE),
                       **fields},
         )
+    apply_limits_to_meter(world.workspace.pk)  # as the webhook that changed it would
     return subscription
 
 

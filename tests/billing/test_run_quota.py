@@ -197,8 +197,8 @@ def test_a_paid_period_that_starts_mid_month_ends_the_free_meter_there(world_a):
         assert create(world_a, flow).status_code == 201
     # when: an upgrade whose period starts on the 15th
     start, end = dt.datetime(2026, 12, 15, tzinfo=dt.UTC), dt.datetime(2027, 1, 15, tzinfo=dt.UTC)
-    subscribe(world_a, "standard", seats=5, current_period_start=start, current_period_end=end)
     with time_machine.travel(dt.datetime(2026, 12, 16, tzinfo=dt.UTC)):
+        subscribe(world_a, "standard", seats=5, current_period_start=start, current_period_end=end)
         meter = open_meter(world_a.workspace.pk)
     # then: exactly one meter covers any moment
     with rls_bypass():
@@ -206,3 +206,26 @@ def test_a_paid_period_that_starts_mid_month_ends_the_free_meter_there(world_a):
                       .order_by("period_start").values_list("period_start", "period_end"))
     assert meters == [(dt.datetime(2026, 12, 1, tzinfo=dt.UTC), start), (start, end)]
     assert (meter.runs, meter.runs_limit) == (0, 100_000)
+
+
+def test_a_paid_plan_cancelled_within_the_month_it_began_goes_back_to_the_month_meter(world_a):
+    # given: 2 Free runs on the 10th, Standard from the 15th (2 runs), cancelled on the 20th
+    set_free_runs(3)
+    flow = flow_of(world_a)
+    with time_machine.travel(dt.datetime(2026, 12, 10, tzinfo=dt.UTC)):
+        assert [create(world_a, flow).status_code for _ in range(2)] == [201, 201]
+    start, end = dt.datetime(2026, 12, 15, tzinfo=dt.UTC), dt.datetime(2027, 1, 15, tzinfo=dt.UTC)
+    with time_machine.travel(dt.datetime(2026, 12, 16, tzinfo=dt.UTC)):
+        subscribe(world_a, "standard", seats=5, current_period_start=start, current_period_end=end)
+        assert [create(world_a, flow).status_code for _ in range(2)] == [201, 201]
+    # when: after the cancellation, Free's month meter again (2 of 3 used)
+    with time_machine.travel(dt.datetime(2026, 12, 20, tzinfo=dt.UTC), tick=False):
+        subscribe(world_a, "standard", seats=5, status=SubscriptionStatus.CANCELED)
+        statuses = [create(world_a, flow).status_code for _ in range(2)]
+    # then
+    assert statuses == [201, 402]
+    with rls_bypass():
+        meters = list(RunMeter.objects.unscoped().filter(workspace=world_a.workspace)
+                      .order_by("period_start").values_list("period_start", "period_end", "runs"))
+    assert meters == [(dt.datetime(2026, 12, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC), 3),
+                      (start, dt.datetime(2026, 12, 20, tzinfo=dt.UTC), 2)]

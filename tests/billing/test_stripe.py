@@ -350,3 +350,16 @@ def test_an_event_that_fails_to_apply_is_rolled_back_and_answers_5xx_so_stripe_s
     assert response.json()["error"]["code"] == "webhook_failed"
     assert not StripeEvent.objects.filter(pk=broken["id"]).exists()
     assert subscription_of(world_a).status == SubscriptionStatus.ACTIVE
+
+
+def test_without_billing_or_stripe_buying_answers_409_saying_which(world_a, settings):
+    # given: billing off, then on without a Stripe key
+    settings.FLOWDECK_BILLING = False
+    off = world_a.client(Role.OWNER).post(world_a.url("billing/portal/"))
+    settings.FLOWDECK_BILLING = True
+    settings.STRIPE_SECRET_KEY = ""
+    unconnected = world_a.client(Role.OWNER).post(world_a.url("billing/checkout/"), {"plan": "standard", "seats": 5},
+                                                  format="json")
+    # then
+    assert (off.status_code, off.json()["error"]["code"]) == (409, "billing_disabled")
+    assert (unconnected.status_code, unconnected.json()["error"]["code"]) == (409, "billing_not_connected")

@@ -3,12 +3,16 @@ parses, beat is a singleton, migrations run as the owner role and everything els
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from django.conf import settings
+
+from config.body_limit import READ_PAST_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -215,3 +219,49 @@ def test_compose_web_runs_config_serve_with_the_workers_setting(compose: dict[st
     assert web["environment"]["FLOWDECK_WEB_THREADS"] == "${FLOWDECK_WEB_THREADS:-}"
     example = (INFRA / ".env.example").read_text()
     assert re.search(r"^FLOWDECK_WEB_WORKERS=", example, re.M)
+
+
+# --- proxies and the body limit (docs/operations.md, "Proxies") -----------------------------------
+
+
+def _trusts_everyone(entries: list[str]) -> bool:
+    return any(e.strip() == "*" or e.strip().endswith("/0") for e in entries)
+
+
+def test_nothing_shipped_trusts_forwarded_headers_from_everyone(values: dict[str, Any]) -> None:
+    # "*" let every client choose its address with X-Forwarded-For (rate limits, the audit log).
+    shipped = [INFRA / "compose.yaml", INFRA / ".env.example", CHART / "values.yaml", *(CHART / "templates").iterdir(),
+               INFRA / "docker" / "Dockerfile"]
+    for path in shipped:
+        text = path.read_text()
+        assert "FORWARDED_ALLOW_IPS" not in text, path  # uvicorn's name; the server reads FLOWDECK_TRUSTED_PROXIES
+        assert not re.search(r"""TRUSTED_PROXIES\W+["']?\*""", text), path
+    assert "forwardedAllowIps" not in values["web"]
+    assert not _trusts_everyone(values["web"]["trustedProxies"])
+    web = template("web-deployment.yaml")
+    assert "name: FLOWDECK_TRUSTED_PROXIES" in web and ".Values.web.trustedProxies" in web
+
+
+def test_compose_trusts_only_the_proxys_pinned_address(compose: dict[str, Any]) -> None:
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    proxy_address = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    assert ipaddress.ip_address(proxy_address) in subnet
+    for name in ("web", "worker", "beat"):
+        assert compose["services"][name]["environment"]["FLOWDECK_TRUSTED_PROXIES"] == (
+            f"${{FLOWDECK_TRUSTED_PROXIES:-{proxy_address}}}")
+    example = (INFRA / ".env.example").read_text()
+    assert re.search(rf"^FLOWDECK_TRUSTED_PROXIES={re.escape(proxy_address)}$", example, re.M)
+
+
+def test_proxies_let_through_just_over_the_servers_body_limit(values: dict[str, Any]) -> None:
+    def size(text: str) -> int:
+        number, unit = re.fullmatch(r"(\d+)([km]?)", text.strip().lower()).groups()  # type: ignore[union-attr]
+        return int(number) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+
+    # Above the limit, so that a client gets Flowdeck's own 413 body rather than the proxy's page,
+    # and within what the server reads past, so that the proxy gets that 413 rather than a reset.
+    conf = (INFRA / "nginx" / "flowdeck.conf").read_text()
+    nginx = size(re.search(r"client_max_body_size\s+(\S+);", conf).group(1))  # type: ignore[union-attr]
+    ingress = size(values["ingress"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
+    for allowed in (nginx, ingress):
+        assert settings.MAX_REQUEST_BODY_BYTES < allowed <= settings.MAX_REQUEST_BODY_BYTES + READ_PAST_BYTES

@@ -163,7 +163,7 @@ def test_registering_into_a_restricted_project_not_shared_is_404(world_a, metada
 
 def test_nul_characters_in_metadata_are_a_clear_400(world_a, metadata):
     metadata["storage"]["module"] = "flows\u0000etl"
-    assert_error(register(world_a.client(Role.DEVELOPER), world_a, metadata), 400, "invalid_metadata")
+    assert_error(register(world_a.client(Role.DEVELOPER), world_a, metadata), 400, "invalid_text")
 
 
 def test_a_registration_by_a_person_records_who_registered(world_a, metadata):
