@@ -131,10 +131,11 @@ def invoices(*, actor: Principal, limit: int = 24) -> list[dict[str, Any]]:
         return []
     found = _call("list the invoices", client().v1.invoices.list,
                   {"customer": subscription.stripe_customer_id, "limit": limit})
-    return [{"id": i.id, "number": i.get("number") or "", "status": i.get("status") or "",
+    rows = [invoice.to_dict() for invoice in found.data]  # Stripe objects are not dicts
+    return [{"id": i["id"], "number": i.get("number") or "", "status": i.get("status") or "",
              "amount_due": i.get("amount_due") or 0, "amount_paid": i.get("amount_paid") or 0,
              "currency": i.get("currency") or "usd", "created": i.get("created"),
-             "hosted_invoice_url": i.get("hosted_invoice_url") or ""} for i in found.data]
+             "hosted_invoice_url": i.get("hosted_invoice_url") or ""} for i in rows]
 
 
 def send_meter_event(*, event_name: str, customer: str, value: int, identifier: str, timestamp: int) -> None:

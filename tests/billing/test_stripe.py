@@ -363,3 +363,19 @@ def test_without_billing_or_stripe_buying_answers_409_saying_which(world_a, sett
     # then
     assert (off.status_code, off.json()["error"]["code"]) == (409, "billing_disabled")
     assert (unconnected.status_code, unconnected.json()["error"]["code"]) == (409, "billing_not_connected")
+
+
+def test_the_billing_page_lists_the_invoices_stripe_has(world_a, fake):
+    # given: a paid checkout (one paid invoice at the fake)
+    checkout(world_a, fake, seats=4)
+    deliver(fake)
+    # when
+    owner = world_a.client(Role.OWNER).get(world_a.url("billing/")).json()
+    viewer = world_a.client(Role.VIEWER).get(world_a.url("billing/")).json()
+    # then
+    stripe_invoice = fake.objects("invoices")[0]
+    assert [(i["id"], i["status"], i["amount_paid"]) for i in owner["invoices"]] == [
+        (stripe_invoice["id"], "paid", stripe_invoice["amount_paid"])]
+    assert owner["invoices_error"] == ""
+    assert owner["subscription"]["plan"]["code"] == "standard" and owner["can_manage"] is True
+    assert viewer["invoices"] == [] and viewer["can_manage"] is False

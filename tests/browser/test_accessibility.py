@@ -59,7 +59,9 @@ def _workspace_pages(flow_id: str, run_id: str) -> list[tuple[str, str, str]]:
         ("api-keys", "/w/acme/api-keys", "API keys"),
         ("audit-log", "/w/acme/audit-log", "Audit log"),
         ("settings", "/w/acme/settings", "Settings"),
+        ("billing", "/w/acme/billing", "Usage this period"),
         ("new-workspace", "/workspaces/new", "workspace"),
+        ("account", "/account", "Sign out everywhere"),
     ]
 
 

@@ -7,6 +7,7 @@ import { ChannelsPage } from "./pages/alerts/ChannelsPage";
 import { IncidentPage } from "./pages/alerts/IncidentPage";
 import { IncidentsPage } from "./pages/alerts/IncidentsPage";
 import { SlaPoliciesPage } from "./pages/alerts/SlaPoliciesPage";
+import { AccountPage } from "./pages/account";
 import { AuditLogPage } from "./pages/AuditLogPage";
 import {
   LoginPage,
@@ -15,6 +16,7 @@ import {
   SignupPage,
   VerifyEmailPage,
 } from "./pages/auth";
+import { BillingPage } from "./pages/billing/BillingPage";
 import { ApiKeysPage, ServiceAccountsPage } from "./pages/keys";
 import { CreateWorkspacePage, HomeRedirect, InvitationPage, NotFoundPage } from "./pages/misc";
 import { AgentsPage } from "./pages/orchestration/AgentsPage";
@@ -42,6 +44,7 @@ function App() {
       <Route path="/account/password/reset/key/:key" element={<PasswordResetKeyPage />} />
       <Route path="/invitations/:token" element={<InvitationPage />} />
       <Route element={<AppLayout />}>
+        <Route path="/account" element={<AccountPage />} />
         <Route path="/workspaces/new" element={<CreateWorkspacePage />} />
         <Route path="/w/:slug" element={<WorkspaceLayout />}>
           <Route index element={<Navigate to="dashboard" replace />} />
@@ -63,6 +66,7 @@ function App() {
           <Route path="service-accounts" element={<ServiceAccountsPage />} />
           <Route path="api-keys" element={<ApiKeysPage />} />
           <Route path="audit-log" element={<AuditLogPage />} />
+          <Route path="billing" element={<BillingPage />} />
           <Route path="settings" element={<SettingsPage />} />
         </Route>
       </Route>

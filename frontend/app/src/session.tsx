@@ -21,9 +21,15 @@ interface SessionState {
   /** Re-read the workspace list (after creating, joining or leaving one). */
   reloadWorkspaces: () => Promise<WorkspaceSummary[]>;
   signOut: () => Promise<void>;
+  /** Where a signed-out page goes: the login page, with a message after signing out everywhere. */
+  signedOutTo: string;
+  /** The server has already ended this session (signed out everywhere): forget it here too, and
+   * have the signed-in pages send the person to ``to``. */
+  forgetSession: (to: string) => void;
 }
 
 const SessionContext = createContext<SessionState | null>(null);
+const LOGIN_PAGE = "/account/login";
 
 export function SessionProvider({ children }: { children: ReactNode }) {
   const [status, setStatus] = useState<Status>("loading");
@@ -32,6 +38,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   const [workspaces, setWorkspaces] = useState<WorkspaceSummary[] | null>(null);
   const [workspacesError, setWorkspacesError] = useState<string | null>(null);
   const [signedOut, setSignedOut] = useState(false);
+  const [signedOutTo, setSignedOutTo] = useState(LOGIN_PAGE);
 
   const reloadWorkspaces = useCallback(async () => {
     try {
@@ -76,6 +83,15 @@ export function SessionProvider({ children }: { children: ReactNode }) {
 
   const signOut = useCallback(async () => {
     await auth.logout();
+    setSignedOutTo(LOGIN_PAGE);
+    setSignedOut(true);
+    setUser(null);
+    setWorkspaces(null);
+    setStatus("anonymous");
+  }, []);
+
+  const forgetSession = useCallback((to: string) => {
+    setSignedOutTo(to);
     setSignedOut(true);
     setUser(null);
     setWorkspaces(null);
@@ -87,8 +103,14 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   }, [refresh]);
 
   const value = useMemo(
-    () => ({ status, user, error, workspaces, workspacesError, signedOut, refresh, reloadWorkspaces, signOut }),
-    [status, user, error, workspaces, workspacesError, signedOut, refresh, reloadWorkspaces, signOut],
+    () => ({
+      status, user, error, workspaces, workspacesError, signedOut, signedOutTo, refresh, reloadWorkspaces, signOut,
+      forgetSession,
+    }),
+    [
+      status, user, error, workspaces, workspacesError, signedOut, signedOutTo, refresh, reloadWorkspaces, signOut,
+      forgetSession,
+    ],
   );
   return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
 }

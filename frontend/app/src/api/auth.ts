@@ -93,6 +93,9 @@ export const auth = {
   },
   requestPasswordReset: (email: string) => call("POST", "/auth/password/request", { email }),
   resetPassword: (key: string, password: string) => call("POST", "/auth/password/reset", { key, password }),
+  /** Change the password of the signed-in person: this session stays signed in, every other one ends. */
+  changePassword: (currentPassword: string, newPassword: string) =>
+    call("POST", "/account/password/change", { current_password: currentPassword, new_password: newPassword }),
 };
 
 /** Messages of an error result, grouped by field ("" for the form as a whole). */

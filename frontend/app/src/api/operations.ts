@@ -263,3 +263,39 @@ export async function revokeApiKey(workspace: string, id: string): Promise<void>
     "revokeApiKey",
   );
 }
+
+/** How many of your personal API keys still work, per workspace (workspaces without any left out). */
+export interface PersonalKeyCount {
+  workspaceSlug: string;
+  workspaceName: string;
+  count: number;
+}
+
+export async function fetchPersonalApiKeys(): Promise<PersonalKeyCount[]> {
+  const { data } = await graphql<{ personalApiKeys: PersonalKeyCount[] }>(
+    "query PersonalApiKeys { personalApiKeys { workspaceSlug workspaceName count } }",
+  );
+  return data.personalApiKeys ?? [];
+}
+
+export interface SignedOutEverywhere {
+  sessionsEnded: number;
+  revokedApiKeys: number;
+  workspaces: PersonalKeyCount[];
+}
+
+/** End every session of yours (this one too) and revoke all your personal API keys; needs your password. */
+export async function signOutEverywhere(password: string): Promise<SignedOutEverywhere> {
+  const payload = await mutate<Payload & Partial<SignedOutEverywhere>>(
+    `mutation SignOutEverywhere($password: String!) {
+      signOutEverywhere(password: $password) {
+        ok sessionsEnded revokedApiKeys workspaces { workspaceSlug workspaceName count } ${ERRORS} } }`,
+    { password },
+    "signOutEverywhere",
+  );
+  return {
+    sessionsEnded: payload.sessionsEnded ?? 0,
+    revokedApiKeys: payload.revokedApiKeys ?? 0,
+    workspaces: payload.workspaces ?? [],
+  };
+}

@@ -16,7 +16,8 @@ export class RestError extends Error {
   }
 }
 
-async function call<T>(method: string, slug: string, path: string, body?: unknown): Promise<T> {
+/** A call under `/api/v1/workspaces/{slug}/`; throws a RestError for any non-2xx answer. */
+export async function call<T>(method: string, slug: string, path: string, body?: unknown): Promise<T> {
   const response = await requestJson(method, `/api/v1/workspaces/${encodeURIComponent(slug)}/${path}`, body);
   if (response.status >= 200 && response.status < 300) return response.body as T;
   const error = (response.body as { error?: { code?: string; message?: string } } | null)?.error;

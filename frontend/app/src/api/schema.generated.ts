@@ -109,6 +109,11 @@ export interface AuditLogEntry {
   ipAddress: string | null;
 }
 
+export interface Billing {
+  /** This billing period's usage against the limits. */
+  usage: Usage;
+}
+
 /** A bulk action on runs (cancel, clear_late, mark) and its progress; the counts move with each batch (live: ``bulk_action.progress`` events). Once finished, done + skipped + failed = matched. */
 export interface BulkAction {
   id: string;
@@ -537,6 +542,8 @@ export interface Mutation {
   createServiceAccountKey: CreateServiceAccountKey | null;
   /** Revoke a key; it stops working on the next request. */
   revokeApiKey: RevokeApiKey | null;
+  /** Sign out every session of yours, this one included, and revoke all your personal API keys in every workspace (service-account keys are left alone). Needs your current password. */
+  signOutEverywhere: SignOutEverywhere | null;
 }
 
 export interface NotificationChannel {
@@ -607,10 +614,32 @@ export interface PageInfo {
   endCursor: string | null;
 }
 
+/** How many of your personal API keys one of your workspaces holds. */
+export interface PersonalApiKeyCount {
+  workspaceSlug: string;
+  workspaceName: string;
+  count: number;
+}
+
 /** Make a version the one new runs use, whatever is registered later (Developer and up). */
 export interface PinFlowVersion {
   errors: Array<Error>;
   flow: Flow | null;
+}
+
+export interface Plan {
+  code: string;
+  name: string;
+  description: string;
+  /** Seats included; null: as many as the subscription pays for. */
+  seats: number | null;
+  /** Flow runs per billing period; null: unlimited. */
+  runsPerPeriod: number | null;
+  meteredOverage: boolean;
+  logRetentionDays: number;
+  pricePerSeatCents: number;
+  overageCentsPer1000Runs: number;
+  selfServe: boolean;
 }
 
 export interface PolicyPreview {
@@ -651,6 +680,10 @@ export interface ProjectRef {
 }
 
 export interface Query {
+  /** A workspace's plan and usage; null for any slug you are not a member of. */
+  billing: Billing | null;
+  /** The plans on offer. */
+  plans: Array<Plan>;
   /** Flows, runs and agents of a workspace you are a member of; null for any other slug. */
   orchestration: Orchestration | null;
   /** The signed-in user; null when not signed in. */
@@ -659,6 +692,8 @@ export interface Query {
   workspaces: Array<Workspace>;
   /** A workspace you are a member of; null for any other slug. */
   workspace: Workspace | null;
+  /** Your personal API keys that still work, per workspace (workspaces without any left out): what signOutEverywhere would revoke. Empty when not signed in. */
+  personalApiKeys: Array<PersonalApiKeyCount>;
   /** What an invitation link is for; null for a token that names none. */
   invitation: InvitationPreview | null;
 }
@@ -752,6 +787,18 @@ export interface SetSchedulePaused {
 export interface SetSlaPolicyPaused {
   errors: Array<Error>;
   policy: SlaPolicy | null;
+}
+
+/** Sign out every session of yours, this one included, and revoke all your personal API keys in every workspace (service-account keys are left alone). Needs your current password. */
+export interface SignOutEverywhere {
+  errors: Array<Error>;
+  ok: boolean;
+  /** Sessions opened by logging in that were ended, this one included; any other session of yours stops working on its next request too. */
+  sessionsEnded: number | null;
+  /** Personal API keys revoked, in all workspaces. */
+  revokedApiKeys: number | null;
+  /** Each of your workspaces and the keys revoked there. */
+  workspaces: Array<PersonalApiKeyCount> | null;
 }
 
 export interface SlaPolicy {
@@ -875,6 +922,35 @@ export interface UpdateSlaPolicy {
 export interface UpdateWorkspace {
   errors: Array<Error>;
   workspace: Workspace | null;
+}
+
+export interface Usage {
+  billingEnabled: boolean;
+  plan: string | null;
+  planName: string | null;
+  periodStart: string;
+  periodEnd: string;
+  runsUsed: number;
+  runsLimit: number | null;
+  overageAllowed: boolean;
+  seatsUsed: number;
+  seatsLimit: number | null;
+  /** Bytes of log text stored (a Float: may pass 2^31). */
+  logBytes: number;
+  logRetentionDays: number;
+  runsByDay: Array<UsageDay>;
+  runsByFlow: Array<UsageFlow>;
+}
+
+export interface UsageDay {
+  day: string;
+  runs: number;
+}
+
+export interface UsageFlow {
+  flowId: string;
+  flowName: string;
+  runs: number;
 }
 
 export interface User {

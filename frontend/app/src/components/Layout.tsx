@@ -110,6 +110,9 @@ function UserMenu() {
       <span className="user-email" title={user?.email}>
         {user?.email}
       </span>
+      <Link to="/account" className="btn btn-ghost btn-small">
+        Account
+      </Link>
       <button
         type="button"
         className="btn btn-ghost btn-small"
@@ -150,12 +153,12 @@ export function SkipLink() {
 
 /** Signed-in pages: header with the workspace switcher; sends anonymous visitors to log in. */
 export function AppLayout() {
-  const { status, error, refresh, signedOut } = useSession();
+  const { status, error, refresh, signedOut, signedOutTo } = useSession();
   const location = useLocation();
   if (status === "loading") return <FullPageSpinner />;
   if (status === "error") return <FullPageError message={error ?? "Could not reach Flowdeck."} onRetry={() => void refresh()} />;
   if (status === "anonymous") {
-    if (signedOut) return <Navigate to="/account/login" replace />;
+    if (signedOut) return <Navigate to={signedOutTo} replace />;
     const next = location.pathname + location.search;
     return <Navigate to={`/account/login?next=${encodeURIComponent(next)}`} replace />;
   }
@@ -213,6 +216,7 @@ export function WorkspaceTabs({ slug, manager }: { slug: string; manager: boolea
     { to: "service-accounts", label: "Service accounts" },
     { to: "api-keys", label: "API keys" },
     ...(manager ? [{ to: "audit-log", label: "Audit log" }] : []),
+    { to: "billing", label: "Billing" },
     { to: "settings", label: "Settings" },
   ];
   return (

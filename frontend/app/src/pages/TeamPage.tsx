@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { useNavigate } from "react-router";
 
+import { isQuotaExceeded } from "../api/billing";
 import { errorMessage } from "../api/graphql";
 import {
   changeMemberRole,
@@ -12,6 +13,7 @@ import {
   revokeInvitation,
 } from "../api/operations";
 import { canGrant, HUMAN_ROLES, roleLabel, type HumanRole, type Invitation, type Member, type Role } from "../api/types";
+import { ActionError } from "../components/billing";
 import { SelectField, TextField } from "../components/Field";
 import { Alert, ConfirmButton, EmptyState, ErrorState, RoleBadge, Spinner, StatusBadge, Time, useAsync } from "../components/ui";
 import { useSession } from "../session";
@@ -193,7 +195,8 @@ function InvitationsSection({
   const [email, setEmail] = useState("");
   const [role, setRole] = useState<HumanRole>("developer");
   const [busy, setBusy] = useState(false);
-  const [formError, setFormError] = useState<string | null>(null);
+  const [formError, setFormError] = useState<{ message: string; quota: boolean } | null>(null);
+  const { reloadUsage } = useWorkspace();
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -203,9 +206,11 @@ function InvitationsSection({
       await inviteMember(slug, email.trim(), role);
       const sent = email.trim();
       setEmail("");
+      void reloadUsage(); // an invitation holds a seat
       await onChanged(`Invitation sent to ${sent}.`);
     } catch (err) {
-      setFormError(errorMessage(err));
+      setFormError({ message: errorMessage(err), quota: isQuotaExceeded(err) });
+      if (isQuotaExceeded(err)) void reloadUsage();
     }
     setBusy(false);
   };
@@ -213,6 +218,7 @@ function InvitationsSection({
   const run = async (fn: () => Promise<void>, text: string) => {
     try {
       await fn();
+      void reloadUsage(); // revoking frees a seat
       await onChanged(text);
     } catch (err) {
       onError(errorMessage(err));
@@ -246,7 +252,9 @@ function InvitationsSection({
           {busy ? "Sending…" : "Send invitation"}
         </button>
       </form>
-      {formError ? <Alert kind="error">{formError}</Alert> : null}
+      {formError ? (
+        <ActionError message={formError.message} quota={formError.quota} slug={slug} owner={viewerRole === "owner"} />
+      ) : null}
       {loading ? <Spinner label="Loading invitations…" /> : null}
       {invitations && visible.length === 0 ? <EmptyState>No pending invitations.</EmptyState> : null}
       {visible.length > 0 ? (

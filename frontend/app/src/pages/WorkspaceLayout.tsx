@@ -1,12 +1,14 @@
 import { useEffect } from "react";
 import { Link, Outlet, useOutletContext, useParams } from "react-router";
 
+import { fetchUsage, type Usage } from "../api/billing";
 import { fetchWorkspace } from "../api/operations";
 import { isManager, roleLabel, type WorkspaceDetail } from "../api/types";
+import { QuotaBanner } from "../components/billing";
 import { WorkspaceTabs } from "../components/Layout";
 import { ErrorState, Spinner, useAsync } from "../components/ui";
 import { ROLE_CHANGED } from "../api/live";
-import { LiveIndicator, LiveProvider, useLiveEvents } from "../live";
+import { LiveIndicator, LiveProvider, useLiveEvents, useLiveRefresh } from "../live";
 import { useSession } from "../session";
 import { rememberWorkspace } from "./misc";
 
@@ -14,6 +16,10 @@ export interface WorkspaceContext {
   workspace: WorkspaceDetail;
   manager: boolean;
   reloadWorkspace: () => Promise<void>;
+  /** This billing period's usage against the plan's limits (null until read, or if it cannot be). */
+  usage: Usage | null;
+  /** Re-read the usage: after creating a run, inviting someone, or any 402 quota_exceeded. */
+  reloadUsage: () => Promise<void>;
 }
 
 export function useWorkspace(): WorkspaceContext {
@@ -28,9 +34,21 @@ function RoleChangeListener({ onChange }: { onChange: () => void }) {
   return null;
 }
 
+/** New runs (the scheduler's too) count against the plan: re-read the usage behind the quota
+ * banner, at most every 10 s, while billing is on. */
+function UsageRefresher({ enabled, onChange }: { enabled: boolean; onChange: () => void }) {
+  useLiveRefresh(
+    (message) => enabled && (message.kind === "resync" || (message.kind === "event" && message.event.type === "flow_run.created")),
+    onChange,
+    10_000,
+  );
+  return null;
+}
+
 export function WorkspaceLayout() {
   const { slug = "" } = useParams();
   const { data: workspace, error, loading, reload } = useAsync(() => fetchWorkspace(slug), [slug]);
+  const usage = useAsync(() => fetchUsage(slug), [slug]);
   const { refresh, reloadWorkspaces } = useSession();
   const missing = !loading && !error && !workspace;
 
@@ -65,7 +83,13 @@ export function WorkspaceLayout() {
       </div>
     );
   } else {
-    const ctx: WorkspaceContext = { workspace, manager: isManager(workspace.viewerRole), reloadWorkspace: reload };
+    const ctx: WorkspaceContext = {
+      workspace,
+      manager: isManager(workspace.viewerRole),
+      reloadWorkspace: reload,
+      usage: usage.data,
+      reloadUsage: usage.reload,
+    };
     // One live-updates socket while this workspace is shown (pages subscribe through it).
     body = (
       <LiveProvider slug={workspace.slug}>
@@ -75,6 +99,7 @@ export function WorkspaceLayout() {
             void reloadWorkspaces();
           }}
         />
+        <UsageRefresher enabled={usage.data?.billingEnabled ?? false} onChange={() => void usage.reload()} />
         <div className="workspace-head">
           <div>
             <h1 className="workspace-title">{workspace.name}</h1>
@@ -85,6 +110,7 @@ export function WorkspaceLayout() {
           <LiveIndicator />
         </div>
         <WorkspaceTabs slug={workspace.slug} manager={ctx.manager} />
+        <QuotaBanner slug={workspace.slug} usage={usage.data} owner={workspace.viewerRole === "owner"} />
         <div className="workspace-body">
           <Outlet context={ctx} />
         </div>

@@ -44,6 +44,7 @@ const ACTIONS: Record<string, string> = {
   "api_key.created": "Created an API key",
   "api_key.rotated": "Rotated an API key",
   "api_key.revoked": "Revoked an API key",
+  "account.signed_out_everywhere": "Signed out everywhere and revoked their personal API keys",
   "service_account.created": "Created a service account",
   "service_account.updated": "Changed a service account",
   "service_account.deleted": "Deleted a service account",
@@ -226,6 +227,11 @@ export function describeEntry(action: string, raw: unknown): string {
       return `was version ${value(data.previous)}`;
     case "member.role_changed":
       return `role ${value(data.from)} → ${value(data.to)}`;
+    case "account.signed_out_everywhere": {
+      const keys = Number(data.revoked_api_keys ?? 0);
+      const prefixes = Array.isArray(data.prefixes) && data.prefixes.length ? ` (${data.prefixes.map(value).join(", ")})` : "";
+      return `${keys} personal API key${keys === 1 ? "" : "s"} revoked here${prefixes}`;
+    }
     default:
       // Every "*.updated" action keeps the changed fields as {field: [old, new]}.
       return action.endsWith(".updated") ? changes(data) : fields(data);

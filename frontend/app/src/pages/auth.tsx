@@ -28,6 +28,18 @@ function ErrorList({ errors }: { errors: AllauthError[] | string[] }) {
   );
 }
 
+/** After "sign out everywhere": what was done, and what to do next. */
+function SignedOutEverywhereNotice({ revoked }: { revoked: number }) {
+  const keys = Number.isFinite(revoked) && revoked > 0 ? revoked : 0;
+  return (
+    <Alert kind="success" title="You were signed out everywhere">
+      Every browser and device is signed out, this one too
+      {keys ? `, and ${keys} personal API key${keys === 1 ? " was" : "s were"} revoked` : ""}. Log in again to continue
+      {keys ? "; create new keys where you still need them" : ""}.
+    </Alert>
+  );
+}
+
 function resultErrors(result: AuthResult): AllauthError[] {
   return result.kind === "error" ? result.errors : [];
 }
@@ -84,6 +96,7 @@ export function LoginPage() {
       }
     >
       {params.get("reset") ? <Alert kind="success">Your password was changed. Log in with your new password.</Alert> : null}
+      {params.get("signed_out") === "everywhere" ? <SignedOutEverywhereNotice revoked={Number(params.get("revoked") ?? 0)} /> : null}
       {params.get("verified") ? <Alert kind="success">Your email address is verified. Log in to continue.</Alert> : null}
       {pendingVerification ? (
         <Alert kind="info" title="Verify your email first">

@@ -1,10 +1,13 @@
-/** A flow's schedules: when each fires next, and (Developers and up) pausing or resuming it. */
+/** A flow's schedules: when each fires next, and (Developers and up) pausing or resuming it; and
+ * why they create no runs while the plan's runs for the period are used up. */
 
 import { useState } from "react";
+import { Link } from "react-router";
 
+import { formatCount, runsExhausted, type Usage } from "../../api/billing";
 import { errorMessage } from "../../api/graphql";
 import { setSchedulePaused, type Schedule } from "../../api/orchestration";
-import { Alert, EmptyState, Time } from "../ui";
+import { Alert, EmptyState, formatDate, Time } from "../ui";
 
 export function describeSchedule(s: Schedule): string {
   if (s.kind === "cron") return `cron ${s.cron}`;
@@ -24,12 +27,14 @@ export function SchedulesPanel({
   schedules,
   canEdit,
   onChanged,
+  usage = null,
 }: {
   slug: string;
   flowId: string;
   schedules: Schedule[];
   canEdit: boolean;
   onChanged: () => Promise<void>;
+  usage?: Usage | null;
 }) {
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -47,9 +52,19 @@ export function SchedulesPanel({
     setBusy(null);
   };
 
+  const stopped = runsExhausted(usage) && schedules.some((s) => s.isActive);
   return (
     <>
       {error ? <Alert kind="error">{error}</Alert> : null}
+      {stopped && usage ? (
+        <div className="alert alert-warning" role="status" data-testid="schedules-quota-note">
+          <p>
+            <strong>Schedules are not creating runs:</strong> the {usage.planName ?? "current"} plan's{" "}
+            {formatCount(usage.runsLimit ?? 0)} runs for this period are used (until {formatDate(usage.periodEnd)}).{" "}
+            <Link to={`/w/${slug}/billing`}>Upgrade in Billing</Link>.
+          </p>
+        </div>
+      ) : null}
       <ul className="schedule-list">
         {schedules.map((s) => (
           <li key={s.id} data-testid="schedule" data-active={s.isActive}>

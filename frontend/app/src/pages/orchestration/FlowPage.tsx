@@ -20,7 +20,7 @@ export function canRunFlows(role: string): boolean {
 }
 
 export function FlowPage() {
-  const { workspace } = useWorkspace();
+  const { workspace, usage } = useWorkspace();
   const { flowId = "" } = useParams();
   const flow = useAsync(() => fetchFlow(workspace.slug, flowId), [workspace.slug, flowId]);
   const badges = useAlertBadges(workspace.slug);
@@ -147,7 +147,8 @@ export function FlowPage() {
           <div className="card-head">
             <h2 id="schedules-title">Schedules</h2>
           </div>
-          <SchedulesPanel slug={workspace.slug} flowId={f.id} schedules={f.schedules} canEdit={canEdit} onChanged={flow.reload} />
+          <SchedulesPanel slug={workspace.slug} flowId={f.id} schedules={f.schedules} canEdit={canEdit} onChanged={flow.reload}
+            usage={usage} />
         </section>
       </div>
 

@@ -1,8 +1,10 @@
 import { useEffect, useId, useMemo, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 
+import { isQuotaExceeded } from "../../api/billing";
 import { errorMessage, MutationError } from "../../api/graphql";
 import { fetchFlow, quickRun, type ParameterSpec } from "../../api/orchestration";
+import { ActionError } from "../../components/billing";
 import { Alert, EmptyState, ErrorState, Spinner, useAsync } from "../../components/ui";
 import { useWorkspace } from "../WorkspaceLayout";
 import { canRunFlows } from "./FlowPage";
@@ -125,7 +127,7 @@ function ParameterField({
 }
 
 export function QuickRunPage() {
-  const { workspace } = useWorkspace();
+  const { workspace, reloadUsage } = useWorkspace();
   const { flowId = "" } = useParams();
   const navigate = useNavigate();
   const flow = useAsync(() => fetchFlow(workspace.slug, flowId), [workspace.slug, flowId]);
@@ -134,6 +136,7 @@ export function QuickRunPage() {
   const [labels, setLabels] = useState("");
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<string | null>(null);
+  const [quota, setQuota] = useState(false);
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
@@ -175,6 +178,7 @@ export function QuickRunPage() {
     setError(null);
     try {
       const id = await quickRun(workspace.slug, f.id, payload, labelList.length ? labelList : null);
+      void reloadUsage(); // the run counts: the quota banner may have to appear
       navigate(`/w/${workspace.slug}/runs/${id}`);
     } catch (err) {
       if (err instanceof MutationError) {
@@ -186,6 +190,8 @@ export function QuickRunPage() {
         setFieldErrors(byField);
       }
       setError(errorMessage(err));
+      setQuota(isQuotaExceeded(err));
+      if (isQuotaExceeded(err)) void reloadUsage();
       setBusy(false);
     }
   };
@@ -203,7 +209,9 @@ export function QuickRunPage() {
       {!canRunFlows(workspace.viewerRole) ? (
         <Alert kind="info">Your role can see flows but not start runs.</Alert>
       ) : null}
-      {error ? <Alert kind="error">{error}</Alert> : null}
+      {error ? (
+        <ActionError message={error} quota={quota} slug={workspace.slug} owner={workspace.viewerRole === "owner"} />
+      ) : null}
       <form className="form narrow-form" onSubmit={submit} aria-label="Quick run" noValidate>
         {parameters.length === 0 ? <EmptyState>This flow takes no parameters.</EmptyState> : null}
         {parameters.map((p) => (
