@@ -379,3 +379,43 @@ def test_the_billing_page_lists_the_invoices_stripe_has(world_a, fake):
     assert owner["invoices_error"] == ""
     assert owner["subscription"]["plan"]["code"] == "standard" and owner["can_manage"] is True
     assert viewer["invoices"] == [] and viewer["can_manage"] is False
+
+
+def _signed_at(body: str, secret: str, timestamp: int) -> str:
+    """A Stripe-Signature header made the way Stripe makes one, at a chosen time."""
+    import hashlib
+    import hmac
+
+    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def test_signatures_older_than_five_minutes_are_refused_and_the_previous_secret_still_works(world_a, fake):
+    # given: an event, re-signed by hand at chosen times, with the new and the previous secret
+    checkout(world_a, fake)
+    body = fake.signed_event(fake.pending_events()[0]["id"])["body"]
+    now = int(timezone.now().timestamp())
+    # when
+    stale = Client().post(WEBHOOK, body, content_type="application/json",
+                          HTTP_STRIPE_SIGNATURE=_signed_at(body, SECRET, now - 301))
+    previous_secret = Client().post(WEBHOOK, body, content_type="application/json",
+                                    HTTP_STRIPE_SIGNATURE=_signed_at(body, "whsec_old_one", now - 200))
+    # then
+    assert stale.status_code == 400
+    assert previous_secret.status_code == 200
+
+
+def test_seats_changed_in_the_portal_become_the_workspace_seats(world_a, fake):
+    # given: Standard with 4 seats, all used by the world's members
+    _session, sub_id = checkout(world_a, fake, seats=4)
+    deliver(fake)
+    invite = {"email": "new@example.com", "role": "viewer"}
+    refused = world_a.client(Role.OWNER).post(world_a.url("invitations/"), invite, format="json")
+    # when: the Owner buys a fifth seat in the portal
+    fake.portal_update(sub_id, quantity=5)
+    deliver(fake)
+    allowed = world_a.client(Role.OWNER).post(world_a.url("invitations/"), invite, format="json")
+    # then
+    assert refused.status_code == 402
+    assert subscription_of(world_a).seats == 5
+    assert allowed.status_code == 201
