@@ -16,7 +16,6 @@ from typing import Any
 
 import graphene
 
-from accounts import selectors as account_selectors
 from accounts.authz import NotFound, Principal
 from accounts.graphql.context import get_context
 from accounts.graphql.errors import graphql_error
@@ -111,14 +110,7 @@ class BillingQuery(graphene.ObjectType):
 
     @staticmethod
     def resolve_billing(root: Any, info: Any, workspace: str) -> Principal | None:
-        context = get_context(info)
-        if not context.is_authenticated or "\x00" in workspace:
-            return None
-        try:
-            found = account_selectors.workspace_get_for_user(context.user, workspace)  # type: ignore[arg-type]
-            return context.principal(found)
-        except NotFound:
-            return None
+        return get_context(info).member_principal(workspace)
 
     @staticmethod
     def resolve_plans(root: Any, info: Any) -> list[Plan]:

@@ -20,6 +20,7 @@ from core.tenancy import workspace_scope
 
 from . import selectors
 from .models import Plan, Subscription
+from .subscriptions import locked_subscription
 
 
 class BillingUnavailable(ServiceError):
@@ -53,21 +54,11 @@ def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
                                  "try again in a minute.") from exc
 
 
-def _subscription_row(workspace_id: Any) -> Subscription:
-    """The workspace's subscription row, created on Free if it has none (it carries the customer)."""
-    with workspace_scope([workspace_id]):
-        row = Subscription.objects.for_workspace(workspace_id).select_for_update().first()
-        if row is None:
-            Subscription.objects.unscoped().bulk_create(
-                [Subscription(workspace_id=workspace_id, plan=selectors.free_plan())], ignore_conflicts=True)
-            row = Subscription.objects.for_workspace(workspace_id).select_for_update().get()
-    return row
-
-
 def ensure_customer(actor: Principal) -> str:
     """The workspace's Stripe customer id, created once (the idempotency key is the workspace)."""
     workspace = actor.workspace
-    row = _subscription_row(workspace.pk)
+    with workspace_scope([workspace.pk]):
+        row = locked_subscription(workspace.pk)
     if row.stripe_customer_id:
         return row.stripe_customer_id
     email = actor.user.email if actor.user is not None else ""

@@ -24,9 +24,9 @@ from accounts.models import Workspace
 from accounts.services.audit import audit_record
 from core.tenancy import rls_bypass, workspace_scope
 
-from . import selectors
 from .models import Plan, StripeEvent, Subscription, SubscriptionStatus
 from .quotas import apply_limits_to_meter
+from .subscriptions import locked_subscription
 
 logger = logging.getLogger(__name__)
 
@@ -93,20 +93,11 @@ def _workspace_for(metadata: dict[str, Any] | None, customer: str | None, refere
     return None
 
 
-def _row(workspace_id: Any) -> Subscription:
-    row = Subscription.objects.unscoped().select_for_update().filter(workspace_id=workspace_id).first()
-    if row is None:
-        Subscription.objects.unscoped().bulk_create(
-            [Subscription(workspace_id=workspace_id, plan=selectors.free_plan())], ignore_conflicts=True)
-        row = Subscription.objects.unscoped().select_for_update().get(workspace_id=workspace_id)
-    return row
-
-
 def _checkout_completed(session: dict[str, Any], created: dt.datetime) -> str:
     workspace_id = _workspace_for(session.get("metadata"), session.get("customer"), session.get("client_reference_id"))
     if workspace_id is None:
         return "unknown workspace"
-    row = _row(workspace_id)
+    row = locked_subscription(workspace_id)
     fields = []
     if session.get("customer") and not row.stripe_customer_id:
         row.stripe_customer_id, fields = str(session["customer"]), ["stripe_customer_id"]
@@ -140,7 +131,7 @@ def _subscription_changed(sub: dict[str, Any], created: dt.datetime, *, deleted:
     workspace_id = _workspace_for(sub.get("metadata"), sub.get("customer"))
     if workspace_id is None:
         return "unknown workspace"
-    row = _row(workspace_id)
+    row = locked_subscription(workspace_id)
     sub_id = str(sub.get("id") or "")
     if row.stripe_subscription_id and row.stripe_subscription_id != sub_id and not deleted and (
             row.status != SubscriptionStatus.CANCELED):
@@ -187,7 +178,7 @@ def _invoice(invoice: dict[str, Any], created: dt.datetime, *, paid: bool) -> st
     workspace_id = _workspace_for(details.get("metadata"), invoice.get("customer"))
     if workspace_id is None:
         return "unknown workspace"
-    row = _row(workspace_id)
+    row = locked_subscription(workspace_id)
     sub_id = invoice.get("subscription") or ((invoice.get("parent") or {}).get("subscription_details") or {}).get(
         "subscription")
     if sub_id and row.stripe_subscription_id and sub_id != row.stripe_subscription_id:

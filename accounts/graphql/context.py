@@ -54,6 +54,16 @@ class GraphQLContext:
             raise NotFound()
         return cached
 
+    def member_principal(self, slug: str) -> Principal | None:
+        """The viewer's Principal in the workspace ``slug``, or None when they are signed out or
+        not a member: the root fields that take a slug answer null for any other (no leak)."""
+        if not self.is_authenticated or "\x00" in slug:
+            return None
+        try:
+            return self.principal(selectors.workspace_get_for_user(self.user, slug))  # type: ignore[arg-type]
+        except NotFound:
+            return None
+
     def prime_principals(self, workspaces: list[Workspace]) -> None:
         """Build the Principals for a list of workspaces with one query instead of one per workspace.
 

@@ -22,8 +22,7 @@ from typing import Any
 
 import graphene
 
-from accounts import selectors as account_selectors
-from accounts.authz import NotFound, Principal
+from accounts.authz import Principal
 from accounts.graphql.context import get_context
 
 from . import mutations as m
@@ -42,15 +41,9 @@ class OrchestrationQuery(graphene.ObjectType):
 
     @staticmethod
     def resolve_orchestration(root: Any, info: Any, workspace: str) -> Principal | None:
-        context = get_context(info)
-        if not context.is_authenticated or "\x00" in workspace:
-            return None
-        try:
-            found = account_selectors.workspace_get_for_user(context.user, workspace)  # type: ignore[arg-type]
-            principal = context.principal(found)
-        except NotFound:
-            return None
-        loaders(info).principals[found.pk] = principal
+        principal = get_context(info).member_principal(workspace)
+        if principal is not None:
+            loaders(info).principals[principal.workspace.pk] = principal
         return principal
 
 
