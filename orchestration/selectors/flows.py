@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from accounts.authz import NotFound, Principal, authorize
+from core import rows
 from orchestration.models import Flow, FlowVersion, Schedule
 
 from .projects import parse_id, visible_projects_q
@@ -33,8 +35,8 @@ def flows_visible_to(principal: Principal, *, project_id: Any = None, name: str 
 def access_flow(principal: Principal, flow_id: Any, action: str = "project:read") -> Flow:
     """The flow, if the principal may do ``action`` to its project; NotFound for a bad id, a missing
     flow, another workspace's, or one in a restricted project not shared with the principal."""
-    flows = Flow.objects.for_workspace(principal.workspace).select_related("project")
-    flow = flows.filter(pk=parse_id(flow_id)).first()
+    # Every run creation reads its flow here: by hand, not through the ORM's compiler (core/rows.py).
+    flow = rows.by_id(Flow, principal.workspace, parse_id(flow_id), related="project")
     if flow is None:
         raise NotFound()
     authorize(principal, action, flow.project)
@@ -56,10 +58,26 @@ def _versions_for_new_runs(flow_ids: Collection[Any]) -> QuerySet[FlowVersion]:
     return FlowVersion.objects.unscoped().filter(pk__in=chosen)
 
 
+_VERSION = rows.Columns(FlowVersion, "v")
+
+
 def flow_version_for_new_run(flow: Flow) -> FlowVersion | None:
-    """The version a new run of ``flow`` uses (see :func:`_versions_for_new_runs`); None when there
-    is none (callers that need one answer Conflict ``no_active_version``)."""
-    return _versions_for_new_runs([flow.pk]).first()
+    """The version a new run of ``flow`` uses (the rule of :func:`_versions_for_new_runs`, for one
+    flow); None when there is none (callers that need one answer Conflict ``no_active_version``).
+    Every run creation asks, so the statement is written by hand rather than compiled by the ORM
+    (core/rows.py); tests/orchestration/selectors/test_flow_versions.py holds both to the same
+    answers."""
+    flow_id = Flow._meta.pk.get_db_prep_value(flow.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {_VERSION.sql} FROM "orchestration_flowversion" v WHERE v."id" = COALESCE('  # noqa: S608
+            '(SELECT f."pinned_version_id" FROM "orchestration_flow" f WHERE f."id" = %s), '
+            '(SELECT n."id" FROM "orchestration_flowversion" n WHERE n."flow_id" = %s AND NOT n."is_archived" '
+            'ORDER BY n."version" DESC LIMIT 1))',
+            [flow_id, flow_id],
+        )
+        row = cursor.fetchone()
+    return None if row is None else _VERSION.load(row)
 
 
 def flow_versions_for_new_runs(flows: Iterable[Flow], *, only: Sequence[str] = ()) -> dict[Any, FlowVersion]:

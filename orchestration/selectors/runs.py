@@ -267,11 +267,19 @@ def claimed_runs(runs: list[FlowRun]) -> list[FlowRun]:
             with_task_runs.append(run)
         else:  # what the prefetch would have found: nothing, without asking
             cache = run.__dict__.setdefault("_prefetched_objects_cache", {})
-            cache["task_runs"] = TaskRun.objects.for_workspace(workspace_id).none()
+            cache["task_runs"] = _evaluated_empty(TaskRun.objects.for_workspace(workspace_id).none())
     if with_task_runs:
         prefetch_related_objects(
             with_task_runs, Prefetch("task_runs", queryset=TaskRun.objects.for_workspace(workspace_id)))
     return runs
+
+
+def _evaluated_empty(queryset: QuerySet) -> QuerySet:
+    """An empty queryset already evaluated, as a prefetch leaves it: iterating it (the reply's
+    serializer does) compiles no SQL, which even ``.none()`` does."""
+    queryset._result_cache = []
+    queryset._prefetch_done = True
+    return queryset
 
 
 def access_bulk_action(principal: Principal, bulk_action_id: Any) -> BulkAction:

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.authz import NotFound, Principal, authorize
+from core import rows
 from core.errors import Conflict, InvalidInput
 from core.tenancy import workspace_scope
 from orchestration import events
@@ -176,7 +177,8 @@ def flow_run_create(
             raise InvalidInput(f"created_by_kind must be one of {', '.join(FlowRun.CreatedBy.values)}.",
                                details={"created_by_kind": ["Invalid."]})
         if idempotency_key is not None:
-            existing = _runs_by_key(actor, [idempotency_key]).get(idempotency_key.strip())
+            # Read by hand: every create with a key asks (core/rows.py).
+            existing = rows.by_field(FlowRun, actor.workspace, "idempotency_key", idempotency_key.strip())
             if existing is not None:
                 return existing, False
         if flow_version is not None and flow_version.flow_id != flow.pk:

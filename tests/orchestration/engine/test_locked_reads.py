@@ -14,7 +14,7 @@ from django.utils import timezone
 from core.rows import by_id
 from core.tenancy import workspace_scope
 from orchestration.engine import lock_flow_runs, locked_flow_runs
-from orchestration.models import Agent, FlowRun
+from orchestration.models import Agent, Flow, FlowRun, Project
 from tests.orchestration.engine.conftest import claimed_run
 from tests.orchestration.factories import AgentFactory, FlowRunFactory, FlowVersionFactory, TaskRunFactory
 
@@ -82,3 +82,20 @@ def test_by_id_reads_a_row_of_the_workspace_as_the_orm_does(world_a, world_b, ru
         # a missing row, or one asked for with another workspace: None
         assert by_id(FlowRun, world_a.workspace, AgentFactory(workspace=world_a.workspace).pk) is None
         assert by_id(FlowRun, world_b.workspace, old.pk) is None
+
+
+def test_by_id_with_a_related_row_loads_it_as_select_related_does(world_a, world_b, version_a):
+    flow = version_a.flow
+    with workspace_scope([world_a.workspace.pk]):
+        orm = Flow.objects.for_workspace(world_a.workspace).select_related("project").get(pk=flow.pk)
+    with workspace_scope([world_a.workspace.pk]), CaptureQueriesContext(connection) as queries:
+        read = by_id(Flow, world_a.workspace, flow.pk, related="project")
+        # the project came in the same statement: reading it costs no query
+        project = read.project
+    assert len(queries) == 1
+    assert _fields(read, [f.attname for f in Flow._meta.concrete_fields]) == _fields(
+        orm, [f.attname for f in Flow._meta.concrete_fields])
+    assert _fields(project, [f.attname for f in Project._meta.concrete_fields]) == _fields(
+        orm.project, [f.attname for f in Project._meta.concrete_fields])
+    with workspace_scope([world_b.workspace.pk]):
+        assert by_id(Flow, world_b.workspace, flow.pk, related="project") is None
