@@ -65,7 +65,7 @@ def by_id(model: type[Model], workspace: Any, pk: Any, *, related: str | None = 
     compiling a query. ``related`` names a (non-null) foreign key whose row is read in the same
     statement and cached on the instance, as ``select_related(related)`` does. An id that is not
     one raises ``ValidationError`` as the ORM does."""
-    return by_field(model, workspace, model._meta.pk.name, pk, related=related)  # type: ignore[union-attr]
+    return by_field(model, workspace, model._meta.pk.name, pk, related=related)
 
 
 def by_field(model: type[Model], workspace: Any, name: str, value: Any, *, related: str | None = None) -> Any:

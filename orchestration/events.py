@@ -186,8 +186,10 @@ def schedule_deleted(schedule: Schedule) -> None:
 
 
 def _run_summary(run: FlowRun) -> dict[str, Any]:
+    parent = run.parent_flow_run_id
     return {"id": str(run.pk), "flow_id": str(run.flow_id), "name": run.name, "state_type": run.state_type,
-            "scheduled_start": run.scheduled_start.isoformat()}
+            "scheduled_start": run.scheduled_start.isoformat(),
+            "parent_flow_run_id": None if parent is None else str(parent)}
 
 
 def flow_run_created(runs: Sequence[FlowRun]) -> None:

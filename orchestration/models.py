@@ -214,6 +214,14 @@ class FlowRun(TenantModel):
     end_time = models.DateTimeField(null=True, blank=True)
     cancellation_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=now)
+    # Flow of flows: the run (and its task run, when known) that created this one. Always a run of
+    # the same workspace (services/runs.py checks it). Indexed only where set: most runs have none.
+    parent_flow_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs", db_index=False
+    )
+    parent_task_run = models.ForeignKey(
+        "TaskRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_flow_runs", db_index=False
+    )
 
     class Meta(TenantModel.Meta):
         constraints = [
@@ -241,6 +249,10 @@ class FlowRun(TenantModel):
             models.Index(fields=["workspace", "state_type", "-created_at"], name="flow_run_ws_state_idx"),
             models.Index(fields=["workspace", "-created_at"], name="flow_run_ws_created_idx"),
             models.Index(fields=["flow", "-created_at"], name="flow_run_flow_idx"),
+            models.Index(fields=["parent_flow_run", "-created_at"], condition=Q(parent_flow_run__isnull=False),
+                         name="flow_run_parent_idx"),
+            models.Index(fields=["parent_task_run"], condition=Q(parent_task_run__isnull=False),
+                         name="flow_run_parent_task_idx"),
         ]
         ordering = ["-created_at"]
 

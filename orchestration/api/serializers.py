@@ -120,6 +120,12 @@ class BulkRunIn(StrictInputSerializer):
 class FlowRunCreateIn(BulkRunIn):
     flow = serializers.UUIDField()
     flow_version = serializers.UUIDField(required=False, allow_null=True)
+    parent_flow_run = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="Flow of flows: the run that starts this one (a run of the same workspace).")
+    parent_task_run = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="The task run of the parent run that starts this one; alone, its run is the parent.")
 
 
 class FlowRunBulkCreateIn(StrictInputSerializer):
@@ -289,6 +295,7 @@ class FlowRunFilterIn(serializers.Serializer):
     created_by = serializers.ChoiceField(choices=FlowRun.CreatedBy.values, required=False)
     tags = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=50)
     without_live_agent = serializers.BooleanField(required=False)
+    parent_flow_run = serializers.UUIDField(required=False)
 
 
 class StateFilterIn(serializers.Serializer):
@@ -372,13 +379,18 @@ class FlowRunOut(serializers.ModelSerializer):
     agent = serializers.UUIDField(source="agent_id", allow_null=True)
     schedule = serializers.UUIDField(source="schedule_id", allow_null=True)
     created_by_user = serializers.UUIDField(source="created_by_user_id", allow_null=True)
+    parent_flow_run = serializers.UUIDField(source="parent_flow_run_id", allow_null=True,
+                                            help_text="The run that started this one (flow of flows).")
+    parent_task_run = serializers.UUIDField(source="parent_task_run_id", allow_null=True,
+                                            help_text="The parent run's task run that started this one, when known.")
 
     class Meta:
         model = FlowRun
         fields = ["id", "flow", "flow_version", "name", "parameters", "labels", "idempotency_key", "created_by_kind",
                   "created_by_user", "schedule", "scheduled_start", "state_type", "state_name", "state_message",
                   "state_timestamp", "state_version", "agent", "lease_expires_at", "attempt", "run_count",
-                  "start_time", "end_time", "cancellation_requested", "created_at"]
+                  "start_time", "end_time", "cancellation_requested", "created_at", "parent_flow_run",
+                  "parent_task_run"]
 
 
 class TaskRunOut(serializers.ModelSerializer):

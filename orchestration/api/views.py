@@ -354,6 +354,7 @@ def _run_filter(query: dict[str, Any]) -> FlowRunFilter:
         labels=query.get("labels"), scheduled_before=query.get("scheduled_before"),
         scheduled_after=query.get("scheduled_after"), created_by=query.get("created_by"), tags=query.get("tags"),
         without_live_agent=bool(query.get("without_live_agent")),
+        parent_flow_run_id=query.get("parent_flow_run"),
     )
 
 
@@ -377,6 +378,8 @@ class FlowRunListView(WorkspaceAPIView):
             OpenApiParameter("tags", OpenApiTypes.STR, description="Runs with a task run carrying each of these tags"),
             OpenApiParameter("without_live_agent", OpenApiTypes.BOOL,
                              description="Only SCHEDULED runs no healthy agent can take (none has all their labels)"),
+            OpenApiParameter("parent_flow_run", OpenApiTypes.UUID,
+                             description="Only the child runs this run started (flow of flows)"),
         ],
         responses=s.FlowRunOut(many=True), summary="Flow runs, newest first, with filters and a cursor",
     )

@@ -62,11 +62,15 @@ def new_scheduled_run(
     created_by_user: Any = None,
     schedule: Schedule | None = None,
     idempotency_key: str | None = None,
+    parent_flow_run_id: Any = None,
+    parent_task_run_id: Any = None,
 ) -> FlowRun:
     """An unsaved run of ``flow_version`` in its first state, SCHEDULED at ``scheduled_start``
     (default: ``now``, the database clock of the caller's transaction). ``labels`` default to the
-    version's. Insert it with :func:`insert_scheduled_runs`, or — one run, ``now=None`` — with
-    :func:`insert_scheduled_run`, which stamps it with the database clock as it inserts it."""
+    version's. ``parent_flow_run_id`` / ``parent_task_run_id``: the run (task run) that created
+    this one, already checked to be of the same workspace by the caller. Insert it with
+    :func:`insert_scheduled_runs`, or — one run, ``now=None`` — with :func:`insert_scheduled_run`,
+    which stamps it with the database clock as it inserts it."""
     # The clock fields stay None for insert_scheduled_run, which has the database fill them.
     clock: dict[str, Any] = {"scheduled_start": scheduled_start or now, "state_timestamp": now, "created_at": now}
     return FlowRun(
@@ -81,6 +85,8 @@ def new_scheduled_run(
         created_by_kind=created_by_kind,
         created_by_user=created_by_user,
         schedule=schedule,
+        parent_flow_run_id=parent_flow_run_id,
+        parent_task_run_id=parent_task_run_id,
         state_type=StateType.SCHEDULED,
         state_name="Scheduled",
         state_version=1,  # the first state; its history row is written by insert_scheduled_runs

@@ -57,10 +57,42 @@ class OrchestrationLoaders:
     def __init__(self) -> None:
         self.task_runs = SyncDataLoader(_load_task_runs)
         self.task_run_states = SyncDataLoader(_load_task_run_states)
+        # Flow of flows, both directions, as the viewer may see the runs (principals below).
+        self.parent_runs = SyncDataLoader(self._load_parent_runs)
+        self.child_runs = SyncDataLoader(self._load_child_runs)
         self._now: datetime | None = None
         # The viewer's Principal per workspace id, set by the ``orchestration`` root field.
         self.principals: dict[Any, Principal] = {}
         self._live_label_sets: dict[Any, list[frozenset[str]]] = {}
+
+    def _load_parent_runs(self, keys: Sequence[tuple[Any, Any]]) -> list[Any]:
+        """Keys are ``(workspace_id, run_id)``; one query per workspace in the batch; a run the
+        viewer may not see is None."""
+        try:
+            by_workspace: dict[Any, list[Any]] = defaultdict(list)
+            for workspace_id, run_id in keys:
+                by_workspace[workspace_id].append(run_id)
+            found: dict[Any, Any] = {}
+            for workspace_id, run_ids in by_workspace.items():
+                found.update(selectors.visible_runs_by_id(self.principals[workspace_id], run_ids))
+            return [found.get(run_id) for _workspace_id, run_id in keys]
+        except Exception as exc:  # as above: an error on the fields that asked
+            return [exc] * len(keys)
+
+    def _load_child_runs(self, keys: Sequence[tuple[Any, Any, int]]) -> list[Any]:
+        """Keys are ``(workspace_id, parent_run_id, first)``; one query per workspace and ``first``."""
+        try:
+            groups: dict[tuple[Any, int], list[Any]] = defaultdict(list)
+            for workspace_id, run_id, first in keys:
+                groups[(workspace_id, first)].append(run_id)
+            found: dict[tuple[Any, Any, int], list[Any]] = {}
+            for (workspace_id, first), run_ids in groups.items():
+                children = selectors.visible_child_runs(self.principals[workspace_id], run_ids, first)
+                for run_id in run_ids:
+                    found[(workspace_id, run_id, first)] = children.get(run_id, [])
+            return [found[key] for key in keys]
+        except Exception as exc:  # as above: an error on the fields that asked
+            return [exc] * len(keys)
 
     def live_label_sets(self, workspace_id: Any) -> list[frozenset[str]]:
         """The workspace's healthy agents' label sets, read once per request (which runs no agent takes)."""

@@ -309,6 +309,14 @@ class FlowRunType(graphene.ObjectType):
                     "one does or the run is not waiting for one.")
     task_run = graphene.Field(TaskRunType, id=graphene.ID(required=True),
                               description="One of this run's task runs; null for any other id.")
+    parent_flow_run = graphene.Field(
+        lambda: FlowRunType,
+        description="Flow of flows: the run that started this one; null when none did or you cannot see it.")
+    parent_task_run_id = graphene.ID(description="The parent run's task run that started this one, when known.")
+    child_flow_runs = graphene.List(
+        graphene.NonNull(lambda: FlowRunType), required=True, first=graphene.Int(default_value=DEFAULT_PAGE),
+        description=f"Flow of flows: the runs this one started that you can see, newest first (at most `first`, "
+                    f"0–{MAX_PAGE}; flowRuns with the parentFlowRunId filter pages through all of them).")
     logs = graphene.List(
         graphene.NonNull(LogLineType),
         first=graphene.Int(default_value=200),
@@ -326,6 +334,23 @@ class FlowRunType(graphene.ObjectType):
     @staticmethod
     def resolve_task_runs(run: FlowRun, info: Any) -> Any:
         return loaders(info).task_runs.load((run.workspace_id, run.pk))
+
+    @staticmethod
+    def resolve_parent_flow_run(run: FlowRun, info: Any) -> Any:
+        if run.parent_flow_run_id is None:
+            return None
+        return _run_loaders(info, run).parent_runs.load((run.workspace_id, run.parent_flow_run_id))
+
+    @staticmethod
+    def resolve_parent_task_run_id(run: FlowRun, info: Any) -> str | None:
+        return None if run.parent_task_run_id is None else str(run.parent_task_run_id)
+
+    @staticmethod
+    def resolve_child_flow_runs(run: FlowRun, info: Any, first: int | None = None) -> Any:
+        limit = _page(first)
+        if limit == 0:
+            return []
+        return _run_loaders(info, run).child_runs.load((run.workspace_id, run.pk, limit))
 
     @staticmethod
     def resolve_no_live_agent_reason(run: FlowRun, info: Any) -> str | None:
@@ -361,6 +386,15 @@ class FlowRunType(graphene.ObjectType):
             task_run_id=task_run.pk if task_run is not None else None, search=search or None, limit=max(limit, 1),
         ))
         return lines[:limit]
+
+
+def _run_loaders(info: Any, run: FlowRun) -> Any:
+    """The request's loaders, with the viewer's Principal in ``run``'s workspace known to them (the
+    parent and child loaders read only what it may see)."""
+    found = loaders(info)
+    if run.workspace_id not in found.principals:
+        found.principals[run.workspace_id] = _principal_of(info, run)
+    return found
 
 
 def _principal_of(info: Any, obj: Any) -> Principal:
@@ -405,6 +439,7 @@ class FlowRunFilterInput(graphene.InputObjectType):
                          description="Runs with a task run carrying each of these tags.")
     without_live_agent = graphene.Boolean(
         description="Only SCHEDULED runs no healthy agent can take (none carries all of their labels).")
+    parent_flow_run_id = graphene.ID(description="Only the child runs this run started (flow of flows).")
 
 
 def _encode_cursor(run: FlowRun) -> str:
@@ -446,6 +481,7 @@ def _run_filter(given: dict | None) -> FlowRunFilter:
         created_by=created_by,
         tags=tags,
         without_live_agent=bool(given.get("without_live_agent")),
+        parent_flow_run_id=given.get("parent_flow_run_id"),
     )
 
 

@@ -54,6 +54,8 @@ from .runs import (
     task_runs_for,
     task_runs_of,
     upcoming_runs,
+    visible_child_runs,
+    visible_runs_by_id,
 )
 
 __all__ = [
@@ -94,6 +96,8 @@ __all__ = [
     "task_runs_for",
     "task_runs_of",
     "upcoming_runs",
+    "visible_child_runs",
+    "visible_runs_by_id",
     "upcoming_work",
     "visible_projects_q",
 ]

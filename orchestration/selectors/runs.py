@@ -64,6 +64,7 @@ class FlowRunFilter:
     # SCHEDULED runs (due or not, AwaitingRetry included) that no healthy agent can take: none
     # carries all of the run's labels. Needs ``filter_runs``' ``workspace``.
     without_live_agent: bool = False
+    parent_flow_run_id: Any = None  # the child runs this run started (flow of flows)
 
 
 def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter, *, workspace: Any = None) -> QuerySet[FlowRun]:
@@ -72,6 +73,11 @@ def filter_runs(runs: QuerySet[FlowRun], f: FlowRunFilter, *, workspace: Any = N
     if f.flow_id is not None:
         try:
             runs = runs.filter(flow_id=parse_id(f.flow_id))
+        except NotFound:
+            return runs.none()
+    if f.parent_flow_run_id is not None:
+        try:
+            runs = runs.filter(parent_flow_run_id=parse_id(f.parent_flow_run_id))
         except NotFound:
             return runs.none()
     if f.state_types:
@@ -278,8 +284,30 @@ def _evaluated_empty(queryset: QuerySet) -> QuerySet:
     """An empty queryset already evaluated, as a prefetch leaves it: iterating it (the reply's
     serializer does) compiles no SQL, which even ``.none()`` does."""
     queryset._result_cache = []
-    queryset._prefetch_done = True
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
     return queryset
+
+
+def visible_runs_by_id(principal: Principal, run_ids: Sequence[Any]) -> dict[Any, FlowRun]:
+    """The runs among ``run_ids`` the principal may see, by id, in one query (a page's parent runs);
+    an id of another workspace or of a hidden project is simply left out."""
+    return {run.pk: run for run in runs_visible_to(principal).filter(pk__in=list(run_ids))}
+
+
+def visible_child_runs(principal: Principal, parent_ids: Sequence[Any], first: int) -> dict[Any, list[FlowRun]]:
+    """The newest ``first`` child runs (flow of flows) of each of ``parent_ids`` that the principal
+    may see, newest first, in one query whatever the number of parents (a window per parent)."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    runs = runs_visible_to(principal).filter(parent_flow_run_id__in=list(parent_ids)).annotate(
+        child_rank=Window(RowNumber(), partition_by=[F("parent_flow_run_id")],
+                          order_by=[F("created_at").desc(), F("id").desc()]),
+    ).filter(child_rank__lte=first)
+    found: dict[Any, list[FlowRun]] = {parent_id: [] for parent_id in parent_ids}
+    for run in runs:
+        found.setdefault(run.parent_flow_run_id, []).append(run)
+    return found
 
 
 def access_bulk_action(principal: Principal, bulk_action_id: Any) -> BulkAction:

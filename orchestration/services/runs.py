@@ -141,6 +141,40 @@ def _own_flow(actor: Principal, flow: Flow) -> Flow:
     return flow
 
 
+def _parent_ids(actor: Principal, parent_flow_run: Any, parent_task_run: Any) -> dict[str, Any]:
+    """The ``parent_*_id`` fields of a child run (flow of flows), checked: the parent run must be a
+    run of the actor's workspace, and the parent task run one of that run's task runs (given
+    alone, its run is the parent). Anything else is a 400 that names the field and links nothing;
+    another workspace's run reads as no run at all."""
+    def refuse(field: str, message: str) -> InvalidInput:
+        return InvalidInput(f"{field}: {message}", code=f"invalid_{field}", details={field: [message]})
+
+    def as_id(value: Any, field: str) -> uuid.UUID:
+        try:
+            return value.pk if isinstance(value, (FlowRun, TaskRun)) else uuid.UUID(str(value))
+        except ValueError:
+            raise refuse(field, "Must be a UUID.") from None
+
+    fields: dict[str, Any] = {}
+    if parent_task_run is not None:
+        task_run = (TaskRun.objects.for_workspace(actor.workspace).filter(pk=as_id(parent_task_run, "parent_task_run"))
+                    .only("id", "flow_run_id").first())
+        if task_run is None:
+            raise refuse("parent_task_run", "No task run with this id in this workspace.")
+        fields["parent_task_run_id"] = task_run.pk
+        if parent_flow_run is None:
+            fields["parent_flow_run_id"] = task_run.flow_run_id
+        elif as_id(parent_flow_run, "parent_flow_run") != task_run.flow_run_id:
+            raise refuse("parent_task_run", "This task run belongs to another flow run than parent_flow_run.")
+    if parent_flow_run is not None:
+        run_id = as_id(parent_flow_run, "parent_flow_run")
+        if not FlowRun.objects.for_workspace(actor.workspace).filter(pk=run_id).exists():
+            raise refuse("parent_flow_run", "No flow run with this id in this workspace (a parent run must be "
+                                            "a run of the same workspace).")
+        fields["parent_flow_run_id"] = run_id
+    return fields
+
+
 def _runs_by_key(actor: Principal, keys: Iterable[str]) -> dict[str, FlowRun]:
     runs = FlowRun.objects.for_workspace(actor.workspace).filter(idempotency_key__in=[k.strip() for k in keys])
     return {run.idempotency_key: run for run in runs}
@@ -161,11 +195,16 @@ def flow_run_create(
     created_by_kind: str = "api",
     schedule: Schedule | None = None,
     flow_version: FlowVersion | None = None,
+    parent_flow_run: Any = None,
+    parent_task_run: Any = None,
     savepoint: bool = True,
 ) -> tuple[FlowRun, bool]:
     """Create a run of ``flow`` (its active version unless ``flow_version`` is given), SCHEDULED at
     ``scheduled_start`` (default: now). A known ``idempotency_key`` returns the existing run and
     ``created=False``; five concurrent identical creates make one row.
+
+    ``parent_flow_run`` / ``parent_task_run`` (a run or an id; flow of flows): the run, and the
+    task run, that start this one; both must be of the actor's workspace (see :func:`_parent_ids`).
 
     ``savepoint=False`` when an error raised here ends the caller's transaction with a rollback (a
     request): two round trips less. Otherwise the call runs in a savepoint of its own, and a
@@ -191,6 +230,8 @@ def flow_run_create(
         }, errors)
         if errors:
             raise InvalidInput(_first_error(errors), code="invalid_run", details=errors)
+        if parent_flow_run is not None or parent_task_run is not None:
+            prepared.update(_parent_ids(actor, parent_flow_run, parent_task_run))
         # Stamped with the database clock as it is inserted (no clock read before).
         run = _new_run(actor, flow, version, prepared, None, created_by_kind, schedule)
         key = prepared["idempotency_key"]

@@ -210,7 +210,7 @@ def test_agent_limit_and_bulk_action_events(world_a, sent, django_capture_on_com
 
 
 CREATED_KEYS = {"flow_id", "created_by_kind", "count", "id", "ids", "runs"}
-RUN_KEYS = {"id", "flow_id", "name", "state_type", "scheduled_start"}
+RUN_KEYS = {"id", "flow_id", "name", "state_type", "scheduled_start", "parent_flow_run_id"}
 
 
 def _assert_created_shape(event: dict[str, Any], runs: list[FlowRun]) -> None:
@@ -238,7 +238,7 @@ def test_flow_run_created_groups_runs_by_flow_and_caps_the_lists(world_a, sent, 
     _assert_created_shape(second, [single])
     assert second["data"]["runs"][0] == {
         "id": str(single.pk), "flow_id": str(other.flow_id), "name": single.name, "state_type": "SCHEDULED",
-        "scheduled_start": single.scheduled_start.isoformat(),
+        "scheduled_start": single.scheduled_start.isoformat(), "parent_flow_run_id": None,
     }
     assert second["data"]["created_by_kind"] == "user"
 

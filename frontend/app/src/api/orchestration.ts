@@ -180,7 +180,18 @@ export interface LogFilter {
   search?: string | null;
 }
 
+/** A run linked to another as its parent or child (flow of flows). */
+export type LinkedRun = Omit<RunSummary, "noLiveAgentReason" | "agent">;
+
+/** How many child runs the run page lists (the newest). */
+export const CHILD_RUNS_SHOWN = 50;
+
 export interface RunDetail extends RunSummary {
+  /** The run that started this one; null when none did or it is hidden from the viewer. */
+  parentFlowRun: LinkedRun | null;
+  parentTaskRunId: string | null;
+  /** The newest runs this one started (at most CHILD_RUNS_SHOWN). */
+  childFlowRuns: LinkedRun[];
   stateMessage: string;
   stateVersion: number;
   parameters: Record<string, unknown>;
@@ -246,15 +257,18 @@ export async function fetchFlow(slug: string, id: string): Promise<FlowDetail | 
 
 export async function fetchRun(slug: string, id: string): Promise<RunDetail | null> {
   const data = await root<{ flowRun: RunDetail | null }>(
-    `query FlowRun($slug: String!, $id: ID!) { orchestration(workspace: $slug) { flowRun(id: $id) {
+    `query FlowRun($slug: String!, $id: ID!, $children: Int!) { orchestration(workspace: $slug) { flowRun(id: $id) {
       ${RUN_SUMMARY} stateMessage stateVersion parameters labels attempt createdByKind
+      parentFlowRun { ${LINKED_RUN} } parentTaskRunId childFlowRuns(first: $children) { ${LINKED_RUN} }
       flowVersion { id version tasks edges parameters }
       stateHistory { type name message timestamp }
       taskRuns { ${TASK_RUN_FIELDS} } } } }`,
-    { slug, id },
+    { slug, id, children: CHILD_RUNS_SHOWN },
   );
   return data.flowRun;
 }
+
+const LINKED_RUN = "id name stateType stateName stateTimestamp scheduledStart startTime endTime flow { id name }";
 
 const TASK_RUN_FIELDS = `id taskKey mapIndex stateType stateName stateMessage stateTimestamp startTime endTime attempt tags
   stateHistory { type name message timestamp }`;

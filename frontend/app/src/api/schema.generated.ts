@@ -305,6 +305,12 @@ export interface FlowRun {
   noLiveAgentReason: string | null;
   /** One of this run's task runs; null for any other id. */
   taskRun: TaskRun | null;
+  /** Flow of flows: the run that started this one; null when none did or you cannot see it. */
+  parentFlowRun: FlowRun | null;
+  /** The parent run's task run that started this one, when known. */
+  parentTaskRunId: string | null;
+  /** Flow of flows: the runs this one started that you can see, newest first (at most `first`, 0–100; flowRuns with the parentFlowRunId filter pages through all of them). */
+  childFlowRuns: Array<FlowRun>;
   /** In sequence order. Null with permission_denied for roles without log:read. */
   logs: Array<LogLine> | null;
 }
@@ -345,6 +351,8 @@ export interface FlowRunFilter {
   tags?: Array<string> | null;
   /** Only SCHEDULED runs no healthy agent can take (none carries all of their labels). */
   withoutLiveAgent?: boolean | null;
+  /** Only the child runs this run started (flow of flows). */
+  parentFlowRunId?: string | null;
 }
 
 /** What the SDK registered for one version: the DAG, parameters, storage reference… never code. */

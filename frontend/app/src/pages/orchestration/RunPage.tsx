@@ -4,11 +4,13 @@ import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 import { errorMessage } from "../../api/graphql";
 import {
   cancelRun,
+  CHILD_RUNS_SHOWN,
   deleteRun,
   fetchRun,
   restartRun,
   RESTARTABLE_STATES,
   TERMINAL_STATES,
+  type LinkedRun,
   type LogFilter,
   type RunDetail,
   type StateType,
@@ -114,6 +116,18 @@ export function RunPage() {
     }
     if (message.kind !== "event") return;
     const { type, data } = message.event;
+    // Flow of flows: a child this run started, or a state change of a linked run (a listed child,
+    // the parent), refreshes what the page shows of them.
+    const linked = new Set(run.data?.childFlowRuns.map((c) => c.id) ?? []);
+    if (run.data?.parentFlowRun) linked.add(run.data.parentFlowRun.id);
+    const newChild =
+      type === "flow_run.created" &&
+      Array.isArray(data.runs) &&
+      (data.runs as { parent_flow_run_id?: string | null }[]).some((c) => c.parent_flow_run_id === runId);
+    if (newChild || (type === "flow_run.state_changed" && linked.has(String(data.id)))) {
+      refetchRun();
+      return;
+    }
     const ofThisRun = data.id === runId || data.flow_run_id === runId;
     if (!ofThisRun) return;
     if (type === "flow_run.state_changed") {
@@ -314,6 +328,27 @@ export function RunPage() {
                     <dt>Agent</dt>
                     <dd>{r.agent?.name ?? "—"}</dd>
                   </div>
+                  {r.parentFlowRun ? (
+                    <div>
+                      <dt>Parent run</dt>
+                      <dd data-testid="parent-run">
+                        <Link to={`/w/${workspace.slug}/runs/${r.parentFlowRun.id}`}>{r.parentFlowRun.name}</Link>{" "}
+                        <StateBadge type={r.parentFlowRun.stateType} name={r.parentFlowRun.stateName} />
+                        {r.parentTaskRunId ? (
+                          <>
+                            {" "}
+                            <Link
+                              className="muted"
+                              to={`/w/${workspace.slug}/runs/${r.parentFlowRun.id}/tasks/${r.parentTaskRunId}`}
+                            >
+                              from its task run
+                            </Link>
+                          </>
+                        ) : null}
+                        <div className="cell-sub">{r.parentFlowRun.flow.name}</div>
+                      </dd>
+                    </div>
+                  ) : null}
                   <div>
                     <dt>Version</dt>
                     <dd>v{r.flowVersion.version}</dd>
@@ -360,6 +395,9 @@ export function RunPage() {
                   ))}
                 </ol>
               </section>
+              {r.childFlowRuns.length > 0 ? (
+                <ChildRuns slug={workspace.slug} runs={r.childFlowRuns} />
+              ) : null}
             </div>
           ) : null}
 
@@ -441,5 +479,59 @@ export function RunPage() {
         </div>
       )}
     </div>
+  );
+}
+
+/** The runs this run started (flow of flows), newest first. */
+function ChildRuns({ slug, runs }: { slug: string; runs: LinkedRun[] }) {
+  return (
+    <section
+      className="card"
+      aria-labelledby="child-runs-title"
+      data-testid="child-runs"
+      style={{ gridColumn: "1 / -1" }}
+    >
+      <div className="card-head">
+        <h2 id="child-runs-title">
+          Child runs <span className="count">{runs.length}</span>
+        </h2>
+      </div>
+      {runs.length >= CHILD_RUNS_SHOWN ? (
+        <p className="muted">The newest {CHILD_RUNS_SHOWN} runs this run started.</p>
+      ) : null}
+      <table className="table">
+        <thead>
+          <tr>
+            <th scope="col">Run</th>
+            <th scope="col">State</th>
+            <th scope="col">Started</th>
+            <th scope="col">Duration</th>
+          </tr>
+        </thead>
+        <tbody>
+          {runs.map((c) => (
+            <tr
+              key={c.id}
+              data-testid="child-run-row"
+              style={{ boxShadow: `inset 3px 0 0 ${STATE_COLORS[c.stateType]}` }}
+            >
+              <td data-label="Run">
+                <Link className="cell-main" to={`/w/${slug}/runs/${c.id}`}>
+                  {c.name}
+                </Link>
+                <div className="cell-sub">{c.flow.name}</div>
+              </td>
+              <td data-label="State">
+                <StateBadge type={c.stateType} name={c.stateName} />
+              </td>
+              <td data-label="Started">
+                <Time value={c.startTime} />
+              </td>
+              <td data-label="Duration">{runDuration(c)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
 }
