@@ -84,6 +84,15 @@ def _reconnect_as(user: str) -> None:
         conn.settings_dict["USER"] = user
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The embedded default's SQLite database, migrated once for the run: the tests that start
+    Flowdeck in embedded mode each begin from a copy (tests/embedded/database.py)."""
+    from tests.embedded.database import migrate
+
+    return migrate(tmp_path_factory.mktemp("migrated-sqlite"))
+
+
 @pytest.fixture
 def one_rate_window():  # type: ignore[no-untyped-def]
     """Start the test five seconds into a fresh minute (and hour): the fixed-window rate limits

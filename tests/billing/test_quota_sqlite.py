@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.embedded.test_embedded_mode import SEED, _embedded_env, _free_port
+from tests.embedded.database import copy_database
+from tests.embedded.database import embedded_env as _embedded_env
+from tests.embedded.test_embedded_mode import SEED, _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["tests/billing/test_run_quota.py", "tests/billing/test_usage.py"]
@@ -41,10 +43,12 @@ Plan.objects.filter(code="free").update(runs_per_period=10)
 """
 
 
-def test_fifty_parallel_creations_with_ten_left_create_ten_on_the_embedded_server(tmp_path: Path) -> None:
-    # given: an embedded server with billing on, Free allowing 10 runs
+def test_fifty_parallel_creations_with_ten_left_create_ten_on_the_embedded_server(
+    tmp_path: Path, migrated_sqlite: Path
+) -> None:
+    # given: an embedded server with billing on (on a freshly migrated database), Free allowing 10 runs
     env = {**_embedded_env(tmp_path), "FLOWDECK_BILLING": "1"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    copy_database(migrated_sqlite, tmp_path)
     seeded = subprocess.run([sys.executable, "manage.py", "shell", "-c", SEED + LIMIT], cwd=ROOT, env=env,
                             check=True, capture_output=True, text=True)
     world = json.loads(seeded.stdout.strip().splitlines()[-1])

@@ -1,12 +1,12 @@
 """The README's first command runs Flowdeck on embedded defaults: SQLite, in-memory layers, no
-servers. This starts that configuration for real (migrate + uvicorn in a subprocess, nothing from
-the test environment) and checks that it serves and that 16 concurrent sign-ups, and 16 clients
-creating runs, all succeed: no "database is locked" under concurrent writers."""
+servers. This starts that configuration for real (a copy of the run's freshly migrated database,
+uvicorn in a subprocess, nothing from the test environment) and checks that it serves and that 16
+concurrent sign-ups, and 16 clients creating runs, all succeed: no "database is locked" under
+concurrent writers."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,6 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.embedded.database import copy_database
+from tests.embedded.database import embedded_env as _embedded_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # Logs the name of every thread the server starts (see the file).
@@ -28,20 +31,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _embedded_env(var_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    env.update(
-        FLOWDECK_VAR_DIR=str(var_dir), FLOWDECK_FAST_PASSWORD_HASHER="1", DJANGO_SETTINGS_MODULE="config.settings"
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
-def embedded_server(tmp_path_factory):
+def embedded_server(tmp_path_factory, migrated_sqlite):
     var_dir = tmp_path_factory.mktemp("embedded-var")
     env = {**_embedded_env(var_dir), "PYTHONPATH": str(THREAD_LOG_PATH),
            "FLOWDECK_TEST_THREAD_LOG": str(var_dir / "threads.txt")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    copy_database(migrated_sqlite, var_dir)  # a freshly migrated database, as `manage.py migrate` leaves it
     port = _free_port()
     proc = subprocess.Popen(
         # Exactly what scripts/start ends in: one process, the in-process periodic loop included.

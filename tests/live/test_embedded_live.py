@@ -4,7 +4,6 @@ there too — seq, replay and live delivery from the in-process store."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,18 +16,17 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.embedded.database import copy_database, embedded_env
 from tests.sdk.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]
+def embedded(tmp_path_factory, migrated_sqlite: Path) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]
     var_dir = tmp_path_factory.mktemp("embedded-live")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    env.update(FLOWDECK_VAR_DIR=str(var_dir), FLOWDECK_FAST_PASSWORD_HASHER="1",
-               DJANGO_SETTINGS_MODULE="config.settings")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    env = embedded_env(var_dir)
+    copy_database(migrated_sqlite, var_dir)  # a freshly migrated database, as `manage.py migrate` leaves it
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "config.embedded", "--host", "127.0.0.1", "--port", str(port),
                              "--log-level", "warning", "--no-periodic"], cwd=ROOT, env=env)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -31,11 +32,21 @@ def sleep_then(seconds: float, value: Any) -> Any:
     return value
 
 
-def sleep_span(seconds: float) -> tuple[float, float]:
-    """Sleeps, and says when it started and ended (wall clock, comparable across processes)."""
-    started = time.time()
-    time.sleep(seconds)
-    return started, time.time()
+def rendezvous(directory: str, name: str, expected: int, timeout: float = 60.0) -> list[str]:
+    """Arrives at a meeting point shared by ``expected`` calls (a folder: threads and processes alike
+    see it) and waits until all of them are there at once: only calls that run side by side can all
+    meet. Returns who had arrived when this call left. It gives up after ``timeout`` (calls run one
+    after the other never meet) and then lets the others give up at once, so a failure is quick."""
+    folder = Path(directory)
+    (folder / f"{name}.arrived").touch()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (folder / "gave-up").exists():
+        arrived = sorted(path.stem for path in folder.glob("*.arrived"))
+        if len(arrived) >= expected:
+            return arrived
+        time.sleep(0.01)
+    (folder / "gave-up").touch()
+    return sorted(path.stem for path in folder.glob("*.arrived"))
 
 
 def explode(message: str) -> None:
