@@ -2,15 +2,18 @@
 
 1. Locally (no server): ``flow.run()`` of a flow of 1,000 tasks that do nothing (a fan-in of 999
    independent tasks into one, so the runner's bookkeeping is what is measured), with the
-   LocalExecutor. Prints the time per task beyond calling the functions themselves.
+   LocalExecutor. Prints the time per task beyond calling the functions themselves, twice: with the
+   engine's INFO lines off (level WARNING: each task checks the level once) and on (two lines per
+   task, formatted and written by a stream handler, to the null device).
 2. Under an agent, with every state reported: a real Flowdeck server (``python -m config.embedded``
    in a subprocess, on DATABASE_URL and REDIS_URL), the run claimed with an agent's key, then
    executed exactly as the flow-run process does (``RunReporter`` as the observer: task-run states
    and logs batched by its background sender). Prints the time per task, the number of HTTP requests
    the run made, and how long after the flow's end every task state was visible on the server.
 
-Targets (issue 4): ≤ 0.5 ms per task locally; ≤ 1 ms per task under an agent with every state
-reported, and all 1,000 task states visible within 2 s of the flow's end.
+Targets (issue 4): ≤ 0.5 ms per task locally (issue 16: also with the INFO lines on); ≤ 1 ms per
+task under an agent with every state reported, and all 1,000 task states visible within 2 s of the
+flow's end.
 
     DATABASE_URL=postgres://flowdeck_owner@127.0.0.1:5432/flowdeck REDIS_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python bench/sdk_overhead.py
@@ -61,7 +64,41 @@ def build_flow(tasks: int) -> Any:
     return flow
 
 
-def bench_local() -> float:
+class _EngineLogging:
+    """The ``flowdeck`` logger at INFO, writing formatted lines to the null device (``on``), or at
+    WARNING (off); put back as it was afterwards."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __enter__(self) -> None:
+        import logging
+
+        from flowdeck.utilities.logging import DEFAULT_FORMAT, get_logger
+
+        self.logger = get_logger()
+        self.saved = (self.logger.level, list(self.logger.handlers), self.logger.propagate)
+        self.sink = open(os.devnull, "w")  # noqa: SIM115 (closed in __exit__)
+        handler = logging.StreamHandler(self.sink)
+        handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
+        self.logger.handlers = [handler]
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO if self.on else logging.WARNING)
+
+    def __exit__(self, *exc: object) -> None:
+        level, handlers, propagate = self.saved
+        self.logger.setLevel(level)
+        self.logger.handlers = handlers
+        self.logger.propagate = propagate
+        self.sink.close()
+
+
+def bench_local(logging_on: bool = False) -> float:
+    with _EngineLogging(logging_on):
+        return _bench_local("on" if logging_on else "off")
+
+
+def _bench_local(label: str) -> float:
     flow = build_flow(TASKS)
     flow.run()  # warm up
     timings = []
@@ -76,8 +113,8 @@ def bench_local() -> float:
     len(values)
     bodies = time.perf_counter() - start
     per_task = (statistics.median(timings) - bodies) / TASKS * 1000
-    print(f"local: {TASKS} tasks, flow.run() median {statistics.median(timings) * 1000:.1f} ms over {REPEAT} runs "
-          f"→ {per_task:.3f} ms per task (target ≤ 0.5)")
+    print(f"local, engine logging {label}: {TASKS} tasks, flow.run() median {statistics.median(timings) * 1000:.1f} "
+          f"ms over {REPEAT} runs → {per_task:.3f} ms per task (target ≤ 0.5)")
     return per_task
 
 
@@ -206,7 +243,8 @@ def main() -> None:
 
     for name in ("httpx", "flowdeck"):  # the figures, not the chatter
         logging.getLogger(name).setLevel(logging.WARNING)
-    local = bench_local()
+    local = bench_local(logging_on=False)
+    bench_local(logging_on=True)
     if os.environ.get("DATABASE_URL"):
         bench_agent(local)
     else:

@@ -35,6 +35,10 @@ MAX_STRING = 1_000
 STORAGE_TYPES = ("module", "file", "git", "image")
 AGENT_TYPES = ("process", "docker", "kubernetes")
 METADATA_FIELDS = ("tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config", "sla_policies")
+# Prefect 1's keys, which the SDK's flow.serialize() carries too (flow and task level): accepted and
+# not kept, since they restate the fields above, so they leave a version's content hash unchanged.
+PREFECT1_FIELDS = ("__version__", "name", "type", "reference_tasks")
+PREFECT1_TASK_FIELDS = ("slug", "max_retries")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Container resources a Docker or Kubernetes agent applies (Kubernetes quantity syntax).
 RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
@@ -149,7 +153,7 @@ def _validate_tasks(errors: _Errors, given: Any) -> tuple[list[dict], list[str]]
     if not tasks:
         errors.add("tasks", "A flow needs at least one task.")
     allowed = {"key", "name", "tags", "retries", "retry_delay_seconds", "timeout_seconds", "trigger", "mapped",
-               "cache_key", "cache_expiration_seconds"}
+               "cache_key", "cache_expiration_seconds", *PREFECT1_TASK_FIELDS}
     clean, keys = [], []
     for path, task, key in _named_objects(errors, "tasks", tasks, allowed, name_field="key", what="task key"):
         keys.append(key)
@@ -348,7 +352,7 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
             code="metadata_too_large", details={"metadata": [f"At most {MAX_METADATA_BYTES} bytes."]},
         )
     errors = _Errors()
-    for key in sorted(set(metadata) - set(METADATA_FIELDS)):
+    for key in sorted(set(metadata) - set(METADATA_FIELDS) - set(PREFECT1_FIELDS)):
         errors.add(key, "Unknown field.")
     tasks, keys = _validate_tasks(errors, metadata.get("tasks"))
     edges = _validate_edges(errors, metadata.get("edges"), keys)

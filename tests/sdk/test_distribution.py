@@ -110,6 +110,7 @@ def test_wheel_builds_and_installs_into_a_fresh_venv(tmp_path: Path) -> None:
         "typer",
         "rich",
         "websockets",
+        "pendulum",
     }
     extras = {line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Provides-Extra:")}
     assert {"dask", "docker", "kubernetes", "viz", "all"} <= extras

@@ -1,8 +1,11 @@
 """``flowdeck.context``: thread-local, run-scoped values (Prefect 1's ``prefect.context``).
 
-The runners fill it while a flow and its tasks run: ``flow_name``, ``flow_run_id``, ``parameters``,
-``task_key``/``task_slug``, ``task_name``, ``map_index``, ``task_run_count``, ``task_loop_count``,
-``task_loop_result``, ``today`` … and ``logger``; ``checkpointing`` says whether results are
+The runners fill it while a flow and its tasks run, with Prefect 1's keys and types: ``flow_name``,
+``flow_run_id``, ``parameters``, ``task_key``/``task_slug``, ``task_name``, ``task_full_name``,
+``task_tags``, ``map_index`` (``None`` outside a map), ``task_run_count``, ``task_loop_count`` and
+``task_loop_result`` (from the first ``LOOP`` on), ``task_run_id`` (under a backend), ``date`` and
+``scheduled_start_time`` (pendulum ``DateTime``s in UTC), ``today``, ``yesterday``, ``tomorrow`` and
+their ``_nodash`` forms (strings) … and ``logger``; ``checkpointing`` says whether results are
 checkpointed when no ``Result`` is configured (set by the flow-run process). Read it anywhere::
 
     import flowdeck
@@ -40,6 +43,8 @@ class Context(threading.local, MutableMapping[str, Any]):
         except KeyError:
             if key == "logger":
                 return _default_logger()
+            if key == "config":
+                return _default_config()
             raise
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -60,6 +65,8 @@ class Context(threading.local, MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         if key == "logger" and key not in self._data:
             return _default_logger()
+        if key == "config" and key not in self._data:
+            return _default_config()
         return self._data.get(key, default)
 
     # --- attribute access ----------------------------------------------------------------------
@@ -70,6 +77,8 @@ class Context(threading.local, MutableMapping[str, Any]):
         except KeyError:
             if name == "logger":
                 return _default_logger()
+            if name == "config":
+                return _default_config()
             raise AttributeError(f"flowdeck.context has no value for {name!r}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -110,6 +119,13 @@ class Context(threading.local, MutableMapping[str, Any]):
         previous: dict[str, Any] = self._data
         self.__dict__["_data"] = data
         return previous
+
+
+def _default_config() -> Any:
+    # ``flowdeck.context.config`` is ``flowdeck.config`` (as ``prefect.context.config``).
+    from flowdeck.config import config
+
+    return config
 
 
 def _default_logger() -> Any:

@@ -45,6 +45,9 @@ always_run = all_finished
 
 def manual_only(upstream_states: Mapping[Any, State]) -> bool:
     """Never run on its own: the task pauses until it is resumed (initial state ``Resume``)."""
+    # Unlike Prefect 1, whose paused task waits (a local run waits for its far-off start time), the
+    # run ends at once, non-interactively: the flow run's state is ``Paused`` and a later run given
+    # ``Resume`` for the task carries on.
     if context.get("resume", False):
         return True
     raise signals.PAUSE('Trigger function is "manual_only"')

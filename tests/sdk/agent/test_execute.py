@@ -77,3 +77,34 @@ def test_without_a_claim_record_it_explains_itself(tmp_path):
     assert result.returncode == 2
     assert "Neither FLOWDECK_FLOW_RUN_FILE nor FLOWDECK_FLOW_RUN_JSON is set" in result.stderr
     assert "started by a Flowdeck agent" in result.stderr
+
+
+WHEN = """
+import flowdeck
+
+@task
+def when(name):
+    started = flowdeck.context.scheduled_start_time
+    logging.getLogger("when").info("scheduled %s %s", type(started).__module__, started.isoformat())
+    logging.getLogger("when").info("task run %s", flowdeck.context.task_run_id)
+
+with Flow("when") as flow:
+    when(Parameter("name", default="world"))
+"""
+
+
+def test_the_context_has_the_runs_scheduled_start_and_task_run_ids_as_prefect_1_gives_them(live, tmp_path):
+    run = claim(live, live.register("when", WHEN))
+    env, command = container_env(live, run)
+
+    result = execute({**env, "FLOWDECK_HOME": str(tmp_path)}, command)
+
+    assert result.returncode == 0, result.stderr
+    scheduled = live.run(run.id)["scheduled_start"]
+    import pendulum
+
+    expected = pendulum.parse(scheduled).in_timezone("UTC").isoformat()
+    assert f"scheduled pendulum.datetime {expected}" in wait_for(
+        lambda: [m for m in live.logs(run.id) if m.startswith("scheduled ")], what="the scheduled time")
+    assert f"task run {run.id}/when[-1]" in wait_for(
+        lambda: [m for m in live.logs(run.id) if m.startswith("task run ")], what="the task run id")

@@ -13,6 +13,9 @@ from flowdeck import Flow, Parameter, task, triggers, unmapped
 from flowdeck.run_configs import DockerRun, KubernetesRun, LocalRun, UniversalRun
 from flowdeck.storage import Docker, File, Git, Local, Module
 
+# What flow.serialize() adds for Prefect 1 code (see tests/sdk/prefect1_compat/test_library_serialize.py).
+PREFECT1_KEYS = ["__version__", "name", "type", "reference_tasks"]
+
 
 @task(retries=2, retry_delay=timedelta(seconds=10), tags=["db"], timeout=1.5)
 def extract(day: str) -> list[int]:
@@ -55,13 +58,14 @@ def test_serialize_is_exactly_the_server_metadata_shape() -> None:
     )
     meta = flow.serialize()
     assert list(meta) == ["tasks", "edges", "parameters", "schedule", "storage", "labels", "run_config",
-                          "sla_policies"]
+                          "sla_policies", *PREFECT1_KEYS]
     assert meta["sla_policies"] == []  # always stated: registering none removes earlier declared ones
     tasks = {t["key"]: t for t in meta["tasks"]}
     assert list(tasks) == ["extract", "day", "transform", "factor", "load", "dry_run"]
     assert tasks["extract"] == {
         "key": "extract", "name": "extract", "tags": ["db"], "retries": 2, "retry_delay_seconds": 10,
         "timeout_seconds": 2, "trigger": "all_successful", "mapped": False,
+        "slug": "extract", "max_retries": 2,  # Prefect 1's names, which the server ignores
     }
     assert tasks["transform"]["mapped"] is True
     assert tasks["transform"]["cache_expiration_seconds"] == 3600
@@ -98,8 +102,11 @@ def test_the_server_validator_accepts_it_unchanged() -> None:
         build_flow(storage=Docker("acme/etl:3", module="flows.etl"), run_config=UniversalRun(labels=["gpu"])),
     ):
         meta = flow.serialize()
-        # SLA policies are the flow's live settings (orchestration.alerts.policies), not version fields.
-        version_fields = {k: v for k, v in meta.items() if k != "sla_policies"}
+        # SLA policies are the flow's live settings (orchestration.alerts.policies), not version fields;
+        # Prefect 1's keys restate the others and are not kept either.
+        version_fields = {k: v for k, v in meta.items() if k != "sla_policies" and k not in PREFECT1_KEYS}
+        version_fields["tasks"] = [{k: v for k, v in t.items() if k not in ("slug", "max_retries")}
+                                   for t in meta["tasks"]]
         assert validate_metadata(meta) == version_fields
         assert content_hash(validate_metadata(meta)) == content_hash(version_fields)
 

@@ -82,7 +82,7 @@ def test_flow_state_handlers_and_on_failure_callbacks() -> None:
     ) as flow:
         broken()
     flow.run()
-    assert flow_changes == [("Pending", "Running"), ("Running", "Failed")]
+    assert flow_changes == [("Scheduled", "Running"), ("Running", "Failed")]
     assert failures == [
         "task broken: Error during execution of task: RuntimeError('boom')",
         "flow flow-handlers: Some reference tasks failed.",

@@ -168,6 +168,8 @@ class ClaimedRun:
             "run_config": self.run_config,
             "task_runs": done,
             "lease_seconds": lease_seconds,
+            # ``flowdeck.context.scheduled_start_time`` in the run, as Prefect 1 gives it.
+            "scheduled_start": self.raw.get("scheduled_start"),
             "start_not_before": self.start_not_before,
         }
 

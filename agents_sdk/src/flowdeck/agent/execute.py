@@ -378,7 +378,9 @@ def _run(control: RunControl, record: Mapping[str, Any], outcome: dict[str, Any]
             observer=control,
             initial_task_states=initial_task_states(record, flow, checkpointing=checkpoint),
             context={"flow_run_id": str(record["id"]), "flow_run_name": str(record.get("name") or ""),
-                     "checkpointing": checkpoint},
+                     "checkpointing": checkpoint, "running_with_backend": True,
+                     # The run's scheduled time, as Prefect 1 gives it (the engine makes it a DateTime).
+                     **({"scheduled_start_time": record["scheduled_start"]} if record.get("scheduled_start") else {})},
         )
     except Exception as exc:
         # The engine itself failed (tasks fail into states, not exceptions): the run is FAILED.

@@ -22,7 +22,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 import flowdeck
-from flowdeck import config as fd_config
 from flowdeck.client.errors import (
     AuthenticationError,
     ConflictError,
@@ -34,7 +33,9 @@ from flowdeck.client.errors import (
     RateLimitedError,
     ServerUnavailableError,
 )
+from flowdeck.client.info import FlowRunInfo, flow_run_info, state_from_server
 from flowdeck.client.retry import MAX_RETRY_AFTER_SECONDS, backoff_delay, parse_retry_after
+from flowdeck.config import ENV_WORKSPACE, ConfigError, Settings, resolve_settings
 
 API_PREFIX = "/api/v1"
 MAX_PAGE = 200  # the server's page-size limit
@@ -50,7 +51,7 @@ class _Connection:
     slug once discovered."""
 
     http: httpx.Client
-    settings: fd_config.Settings
+    settings: Settings
     workspace: str | None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,7 +88,7 @@ class Client:
             self._conn = _connection
             self._owns_http = False
             return
-        settings = fd_config.resolve_settings(api_url, api_key, workspace)
+        settings = resolve_settings(api_url, api_key, workspace)
         http = httpx.Client(
             base_url=settings.api_url,
             headers={
@@ -148,12 +149,12 @@ class Client:
         if len(slugs) == 1:
             return str(slugs[0])
         if not slugs:
-            raise fd_config.ConfigError(
-                f"This API key belongs to no workspace; set {fd_config.ENV_WORKSPACE} or pass workspace=.",
+            raise ConfigError(
+                f"This API key belongs to no workspace; set {ENV_WORKSPACE} or pass workspace=.",
                 code="workspace_unknown")
-        raise fd_config.ConfigError(
+        raise ConfigError(
             f"This key can see {len(slugs)} workspaces ({', '.join(slugs)}); choose one with "
-            f"{fd_config.ENV_WORKSPACE}, workspace=, or `flowdeck login --workspace`.", code="workspace_ambiguous")
+            f"{ENV_WORKSPACE}, workspace=, or `flowdeck login --workspace`.", code="workspace_ambiguous")
 
     # --- transport ------------------------------------------------------------------------------
 
@@ -395,10 +396,19 @@ class Client:
     def create_flow_run(self, flow_id: str, *, parameters: Mapping[str, Any] | None = None,
                         labels: Sequence[str] | None = None, name: str | None = None,
                         idempotency_key: str | None = None, scheduled_start: datetime | str | None = None,
-                        flow_version: str | None = None) -> JSON:
+                        flow_version: str | None = None, parent_flow_run: str | None = None,
+                        parent_task_run: str | None = None, run_name: str | None = None,
+                        scheduled_start_time: datetime | str | None = None) -> JSON:
         """Create a run of ``flow_id`` (a quick run unless ``scheduled_start`` is later). The body
         always carries an ``idempotency_key`` (a fresh one by default) so a retried call cannot
-        create the run twice; the same key later returns the same run."""
+        create the run twice; the same key later returns the same run. ``parent_flow_run`` /
+        ``parent_task_run`` link the new run to the run (task run) that starts it (flow of flows).
+
+        ``run_name`` and ``scheduled_start_time`` are Prefect 1's names of ``name`` and
+        ``scheduled_start``. Unlike Prefect 1, which returns the new run's id, this returns the run
+        (its id is ``run["id"]``)."""
+        name = _one_of("name", name, "run_name", run_name)
+        scheduled_start = _one_of("scheduled_start", scheduled_start, "scheduled_start_time", scheduled_start_time)
         body: JSON = {"flow": flow_id, "idempotency_key": idempotency_key or str(uuid.uuid4())}
         if parameters is not None:
             body["parameters"] = dict(parameters)
@@ -411,6 +421,10 @@ class Client:
                                        else scheduled_start)
         if flow_version is not None:
             body["flow_version"] = flow_version
+        if parent_flow_run is not None:
+            body["parent_flow_run"] = parent_flow_run
+        if parent_task_run is not None:
+            body["parent_task_run"] = parent_task_run
         result: JSON = self._post("flow-runs/", body).json()
         return result
 
@@ -431,8 +445,10 @@ class Client:
     def list_flow_runs(self, *, flow: str | None = None, state_type: str | Sequence[str] | None = None,
                        state_name: str | None = None, labels: Sequence[str] | None = None,
                        scheduled_before: datetime | str | None = None, scheduled_after: datetime | str | None = None,
-                       created_by: str | None = None, limit: int | None = 50) -> list[JSON]:
-        """Runs, newest first, filtered like the REST listing; at most ``limit`` (None: all)."""
+                       created_by: str | None = None, parent_flow_run: str | None = None,
+                       limit: int | None = 50) -> list[JSON]:
+        """Runs, newest first, filtered like the REST listing (``parent_flow_run``: the child runs
+        that run started); at most ``limit`` (None: all)."""
         params = {
             "flow": flow,
             "state_type": state_type if isinstance(state_type, str) or state_type is None else ",".join(state_type),
@@ -441,6 +457,7 @@ class Client:
             "scheduled_before": _iso(scheduled_before),
             "scheduled_after": _iso(scheduled_after),
             "created_by": created_by,
+            "parent_flow_run": parent_flow_run,
         }
         return list(self._pages("flow-runs/", params, limit))
 
@@ -468,6 +485,28 @@ class Client:
         result: JSON = self._get(f"flow-runs/{flow_run_id}/logs/", after_sequence=after_sequence,
                                  level_gte=level_gte, limit=limit)
         return result
+
+    # --- Prefect 1 names ------------------------------------------------------------------------
+    # What Prefect 1 code calls on ``prefect.Client``, where Flowdeck has the same operation.
+
+    def register(self, flow: Any, project_name: str, build: bool = True, no_url: bool = False,
+                 idempotency_key: str | None = None) -> str:
+        """Register ``flow`` in project ``project_name``; returns the flow's id (as Prefect 1).
+
+        ``build``, ``no_url`` and ``idempotency_key`` are accepted and change nothing: Flowdeck
+        storage has nothing to build, prints no URL, and registering unchanged metadata already
+        returns the existing version."""
+        version, _created = self.register_flow(project=project_name, name=flow.name, metadata=flow.serialize())
+        return str(version["flow"])
+
+    def get_flow_run_info(self, flow_run_id: str) -> FlowRunInfo:
+        """The run with its state and its task runs' states as state objects (Prefect 1's shape)."""
+        return flow_run_info(self.get_flow_run(flow_run_id))
+
+    def get_flow_run_state(self, flow_run_id: str) -> Any:
+        """The run's current state as a ``flowdeck.engine.state`` object."""
+        run = self.get_flow_run(flow_run_id)
+        return state_from_server(run.get("state_type"), run.get("state_name"), run.get("state_message"))
 
     # --- agents ---------------------------------------------------------------------------------
 
@@ -506,6 +545,15 @@ class Client:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    """``value``, or its Prefect 1 spelling ``alias_value``; both given (and different) is an error."""
+    if alias_value is None:
+        return value
+    if value is not None and value != alias_value:
+        raise TypeError(f"Give {name}= or {alias}= (the same setting), not both.")
+    return alias_value
 
 
 def _is_uuid(value: str) -> bool:

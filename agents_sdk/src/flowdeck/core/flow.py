@@ -382,8 +382,17 @@ class Flow:
         return {t for t in self._order if not self._downstream[t]}
 
     def reference_tasks(self) -> set[Task]:
-        """The tasks whose states decide the flow run's state (default: the terminal tasks)."""
-        return set(self._reference_tasks) if self._reference_tasks else self.terminal_tasks()
+        """The tasks whose states decide the flow run's state. By default the terminal tasks, where
+        tasks that never decide it (a resource manager's cleanup, ``Task._default_reference``) do
+        not count as downstream: as in Prefect 1, a failure inside a resource block fails the flow
+        even though the cleanup after it succeeds."""
+        if self._reference_tasks:
+            return set(self._reference_tasks)
+        return set(self._cached("default_reference_tasks", self._default_reference_tasks))
+
+    def _default_reference_tasks(self) -> set[Task]:
+        return {t for t in self._order
+                if t._default_reference and not any(d._default_reference for d in self.downstream_tasks(t))}
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
         chosen = set(tasks)
@@ -547,12 +556,27 @@ class Flow:
             "or storage=File(...) to Flow()."
         )
 
-    def serialize(self) -> dict[str, Any]:
+    def serialize(self, build: bool = False) -> dict[str, Any]:
         """The registration metadata the server stores (tasks, edges, parameters, schedule, storage,
-        labels, run_config, sla_policies). Stable: the same flow gives the same dict."""
+        labels, run_config, sla_policies). Stable: the same flow gives the same dict.
+
+        Prefect 1's keys come too, for code that reads them: ``__version__`` (the SDK's),
+        ``name``, ``type`` (the flow's class), ``reference_tasks`` (``[{"slug": key}]``) and, per
+        task, ``slug`` (its key) and ``max_retries``; the server accepts and ignores them.
+        ``build`` is Prefect 1's: Flowdeck storage has nothing to build, so it changes nothing.
+        """
+        import flowdeck
         from flowdeck.core.serialization import serialize_flow
 
-        return serialize_flow(self)
+        metadata = serialize_flow(self)
+        for item in metadata["tasks"]:
+            item["slug"] = item["key"]
+            item["max_retries"] = item["retries"]
+        metadata["__version__"] = flowdeck.__version__
+        metadata["name"] = self.name
+        metadata["type"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        metadata["reference_tasks"] = [{"slug": key} for key in sorted(self.key_of(t) for t in self.reference_tasks())]
+        return metadata
 
     def to_dot(self, flow_state: State | None = None, horizontal: bool = False) -> str:
         """The task graph in Graphviz DOT (colored by task state when ``flow_state`` is given)."""

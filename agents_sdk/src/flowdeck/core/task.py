@@ -3,6 +3,10 @@
 Subclass it and implement ``run()``, or decorate a function with ``@task``. Inside ``with Flow(...)``,
 calling a task (``add(1, x)``) *binds* a copy of it into the flow: task arguments become edges,
 other values become constants; ``.map(...)`` binds a mapped copy. Outside a flow, call ``.run()``.
+
+Operators build tasks too, as in Prefect 1: ``x + 1``, ``3 * x``, ``x > y``, ``x & y``, ``pair[0]``
+(see ``flowdeck.tasks.core.operators``); ``==`` stays identity (``x.is_equal(y)`` compares results) and
+``a | b`` makes ``b`` run after ``a``.
 """
 
 from __future__ import annotations
@@ -91,6 +95,9 @@ class Task:
 
     #: Set by subclasses that must not be retried/cached by default, such as ``Parameter``.
     _is_parameter: ClassVar[bool] = False
+    #: False for tasks whose state should not decide the flow run's state unless the flow names them
+    #: reference tasks (a resource manager's cleanup task, as in Prefect 1).
+    _default_reference: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,7 +147,8 @@ class Task:
         timeout_s = _seconds(timeout, "timeout")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout must be a positive number of seconds.")
-        self.timeout: float | None = timeout_s
+        # The number as given (Prefect 1 keeps an int an int); a timedelta becomes seconds.
+        self.timeout: float | None = timeout if isinstance(timeout, (int, float)) else timeout_s
 
         self.trigger: Callable[..., bool] = trigger if trigger is not None else _triggers.all_successful
         if not callable(self.trigger):
@@ -226,7 +234,10 @@ class Task:
                 new._explicit_slug = value is not None
             if key in ("timeout", "retry_delay"):
                 seconds = _seconds(value, key)
-                value = seconds if key == "timeout" else (timedelta(seconds=seconds) if seconds is not None else None)
+                if key == "timeout":
+                    value = value if isinstance(value, (int, float)) else seconds
+                else:
+                    value = timedelta(seconds=seconds) if seconds is not None else None
             setattr(new, key, value)
         return new
 
@@ -362,13 +373,120 @@ class Task:
         self.set_upstream(other)
         return other
 
+    def __or__(self, other: Any) -> Any:
+        """``a | b``: b runs after a (Prefect 1's spelling; not a logical or, see ``or_``). Returns b."""
+        self.set_dependencies(downstream_tasks=[other])
+        return other
+
+    def __ror__(self, other: Any) -> Task:
+        """``x | task`` with a non-task ``x``: the task runs after ``x`` (made a task). Returns the task."""
+        self.set_dependencies(upstream_tasks=[other])
+        return self
+
     # --- indexing the result -------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> Task:
-        """A task returning ``result[key]`` (``pair[0]`` inside a flow)."""
+        """A task returning ``result[key]`` (``pair[0]`` inside a flow); it checkpoints like this task."""
         from flowdeck.tasks.core.operators import GetItem
 
         flow = self._active_flow(None, "indexing")
-        return GetItem(name=f"{self.name}[{key!r}]").bind(self, key, flow=flow)
+        label = key.name if isinstance(key, Task) else repr(key)
+        getter = GetItem(name=f"{self.name}[{label}]", checkpoint=self.checkpoint, result=self.result)
+        return getter.bind(self, key, flow=flow)
+
+    # --- operators: each binds an operator task into the active flow ---------------------------------
+    # ``==``/``!=`` are deliberately not among them: tasks compare by identity (flows keep them in
+    # sets and dicts), so equality is ``is_equal``/``is_not_equal``, as in Prefect 1.
+    def _operator(self, name: str, *operands: Any) -> Task:
+        from flowdeck.tasks.core import operators
+
+        operator_task: Task = getattr(operators, name)()
+        return operator_task.bind(*operands, flow=self._active_flow(None, f"applying {name} to"))
+
+    def is_equal(self, other: Any) -> Task:
+        """A task returning ``self == other``."""
+        return self._operator("Equal", self, other)
+
+    def is_not_equal(self, other: Any) -> Task:
+        """A task returning ``self != other``."""
+        return self._operator("NotEqual", self, other)
+
+    def not_(self) -> Task:
+        """A task returning ``not self``."""
+        return self._operator("Not", self)
+
+    def and_(self, other: Any) -> Task:
+        """A task returning ``bool(self and other)`` (same as ``self & other``)."""
+        return self._operator("And", self, other)
+
+    def or_(self, other: Any) -> Task:
+        """A task returning ``bool(self or other)`` (``|`` sets a dependency instead)."""
+        return self._operator("Or", self, other)
+
+    def __add__(self, other: Any) -> Task:
+        return self._operator("Add", self, other)
+
+    def __radd__(self, other: Any) -> Task:
+        return self._operator("Add", other, self)
+
+    def __sub__(self, other: Any) -> Task:
+        return self._operator("Sub", self, other)
+
+    def __rsub__(self, other: Any) -> Task:
+        return self._operator("Sub", other, self)
+
+    def __mul__(self, other: Any) -> Task:
+        return self._operator("Mul", self, other)
+
+    def __rmul__(self, other: Any) -> Task:
+        return self._operator("Mul", other, self)
+
+    def __truediv__(self, other: Any) -> Task:
+        return self._operator("Div", self, other)
+
+    def __rtruediv__(self, other: Any) -> Task:
+        return self._operator("Div", other, self)
+
+    def __floordiv__(self, other: Any) -> Task:
+        return self._operator("FloorDiv", self, other)
+
+    def __rfloordiv__(self, other: Any) -> Task:
+        return self._operator("FloorDiv", other, self)
+
+    def __mod__(self, other: Any) -> Task:
+        return self._operator("Mod", self, other)
+
+    def __rmod__(self, other: Any) -> Task:
+        return self._operator("Mod", other, self)
+
+    def __pow__(self, other: Any) -> Task:
+        return self._operator("Pow", self, other)
+
+    def __rpow__(self, other: Any) -> Task:
+        return self._operator("Pow", other, self)
+
+    def __and__(self, other: Any) -> Task:
+        return self._operator("And", self, other)
+
+    def __rand__(self, other: Any) -> Task:
+        return self._operator("And", other, self)
+
+    def __xor__(self, other: Any) -> Task:
+        return self._operator("Xor", self, other)
+
+    def __rxor__(self, other: Any) -> Task:
+        return self._operator("Xor", other, self)
+
+    def __gt__(self, other: Any) -> Task:
+        return self._operator("GreaterThan", self, other)
+
+    def __ge__(self, other: Any) -> Task:
+        return self._operator("GreaterThanOrEqual", self, other)
+
+    def __lt__(self, other: Any) -> Task:
+        return self._operator("LessThan", self, other)
+
+    def __le__(self, other: Any) -> Task:
+        return self._operator("LessThanOrEqual", self, other)
 
     def __iter__(self) -> Iterator[Task]:
         if self.nout is None:

@@ -19,18 +19,36 @@ runners executing in this process stream their changes as they happen; remote on
 Dask workers) return their history, which is forwarded when the driver collects it. Between
 submissions the runner asks ``observer.cancel_requested()``; once it says yes nothing new is
 submitted and the flow run ends ``Cancelled``.
+
+Retries, as in Prefect 1: a task whose attempt failed with retries left ends the pass ``Retrying``
+(tasks downstream of it stay ``Pending``) while every other task that can run does. Then the runner
+waits for the earliest retry's ``start_time`` and walks the graph again from the states it has:
+finished tasks are kept, due retries run, and the tasks waiting for them follow. So with ``a``
+(failing once) and independent ``b`` and ``c``, the calls are ``a, b, c, a``. A mapped task's
+retrying children run again the same way, under the ``Mapped`` parent they already have.
+
+Logging (Prefect 1's lines, on ``flowdeck.FlowRunner``): "Beginning Flow run for 'name'", then
+"Flow run SUCCESS: all reference tasks succeeded" or "Flow run FAILED: some reference tasks failed.".
+The flow run's first state change is ``Scheduled`` → ``Running`` (what flow state handlers see).
+
+Context: ``date`` and ``scheduled_start_time`` are pendulum ``DateTime``s in UTC; ``today``,
+``yesterday``, ``tomorrow`` (``YYYY-MM-DD``) and their ``_nodash`` forms are strings.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.context import context as flowdeck_context
+from flowdeck.engine import signals
 from flowdeck.engine.runner import Runner, RunnerStateHandler
 from flowdeck.engine.state import (
     Cancelled,
@@ -38,7 +56,9 @@ from flowdeck.engine.state import (
     Mapped,
     Paused,
     Pending,
+    Retrying,
     Running,
+    Scheduled,
     Skipped,
     State,
     Success,
@@ -49,10 +69,14 @@ from flowdeck.engine.task_runner import (
     TaskRunOutcome,
     TaskRunSpec,
     assemble_mapped,
+    handle_state_change_guarded,
     run_task,
+    upstream_finished,
 )
 
 if TYPE_CHECKING:
+    import pendulum
+
     from flowdeck.core.edge import Edge
     from flowdeck.core.flow import Flow
     from flowdeck.core.task import Task
@@ -61,6 +85,11 @@ if TYPE_CHECKING:
 
 # Context keys that describe how a flow is being *built*; they must not leak into task runs.
 _BUILD_KEYS = ("flow", "case", "tags")
+# The final states' messages, and the lines Prefect 1 logs for them.
+_ALL_SUCCEEDED = "All reference tasks succeeded."
+_SOME_FAILED = "Some reference tasks failed."
+# How often a runner waiting for a retry asks whether the run was cancelled (seconds).
+_RETRY_WAIT_POLL = 0.1
 
 
 def checkpoint_result(flow: Flow, checkpointing: Any = None) -> Result | None:
@@ -253,6 +282,9 @@ class FlowRunner(Runner):
     def runner_target(self) -> Flow:
         return self.flow
 
+    def handle_state_change(self, old_state: State, new_state: State) -> State:
+        return handle_state_change_guarded(self, old_state, new_state)
+
     def _set_flow_state(self, old_state: State, new_state: State) -> State:
         new_state = self.handle_state_change(old_state, new_state)
         observer = self._observer
@@ -290,7 +322,7 @@ class FlowRunner(Runner):
         """Run the flow once and return its final state; ``state.result`` maps each task to its state.
 
         Args:
-            state: the flow run's current state (default ``Pending``); when it is already ``Running``
+            state: the flow run's current state (default ``Scheduled``, for now); when it is already ``Running``
                 (an agent reported it), the runner does not report ``Running`` again.
             task_states / initial_task_states: ``{task or task key: State}``; finished states are kept
                 and those tasks are not run (restarts); ``Resume`` resumes a paused task. A key
@@ -307,7 +339,7 @@ class FlowRunner(Runner):
         flow = self.flow
         self._observer = observer if observer is not None else self.observer
         self._cancelled = False
-        current: State = state if state is not None else Pending()
+        current: State = state if state is not None else Scheduled()
 
         try:
             resolved_parameters = flow.resolve_parameters(parameters)
@@ -321,7 +353,9 @@ class FlowRunner(Runner):
         flow_context = self._flow_context(resolved_parameters, context)
         if self._cancel_requested():
             return self._set_flow_state(current, Cancelled("The flow run was cancelled before it started."))
-        self.logger.info("Beginning flow run for %r", flow.name)
+        log = self.logger.isEnabledFor(logging.INFO)
+        if log:
+            self.logger.info("Beginning Flow run for '%s'", flow.name)
         if not current.is_running():  # a caller that already reported Running is not told twice
             current = self._set_flow_state(current, Running("Running flow."))
             if not current.is_running():
@@ -335,21 +369,45 @@ class FlowRunner(Runner):
                 from flowdeck.executors import LocalExecutor
 
                 executor = LocalExecutor()
+            handlers = list(task_runner_state_handlers or ())
             with executor.start():
-                task_states_final = self._walk(
-                    executor, flow_context, initial, list(task_runner_state_handlers or ()), task_contexts or {}
-                )
+                task_states_final = self._walk(executor, flow_context, initial, handlers, task_contexts or {})
+                # Later passes: the retries, once due (see the module doc).
+                while (due := _next_retry(task_states_final.values())) is not None and self._wait_until(due):
+                    before = _retrying(task_states_final.values())  # kept alive: their ids stay theirs
+                    task_states_final = self._walk(
+                        executor, flow_context, task_states_final, handlers, task_contexts or {}
+                    )
+                    if {id(s) for s in _retrying(task_states_final.values())} == {id(s) for s in before}:
+                        break  # nothing moved (e.g. a state handler kept a task Retrying): do not spin
             final = self._final_state(task_states_final)
-        except Exception as exc:
-            self.logger.exception("Unexpected error while running flow %r", flow.name)
+        except (Exception, signals.FlowdeckSignal) as exc:
+            if isinstance(exc, Exception) and flow_context.get("raise_on_exception"):
+                raise  # a task's error under ``with raise_on_exception():``
+            self.logger.error("Unexpected error while running flow %r", flow.name, exc_info=exc)
             final = Failed(f"Unexpected error while running the flow: {exc!r}", result=exc)
         finally:
             flowdeck_context.replace(previous)
-        if final.is_failed():
-            self.logger.info("Flow run FAILED: %s", final.message)
-        else:
-            self.logger.info("Flow run %s: %s", final.name.upper(), final.message)
+        if log:
+            if final.message == _ALL_SUCCEEDED and final.is_successful():
+                self.logger.info("Flow run SUCCESS: all reference tasks succeeded")
+            elif final.message == _SOME_FAILED and final.is_failed():
+                self.logger.info("Flow run FAILED: some reference tasks failed.")
+            elif final.is_failed():
+                self.logger.info("Flow run FAILED: %s", final.message)
+            else:
+                self.logger.info("Flow run %s: %s", final.name.upper(), final.message)
         return self._set_flow_state(current, final)
+
+    def _wait_until(self, due: datetime) -> bool:
+        """Sleep until ``due`` (a retry's start time); False when the run was cancelled meanwhile."""
+        while True:
+            if self._observer is not None and self._cancel_requested():
+                return False
+            left = (due - datetime.now(UTC)).total_seconds()
+            if left <= 0:
+                return True
+            time.sleep(min(left, _RETRY_WAIT_POLL))
 
     def _initial_states(self, *sources: Mapping[Any, State] | None) -> dict[Task, State]:
         from flowdeck.core.task import Task
@@ -387,17 +445,24 @@ class FlowRunner(Runner):
     def _flow_context(self, parameters: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
         data = {k: v for k, v in flowdeck_context.to_dict().items() if k not in _BUILD_KEYS}
         data.update(extra or {})
-        now = datetime.now(UTC)
+        import pendulum  # here, not at import: it takes longer to import than a small flow takes to run
+
+        now = pendulum.now("UTC")
         data.setdefault("flow_run_id", str(uuid.uuid4()))
-        data.setdefault("scheduled_start_time", now)
+        data["scheduled_start_time"] = _utc_datetime(data.get("scheduled_start_time"), now)
+        if "running_with_backend" not in data and os.environ.get("FLOWDECK_FLOW_RUN_ID") == str(data["flow_run_id"]):
+            data["running_with_backend"] = True  # the flow-run process an agent started
+        yesterday, tomorrow = now.subtract(days=1), now.add(days=1)
         data.update(
             flow_name=self.flow.name,
             parameters=parameters,
             date=now,
             today=now.strftime("%Y-%m-%d"),
             today_nodash=now.strftime("%Y%m%d"),
-            yesterday=(now - timedelta(days=1)).strftime("%Y-%m-%d"),
-            tomorrow=(now + timedelta(days=1)).strftime("%Y-%m-%d"),
+            yesterday=yesterday.strftime("%Y-%m-%d"),
+            yesterday_nodash=yesterday.strftime("%Y%m%d"),
+            tomorrow=tomorrow.strftime("%Y-%m-%d"),
+            tomorrow_nodash=tomorrow.strftime("%Y%m%d"),
             logger=self.flow.logger,
         )
         return data
@@ -433,7 +498,7 @@ class FlowRunner(Runner):
                 not_started.append(task)
                 continue
             start = initial.get(task)
-            if start is not None and start.is_finished() and not (plan.is_mapped and _restored_parent(start)):
+            if start is not None and upstream_finished(start) and not (plan.is_mapped and _restored_parent(start)):
                 outcomes[task] = TaskRunOutcome(start, [])
                 continue
             context = flow_context if task not in task_contexts else {**flow_context, **task_contexts[task]}
@@ -481,10 +546,14 @@ class FlowRunner(Runner):
             task, state_handlers=handlers, flow_result=flow_result,
             on_state=functools.partial(self._emit, plan.key, -1),
         )
-        restored = self._children.get(task, {})
         finished_before = start is not None and _restored_parent(start)
+        # A later pass of this run: mapped already, some children to run again (retries).
+        again = isinstance(start, Mapped) and not finished_before
+        restored = dict(enumerate(start.map_states)) if isinstance(start, Mapped) and again \
+            else self._children.get(task, {})
         current: State = start if start is not None and not finished_before else Pending()
-        previous = flowdeck_context.replace({**context, "task_key": plan.key, "map_index": -1, "task_name": task.name})
+        previous = flowdeck_context.replace({**context, "task_key": plan.key, "map_index": None,
+                                             "task_name": task.name})
         try:
             decision = _prepare_map(plan, upstream_states)
             if isinstance(decision, Pending):
@@ -498,10 +567,14 @@ class FlowRunner(Runner):
                 done = Mapped(start.message if start is not None else None, result=[s.result for s in states],
                               map_states=states)
                 return TaskRunOutcome(done, [])
-            current = parent._set(current, Running(f"Mapping over {count} elements."))
+            if not again:
+                logger = parent.logger
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info("Task '%s': Starting task run...", task.name)
+                current = parent._set(current, Running(f"Mapping over {count} elements."))
         finally:
             flowdeck_context.replace(previous)
-        if not current.is_running():
+        if not (again or current.is_running()):
             return TaskRunOutcome(current, [])
 
         runner_cls = self.task_runner_cls
@@ -511,8 +584,9 @@ class FlowRunner(Runner):
                 cancelled = parent._set(current, Cancelled("The flow run was cancelled while mapping this task."))
                 collector.resolve(children)
                 return TaskRunOutcome(cancelled, [])
-            if i in restored:
-                children.append(TaskRunOutcome(restored[i], []))  # finished in an earlier attempt
+            child = restored.get(i)
+            if child is not None and upstream_finished(child):
+                children.append(TaskRunOutcome(child, []))  # finished in an earlier attempt or pass
                 continue
             args = [
                 elements[j][i] if edge.mapped else upstream[j]
@@ -522,7 +596,7 @@ class FlowRunner(Runner):
             for name, values in plan.mapped_constants.items():
                 constants[name] = values[i]
             spec = TaskRunSpec(
-                task, plan.key, i, plan.edges, constants, None, context, runner_cls, handlers, flow_result,
+                task, plan.key, i, plan.edges, constants, child, context, runner_cls, handlers, flow_result,
                 functools.partial(emit, plan.key, i) if emit is not None else None, should_stop,
             )
             extra = {**plan.extra, "map_index": i}
@@ -543,7 +617,7 @@ class FlowRunner(Runner):
             return Cancelled("The flow run was cancelled.", result=states)
         reference = self.flow.reference_tasks()
         reference_states = [states[t] for t in reference if t in states]
-        if not all(s.is_finished() for s in reference_states):
+        if not all(upstream_finished(s) for s in reference_states):
             paused = sorted(self.flow.key_of(t) for t, s in states.items() if s.is_paused())
             if paused:
                 return Paused(f"Waiting for approval of task(s): {', '.join(paused)}.", result=states)
@@ -555,8 +629,45 @@ class FlowRunner(Runner):
             return s.is_mapped() and any(failed(c) for c in getattr(s, "map_states", ()))
 
         if any(failed(s) for s in reference_states):
-            return Failed("Some reference tasks failed.", result=states)
-        return Success("All reference tasks succeeded.", result=states)
+            return Failed(_SOME_FAILED, result=states)
+        return Success(_ALL_SUCCEEDED, result=states)
+
+
+def _retrying(states: Iterable[State]) -> list[Retrying]:
+    """The ``Retrying`` states among ``states`` and their mapped children."""
+    found: list[Retrying] = []
+    stack = list(states)
+    while stack:
+        state = stack.pop()
+        if isinstance(state, Retrying):
+            found.append(state)
+        elif isinstance(state, Mapped):
+            stack.extend(state.map_states)
+    return found
+
+
+def _next_retry(states: Iterable[State]) -> datetime | None:
+    """The earliest start time of a ``Retrying`` state among ``states`` and their mapped children."""
+    return min((s.start_time for s in _retrying(states)), default=None)
+
+
+
+def _utc_datetime(value: Any, default: pendulum.DateTime) -> pendulum.DateTime:
+    """``value`` (a datetime or an ISO 8601 string, e.g. the run's scheduled start) as a pendulum
+    ``DateTime`` in UTC; ``default`` when there is none or it cannot be read."""
+    import pendulum
+
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return pendulum.instance(aware).in_timezone("UTC")
+    if isinstance(value, str) and value:
+        try:
+            parsed = pendulum.parse(value)
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            return default
+        if isinstance(parsed, pendulum.DateTime):
+            return parsed.in_timezone("UTC")
+    return default
 
 
 def _restored_parent(state: State) -> bool:

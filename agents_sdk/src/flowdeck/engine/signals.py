@@ -4,6 +4,10 @@
 ``RETRY`` → ``Retrying``; ``LOOP(result=...)`` → ``Looped`` and runs the task again with
 ``flowdeck.context.task_loop_result``; ``PAUSE`` → ``Paused``. Each accepts ``message`` and ``result=``.
 ``ENDRUN(state)`` stops a runner with exactly ``state``.
+
+As in Prefect 1, signals derive from ``BaseException``: a task's own ``except Exception:`` does not
+swallow them (the runners catch them). A state ended by a signal carries the signal as its result
+unless ``result=`` is given (``SUCCESS`` and ``LOOP`` keep ``result=``, ``None`` by default).
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from typing import Any
 from flowdeck.engine import state as states
 
 
-class FlowdeckSignal(Exception):
-    """Base class of the engine's signals."""
+class FlowdeckSignal(BaseException):
+    """Base class of the engine's signals (a ``BaseException``, so ``except Exception`` lets them through)."""
 
 
 class FlowdeckStateSignal(FlowdeckSignal):
@@ -61,8 +65,9 @@ class SUCCESS(FlowdeckStateSignal):
         self.state.result = result
 
 
-class SKIP(SUCCESS):
-    """Skip the task (and, by default, every task downstream of it)."""
+class SKIP(FlowdeckStateSignal):
+    """Skip the task (and, by default, every task downstream of it); the ``Skipped`` state's result
+    is the signal unless ``result=`` is given."""
 
     _state_cls = states.Skipped
 

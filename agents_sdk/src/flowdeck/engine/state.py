@@ -5,19 +5,26 @@ a failure …) and, for the server, ``server_type`` — the coarse state the Flo
 and ``name`` (the class name by default). The class hierarchy answers the questions the runners ask
 (``is_finished()``, ``is_successful()`` …): ``Skipped`` *is* a ``Success``, ``TimedOut`` *is* a
 ``Failed``, ``Retrying`` *is* a ``Scheduled`` …
+
+As in Prefect 1, a state takes any extra attribute (state handlers set their own), ``repr`` shows
+the message in double quotes (``<Success: "done">``), ``load_result()`` reads a checkpointed
+result back and ``Mapped.children`` are the mapped children's states.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from flowdeck.engine.results import Result
 
 
 class State:
     """Base class of every state."""
 
-    __slots__ = ("message", "result", "context", "cached_inputs", "result_ref", "timestamp")
+    # ``__dict__``: the common fields stay slots (fast), and handlers may still add their own.
+    __slots__ = ("message", "result", "context", "cached_inputs", "result_ref", "__dict__")
 
     server_type: ClassVar[str] = "PENDING"
     color: ClassVar[str] = "#eeeeee"
@@ -37,8 +44,6 @@ class State:
         self.cached_inputs = cached_inputs
         #: Where a checkpointed result was written (a ``Result`` location); sent to the server.
         self.result_ref = result_ref
-        #: When the state was created (seconds since the epoch).
-        self.timestamp = time.time()
 
     @property
     def name(self) -> str:
@@ -47,11 +52,11 @@ class State:
 
     def __repr__(self) -> str:
         if self.message:
-            return f"<{self.name}: {self.message!r}>"
+            return f'<{self.name}: "{self.message}">'
         return f"<{self.name}>"
 
     def __eq__(self, other: object) -> bool:
-        # Same kind, message and result: what tests and users compare (not the timestamp).
+        # Same kind, message and result: what tests and users compare.
         if type(self) is not type(other):
             return NotImplemented
         assert isinstance(other, State)
@@ -67,6 +72,25 @@ class State:
         if self.result_ref:
             data["result_ref"] = self.result_ref
         return data
+
+    def load_result(self, result: Result | None = None) -> State:
+        """Read this state's result from where it was checkpointed (``result_ref``) and return the
+        state. ``result`` is the ``Result`` that wrote it (default: the run's ``CheckpointResult``
+        for one of its references); a state whose result is already here, or that has no
+        location, is returned as it is."""
+        if self.result is not None or not self.result_ref:
+            return self
+        reader = result
+        if reader is None:
+            from flowdeck.engine.results.checkpoint import CheckpointResult, is_checkpoint_ref
+
+            if not is_checkpoint_ref(self.result_ref):
+                raise ValueError(
+                    f"Cannot tell which Result wrote {self.result_ref!r}: pass it, as in state.load_result(result)."
+                )
+            reader = CheckpointResult()
+        self.result = reader.read(self.result_ref).value
+        return self
 
     # --- questions the runners ask ---------------------------------------------------------------
     def is_pending(self) -> bool:
@@ -177,9 +201,10 @@ class Resume(Scheduled):
 
 
 class Retrying(Scheduled):
-    """Failed, and will run again at ``start_time`` (attempt ``run_count`` + 1)."""
+    """Failed, and will run again at ``start_time`` (attempt ``run_count`` + 1); a looping task goes
+    on at iteration ``loop_count`` with ``loop_result``."""
 
-    __slots__ = ("run_count",)
+    __slots__ = ("run_count", "loop_count", "loop_result")
     server_type = "SCHEDULED"
     color = "#ffa726"
 
@@ -193,9 +218,13 @@ class Retrying(Scheduled):
         run_count: int | None = None,
         *,
         result_ref: str | None = None,
+        loop_count: int = 1,
+        loop_result: Any = None,
     ) -> None:
         super().__init__(message, result, start_time, context, cached_inputs, result_ref=result_ref)
         self.run_count = run_count if run_count is not None else 1
+        self.loop_count = loop_count
+        self.loop_result = loop_result
 
 
 class MetaState(State):
@@ -323,6 +352,11 @@ class Mapped(Success):
     ) -> None:
         super().__init__(message, result, context, cached_inputs, result_ref=result_ref)
         self.map_states: list[State] = map_states if map_states is not None else []
+
+    @property
+    def children(self) -> list[State]:
+        """The mapped children's states (Prefect 1's name for ``map_states``)."""
+        return self.map_states
 
     @property
     def n_map_states(self) -> int:

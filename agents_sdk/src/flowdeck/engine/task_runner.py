@@ -4,9 +4,20 @@
 In order: an already finished task is left alone; unfinished upstream tasks keep it Pending; a
 skipped upstream skips it (``skip_on_upstream_skip``); the trigger decides (``TriggerFailed``,
 ``Paused``); a result already at the task's ``target``, or a valid cached result (``cache_for`` …),
-is reused (``Cached``); then ``run()`` is called — with the timeout, retries (``Retrying``, waiting
-``retry_delay``), loops (``LOOP`` → ``Looped``) and signals. Every state change goes through the
-state handlers and is recorded in ``history`` (and streamed to ``on_state`` when given).
+is reused (``Cached``); then ``run()`` is called — with the timeout, loops (``LOOP`` → ``Looped``) and
+signals. A freshly computed result of a task with ``cache_for`` ends ``Cached``, as in Prefect 1. Every
+state change goes through the state handlers and is recorded in ``history`` (and streamed to
+``on_state`` when given).
+
+Retries, as in Prefect 1: a failed attempt with retries left ends this run ``Retrying`` (its
+``start_time`` is when ``retry_delay`` has passed); the FlowRunner runs it again in a later pass,
+after every other task that could run, once that time has come. Given a ``Retrying`` state whose
+start time has not come, the runner leaves it as it is. A retried looping task goes on with the
+loop count and loop result it had.
+
+Each run logs two INFO lines on ``flowdeck.TaskRunner`` (Prefect 1's): "Task 'x': Starting task
+run..." and "Task 'x': Finished task run for task with final state: 'Success'"; when the level hides
+them they cost one ``isEnabledFor`` check.
 
 Tag concurrency limits: under an agent, a task with tags does not call ``run()`` until the server
 has accepted its RUNNING (it then holds a slot of each limited tag). The task runner proposes it
@@ -51,6 +62,7 @@ from flowdeck.engine.state import (
     TimedOut,
     TriggerFailed,
 )
+from flowdeck.utilities.logging import get_logger
 
 if TYPE_CHECKING:
     from flowdeck.core.edge import Edge
@@ -58,6 +70,39 @@ if TYPE_CHECKING:
     from flowdeck.engine.results import Result
 
 OnState = Callable[[State], None]
+
+# The run's two INFO lines go to the runner class's logger (``flowdeck.TaskRunner``), made once per class.
+_RUNNER_LOGGERS: dict[type, logging.Logger] = {}
+
+
+def _runner_logger(runner_cls: type) -> logging.Logger:
+    found = _RUNNER_LOGGERS.get(runner_cls)
+    if found is None:
+        found = _RUNNER_LOGGERS[runner_cls] = get_logger(runner_cls.__name__)
+    return found
+
+
+def handle_state_change_guarded(runner: Runner, old_state: State, new_state: State) -> State:
+    """``runner.handle_state_change`` for runners: a handler raising ``ENDRUN`` ends in its state, any
+    other signal (a ``BaseException``, which the base class does not catch) fails the state."""
+    try:
+        return Runner.handle_state_change(runner, old_state, new_state)
+    except signals.ENDRUN as end:
+        return end.state
+    except signals.FlowdeckSignal as sig:
+        runner.logger.error("A state handler raised %s", type(sig).__name__, exc_info=sig)
+        return Failed(f"Exception raised while calling state handlers: {sig!r}", result=sig)
+
+
+def upstream_finished(state: State) -> bool:
+    """Whether an upstream state lets a task go on: finished and, for a mapped upstream, every child
+    finished (a child may still be ``Retrying``)."""
+    if not state.is_finished():
+        return False
+    if isinstance(state, Mapped):
+        return all(upstream_finished(child) for child in state.map_states)
+    return True
+
 
 # --- the in-memory cache ---------------------------------------------------------------------------
 # Per process, keyed by the task's cache key (see TaskRunner._cache_key); newest entry first.
@@ -212,6 +257,9 @@ class TaskRunner(Runner):
     def runner_target(self) -> Task:
         return self.task
 
+    def handle_state_change(self, old_state: State, new_state: State) -> State:
+        return handle_state_change_guarded(self, old_state, new_state)
+
     def _set(self, old_state: State, new_state: State) -> State:
         if self._has_handlers:
             new_state = self.handle_state_change(old_state, new_state)
@@ -236,25 +284,38 @@ class TaskRunner(Runner):
 
         ``constants`` are the task's non-task inputs; ``context`` the flow-run context (default: the
         current ``flowdeck.context``); ``should_stop`` is asked once before starting (cancellation).
+        ``map_index`` in the context is ``None`` outside a map, as in Prefect 1; ``task_run_id`` is
+        set under a backend (``running_with_backend``): the id the reporter knows the task run by,
+        ``"<flow_run_id>/<task_key>[<map_index>]"`` (the server's own ids never reach the process).
         """
         task = self.task
         key = task_key or task.slug or task.name
         data = dict(context) if context is not None else flowdeck_context.to_dict()
+        full_name = task.name if map_index < 0 else f"{task.name}[{map_index}]"
         data["task_key"] = key
         data["task_slug"] = key
         data["task_name"] = task.name
-        data["task_full_name"] = task.name if map_index < 0 else f"{task.name}[{map_index}]"
-        data["map_index"] = map_index
+        data["task_full_name"] = full_name
+        data["map_index"] = map_index if map_index >= 0 else None
         data["task_tags"] = task.tags
         data["logger"] = task.logger
+        if data.get("running_with_backend"):
+            data["task_run_id"] = f"{data.get('flow_run_id')}/{key}[{map_index}]"
         start = state if state is not None else Pending()
         if isinstance(start, Resume):
             data["resume"] = True
+        logger = self._logger if self._logger is not None else _runner_logger(type(self))
+        log = logger.isEnabledFor(logging.INFO)
+        if log:
+            logger.info("Task '%s': Starting task run...", full_name)
         previous = flowdeck_context.replace(data)
         try:
-            return self._run(start, upstream_states or {}, constants or {}, data, should_stop)
+            final = self._run(start, upstream_states or {}, constants or {}, data, should_stop)
         finally:
             flowdeck_context.replace(previous)
+        if log:
+            logger.info("Task '%s': Finished task run for task with final state: '%s'", full_name, final.name)
+        return final
 
     def _run(
         self,
@@ -269,8 +330,10 @@ class TaskRunner(Runner):
             if state.is_finished():
                 return state
             for upstream in upstream_states.values():
-                if not upstream.is_finished():
+                if not upstream_finished(upstream):
                     return state  # stays Pending until its upstream tasks finish
+            if isinstance(state, Retrying) and state.start_time > datetime.now(UTC):
+                return state  # its retry is not due yet: a later pass of the FlowRunner runs it
             if should_stop is not None and should_stop():
                 # Never started: not a state change anyone needs to hear about.
                 return Cancelled("The flow run was cancelled before this task started.")
@@ -317,8 +380,12 @@ class TaskRunner(Runner):
             return self._run_with_retries(state, inputs, data, handler, target, cache_key)
         except signals.ENDRUN as end:
             return self._set(state, end.state)
-        except Exception as exc:
-            self.logger.exception("Task %r: unexpected error in the task runner", task.name)
+        except signals.FlowdeckStateSignal as sig:  # e.g. from a cache key function or a target
+            return self._set(state, sig.state)
+        except (Exception, signals.FlowdeckSignal) as exc:
+            if isinstance(exc, Exception) and data.get("raise_on_exception"):
+                raise
+            self.logger.error("Task %r: unexpected error in the task runner", task.name, exc_info=exc)
             return self._set(state, Failed(f"Unexpected error while running task {task.name!r}: {exc!r}", result=exc))
 
     def _run_with_retries(
@@ -331,14 +398,21 @@ class TaskRunner(Runner):
         cache_key: str | None,
     ) -> State:
         task = self.task
-        run_count = state.run_count + 1 if isinstance(state, Retrying) else 1
+        run_count = 1
         loop_count = 1
-        if isinstance(state, Looped):
+        if isinstance(state, Retrying):
+            run_count = state.run_count + 1
+            # A looping task that failed goes on with the iteration it was in.
+            loop_count = state.loop_count
+            if loop_count > 1:
+                data["task_loop_count"] = loop_count
+                data["task_loop_result"] = state.loop_result
+        elif isinstance(state, Looped):
             loop_count = state.loop_count + 1
+            data["task_loop_count"] = loop_count
             data["task_loop_result"] = state.result
         while True:
             data["task_run_count"] = run_count
-            data["task_loop_count"] = loop_count
             running = Running("Starting task run.")
             if task.tags:
                 refused = self._secure_slots(running, data)
@@ -355,7 +429,13 @@ class TaskRunner(Runner):
                 if handler is not None:
                     new.result_ref = self._checkpoint(handler, value, data, inputs, target)
                 if cache_key is not None:
-                    self._cache_store(cache_key, new, inputs, data.get("parameters"))
+                    entry = self._cache_store(cache_key, new, inputs, data.get("parameters"))
+                    if task.cache_for is not None:  # Prefect 1: a result cached for later ends Cached
+                        new = Cached(
+                            new.message, result=value, cached_inputs=entry.cached_inputs,
+                            cached_parameters=entry.cached_parameters,
+                            cached_result_expiration=entry.cached_result_expiration, result_ref=new.result_ref,
+                        )
             except signals.LOOP as sig:
                 looped = Looped(
                     sig.state.message or f"Loop {loop_count} finished.", result=sig.state.result, loop_count=loop_count
@@ -364,6 +444,7 @@ class TaskRunner(Runner):
                 if not state.is_looped():
                     return state
                 loop_count += 1
+                data["task_loop_count"] = loop_count
                 data["task_loop_result"] = looped.result
                 continue
             except signals.RETRY as sig:
@@ -374,7 +455,9 @@ class TaskRunner(Runner):
                 new = sig.state
             except _TaskTimeout as exc:
                 new = TimedOut(f"Task timed out after {task.timeout:g} seconds.", result=exc)
-            except Exception as exc:
+            except (Exception, signals.FlowdeckSignal) as exc:
+                if isinstance(exc, Exception) and data.get("raise_on_exception"):
+                    raise  # ``with raise_on_exception():`` (debugging): the error leaves flow.run()
                 self.logger.error(
                     "Task %r: exception during execution (attempt %d)", task.name, run_count, exc_info=exc
                 )
@@ -383,25 +466,24 @@ class TaskRunner(Runner):
             if forced_retry or (
                 new.is_failed() and not isinstance(new, TriggerFailed) and run_count <= task.max_retries
             ):
-                delay = task.retry_delay.total_seconds() if task.retry_delay is not None else 0.0
-                start_time = datetime.now(UTC) + timedelta(seconds=delay)
-                reason = new.message or new.name
-                retrying = Retrying(
-                    f"Retrying in {delay:g}s: attempt {run_count} of {task.max_retries + 1} ended {new.name} "
-                    f"({reason}).",
-                    start_time=start_time,
-                    run_count=run_count,
-                )
-                self.logger.info("Task %r: %s", task.name, retrying.message)
-                state = self._set(state, retrying)
-                if not isinstance(state, Retrying):
-                    return state
-                wait = (state.start_time - datetime.now(UTC)).total_seconds()
-                if wait > 0:
-                    time.sleep(wait)
-                run_count += 1
-                continue
+                return self._set(state, self._retrying(new, run_count, loop_count, data))
             return self._set(state, new)
+
+    def _retrying(self, failed: State, run_count: int, loop_count: int, data: dict[str, Any]) -> Retrying:
+        """The state of an attempt that ended ``failed`` and runs again once ``retry_delay`` has passed."""
+        task = self.task
+        delay = task.retry_delay.total_seconds() if task.retry_delay is not None else 0.0
+        reason = failed.message or failed.name
+        retrying = Retrying(
+            f"Retrying in {delay:g}s: attempt {run_count} of {task.max_retries + 1} ended {failed.name} ({reason}).",
+            start_time=datetime.now(UTC) + timedelta(seconds=delay),
+            run_count=run_count,
+            loop_count=loop_count,
+            loop_result=data.get("task_loop_result"),
+        )
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("Task '%s': %s", data.get("task_full_name", task.name), retrying.message)
+        return retrying
 
     # --- tag slots -------------------------------------------------------------------------------
     def _secure_slots(self, running: Running, data: dict[str, Any]) -> State | None:
@@ -535,7 +617,7 @@ class TaskRunner(Runner):
                 )
         return None
 
-    def _cache_store(self, key: str, state: State, inputs: dict[str, Any], parameters: Any) -> None:
+    def _cache_store(self, key: str, state: State, inputs: dict[str, Any], parameters: Any) -> Cached:
         cache_for = self.task.cache_for
         expiration = datetime.now(UTC) + cache_for if cache_for is not None else None
         entry = Cached(
@@ -548,6 +630,7 @@ class TaskRunner(Runner):
         )
         with _CACHE_LOCK:
             _CACHE[key] = [entry, *_CACHE.get(key, ())][:_CACHE_ENTRIES_PER_KEY]
+        return entry
 
 
 # --- what the FlowRunner submits to executors ------------------------------------------------------
@@ -641,17 +724,26 @@ def assemble_mapped(spec: TaskRunSpec, *children: Any) -> TaskRunOutcome:
     runner = spec.runner_cls(
         spec.task, state_handlers=spec.handlers, flow_result=spec.flow_result, on_state=spec.on_state
     )
-    previous = flowdeck_context.replace({**spec.context, "task_key": spec.key, "map_index": -1})
+    if isinstance(spec.initial, Mapped):
+        # A later pass (some children were retrying): the parent is Mapped already and says nothing new.
+        again = Mapped(spec.initial.message, result=[s.result for s in states], map_states=states)
+        return TaskRunOutcome(again, [])
+    previous = flowdeck_context.replace({**spec.context, "task_key": spec.key, "map_index": None})
     try:
         start = spec.initial if spec.initial is not None else Running("Mapping.")
         mapped = Mapped(f"Mapped {len(states)} children.", result=[s.result for s in states], map_states=states)
         final = runner._set(start, mapped)
     finally:
         flowdeck_context.replace(previous)
+    logger = _runner_logger(spec.runner_cls)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("Task '%s': Finished task run for task with final state: '%s'", spec.task.name, final.name)
     return TaskRunOutcome(final, runner.history)
 
 
 __all__ = [
+    "handle_state_change_guarded",
+    "upstream_finished",
     "SlotGate",
     "register_slot_gate",
     "slot_gate",

@@ -2,7 +2,8 @@
 
 ``get_logger()`` is the ``flowdeck`` logger; ``get_logger("name")`` is ``flowdeck.name``. The first call
 gives the ``flowdeck`` logger one stream handler (stderr) so local runs show something, at the level
-of ``FLOWDECK_LOGGING_LEVEL`` (default INFO). Records still propagate to the root logger, so a handler
+of ``FLOWDECK__LOGGING__LEVEL`` (Prefect 1's ``PREFECT__LOGGING__LEVEL``; the older
+``FLOWDECK_LOGGING_LEVEL`` still works; default INFO). Records still propagate to the root logger, so a handler
 installed there (such as the agent's log shipper) sees every record, including those of plain
 ``logging.getLogger(__name__)`` loggers used inside tasks.
 """
@@ -27,15 +28,21 @@ def _configure_root() -> logging.Logger:
         if _configured:
             return root
         _configured = True
-        level_name = os.environ.get("FLOWDECK_LOGGING_LEVEL", "INFO").upper()
-        level = logging.getLevelName(level_name)
-        root.setLevel(level if isinstance(level, int) else logging.INFO)
+        root.setLevel(configured_level())
         if os.environ.get("FLOWDECK_LOGGING_STDERR", "1") not in ("0", "false", "False"):
             handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
             handler.set_name("flowdeck-stderr")
             root.addHandler(handler)
     return root
+
+
+def configured_level() -> int:
+    """The level the environment asks for (``FLOWDECK__LOGGING__LEVEL``, then ``FLOWDECK_LOGGING_LEVEL``;
+    INFO when neither is set or the name is unknown)."""
+    level_name = os.environ.get("FLOWDECK__LOGGING__LEVEL") or os.environ.get("FLOWDECK_LOGGING_LEVEL") or "INFO"
+    level = logging.getLevelName(level_name.strip().upper())
+    return level if isinstance(level, int) else logging.INFO
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -46,4 +53,4 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return root.getChild(name)
 
 
-__all__ = ["get_logger", "ROOT_NAME"]
+__all__ = ["get_logger", "configured_level", "ROOT_NAME"]
