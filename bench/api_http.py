@@ -633,7 +633,7 @@ CATEGORIES = (  # for each sample, the deepest frame that matches one of these d
     ("DRF view dispatch", ("rest_framework/",)),
     ("Django middleware/handlers", ("django/core/handlers", "django/middleware", "django/contrib", "allauth",
                                     "servestatic", "core/middleware.py")),
-    ("threads: asgiref, a2wsgi pool, thread start", ("asgiref/", "a2wsgi/", "threading.py", "concurrent/futures")),
+    ("threads: asgiref, WSGI pool, thread start", ("asgiref/", "wsgi_bridge.py", "threading.py", "concurrent/futures")),
     ("uvicorn/h11/asyncio", ("uvicorn/", "h11/", "asyncio/", "httptools")),
     ("logging (access log)", ("logging/",)),
 )

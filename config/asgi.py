@@ -6,7 +6,8 @@ request), which cost a seventh of the server's CPU and let every request in at o
 database connection (docs/performance.md, "Python CPU" and "Wall time"). Here the event loop only
 parses HTTP and carries bytes; ``settings.FLOWDECK_WEB_THREADS`` threads run the requests, each
 through every middleware as under any WSGI server, and further requests wait their turn in order.
-Streaming responses are sent chunk by chunk as they are produced. A body over the size limit is
+An ordinary response comes back from its thread whole, in one hand-over (:mod:`config.wsgi_bridge`);
+streaming responses are sent chunk by chunk as they are produced. A body over the size limit is
 refused on the event loop before any of it is read (:mod:`config.body_limit`).
 
 Websockets get the session user (``AuthMiddlewareStack``); the Origin check (E1) applies to the
@@ -23,19 +24,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_wsgi_app = get_wsgi_application()
 
-from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config.body_limit import BodySizeLimit  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+from config.wsgi_bridge import ThreadedWSGI  # noqa: E402
 from core.events import bind_server_loop  # noqa: E402
 from orchestration.services.web_tier import start_web_tier_beat  # noqa: E402
 
 # The pool's threads are named WSGI_0 … WSGI_{n-1}; they start on demand and live as long as the
 # process.
-http_application = WSGIMiddleware(django_wsgi_app, workers=settings.FLOWDECK_WEB_THREADS)  # type: ignore[arg-type]
+http_application = ThreadedWSGI(django_wsgi_app, workers=settings.FLOWDECK_WEB_THREADS)
 _loop_bound = False
 
 
