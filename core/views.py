@@ -75,7 +75,9 @@ def _check_database() -> dict[str, Any]:
     def check() -> dict[str, Any]:
         with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute("SET LOCAL statement_timeout = %s", [READY_CHECK_TIMEOUT_SECONDS * 1000])
+                # set_config, not SET: with server-side binding SET takes no parameters.
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                               [str(READY_CHECK_TIMEOUT_SECONDS * 1000)])
             cursor.execute("SELECT 1")
             cursor.fetchone()
         return {"ok": True}

@@ -1,0 +1,87 @@
+"""config/postgresql: a pooled connection is handed out without a round trip when it is healthy, and a
+connection the server ended (as after a restart) is still replaced before anyone gets it. Against
+the real PostgreSQL; backends are ended with pg_terminate_backend, which closes them the way a
+restart does (the server sends its reason and closes the socket)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection, connections
+
+from config.postgresql.base import DatabaseWrapper, check_connection, looks_dead
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _conninfo() -> dict[str, Any]:
+    params = connection.get_connection_params()
+    return {k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")}
+
+
+def _terminate(*pids: int) -> None:
+    with psycopg.connect(**_conninfo(), autocommit=True) as admin:
+        for pid in pids:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+
+
+def _until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_healthy_idle_connection_passes_without_asking_the_server_and_an_ended_one_fails():
+    with psycopg.connect(**_conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        assert looks_dead(conn) is False
+        check_connection(conn)  # quietly
+        # A query's reply not yet read leaves the socket readable: the check then asks the server.
+        conn.pgconn.send_query(b"SELECT 1")
+        _until(lambda: looks_dead(conn))
+        while conn.pgconn.get_result() is not None:
+            pass
+        assert looks_dead(conn) is False
+
+        _terminate(conn.info.backend_pid)
+        _until(lambda: looks_dead(conn))
+        with pytest.raises(psycopg.OperationalError):
+            check_connection(conn)
+
+
+@pytest.fixture
+def pooled() -> Iterator[DatabaseWrapper]:
+    """Django's connection wrapper with this project's backend, pooled and checked as in production."""
+    settings_dict = {**connections["default"].settings_dict, "CONN_HEALTH_CHECKS": True,
+                     "OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 5}}}
+    wrapper = DatabaseWrapper(settings_dict, alias="pool-check-for-test")
+    yield wrapper
+    wrapper.close()
+    wrapper.close_pool()
+
+
+def _backend_pid(wrapper: DatabaseWrapper) -> int:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    wrapper.close()  # back to the pool
+    return pid
+
+
+def test_after_the_server_ends_a_pooled_connection_the_next_request_gets_a_working_one(pooled: DatabaseWrapper):
+    assert pooled.pool._check is check_connection
+    first = _backend_pid(pooled)
+    assert _backend_pid(pooled) == first  # the same pooled connection, reused
+
+    _terminate(first)
+    (idle,) = list(pooled.pool._pool)
+    _until(lambda: looks_dead(idle))
+    # when: the next use takes a connection from the pool
+    second = _backend_pid(pooled)
+    # then: it works, on a new backend: the dead one was found by the check and replaced
+    assert second != first
