@@ -93,7 +93,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 # The peer harness lives beside the checkout (../shared/peers), not in it.
 PEER_BENCH = ROOT.parent / "shared" / "peers" / "prefect3" / "bench_api.py"
-KINDS = ("create", "claim", "running", "completed")
+KINDS = ("create", "claim", "running", "heartbeat", "task-runs", "logs", "completed")
+# --agent-reports: what a running flow sends between RUNNING and COMPLETED (the SDK's batches).
+REPORT_TASKS = 5
+REPORT_LOG_LINES = 20
 MAX_RETRIES = 5
 RETRY_CODES = {429, 502, 503}
 
@@ -115,7 +118,7 @@ def instrumented_application() -> Any:
 
     current: contextvars.ContextVar[str] = contextvars.ContextVar("bench_endpoint", default="(background)")
     lock = threading.Lock()
-    fields = ("requests", "statements", "round_trips", "db_wait_s", "server_s")
+    fields = ("requests", "statements", "round_trips", "db_wait_s", "server_s", "thread_cpu_s")
     stats: dict[str, dict[str, float]] = {}
     sql_of: contextvars.ContextVar[list | None] = contextvars.ContextVar("bench_sql", default=None)
     last_sql: dict[str, list[str]] = {}  # the statements of the latest request of each kind
@@ -158,6 +161,21 @@ def instrumented_application() -> Any:
 
     wrapper_class._execute, wrapper_class._executemany = _execute, _executemany
 
+    # CPU of the request's own thread (the view, middleware, SQL on the client side), per endpoint;
+    # the event loop's and the event sender's share is in the process figure only.
+    from config import wsgi_bridge
+
+    real_run = wsgi_bridge._Call.run
+
+    def run(self: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return real_run(self)
+        finally:
+            bump(current.get(), "thread_cpu_s", time.thread_time() - started)
+
+    wsgi_bridge._Call.run = run  # type: ignore[method-assign]
+
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await application(scope, receive, send)
@@ -196,6 +214,9 @@ def endpoint_kind(method: str, path: str) -> str:
         return "claim"
     if path.endswith("/set-state/"):
         return "set-state"
+    for suffix, kind in (("/heartbeat/", "heartbeat"), ("/task-runs/", "task-runs"), ("/logs/", "logs")):
+        if path.endswith(suffix):
+            return kind
     if path.endswith("/flow-runs/"):
         return "create"
     return "POST other"
@@ -427,7 +448,7 @@ class Server:
 
 
 async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, shared_agent: bool,
-                  create_only: bool = False) -> dict[str, Any]:
+                  create_only: bool = False, agent_reports: bool = False) -> dict[str, Any]:
     import httpx
 
     api = f"{server_url}/api/v1/workspaces/{env['slug']}"
@@ -482,6 +503,8 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 return
             run = results[0]
             for kind, st in (("running", "RUNNING"), ("completed", "COMPLETED")):
+                if kind == "completed" and agent_reports and not await reports(run):
+                    return
                 r = await timed(kind, f"/flow-runs/{run['id']}/set-state/",
                                 {"state": {"type": st}, "attempt": run["attempt"]}, agent_h)
                 if r is None:
@@ -489,6 +512,23 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 if r.json().get("status") != "ACCEPT":
                     counters["non_accept"] += 1
                     return
+
+        async def reports(run: dict[str, Any]) -> bool:
+            """A flow-run heartbeat, one task-run batch (REPORT_TASKS tasks COMPLETED) and one log
+            batch (REPORT_LOG_LINES lines), as the SDK's reporter sends them."""
+            base, attempt = f"/flow-runs/{run['id']}", run["attempt"]
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            for kind, path, body in (
+                ("heartbeat", "/heartbeat/", {"attempt": attempt, "lease_seconds": 60}),
+                ("task-runs", "/task-runs/", {"attempt": attempt, "reports": [
+                    {"task_key": f"t{i}", "state": {"type": "COMPLETED"}} for i in range(REPORT_TASKS)]}),
+                ("logs", "/logs/", {"lines": [
+                    {"sequence": i, "level": "INFO", "timestamp": now, "message": f"line {i} of the bench flow"}
+                    for i in range(REPORT_LOG_LINES)]}),
+            ):
+                if await timed(kind, base + path, body, agent_h) is None:
+                    return False
+            return True
 
         async def worker(index: int) -> None:
             nonlocal next_i
@@ -522,7 +562,7 @@ def measured_rep(server: Server, env: dict[str, Any], n: int, conc: int, args: a
     time.sleep(1.1)  # PostgreSQL backends report their counters at most once a second
     pg0 = pg_counters(args.dbname)
     s0, d0, b0, c0 = tree_cpu_s(pid), backends_cpu_s(args.dbname), box_busy_cpu_s(), time.process_time()
-    rep = asyncio.run(one_rep(server.url, env, n, conc, args.agents == "shared"))
+    rep = asyncio.run(one_rep(server.url, env, n, conc, args.agents == "shared", agent_reports=args.agent_reports))
     rep["server_cpu_s"] = tree_cpu_s(pid) - s0
     rep["db_cpu_s"] = backends_cpu_s(args.dbname) - d0
     rep["box_cpu_s"] = box_busy_cpu_s() - b0
@@ -580,14 +620,15 @@ def print_summary(conc: int, reps: list[dict[str, Any]]) -> None:
     if shim:
         print("  server side, per request (the shim; median repeat):")
         print(f"    {'endpoint':<12}{'requests':>9}{'statements':>12}{'round trips':>13}{'DB wait ms':>12}"
-              f"{'server ms':>11}{'DB wait %':>11}")
+              f"{'server ms':>11}{'DB wait %':>11}{'thread CPU ms':>15}")
         for kind, row in sorted(shim.items(), key=lambda kv: -kv[1]["requests"]):
             if kind.startswith("_"):
                 continue
             n = row["requests"] or 1
             share = 100 * row["db_wait_s"] / row["server_s"] if row["server_s"] else 0
             print(f"    {kind:<12}{row['requests']:>9.0f}{row['statements'] / n:>12.1f}{row['round_trips'] / n:>13.1f}"
-                  f"{1000 * row['db_wait_s'] / n:>12.2f}{1000 * row['server_s'] / n:>11.2f}{share:>10.0f}%")
+                  f"{1000 * row['db_wait_s'] / n:>12.2f}{1000 * row['server_s'] / n:>11.2f}{share:>10.0f}%"
+                  f"{1000 * row.get('thread_cpu_s', 0) / n:>15.2f}")
             gens = {k[3:]: v / n for k, v in row.items() if k.startswith("rt ")}
             if gens and row["requests"]:
                 print("      round trips by driver call: " + ", ".join(
@@ -693,7 +734,8 @@ def profile_rep(server: Server, env: dict[str, Any], conc: int, args: argparse.N
                                 "--nonblocking", "--rate", str(args.profile_rate), "--threads", "--subprocesses",
                                 "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.5)
-        rep = asyncio.run(one_rep(server.url, env, args.runs, conc, args.agents == "shared"))
+        rep = asyncio.run(one_rep(server.url, env, args.runs, conc, args.agents == "shared",
+                                  agent_reports=args.agent_reports))
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
         print_rep(f"profiled {mode}", conc, 0, rep)
@@ -758,7 +800,7 @@ def run_embedded(args: argparse.Namespace, concs: list[int]) -> None:
             for i in range(args.reps):
                 s0, c0 = tree_cpu_s(proc.pid), time.process_time()
                 rep = asyncio.run(one_rep(url, env, args.runs, conc, args.agents == "shared",
-                                          create_only=args.embedded == "create"))
+                                          create_only=args.embedded == "create", agent_reports=args.agent_reports))
                 rep["server_cpu_s"] = tree_cpu_s(proc.pid) - s0
                 rep["client_cpu_s"] = time.process_time() - c0
                 rep["server_cpu_ms_per_req"] = 1000 * rep["server_cpu_s"] / max(rep["requests"], 1)
@@ -802,6 +844,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn --workers (production runs 1 per replica)")
     ap.add_argument("--agents", choices=("per-client", "shared"), default="per-client")
+    ap.add_argument("--agent-reports", action="store_true",
+                    help="between RUNNING and COMPLETED also send a flow-run heartbeat, a task-run batch "
+                         f"({REPORT_TASKS} tasks) and a log batch ({REPORT_LOG_LINES} lines); "
+                         "not comparable with the peer")
     ap.add_argument("--plain", action="store_true", help="serve config.asgi:application without the shim")
     ap.add_argument("--no-access-log", action="store_true", help="production keeps uvicorn's access log on")
     ap.add_argument("--port", type=int, default=0)
@@ -858,7 +904,8 @@ def main() -> None:
                   f"shim {'off' if args.plain else 'on'}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
         print(config, flush=True)
         results["config"] = {"text": config, "args": vars(args)}
-        asyncio.run(one_rep(server.url, env, 50, 4, args.agents == "shared"))  # warm-up, not reported
+        asyncio.run(one_rep(server.url, env, 50, 4, args.agents == "shared",  # warm-up, not reported
+                            agent_reports=args.agent_reports))
         print(f"server RSS after warm-up (MiB): {[round(x) for x in rss_mb(server.proc.pid)]}")
         if args.show_sql and (shim := server.shim(sql=True)):
             for kind, statements in shim["_sql"].items():
