@@ -97,3 +97,53 @@ def by_field(model: type[Model], workspace: Any, name: str, value: Any, *, relat
     if related is not None:
         fk.set_cached_value(instance, other.load(row, columns.width))  # type: ignore[union-attr]
     return instance
+
+
+def insert_many(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False,
+                returning: str | None = None) -> list[Any]:
+    """Insert ``objs`` as ``bulk_create`` would (the same fields, defaults and ``pre_save``), in one
+    PostgreSQL statement whose text does not depend on how many rows there are: each column goes
+    as one array, unnested, so the statement is prepared once per connection and nothing is
+    compiled per row. ``ignore_conflicts`` skips rows that conflict; ``returning`` names a field
+    whose values, for the rows inserted, are returned."""
+    if not objs:
+        return []
+    fields = _insert_fields(model)
+    columns: list[list[Any]] = [[] for _ in fields]
+    for obj in objs:
+        for values, field in zip(columns, fields, strict=True):
+            values.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    sql = _insert_sql(model, fields, ignore_conflicts, returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, columns)
+        return [row[0] for row in cursor.fetchall()] if returning else []
+
+
+_insert_fields_of: dict[type[Model], list[Any]] = {}
+
+
+def _insert_fields(model: type[Model]) -> list[Any]:
+    found = _insert_fields_of.get(model)
+    if found is None:
+        # What bulk_create writes: every concrete field but a primary key the database numbers.
+        found = [f for f in model._meta.concrete_fields if not (f.primary_key and f.db_returning)]
+        _insert_fields_of[model] = found
+    return found
+
+
+_insert_sql_of: dict[tuple[type[Model], bool, str | None], str] = {}
+
+
+def _insert_sql(model: type[Model], fields: list[Any], ignore_conflicts: bool, returning: str | None) -> str:
+    key = (model, ignore_conflicts, returning)
+    sql = _insert_sql_of.get(key)
+    if sql is None:
+        names = ", ".join(f'"{f.column}"' for f in fields)
+        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+        sql = f'INSERT INTO "{model._meta.db_table}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
+        if ignore_conflicts:
+            sql += " ON CONFLICT DO NOTHING"
+        if returning:
+            sql += f' RETURNING "{model._meta.get_field(returning).column}"'  # type: ignore[union-attr]
+        _insert_sql_of[key] = sql
+    return sql

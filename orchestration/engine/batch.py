@@ -31,7 +31,7 @@ from django.db import connection
 
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
-from core.rows import Columns
+from core.rows import Columns, insert_many
 from orchestration import events
 from orchestration.models import TERMINAL_STATES, FlowRun, FlowVersion, TaskRun, TaskRunState
 
@@ -90,8 +90,7 @@ def task_run_set_states(
         raise Conflict(run_not_held_reason(flow_run_state_name), code="run_not_held",
                        details={"attempt": current_attempt, "state_type": flow_run_state,
                                 "state_name": flow_run_state_name})
-    specs = FlowVersion.objects.for_workspace(workspace_id).filter(pk=version_id).values_list(
-        "tasks", flat=True).first() or []
+    specs = _version_tasks(workspace_id, version_id)
     tasks: dict[str, Any] = {str(t.get("key")): t for t in specs if isinstance(t, dict)}
     now = db_now()
     runs = _locked_task_runs(workspace_id, flow_run_id, {(r.task_key, r.map_index) for r in reports},
@@ -113,7 +112,10 @@ def task_run_set_states(
             _after(policy, context)
         results.append(_result(run, context))
     if history:
-        TaskRunState.objects.unscoped().bulk_create(history, batch_size=2 * _WRITE_CHUNK)
+        if settings.IS_POSTGRES:
+            insert_many(TaskRunState, history)
+        else:
+            TaskRunState.objects.unscoped().bulk_create(history, batch_size=2 * _WRITE_CHUNK)
         _bulk_update(list(changed.values()))
         events.task_run_states_changed(FlowRun(pk=flow_run_id, workspace_id=workspace_id), list(changed.values()))
     return results
@@ -127,15 +129,17 @@ def _locked_task_runs(
     runs = _lock(workspace_id, flow_run_id, keys)
     missing = keys - set(runs)
     if missing:
-        TaskRun.objects.unscoped().bulk_create(
-            [
-                TaskRun(workspace_id=workspace_id, flow_run_id=flow_run_id, task_key=key, map_index=index,
-                        tags=[t for t in tasks.get(key, {}).get("tags", []) if isinstance(t, str)],
-                        flow_run_attempt=attempt, state_timestamp=now, created_at=now)
-                for key, index in sorted(missing)
-            ],
-            ignore_conflicts=True,  # a concurrent batch may create the same task run
-        )
+        new = [
+            TaskRun(workspace_id=workspace_id, flow_run_id=flow_run_id, task_key=key, map_index=index,
+                    tags=[t for t in tasks.get(key, {}).get("tags", []) if isinstance(t, str)],
+                    flow_run_attempt=attempt, state_timestamp=now, created_at=now)
+            for key, index in sorted(missing)
+        ]
+        # ignore_conflicts: a concurrent batch may create the same task run
+        if settings.IS_POSTGRES:
+            insert_many(TaskRun, new, ignore_conflicts=True)
+        else:
+            TaskRun.objects.unscoped().bulk_create(new, ignore_conflicts=True)
         runs.update(_lock(workspace_id, flow_run_id, missing))
     return runs
 
@@ -162,6 +166,21 @@ def _lock(workspace_id: Any, flow_run_id: Any, keys: set[tuple[str, int]]) -> di
 
 
 _TASK_RUN = Columns(TaskRun, "t")
+_VERSION_TASKS = Columns(FlowVersion, "v", ["tasks"])
+
+
+def _version_tasks(workspace_id: Any, version_id: Any) -> list[Any]:
+    """The version's declared tasks (hand-written: the ORM's compiler cost more than the read)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {_VERSION_TASKS.sql} FROM "{FlowVersion._meta.db_table}" v '  # noqa: S608 (names from the model)
+            'WHERE v."workspace_id" = %s AND v."id" = %s',
+            [FlowVersion._meta.get_field("workspace").get_db_prep_value(
+                getattr(workspace_id, "pk", workspace_id), connection),
+             FlowVersion._meta.pk.get_db_prep_value(version_id, connection)],
+        )
+        row = cursor.fetchone()
+    return (_VERSION_TASKS.load(row).tasks or []) if row else []
 
 
 def _bulk_update(runs: list[TaskRun]) -> None:

@@ -22,6 +22,8 @@ a proposal the rules refuse (e.g. the run moved on meanwhile) is counted out and
 Both ticks lock the runs they look at with ``FOR UPDATE SKIP LOCKED`` and re-check them under the
 lock (the catch-up pass first takes the flow's row the same way, so one pass at a time decides a
 flow), so concurrent ticks (and claims) never act twice on one run, and a second pass does nothing.
+Since no other pass decides a flow that one holds, the holder comes back (within about a second) to
+due runs another transaction held when it looked, such as a late-marking batch.
 
 A claim does not wait for the next pass: :func:`skip_stale_claims` applies the same policy to the
 runs a claim is about to take, in the claim's transaction (agents back seconds after a start would
@@ -33,6 +35,7 @@ claimers, each holding one of two due runs, never both run.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +58,9 @@ BATCH_SIZE = 200
 MAX_BATCHES_PER_TICK = 50
 # Oldest first: a cut-off batch keeps its newest run, and the next tick finishes the job.
 MAX_RUNS_PER_FLOW = 5000
+# A flow whose due runs another transaction held is looked at again this many times, this far apart.
+CATCHUP_RETRIES = 20
+CATCHUP_RETRY_SECONDS = 0.05
 LATE_NAME = "Late"
 SCHEDULED_NAME = "Scheduled"
 SKIPPED_NAME = "Skipped"
@@ -249,7 +255,18 @@ def apply_catchup_policy(*, now: datetime | None = None) -> int:
             .values_list("flow_id", flat=True)
             .distinct()
         )
-    return sum(_catch_up_flow(flow_id, now=now) for flow_id in flow_ids)
+    skipped = 0
+    for attempt in range(CATCHUP_RETRIES + 1):
+        if attempt:
+            time.sleep(CATCHUP_RETRY_SECONDS)
+        outcomes = [(flow_id, _catch_up_flow(flow_id, now=now)) for flow_id in flow_ids]
+        skipped += sum(count for _, (count, _) in outcomes)
+        # A flow some of whose due runs another transaction held (a late-marking batch, a claim)
+        # is looked at again: no other pass will, since this one held the flow.
+        flow_ids = [flow_id for flow_id, (_, complete) in outcomes if not complete]
+        if not flow_ids:
+            break
+    return skipped
 
 
 def _due_unclaimed(at: datetime) -> Q:
@@ -257,26 +274,26 @@ def _due_unclaimed(at: datetime) -> Q:
 
 
 @transaction.atomic
-def _catch_up_flow(flow_id: Any, *, now: datetime | None) -> int:
+def _catch_up_flow(flow_id: Any, *, now: datetime | None) -> tuple[int, bool]:
+    """Apply the policy to one flow's due runs: (how many were skipped, whether every due run was
+    seen). Another pass holding the flow counts as seen: that pass decides it."""
     with rls_bypass():
         # One pass per flow at a time: a pass that saw only part of a flow's runs (the rest locked
         # by another pass) could keep two "newest" runs. Another pass holding the flow handles it.
         flow = Flow.objects.unscoped().filter(pk=flow_id).select_for_update(skip_locked=True, no_key=True).first()
         if flow is None:
-            return 0
+            return 0, True
         at = now or db_now()
-        rows = list(
-            FlowRun.objects.unscoped()
-            .filter(_due_unclaimed(at), flow_id=flow_id)
-            .order_by("scheduled_start", "pk")
-            .select_for_update(skip_locked=True, of=("self",))[:MAX_RUNS_PER_FLOW]
-        )
+        due = FlowRun.objects.unscoped().filter(_due_unclaimed(at), flow_id=flow_id)
+        rows = list(due.order_by("scheduled_start", "pk").select_for_update(skip_locked=True, of=("self",))
+                    [:MAX_RUNS_PER_FLOW])
+        complete = len(rows) >= MAX_RUNS_PER_FLOW or len(rows) == due.count()
         if not rows:
-            return 0
+            return 0, complete
         newest = newest_due({r.schedule_id for r in rows}, at=at) if flow.catchup == Catchup.LATEST else {}
         decisions = _decide(
             [(r.pk, r.workspace_id, r.scheduled_start, r.created_by_kind == FlowRun.CreatedBy.SCHEDULE, r.schedule_id)
              for r in rows],
             catchup=flow.catchup, max_lateness=flow.max_lateness_seconds, now=at, newest=newest,
         )
-        return _apply(decisions)
+        return _apply(decisions), complete

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -21,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.authz import Principal, authorize
 from accounts.models import Workspace
 from billing.selectors import log_retention_by_workspace
+from core import rows
 from core.errors import InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration import events
@@ -127,12 +129,11 @@ def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> in
     is already stored are ignored (a re-sent batch is a no-op)."""
     authorize(actor, "log:write", flow_run)
     cleaned = _clean(lines)
-    upload_enabled = Workspace.objects.filter(pk=flow_run.workspace_id).values_list("log_upload_enabled", flat=True)
-    if not cleaned or not upload_enabled.first():
+    if not cleaned or not _upload_enabled(flow_run.workspace_id):
         return 0  # A3: accepted, nothing stored
     workspace_id = flow_run.workspace_id
     with workspace_scope([workspace_id]):
-        _resolve_task_keys(workspace_id, flow_run, cleaned)
+        # Ids given by the sender must name task runs of this run; ids found from task keys do.
         task_run_ids = {line["task_run_id"] for line in cleaned if line["task_run_id"] is not None}
         if task_run_ids:
             known = set(
@@ -147,26 +148,38 @@ def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> in
                     code="unknown_task_run",
                     details={"task_run_id": sorted(str(pk) for pk in unknown)},
                 )
+        _resolve_task_keys(workspace_id, flow_run, cleaned)
         by_sequence: dict[int, dict[str, Any]] = {}
         for line in cleaned:
             by_sequence.setdefault(line["sequence"], line)
-        stored = set(
-            LogEntry.objects.for_workspace(workspace_id)
-            .filter(flow_run=flow_run, sequence__in=list(by_sequence))
-            .values_list("sequence", flat=True)
-        )
-        fresh = [line for seq, line in sorted(by_sequence.items()) if seq not in stored]
+        now = timezone.now()
+        entries = [LogEntry(workspace_id=workspace_id, flow_run=flow_run, created_at=now, **line)
+                   for _, line in sorted(by_sequence.items())]
+        if settings.IS_POSTGRES:
+            # The unique (run, sequence) skips lines already stored, also those of a concurrent
+            # re-send of the same batch (D4); what comes back is what was new.
+            fresh = sorted(rows.insert_many(LogEntry, entries, ignore_conflicts=True, returning="sequence"))
+        else:
+            stored = set(
+                LogEntry.objects.for_workspace(workspace_id)
+                .filter(flow_run=flow_run, sequence__in=list(by_sequence))
+                .values_list("sequence", flat=True)
+            )
+            new = [entry for entry in entries if entry.sequence not in stored]
+            LogEntry.objects.unscoped().bulk_create(new, ignore_conflicts=True)
+            fresh = [entry.sequence for entry in new]
         if not fresh:
             return 0
-        now = timezone.now()
-        # ignore_conflicts: a concurrent re-send of the same batch inserts nothing twice (D4).
-        LogEntry.objects.unscoped().bulk_create(
-            [LogEntry(workspace_id=workspace_id, flow_run=flow_run, created_at=now, **line) for line in fresh],
-            ignore_conflicts=True,
-        )
-        events.logs_appended(flow_run, count=len(fresh), first_sequence=fresh[0]["sequence"],
-                             last_sequence=fresh[-1]["sequence"])
+        events.logs_appended(flow_run, count=len(fresh), first_sequence=fresh[0], last_sequence=fresh[-1])
     return len(fresh)
+
+
+def _upload_enabled(workspace_id: Any) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT "log_upload_enabled" FROM "{Workspace._meta.db_table}" WHERE "id" = %s',  # noqa: S608
+                       [Workspace._meta.pk.get_db_prep_value(workspace_id, connection)])
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def logs_list(

@@ -245,3 +245,41 @@ def test_concurrent_catch_up_passes_skip_each_run_once(clock):
             assert names.count("Skipped") <= 1
             assert names.count("Late") <= 1
     assert sum(skipped) == 2 * 59
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_that_finds_due_runs_held_by_another_transaction_comes_back_for_them(clock, monkeypatch):
+    """The pass holds the flow, so no other pass decides it: runs it skipped because another
+    transaction held them (a late-marking batch, a claim) are looked at again once released."""
+    from django.db import transaction
+
+    import orchestration.services.late_runs as late_runs
+
+    monkeypatch.setattr(late_runs, "CATCHUP_RETRIES", 200)  # 10 s: the holder below lets go long before
+    now = clock()
+    version = FlowVersionFactory(flow__catchup=Catchup.LATEST)
+    runs = [_run(version, now - timedelta(minutes=m)) for m in range(10, 0, -1)]
+    held, released = threading.Event(), threading.Event()
+
+    def hold_the_oldest_five() -> None:
+        try:
+            with transaction.atomic(), rls_bypass():
+                list(FlowRun.objects.unscoped().filter(pk__in=[r.pk for r in runs[:5]]).select_for_update())
+                held.set()
+                released.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_oldest_five)
+    holder.start()
+    assert held.wait(10)
+    timer = threading.Timer(0.3, released.set)
+    timer.start()
+    try:
+        skipped = apply_catchup_policy()
+    finally:
+        released.set()
+        holder.join(10)
+        timer.cancel()
+    assert skipped == 9
+    assert [r.pk for r in _claimable(version.flow, now)] == [runs[-1].pk]

@@ -1,0 +1,78 @@
+"""core/rows.insert_many, the hand-written bulk insert of task runs, their history and log lines:
+the rows it writes read back exactly as those bulk_create writes, conflicts are skipped and only the
+new rows come back, and its statement is one text whatever the number of rows (so it is prepared
+once per connection)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from core.rows import insert_many
+from core.tenancy import workspace_scope
+from orchestration.models import LogEntry, TaskRun
+from tests.orchestration.factories import FlowRunFactory
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = [f.attname for f in TaskRun._meta.concrete_fields if f.attname != "id"]
+
+
+def _task_runs(run, keys: list[str], now=None) -> list[TaskRun]:  # type: ignore[no-untyped-def]
+    now = now or timezone.now()
+    return [TaskRun(workspace_id=run.workspace_id, flow_run_id=run.pk, task_key=key, map_index=i - 1,
+                    tags=["etl", {"nested": [1, None]}] if i else [], state_timestamp=now - timedelta(seconds=i),
+                    start_time=None if i else now, created_at=now)
+            for i, key in enumerate(keys)]
+
+
+def test_rows_read_back_as_bulk_create_writes_them(world_a, version_a):
+    run = FlowRunFactory(flow_version=version_a)
+    now = timezone.now()
+    ours, theirs = _task_runs(run, ["a", "b", "c"], now), _task_runs(run, ["x", "y", "z"], now)
+    with workspace_scope([world_a.workspace.pk]):
+        insert_many(TaskRun, ours)
+        TaskRun.objects.unscoped().bulk_create(theirs)
+        read = {t.task_key: t for t in TaskRun.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run)}
+    for mine, orm in zip(ours, theirs, strict=True):
+        a, b = read[mine.task_key], read[orm.task_key]
+        assert a.pk == mine.pk  # the ids made in Python, as bulk_create keeps them
+        assert {f: getattr(a, f) for f in FIELDS if f != "task_key"} == {
+            f: getattr(b, f) for f in FIELDS if f != "task_key"}
+
+
+def test_conflicting_rows_are_skipped_and_only_new_ones_come_back(world_a, version_a):
+    run = FlowRunFactory(flow_version=version_a)
+    now = timezone.now()
+
+    def lines(sequences: list[int]) -> list[LogEntry]:
+        return [LogEntry(workspace_id=run.workspace_id, flow_run=run, sequence=s, level=20, timestamp=now,
+                         message=f"line {s}", created_at=now) for s in sequences]
+
+    with workspace_scope([world_a.workspace.pk]):
+        assert sorted(insert_many(LogEntry, lines([1, 2, 3]), ignore_conflicts=True, returning="sequence")) == [1, 2, 3]
+        # when: a batch re-sent with two more lines
+        again = insert_many(LogEntry, lines([2, 3, 4, 5]), ignore_conflicts=True, returning="sequence")
+        stored = list(LogEntry.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run)
+                      .order_by("sequence").values_list("sequence", "message"))
+    assert sorted(again) == [4, 5]
+    assert stored == [(s, f"line {s}") for s in (1, 2, 3, 4, 5)]
+
+
+def test_one_statement_text_for_any_number_of_rows(world_a, version_a):
+    run = FlowRunFactory(flow_version=version_a)
+    sent: list[str] = []
+
+    def capture(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with workspace_scope([world_a.workspace.pk]), connection.execute_wrapper(capture):
+        insert_many(TaskRun, _task_runs(run, ["one"]))
+        insert_many(TaskRun, _task_runs(run, [f"k{i}" for i in range(50)]))
+    assert len(sent) == 2 and sent[0] == sent[1]
+    with workspace_scope([world_a.workspace.pk]):
+        assert TaskRun.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run).count() == 51
