@@ -429,10 +429,14 @@ def locked_flow_runs(
         'JOIN "orchestration_flow" f ON f."id" = r."flow_id" '
         'LEFT JOIN "orchestration_agent" a ON a."id" = r."agent_id" '
         + ('JOIN "orchestration_flowversion" v ON v."id" = r."flow_version_id" ' if version else "")
-        + 'WHERE r."workspace_id" = %s AND r."id" = ANY(%s) ORDER BY r."scheduled_start" FOR UPDATE OF r'
+        # Each run by its primary key, whatever the plan: a prepared statement runs on a generic plan,
+        # and for "id = ANY(array)" that plan read every run of the flow (docs/performance.md).
+        + 'WHERE r."workspace_id" = %s AND '
+        + ('r."id" = %s ' if len(ids) == 1 else 'r."id" IN (SELECT unnest(%s::uuid[])) ')
+        + 'ORDER BY r."scheduled_start" FOR UPDATE OF r'
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [getattr(workspace_id, "pk", workspace_id), ids])
+        cursor.execute(sql, [getattr(workspace_id, "pk", workspace_id), ids[0] if len(ids) == 1 else ids])
         rows = cursor.fetchall()
     runs: list[FlowRun] = []
     for row in rows:

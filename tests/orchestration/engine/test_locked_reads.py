@@ -99,3 +99,47 @@ def test_by_id_with_a_related_row_loads_it_as_select_related_does(world_a, world
         orm.project, [f.attname for f in Project._meta.concrete_fields])
     with workspace_scope([world_b.workspace.pk]):
         assert by_id(Flow, world_b.workspace, flow.pk, related="project") is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_locked_read_finds_its_runs_by_primary_key_on_a_generic_plan(world_a, version_a, count):
+    """A prepared statement runs on a generic plan after a few executions (the pool's connections
+    prepare the hot statements): that plan must still read each run by its key, not every run of
+    the flow (as ``id = ANY(array)`` did), whose number only grows."""
+    from django.db import transaction
+
+    from core.tenancy import rls_bypass
+    from orchestration.models import StateType
+    from tests.orchestration.agents.test_claims import _analyze_as_owner
+
+    # given: a flow with thousands of runs, and fresh planner statistics
+    history = FlowRunFactory.build_batch(3000, flow_version=version_a, flow=version_a.flow,
+                                         workspace=world_a.workspace, state_type=StateType.COMPLETED)
+    with rls_bypass():
+        FlowRun.objects.unscoped().bulk_create(history)
+    _analyze_as_owner()
+    wanted = [run.pk for run in history[:count]]
+    sent: list[str] = []
+
+    def capture(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with workspace_scope([world_a.workspace.pk]):
+        with connection.execute_wrapper(capture):
+            assert {run.pk for run in locked_flow_runs(world_a.workspace.pk, wanted)} == set(wanted)
+        # when: the same statement, prepared and planned generically
+        (sql,) = sent
+        numbered = sql.replace("%s", "{}").format(*(f"${i + 1}" for i in range(sql.count("%s"))))
+        ids = f"'{wanted[0]}'::uuid" if count == 1 else "ARRAY[" + ",".join(f"'{pk}'" for pk in wanted) + "]::uuid[]"
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            cursor.execute(f"PREPARE fd_locked_read AS {numbered}")
+            try:
+                cursor.execute(f"EXPLAIN EXECUTE fd_locked_read('{world_a.workspace.pk}'::uuid, {ids})")
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.execute("DEALLOCATE fd_locked_read")
+    # then: the runs are found through the primary key
+    assert "orchestration_flowrun_pkey" in plan, plan
