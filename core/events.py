@@ -14,8 +14,7 @@ Each event gets a per-workspace ``seq`` and is kept in a bounded replay store
 
 A channel layer or Redis that is down loses the live event but never fails or delays the write
 that caused it (G3): events to Redis go through a background sender, which stores a whole batch
-in one pipelined round trip and then sends it in two more (:mod:`core.group_send`); clients fill
-gaps from REST.
+in one pipelined round trip and then sends it; clients fill gaps from REST.
 
 :func:`send_after_commit` sends other messages (agent pushes, socket-closing control messages) the
 same way, without a seq: they are not part of the workspace's event history. Every message names
@@ -39,7 +38,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.event_log import MemoryEventLog, RedisEventLog, event_log_for
-from core.group_send import group_send_many
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +196,6 @@ class _BackgroundSender:
     @staticmethod
     async def _send_batch(batch: list[tuple[Any, _Item]]) -> None:
         seqs = await _assign_seqs(batch)
-        # In order, per layer (there is one outside tests): a whole batch in a few round trips.
-        by_layer: dict[int, tuple[Any, list[_Item], list[tuple[str, dict[str, Any]]]]] = {}
         for layer, item in batch:
             if item.message is not None:
                 message = item.plain()
@@ -207,23 +203,19 @@ class _BackgroundSender:
                 message = item.envelope(seqs[id(item)])
             else:
                 continue  # no seq (the store is down): the layer most likely is too; clients reload
-            entry = by_layer.setdefault(id(layer), (layer, [], []))
-            entry[1].append(item)
-            entry[2].append((item.group, message))
-        for layer, items, messages in by_layer.values():
             try:
-                await _group_send_many(layer, messages)
+                await _group_send(layer, item.group, message)
             except Exception:  # noqa: BLE001 - keep sending the next ones
-                logger.warning("could not publish %d messages (%s …)", len(items), items[0].label, exc_info=True)
+                logger.warning("could not publish %s to %s", item.label, item.group, exc_info=True)
 
 
-async def _group_send_many(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
+async def _group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
     try:
-        await group_send_many(layer, messages)
+        await layer.group_send(group, message)
     except Exception:  # noqa: BLE001 - tried once more below
         # After Redis restarts, each pooled connection fails once ("closed by server") before it is
         # replaced: the first events after an outage must not be lost to that.
-        await group_send_many(layer, messages)
+        await layer.group_send(group, message)
 
 
 async def _assign_seqs(batch: list[tuple[Any, _Item]]) -> dict[int, int]:

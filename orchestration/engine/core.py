@@ -33,10 +33,10 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -44,6 +44,7 @@ from django.utils import timezone
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
 from core.rows import Columns
+from core.transactions import in_transaction
 from orchestration import events
 from orchestration.alerts import triggers as alert_triggers
 from orchestration.models import (
@@ -58,9 +59,6 @@ from orchestration.models import (
     TaskRunState,
 )
 from orchestration.services import live
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def stale_attempt_reason(attempt: int | None, current: int) -> str:
@@ -316,21 +314,9 @@ def decide(policy: Policy, context: Context) -> bool:
     return context.status is SetStateStatus.ACCEPT and not context.unchanged
 
 
-def _in_transaction(func: Callable[P, R]) -> Callable[P, R]:
-    """Run ``func`` in the caller's transaction, or in a new one when there is none. No savepoint:
-    a transition is two statements, and under load every round trip waits for a CPU. Refusals
-    (404, stale version) are raised before anything is written (a batch's, possibly after: the
-    caller's transaction rolls back); a caller that wants to carry on after an error (the reaper's
-    loop) wraps the call in its own ``transaction.atomic()``."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if transaction.get_connection().in_atomic_block:
-            return func(*args, **kwargs)
-        with transaction.atomic():
-            return func(*args, **kwargs)
-
-    return wrapper
+# Refusals (404, stale version) are raised before anything is written (a batch's, possibly after:
+# the caller's transaction rolls back); a transition is two statements, so no savepoint.
+_in_transaction = in_transaction
 
 
 def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:

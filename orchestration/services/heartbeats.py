@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from accounts.authz import Principal, authorize
 from core.errors import Conflict, InvalidInput
 from core.tenancy import workspace_scope
+from core.transactions import atomic_service
 from orchestration.engine.core import run_not_held_reason, stale_attempt_reason
 from orchestration.models import FlowRun, StateType
 from orchestration.services.claims import lease_until
@@ -31,7 +32,7 @@ class StaleAttempt(Conflict):
     code = "stale_attempt"
 
 
-@transaction.atomic
+@atomic_service
 def flow_run_heartbeat(
     *, actor: Principal, flow_run: FlowRun, attempt: int, lease_seconds: int = HEARTBEAT_LEASE_SECONDS
 ) -> dict[str, Any]:

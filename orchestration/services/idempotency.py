@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from core.errors import InvalidInput, ServiceError
 from core.tenancy import rls_bypass, workspace_scope
+from core.transactions import rolled_back_whole
 from orchestration.engine import db_now
 from orchestration.models import IdempotencyRecord
 
@@ -106,7 +107,11 @@ def idempotent_call(
             )
             if stored is not None:  # else purged since the conflict: insert again
                 return _replay(stored, digest, key)
-        status_code, response = compute()
+        if savepoint:
+            status_code, response = compute()
+        else:
+            with rolled_back_whole():  # the services compute calls need no savepoints
+                status_code, response = compute()
         with connection.cursor() as cursor:
             cursor.execute(_STORE, [status_code, _prep("response", response), inserted[0]])
     return status_code, response

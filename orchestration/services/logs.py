@@ -25,6 +25,7 @@ from billing.selectors import log_retention_by_workspace
 from core import rows
 from core.errors import InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
+from core.transactions import atomic_service
 from orchestration import events
 from orchestration.models import FlowRun, LogEntry, TaskRun
 
@@ -123,7 +124,7 @@ def _resolve_task_keys(workspace_id: Any, flow_run: FlowRun, cleaned: list[dict[
             line["task_run_id"] = found.get(task)
 
 
-@transaction.atomic
+@atomic_service
 def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> int:
     """Store a batch of log lines of ``flow_run``; returns how many were new. Lines whose sequence
     is already stored are ignored (a re-sent batch is a no-op)."""

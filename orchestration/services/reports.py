@@ -20,6 +20,7 @@ from django.db import transaction
 from accounts.authz import NotFound, Principal, authorize
 from core.errors import InvalidInput
 from core.tenancy import workspace_scope
+from core.transactions import rolled_back_whole
 from orchestration.engine import OrchestrationResult, ProposedState, flow_run_set_state
 from orchestration.models import FlowRun
 from orchestration.services import heartbeats, logs, task_runs
@@ -64,7 +65,7 @@ def flow_run_report(
     action (``flow_run:report_state``; ``log:write`` for the lines)."""
     if flow_run.workspace_id != actor.workspace.pk:
         raise NotFound()
-    with workspace_scope([flow_run.workspace_id]):
+    with workspace_scope([flow_run.workspace_id]), rolled_back_whole():
         beat = None
         if lease_seconds is not None:
             beat = _part("heartbeat", lambda: heartbeats.flow_run_heartbeat(

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 from accounts.authz import NotFound, Principal, authorize
 from core.errors import InvalidInput
 from core.tenancy import workspace_scope
+from core.transactions import atomic_service
 from orchestration.engine import OrchestrationResult, ProposedState, TaskRunReport, task_run_set_states
 from orchestration.models import FlowRun, StateType
 
@@ -71,7 +70,7 @@ def _validate(reports: Any) -> list[TaskRunReport]:
     ]
 
 
-@transaction.atomic  # a refused batch (409) rolls back whatever it wrote before the refusal
+@atomic_service  # a refused batch (409) rolls back whatever it wrote before the refusal
 def task_run_report_batch(
     *, actor: Principal, flow_run: FlowRun, attempt: int, reports: list[dict[str, Any]]
 ) -> list[OrchestrationResult]:

@@ -156,7 +156,7 @@ def test_claim_of_one_run_is_six_statements_of_its_own_and_seven_with_the_poll_s
     ids, whole = [sql for sql, kind in zip(statements.own, statements.own_kinds(), strict=True)
                   if kind == "SELECT flowrun"]
     assert "SKIP LOCKED" in ids and "SKIP LOCKED" not in whole
-    assert 'r."id" = ANY(' in whole and "ANY((SELECT" not in whole.replace(" ", "")
+    assert 'r."id" = \'' in whole and "ANY((SELECT" not in whole.replace(" ", "")  # one run: its key
     assert len(statements.all) <= TOTAL["claim"], statements
     assert (run["state_type"], run["agent"], run["task_runs"]) == ("PENDING", hot.agent["id"], [])
     assert run["version"]["storage"] == METADATA["storage"]
@@ -276,3 +276,27 @@ def test_set_state_on_another_workspaces_run_or_no_run_is_404_and_stores_nothing
             assert not IdempotencyRecord.objects.unscoped().filter(key=key).exists()
     with rls_bypass():
         assert FlowRun.objects.unscoped().get(pk=theirs["id"]).state_type == "PENDING"
+
+
+def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
+    """Inside an idempotent request any error rolls the whole request back, so the services need
+    no savepoint of their own: a pair would be two more round trips on every report (called
+    directly, they keep it: tests/orchestration/agents/test_leases.py, test_task_runs.py)."""
+    run = hot.claimed()
+    assert hot.set_state(run, "RUNNING")[0].status_code == 200
+    base = f"flow-runs/{run['id']}/"
+    response, beat = _post(hot.agent_client, hot.world.url(base + "heartbeat/"), {"attempt": run["attempt"]})
+    assert response.status_code == 200, response.content
+    response, logs = _post(hot.agent_client, hot.world.url(base + "logs/"), {"lines": [
+        {"sequence": i, "level": "INFO", "timestamp": "2026-12-04T00:00:00Z", "message": f"line {i}",
+         "task_key": "extract"} for i in range(3)]})
+    assert response.status_code == 200 and response.json() == {"count": 3}, response.content
+    response, tasks = _post(hot.agent_client, hot.world.url(base + "task-runs/"), {
+        "attempt": run["attempt"], "reports": [{"task_key": "extract", "state": {"type": "RUNNING"}}]})
+    assert response.status_code == 200 and response.json()["results"][0]["status"] == "ACCEPT", response.content
+    assert not [sql for sql in beat.all + logs.all + tasks.all if "SAVEPOINT" in sql], beat.all + logs.all + tasks.all
+    # the run's access check, the idempotency record, the work, the stored reply
+    assert beat.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "UPDATE flowrun",
+                                "UPDATE idempotencyrecord"], beat
+    assert logs.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT taskrun", "INSERT logentry",
+                                "UPDATE idempotencyrecord"], logs
