@@ -44,7 +44,6 @@ from .core import (
     _result,
     accept,
     check_expected_version,
-    db_now,
     decide,
     lock_task_runs,
     run_not_held_reason,
@@ -79,10 +78,11 @@ def task_run_set_states(
     stale attempt (``stale_attempt``), an ended flow run (``run_not_held``) or a stale expected
     version (``stale_state_version``), ``NotFound`` for no such run. The caller authorizes and
     scopes the transaction to the workspace."""
-    locked = share_lock_flow_run(workspace_id, flow_run_id, "attempt", "flow_version_id", "state_type", "state_name")
+    locked = share_lock_flow_run(workspace_id, flow_run_id, "attempt", "flow_version_id", "state_type", "state_name",
+                                 with_now=True)
     if locked is None:
         raise NotFound()
-    current_attempt, version_id, flow_run_state, flow_run_state_name = locked
+    current_attempt, version_id, flow_run_state, flow_run_state_name, now = locked
     if attempt != current_attempt:
         raise Conflict(stale_attempt_reason(attempt, current_attempt), code="stale_attempt",
                        details={"attempt": current_attempt})
@@ -92,7 +92,6 @@ def task_run_set_states(
                                 "state_name": flow_run_state_name})
     specs = _version_tasks(workspace_id, version_id)
     tasks: dict[str, Any] = {str(t.get("key")): t for t in specs if isinstance(t, dict)}
-    now = db_now()
     runs = _locked_task_runs(workspace_id, flow_run_id, {(r.task_key, r.map_index) for r in reports},
                              tasks=tasks, attempt=current_attempt, now=now)
 

@@ -262,17 +262,19 @@ def db_now() -> dt.datetime:
     return now
 
 
-def share_lock_flow_run(workspace_id: Any, flow_run_id: Any, *fields: str) -> tuple[Any, ...] | None:
+def share_lock_flow_run(workspace_id: Any, flow_run_id: Any, *fields: str,
+                        with_now: bool = False) -> tuple[Any, ...] | None:
     """``fields`` of a flow run, its row locked ``FOR SHARE`` until the transaction ends: task-run
     reports of one run proceed in parallel, but the run's own state and attempt cannot change (it
     cannot end, or release its slots, while a task of it takes one). None when there is no such
-    run. The ORM has no FOR SHARE, hence the SQL; SQLite locks the whole database anyway."""
+    run. ``with_now`` adds :func:`db_now` as the last value, read in the same statement. The ORM
+    has no FOR SHARE, hence the SQL; SQLite locks the whole database anyway."""
     if not settings.IS_POSTGRES:
         row: tuple[Any, ...] | None = (
             FlowRun.objects.for_workspace(workspace_id).filter(pk=flow_run_id).values_list(*fields).first()
         )
-        return row
-    columns = ", ".join(f'"{_column(FlowRun, name)}"' for name in fields)
+        return (*row, db_now()) if row is not None and with_now else row
+    columns = ", ".join([*(f'"{_column(FlowRun, name)}"' for name in fields), *(["now()"] if with_now else [])])
     with connection.cursor() as cursor:
         cursor.execute(
             f'SELECT {columns} FROM "{FlowRun._meta.db_table}" '  # noqa: S608 (names from the model)

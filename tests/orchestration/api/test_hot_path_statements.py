@@ -295,6 +295,8 @@ def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
         "attempt": run["attempt"], "reports": [{"task_key": "extract", "state": {"type": "RUNNING"}}]})
     assert response.status_code == 200 and response.json()["results"][0]["status"] == "ACCEPT", response.content
     assert not [sql for sql in beat.all + logs.all + tasks.all if "SAVEPOINT" in sql], beat.all + logs.all + tasks.all
+    # The batch reads the database clock with the run's FOR SHARE lock, not in a statement of its own.
+    assert not [sql for sql in tasks.all if sql.strip().lower() == "select now()"], tasks.all
     # the run's access check, the idempotency record, the work, the stored reply
     assert beat.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "UPDATE flowrun",
                                 "UPDATE idempotencyrecord"], beat
