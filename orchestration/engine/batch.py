@@ -32,6 +32,7 @@ from django.db import connection
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
 from core.rows import Columns, insert_many
+from core.transactions import in_transaction
 from orchestration import events
 from orchestration.models import TERMINAL_STATES, FlowRun, FlowVersion, TaskRun, TaskRunState
 
@@ -40,7 +41,6 @@ from .core import (
     OrchestrationResult,
     ProposedState,
     _after,
-    _in_transaction,
     _result,
     accept,
     check_expected_version,
@@ -69,7 +69,8 @@ class TaskRunReport:
     expected_version: int | None = None
 
 
-@_in_transaction
+# A refusal after the first writes rolls back the caller's transaction (the service's savepoint).
+@in_transaction
 def task_run_set_states(
     *, actor: Principal | None, workspace_id: Any, flow_run_id: Any, attempt: int, reports: list[TaskRunReport]
 ) -> list[OrchestrationResult]:

@@ -316,11 +316,6 @@ def decide(policy: Policy, context: Context) -> bool:
     return context.status is SetStateStatus.ACCEPT and not context.unchanged
 
 
-# Refusals (404, stale version) are raised before anything is written (a batch's, possibly after:
-# the caller's transaction rolls back); a transition is two statements, so no savepoint.
-_in_transaction = in_transaction
-
-
 def _result(run: FlowRun | TaskRun, context: Context) -> OrchestrationResult:
     return OrchestrationResult(
         status=context.status,
@@ -449,7 +444,8 @@ def _flow_columns(names: tuple[str, ...]) -> Columns:
     return Columns(Flow, "f", names)
 
 
-@_in_transaction
+# Refusals (404, stale version) come before anything is written: no savepoint needed.
+@in_transaction
 def flow_run_set_state(
     *,
     actor: Principal | None,
@@ -488,7 +484,8 @@ def flow_run_set_state(
     return _result(context.run, context)
 
 
-@_in_transaction
+# Refusals (404, stale version) come before anything is written: no savepoint needed.
+@in_transaction
 def task_run_set_state(
     *,
     actor: Principal | None,
