@@ -352,7 +352,9 @@ def teardown(env: dict[str, Any]) -> None:
     with rls_bypass(), connection.cursor() as cursor:
         cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         tables = {r[0] for r in cursor.fetchall()}
-        for table in ("orchestration_idempotencyrecord", "orchestration_flowrunstate", "orchestration_flowrun"):
+        # Children first (--agent-reports leaves task runs and log lines behind).
+        for table in ("orchestration_idempotencyrecord", "orchestration_logentry", "orchestration_taskrunstate",
+                      "orchestration_taskrun", "orchestration_flowrunstate", "orchestration_flowrun"):
             if table in tables:
                 cursor.execute(f"DELETE FROM {table} WHERE workspace_id = %s", [ws])  # noqa: S608
     with rls_bypass():

@@ -262,7 +262,13 @@ class FlowRun(TenantModel):
 
 class TaskRun(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="task_runs")
+    # No index on the workspace alone: the hot statements name the workspace *and* the run, and with
+    # one the planner could intersect it with the run's index and read every task run of the
+    # workspace per request (a generic plan does for a big workspace among many small ones). The
+    # index below serves both those statements and reads by workspace alone.
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Indexed first in task_run_unique_key: an index of its own would only cost every insert.
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="task_runs", db_index=False)
     task_key = models.CharField(max_length=200)
     map_index = models.IntegerField(default=-1)
     attempt = models.PositiveIntegerField(default=1)
@@ -284,6 +290,7 @@ class TaskRun(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["flow_run", "task_key", "map_index"], name="task_run_unique_key")
         ]
+        indexes = [models.Index(fields=["workspace", "flow_run"], name="task_run_ws_run_idx")]
         ordering = ["created_at"]
 
     def __str__(self) -> str:
@@ -307,14 +314,16 @@ class StateRecord(TenantModel):
 
 
 class FlowRunState(StateRecord):
-    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="states")
+    # Indexed first in flow_run_state_run_idx (and TaskRunState.task_run in its own): written on
+    # every transition, so no second index of the same column.
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="states", db_index=False)
 
     class Meta(StateRecord.Meta):
         indexes = [models.Index(fields=["flow_run", "timestamp"], name="flow_run_state_run_idx")]
 
 
 class TaskRunState(StateRecord):
-    task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="states")
+    task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="states", db_index=False)
 
     class Meta(StateRecord.Meta):
         indexes = [models.Index(fields=["task_run", "timestamp"], name="task_run_state_run_idx")]
@@ -340,6 +349,8 @@ class ConcurrencySlot(TenantModel):
     that ends (or crashes) the run, so a dead agent cannot leak slots."""
 
     id = models.BigAutoField(primary_key=True)
+    # Indexed with the run, not alone (as TaskRun.workspace): slots are released by workspace and run.
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
     limit = models.ForeignKey(ConcurrencyLimit, on_delete=models.CASCADE, related_name="slots")
     task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="slots")
     flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="+")
@@ -347,11 +358,16 @@ class ConcurrencySlot(TenantModel):
 
     class Meta(TenantModel.Meta):
         constraints = [models.UniqueConstraint(fields=["limit", "task_run"], name="concurrency_slot_unique")]
+        indexes = [models.Index(fields=["workspace", "flow_run"], name="concurrency_slot_ws_run_idx")]
 
 
 class LogEntry(TenantModel):
     id = models.BigAutoField(primary_key=True)
-    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="logs")
+    # The workspace and the run are indexed first in the indexes below: indexes of their own would
+    # cost every log line's insert and (the workspace's) invite the plan that reads the workspace
+    # where the run's lines are wanted (see TaskRun.workspace).
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
+    flow_run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="logs", db_index=False)
     task_run = models.ForeignKey(TaskRun, null=True, blank=True, on_delete=models.CASCADE, related_name="logs")
     # Per-run sequence number chosen by the sender: a re-sent batch inserts nothing twice (D4).
     sequence = models.BigIntegerField()

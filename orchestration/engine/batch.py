@@ -200,10 +200,12 @@ def _bulk_update(runs: list[TaskRun]) -> None:
         sql = (
             f'UPDATE "{TaskRun._meta.db_table}" AS t SET {sets} '  # noqa: S608 (names from the model)
             f"FROM (VALUES {', '.join([row] * len(chunk))}) "
-            f"AS v(id, {', '.join(_UPDATE_FIELDS)}) WHERE t.id = v.id AND t.workspace_id = %s"
+            # The run as well as the workspace: the index on both bounds what a plan may read to the
+            # run's task runs (with the workspace alone it could be all of the workspace's).
+            f"AS v(id, {', '.join(_UPDATE_FIELDS)}) WHERE t.id = v.id AND t.workspace_id = %s AND t.flow_run_id = %s"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, runs[0].workspace_id])
+            cursor.execute(sql, [*params, runs[0].workspace_id, runs[0].flow_run_id])
 
 
 __all__ = ["TaskRunReport", "task_run_set_states"]

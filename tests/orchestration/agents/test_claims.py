@@ -195,16 +195,18 @@ def test_d6_a_run_due_by_the_skewed_clock_but_not_by_the_database_is_not_claimed
     assert claimed == []
 
 
-def _analyze_as_owner() -> None:
-    """Fresh planner statistics, as autovacuum leaves them. ANALYZE needs the table's owner (the
-    role the test database was created with); the tests' connections use the app role."""
+def _analyze_as_owner(*tables: str) -> None:
+    """Fresh planner statistics of ``tables`` (the runs by default), as autovacuum leaves them.
+    ANALYZE needs the table's owner (the role the test database was created with); the tests'
+    connections use the app role."""
     import psycopg
 
     db = connection.settings_dict
     owner = environ.Env().db("DATABASE_URL")["USER"]
     with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, dbname=db["NAME"], user=owner,
                          password=db["PASSWORD"] or None, autocommit=True) as conn:
-        conn.execute("ANALYZE orchestration_flowrun")
+        for table in tables or ("orchestration_flowrun",):
+            conn.execute(f"ANALYZE {table}")
 
 
 @pytest.mark.django_db(transaction=True)
