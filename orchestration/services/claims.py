@@ -57,11 +57,14 @@ def due_runs_sql(agent: Agent, limit: int, lookahead_seconds: int = 0, exclude: 
     with the ORM cost more CPU than running it) and kept separate so the D8 test can EXPLAIN it:
     the partial ``flow_run_due_idx`` serves it."""
     due = "statement_timestamp() + make_interval(secs => %s)" if lookahead_seconds else "statement_timestamp()"
-    where = ['r."workspace_id" = %s', 'r."state_type" = %s', 'r."scheduled_start" <= ' + due,
-             'r."labels" <@ %s::jsonb', *(['NOT (r."id" = ANY(%s))'] if exclude else [])]
+    # The state is written into the statement, not bound: only then may a generic plan (a prepared
+    # statement's) use the partial index, whose condition names that state.
+    where = ['r."workspace_id" = %s', f"r.\"state_type\" = '{StateType.SCHEDULED.value}'",
+             'r."scheduled_start" <= ' + due, 'r."labels" <@ %s::jsonb',
+             *(['NOT (r."id" = ANY(%s))'] if exclude else [])]
     sql = ('SELECT r."id" FROM "orchestration_flowrun" r WHERE ' + " AND ".join(where)  # noqa: S608 (no input)
            + ' ORDER BY r."scheduled_start" LIMIT %s FOR UPDATE OF r SKIP LOCKED')
-    params: list[Any] = [agent.workspace_id, StateType.SCHEDULED, *([lookahead_seconds] if lookahead_seconds else []),
+    params: list[Any] = [agent.workspace_id, *([lookahead_seconds] if lookahead_seconds else []),
                          json.dumps(list(agent.labels)), *([list(exclude)] if exclude else []), limit]
     return sql, params
 

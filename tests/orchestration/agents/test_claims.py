@@ -231,6 +231,35 @@ def test_d8_the_claim_query_is_served_by_the_partial_due_index(world_a, agent_a,
 
 
 @pytest.mark.django_db(transaction=True)
+def test_d8_the_claim_query_uses_the_partial_due_index_on_a_generic_plan_too(world_a, agent_a, version_a):
+    """The pool's connections prepare the claim query, and a prepared statement runs on a generic
+    plan: one that cannot prove the run's state is the index's could read every run of the
+    workspace (it did while the state was a bound parameter)."""
+    from django.db import transaction
+
+    historical = FlowRunFactory.build_batch(3000, flow_version=version_a, flow=version_a.flow,
+                                            workspace=world_a.workspace, state_type=StateType.COMPLETED,
+                                            scheduled_start=timezone.now() - timedelta(days=1))
+    with rls_bypass():
+        FlowRun.objects.unscoped().bulk_create(historical)
+    due_runs(version_a, 10)
+    _analyze_as_owner()
+    sql, params = due_runs_sql(agent_a, 1)
+    numbered = sql.replace("%s", "{}").format(*(f"${i + 1}" for i in range(sql.count("%s"))))
+    # Each parameter written as a literal of the type PREPARE inferred for it.
+    literals = ", ".join(str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'" for p in params)
+    with workspace_scope([world_a.workspace.pk]), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE fd_claim AS {numbered}")
+        try:
+            cursor.execute(f"EXPLAIN EXECUTE fd_claim({literals})")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE fd_claim")
+    assert "flow_run_due_idx" in plan, plan
+
+
+@pytest.mark.django_db(transaction=True)
 def test_d1_eight_parallel_claimers_claim_each_of_500_due_runs_exactly_once(world_a, version_a):
     # given
     due_runs(version_a, 500)
