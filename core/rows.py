@@ -6,7 +6,12 @@ fields not read deferred. Callers (and the rules that read the instances) see or
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
+import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -102,21 +107,29 @@ def by_field(model: type[Model], workspace: Any, name: str, value: Any, *, relat
 def insert_many(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: bool = False,
                 returning: str | None = None) -> list[Any]:
     """Insert ``objs`` as ``bulk_create`` would (the same fields, defaults and ``pre_save``), in one
-    PostgreSQL statement whose text does not depend on how many rows there are: each column goes
-    as one array, unnested, so the statement is prepared once per connection and nothing is
-    compiled per row. ``ignore_conflicts`` skips rows that conflict; ``returning`` names a field
-    whose values, for the rows inserted, are returned."""
+    PostgreSQL statement whose text does not depend on how many rows there are, so it is prepared
+    once per connection and nothing is compiled per row. The rows go as one JSON array of arrays
+    that the statement takes apart, column by column, with the column's type: encoding it is one
+    C call, where a parameter per column made the driver adapt every value of every array in
+    Python (a fifth of a log batch's CPU). ``ignore_conflicts`` skips rows that conflict;
+    ``returning`` names a field whose values, for the rows inserted, are returned."""
     if not objs:
         return []
     fields = _insert_fields(model)
-    columns: list[list[Any]] = [[] for _ in fields]
-    for obj in objs:
-        for values, field in zip(columns, fields, strict=True):
-            values.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    rows = [[field.pre_save(obj, True) for field in fields] for obj in objs]
     sql = _insert_sql(model, fields, ignore_conflicts, returning)
     with connection.cursor() as cursor:
-        cursor.execute(sql, columns)
+        cursor.execute(sql, [json.dumps(rows, default=_json_scalar, separators=(",", ":"))])
         return [row[0] for row in cursor.fetchall()] if returning else []
+
+
+def _json_scalar(value: Any) -> Any:
+    """The text PostgreSQL reads back as the value (the types the models' fields hold)."""
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    raise TypeError(f"insert_many cannot write a {type(value).__name__}")
 
 
 _insert_fields_of: dict[type[Model], list[Any]] = {}
@@ -139,11 +152,25 @@ def _insert_sql(model: type[Model], fields: list[Any], ignore_conflicts: bool, r
     sql = _insert_sql_of.get(key)
     if sql is None:
         names = ", ".join(f'"{f.column}"' for f in fields)
-        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-        sql = f'INSERT INTO "{model._meta.db_table}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
+        sql = (f'INSERT INTO "{model._meta.db_table}" ({names}) '  # noqa: S608 (names from the model)
+               f"SELECT {', '.join(_column_of_row(f, i) for i, f in enumerate(fields))} "
+               "FROM jsonb_array_elements(%s::jsonb) AS r")
         if ignore_conflicts:
             sql += " ON CONFLICT DO NOTHING"
         if returning:
             sql += f' RETURNING "{model._meta.get_field(returning).column}"'  # type: ignore[union-attr]
         _insert_sql_of[key] = sql
     return sql
+
+
+def _column_of_row(field: Any, index: int) -> str:
+    """Element ``index`` of the row ``r`` as ``field``'s column. A JSON column keeps the element
+    (a None in Python is SQL NULL, as bulk_create writes it); any other is read from its text, cast
+    to the column's type without a length, so an over-long value fails as bulk_create's does
+    rather than being cut."""
+    db_type = field.db_type(connection)
+    if db_type in ("jsonb", "json"):
+        if getattr(field, "encoder", None) is not None:
+            raise TypeError(f"insert_many cannot write {field} (a JSON field with an encoder of its own)")
+        return f"NULLIF(r->{index}, 'null'::jsonb)"
+    return f"(r->>{index})::{re.sub(r'[(][0-9, ]+[)]$', '', db_type)}"

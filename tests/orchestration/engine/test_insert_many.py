@@ -5,11 +5,14 @@ once per connection)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.rows import insert_many
 from core.tenancy import workspace_scope
@@ -76,3 +79,41 @@ def test_one_statement_text_for_any_number_of_rows(world_a, version_a):
     assert len(sent) == 2 and sent[0] == sent[1]
     with workspace_scope([world_a.workspace.pk]):
         assert TaskRun.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run).count() == 51
+
+
+# Any text a person can send (the API refuses NUL and lone surrogates, which PostgreSQL cannot
+# store), any time to the microsecond, any sequence up to bigint's limit.
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(_TEXT, _TEXT.map(lambda s: s[:200]),
+                                st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2200, 1, 1),
+                                             timezones=st.just(dt.UTC)),
+                                st.integers(min_value=0, max_value=2**63 - 1)), min_size=1, max_size=5))
+def test_any_text_time_and_number_read_back_as_written(world_a, version_a, lines):
+    run = FlowRunFactory(flow_version=version_a)
+    entries = [LogEntry(workspace_id=run.workspace_id, flow_run=run, sequence=sequence, level=20, timestamp=at,
+                        logger=logger, message=message) for message, logger, at, sequence in lines]
+    with workspace_scope([world_a.workspace.pk]):
+        inserted = insert_many(LogEntry, entries, ignore_conflicts=True, returning="sequence")
+        stored = {e.sequence: (e.message, e.logger, e.timestamp)
+                  for e in LogEntry.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run)}
+    # the first line of each sequence is kept (the rest conflict), exactly as it was sent
+    first = {}
+    for message, logger, at, sequence in lines:
+        first.setdefault(sequence, (message, logger, at))
+    assert sorted(inserted) == sorted(first) and stored == first
+
+
+def test_an_over_long_value_fails_as_bulk_create_does_and_writes_nothing(world_a, version_a):
+    from django.db import DataError, transaction
+
+    run = FlowRunFactory(flow_version=version_a)
+    long_key = _task_runs(run, ["ok", "k" * 201])
+    with workspace_scope([world_a.workspace.pk]):
+        for insert in (lambda: insert_many(TaskRun, long_key),
+                       lambda: TaskRun.objects.unscoped().bulk_create(long_key)):
+            with pytest.raises(DataError, match="too long"), transaction.atomic():
+                insert()
+        assert not TaskRun.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run).exists()
