@@ -123,6 +123,33 @@ def insert_many(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: 
         return [row[0] for row in cursor.fetchall()] if returning else []
 
 
+def update_many(model: type[Model], objs: Sequence[Model], fields: Sequence[str], *, where: str = "",
+                params: Sequence[Any] = ()) -> None:
+    """Write ``fields`` of ``objs`` to their rows (by primary key) as ``bulk_update`` would, in one
+    PostgreSQL statement whose text does not depend on how many rows there are, the rows sent as
+    :func:`insert_many` sends them. ``where`` (with ``params``) is a further condition on the table,
+    aliased ``t``."""
+    if not objs:
+        return
+    pk = model._meta.pk
+    assert pk is not None
+    written: list[Any] = [pk, *(model._meta.get_field(name) for name in fields)]
+    rows = [[getattr(obj, field.attname) for field in written] for obj in objs]
+    key = (model, tuple(fields), where)
+    sql = _update_sql_of.get(key)
+    if sql is None:
+        sets = ", ".join(f'"{f.column}" = {_column_of_row(f, i)}' for i, f in enumerate(written) if i)
+        sql = (f'UPDATE "{model._meta.db_table}" AS t SET {sets} '  # noqa: S608 (names from the model)
+               f'FROM jsonb_array_elements(%s::jsonb) AS r WHERE t."{pk.column}" = {_column_of_row(pk, 0)}'
+               + (f" AND {where}" if where else ""))
+        _update_sql_of[key] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, default=_json_scalar, separators=(",", ":")), *params])
+
+
+_update_sql_of: dict[tuple[type[Model], tuple[str, ...], str], str] = {}
+
+
 def _json_scalar(value: Any) -> Any:
     """The text PostgreSQL reads back as the value (the types the models' fields hold)."""
     if isinstance(value, (uuid.UUID, Decimal)):

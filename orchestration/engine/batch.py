@@ -31,7 +31,7 @@ from django.db import connection
 
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
-from core.rows import Columns, insert_many
+from core.rows import Columns, insert_many, update_many
 from core.transactions import in_transaction
 from orchestration import events
 from orchestration.models import TERMINAL_STATES, FlowRun, FlowVersion, TaskRun, TaskRunState
@@ -55,7 +55,7 @@ from .policies import TaskPolicy
 # The task-run fields a report may change (the state, and what the TaskPolicy's rules set).
 _UPDATE_FIELDS = ["state_type", "state_name", "state_message", "state_timestamp", "state_version", "result_ref",
                   "attempt", "start_time", "end_time", "flow_run_attempt"]
-_WRITE_CHUNK = 1000
+_WRITE_CHUNK = 1000  # rows per statement on SQLite
 
 
 @dataclass(frozen=True)
@@ -184,28 +184,14 @@ def _version_tasks(workspace_id: Any, version_id: Any) -> list[Any]:
 
 
 def _bulk_update(runs: list[TaskRun]) -> None:
-    """Write the new state of ``runs``: on PostgreSQL one UPDATE … FROM (VALUES …) per chunk."""
+    """Write the new state of ``runs`` (task runs of one flow run): on PostgreSQL in one statement."""
     if not settings.IS_POSTGRES:
         TaskRun.objects.unscoped().bulk_update(runs, _UPDATE_FIELDS, batch_size=500)
         return
-    row = ("(%s::uuid, %s, %s, %s, %s::timestamptz, %s::integer, %s, %s::integer, %s::timestamptz, %s::timestamptz, "
-           "%s::integer)")
-    sets = ", ".join(f"{f} = v.{f}" for f in _UPDATE_FIELDS)
-    for start in range(0, len(runs), _WRITE_CHUNK):
-        chunk = runs[start:start + _WRITE_CHUNK]
-        params: list[Any] = []
-        for r in chunk:
-            params += [r.pk, r.state_type, r.state_name, r.state_message, r.state_timestamp, r.state_version,
-                       r.result_ref, r.attempt, r.start_time, r.end_time, r.flow_run_attempt]
-        sql = (
-            f'UPDATE "{TaskRun._meta.db_table}" AS t SET {sets} '  # noqa: S608 (names from the model)
-            f"FROM (VALUES {', '.join([row] * len(chunk))}) "
-            # The run as well as the workspace: the index on both bounds what a plan may read to the
-            # run's task runs (with the workspace alone it could be all of the workspace's).
-            f"AS v(id, {', '.join(_UPDATE_FIELDS)}) WHERE t.id = v.id AND t.workspace_id = %s AND t.flow_run_id = %s"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, runs[0].workspace_id, runs[0].flow_run_id])
+    # The run as well as the workspace: the index on both bounds what a plan may read to the run's
+    # task runs (with the workspace alone it could be all of the workspace's).
+    update_many(TaskRun, runs, _UPDATE_FIELDS, where="t.workspace_id = %s AND t.flow_run_id = %s",
+                params=[runs[0].workspace_id, runs[0].flow_run_id])
 
 
 __all__ = ["TaskRunReport", "task_run_set_states"]

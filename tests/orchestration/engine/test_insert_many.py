@@ -117,3 +117,28 @@ def test_an_over_long_value_fails_as_bulk_create_does_and_writes_nothing(world_a
             with pytest.raises(DataError, match="too long"), transaction.atomic():
                 insert()
         assert not TaskRun.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run).exists()
+
+
+def test_update_many_writes_what_bulk_update_writes_and_only_under_its_condition(world_a, version_a):
+    from core.rows import update_many
+
+    run, other = FlowRunFactory(flow_version=version_a), FlowRunFactory(flow_version=version_a)
+    now = timezone.now()
+    fields = ["state_type", "state_name", "state_message", "tags", "start_time", "end_time", "attempt"]
+    with workspace_scope([world_a.workspace.pk]):
+        ours, theirs = _task_runs(run, ["a", "b"], now), _task_runs(run, ["x", "y"], now)
+        stray = _task_runs(other, ["s"], now)
+        insert_many(TaskRun, ours + theirs + stray)
+        for i, task in enumerate(ours + theirs + stray):
+            task.state_type, task.state_name, task.state_message = "COMPLETED", "Done", f"it's \"done\"\n{i % 2}"
+            task.tags, task.start_time, task.end_time = {"k": [i % 2, None]}, None, now + timedelta(microseconds=7)
+            task.attempt = 3
+        # when: ours by update_many, limited to the run; theirs by bulk_update; the stray one is of another run
+        update_many(TaskRun, ours + stray, fields, where="t.flow_run_id = %s", params=[run.pk])
+        TaskRun.objects.unscoped().bulk_update(theirs, fields)
+        read = {t.task_key: t for t in TaskRun.objects.for_workspace(world_a.workspace.pk)}
+    for mine, orm in zip(ours, theirs, strict=True):
+        assert {f: getattr(read[mine.task_key], f) for f in FIELDS if f != "task_key"} == {
+            f: getattr(read[orm.task_key], f) for f in FIELDS if f != "task_key"}
+        assert read[mine.task_key].state_message.startswith("it's \"done\"\n")
+    assert read["s"].state_type == "PENDING"  # outside the condition: untouched
