@@ -7,6 +7,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.fast_input import fast_validator
+
 
 class StrictInputSerializer(serializers.Serializer):
     """A request body with only the fields listed here: any other field is refused with 400, never
@@ -64,6 +66,11 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
     ``is_valid(raise_exception=True)``), from one serializer per class and thread: building the
     fields again on every request cost more than validating a body. Validation keeps its state on
     the serializer itself (reset here), never on the fields, so a thread reuses its instance."""
+    fast = fast_validator(serializer_class)
+    if fast is not None:
+        result = fast(data)
+        if result is not None:
+            return result
     cache: dict[type, serializers.Serializer] = _per_thread.__dict__.setdefault("serializers", {})
     serializer = cache.get(serializer_class)
     if serializer is None:
