@@ -172,6 +172,12 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return seq
 """
 
+# A channel-layer group's members, those older than ARGV[1] (a Unix time) dropped first.
+_GROUP_MEMBERS = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
 # The latest seq (ARGV: floor, counter TTL): a lost counter is started here too, so a client that
 # reconnects after Redis lost it is told a seq no lower than the next event's.
 _LATEST = _COUNTER + """
@@ -215,6 +221,15 @@ class RedisEventLog(_Floors):
 
     async def append_many(self, items: list[tuple[str, dict[str, Any], str | None]]) -> list[int]:
         """Store (workspace id, event, run id) items; return their seqs. One round trip."""
+        return (await self.append_and_read_groups(items, [], 0))[0]
+
+    async def append_and_read_groups(
+        self, items: list[tuple[str, dict[str, Any], str | None]], group_keys: list[str], expired_before: int,
+    ) -> tuple[list[int], dict[str, list[str]]]:
+        """:meth:`append_many`, and in the same round trip the members of the channel-layer groups
+        ``group_keys`` (their keys in this Redis), those that joined before ``expired_before`` (a
+        Unix time) dropped first as channels-redis does: the sender learns which events have
+        anyone to go to without two more round trips per event."""
         client = self._client()
         now_ms = str(int(time.time() * 1000))
         async with client.pipeline(transaction=False) as pipe:
@@ -225,10 +240,14 @@ class RedisEventLog(_Floors):
                     REPLAY_MAX_EVENTS, REPLAY_MAX_AGE_SECONDS * 1000, SEQ_TTL_SECONDS * 1000,
                     self.floor(workspace_id),
                 )
-            seqs = [int(seq) for seq in await pipe.execute()]
+            for key in group_keys:
+                pipe.eval(_GROUP_MEMBERS, 1, key, expired_before)
+            replies = await pipe.execute() if items or group_keys else []
+        seqs = [int(seq) for seq in replies[:len(items)]]
         for (workspace_id, _, _), seq in zip(items, seqs, strict=True):
             self.observe(workspace_id, seq)
-        return seqs
+        found = replies[len(items):]
+        return seqs, {key: [m.decode() for m in members] for key, members in zip(group_keys, found, strict=True)}
 
     async def latest(self, workspace_id: str) -> int:
         seq = int(await self._client().eval(_LATEST, 1, self._keys(workspace_id)[0], self.floor(workspace_id),

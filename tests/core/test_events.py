@@ -148,3 +148,53 @@ def test_embedded_events_from_another_thread_reach_the_server_loop(settings):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         channel_layers.backends.pop("default", None)
+
+
+def _redis():
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _flush_sender() -> None:
+    from core.events import _sender
+
+    assert _sender.flush()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_queue_is_skipped_and_the_groups_other_members_still_get_the_event():
+    """The sender pushes to a group's members itself (one round trip): with channels-redis's rules,
+    a member whose queue is at capacity does not get the message, the others do."""
+    ws = uuid.uuid4()
+    full, free = _subscribe(workspace_group(ws)), _subscribe(workspace_group(ws))
+    layer = _layer()
+    for i in range(layer.get_capacity(full)):
+        async_to_sync(layer.send)(full, {"type": "filler", "i": i})
+    queue_key = layer.prefix + full
+    assert _redis().zcard(queue_key) == layer.get_capacity(full)
+    with transaction.atomic():
+        publish(workspace_id=ws, type="flow_run.created", data={"id": "x"})
+    _flush_sender()
+    got = _receive(free)
+    assert got is not None and got["event"]["type"] == "flow_run.created"
+    assert _redis().zcard(queue_key) == layer.get_capacity(full)  # nothing added to the full one
+    assert _receive(full)["type"] == "filler"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_expired_member_is_dropped_from_the_group_and_gets_nothing():
+    """A membership older than the layer's group expiry (its process gone a day ago) is removed
+    before the push, as channels-redis's group_send removes it."""
+    ws = uuid.uuid4()
+    stale, live = _subscribe(workspace_group(ws)), _subscribe(workspace_group(ws))
+    layer = _layer()
+    group_key = layer._group_key(workspace_group(ws))
+    _redis().zadd(group_key, {stale: 1})  # joined in 1970
+    with transaction.atomic():
+        publish(workspace_id=ws, type="flow_run.created", data={"id": "y"})
+    _flush_sender()
+    assert _receive(live)["event"]["data"] == {"id": "y"}
+    assert _receive(stale, timeout=0.2) is None
+    assert [m.decode() for m in _redis().zrange(group_key, 0, -1)] == [live]
