@@ -36,6 +36,10 @@ _CHAR_VALIDATORS = (MaxLengthValidator, MinLengthValidator, f.ProhibitNullCharac
 _NUMBER_VALIDATORS = (MaxValueValidator, MinValueValidator)
 _ABSENT = object()
 
+
+def _DRF(value: Any) -> Any:  # noqa: N802 - a marker: "the field validates this itself"
+    raise AssertionError("a marker, never called")
+
 _lock = threading.Lock()
 _built: dict[type, Callable[[Any], Any] | None] = {}
 
@@ -88,6 +92,12 @@ def _serializer(serializer: serializers.Serializer) -> Check | None:
             raise _Defer
         out: dict[str, Any] = {}
         for name, field, check in plan:
+            if check is _DRF:  # the field's own validation, absent and null values included
+                try:
+                    out[name] = field.run_validation(field.get_value(data))
+                except f.SkipField:
+                    pass
+                continue
             value = data.get(name, _ABSENT)
             if value is _ABSENT:
                 if field.required:
@@ -112,19 +122,26 @@ def _field(field: f.Field) -> Check | None:
         return None
     if isinstance(field, serializers.Serializer):
         return _serializer(field)
-    kind = type(field)
-    if kind is f.ListField:
+    if _plain(field, f.ListField, "run_child_validation"):
         return _list(field)
-    if kind is f.CharField and _only(field, _CHAR_VALIDATORS):
+    if _plain(field, f.CharField) and _only(field, _CHAR_VALIDATORS):
         return _char(field)
-    if kind is f.IntegerField and _only(field, _NUMBER_VALIDATORS):
+    if _plain(field, f.IntegerField) and _only(field, _NUMBER_VALIDATORS):
         return _integer(field)
-    if kind is f.ChoiceField and not field.validators:
+    if _plain(field, f.ChoiceField) and not field.validators:
         return _choice(field)
-    if isinstance(field, (f.ListField, f.DictField, f.JSONField, f.FileField, f.HiddenField, f.SerializerMethodField)):
+    if isinstance(field, (f.ListField, f.FileField, f.HiddenField, f.SerializerMethodField, f.ReadOnlyField)):
         return None
-    # Any other field: its own run_validation (what is costly in DRF is the layers around it).
-    return field.run_validation
+    # Any other field (a date, a UUID, a dict …): its own run_validation, so DRF's rules exactly
+    # (what is costly in DRF is the layers around it).
+    return _DRF
+
+
+def _plain(field: f.Field, kind: type, *more: str) -> bool:
+    """``field`` is a ``kind``, or a subclass that only changes its arguments (``StrList``)."""
+    return isinstance(field, kind) and all(
+        getattr(type(field), name) is getattr(kind, name)
+        for name in ("to_internal_value", "run_validation", "validate_empty_values", "get_value", *more))
 
 
 def _only(field: f.Field, allowed: tuple[type, ...]) -> bool:
@@ -184,6 +201,13 @@ def _list(field: f.ListField) -> Check | None:
     child = _field(field.child)
     if child is None:
         return None
+    if child is _DRF:
+        return _list_of(field, field.child.run_validation)  # None items included
+    return _list_of(field, child, nulls=True)
+
+
+def _list_of(field: f.ListField, child: Check, nulls: bool = False) -> Check:
+    """The list check with ``child`` for each item (``nulls``: a None item is checked here)."""
     allow_empty, longest, shortest = field.allow_empty, field.max_length, field.min_length
     item_null = field.child.allow_null
 
@@ -196,7 +220,7 @@ def _list(field: f.ListField) -> Check | None:
             raise _Defer
         out: list[Any] = []
         for item in value:
-            if item is None:
+            if item is None and nulls:
                 if not item_null:
                     raise _Defer
                 out.append(None)

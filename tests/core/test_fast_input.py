@@ -33,56 +33,97 @@ def _all_input_serializers() -> list[type[StrictInputSerializer]]:
     return sorted(set(found), key=lambda c: c.__qualname__)
 
 
+class Everything(StrictInputSerializer):
+    """What no API serializer happens to hold: lists of fields DRF checks itself, nullable and
+    defaulted ones of every kind, a dict, a nested list of objects."""
+
+    at = serializers.DateTimeField(required=False, allow_null=True)
+    ids = serializers.ListField(child=serializers.UUIDField(allow_null=True), required=False, max_length=3)
+    whens = serializers.ListField(child=serializers.DateTimeField(), required=False, min_length=1)
+    bag = serializers.DictField(required=False)
+    count = serializers.IntegerField(required=False, allow_null=True, default=3, min_value=1)
+    note = serializers.CharField(required=False, allow_null=True, allow_blank=True, min_length=2, default="n")
+    kind = serializers.ChoiceField(choices=["a", "b"], allow_blank=True, required=False)
+    flag = serializers.BooleanField(required=False)
+
+
+class Nested(StrictInputSerializer):
+    items = serializers.ListField(child=Everything(), allow_empty=False)
+    one = Everything(required=False, allow_null=True)
+
+
 FAST = [cls for cls in _all_input_serializers() if fast_validator(cls) is not None]
+assert Everything in FAST and Nested in FAST
 
 _JUNK = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False), st.text(max_size=5),
                   st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-_ANY_TEXT = st.text(max_size=12)
 _ODD_TEXT = st.sampled_from(["", "  ", " padded ", "nul\x00", "half \ud800", "é€𝄞", "\t\n"])
-
-
-def _text(field: f.CharField) -> st.SearchStrategy[Any]:
-    longest = field.max_length or 30
-    around = st.integers(max(0, longest - 2), longest + 2).map(lambda n: "x" * n)
-    return st.one_of(_ANY_TEXT, _ODD_TEXT, around, st.integers(-5, 5), st.floats(allow_nan=False, width=16))
-
-
-def _number(field: f.IntegerField) -> st.SearchStrategy[Any]:
-    edges = [v + d for v in (field.min_value, field.max_value) if v is not None for d in (-1, 0, 1)]
-    return st.one_of(st.integers(-10, 10), st.sampled_from(edges or [0]), st.booleans(), st.just(2.0), st.just("7"))
-
-
-def _value(field: f.Field, depth: int) -> st.SearchStrategy[Any]:
-    if isinstance(field, serializers.Serializer):
-        return _body(type(field), depth + 1) if depth < 3 else _JUNK
-    if isinstance(field, f.ListField):
-        child = _value(field.child, depth + 1) if depth < 3 else _JUNK
-        return st.one_of(st.lists(st.one_of(child, st.none()), max_size=3), _JUNK)
-    if isinstance(field, f.ChoiceField):
-        return st.one_of(st.sampled_from([*field.choice_strings_to_values, ""]), _ANY_TEXT, st.integers(0, 3))
-    if isinstance(field, f.CharField) and not isinstance(field, (f.UUIDField,)):
-        return _text(field)
-    if isinstance(field, f.IntegerField):
-        return _number(field)
-    if isinstance(field, f.DateTimeField):
-        return st.one_of(st.sampled_from(["2026-12-04T10:00:00Z", "2026-12-04T10:00:00.123456+02:00",
-                                          "2026-12-04T10:00:00", "2026-12-04", "yesterday", ""]), _JUNK)
-    if isinstance(field, f.UUIDField):
-        return st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex), st.just("not-a-uuid"), _JUNK)
-    if isinstance(field, f.BooleanField):
-        return st.one_of(st.booleans(), st.sampled_from(["true", "no", 1, 0]), _JUNK)
-    return _JUNK
-
-
-def _body(cls: type[serializers.Serializer], depth: int = 0) -> st.SearchStrategy[Any]:
-    parts = {name: st.one_of(st.just(_ABSENT), st.none(), _value(field, depth))
-             for name, field in cls().fields.items() if not field.read_only}
-    fixed = st.fixed_dictionaries(parts).map(lambda d: {k: v for k, v in d.items() if v is not _ABSENT})
-    extra = st.dictionaries(st.sampled_from(["extra", "workspace"]), st.integers(), max_size=1)
-    return st.one_of(st.builds(lambda d, e: {**d, **e}, fixed, extra), _JUNK)
-
-
+_CLEAN = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 _ABSENT = object()
+
+
+def _valid_and_odd(field: f.Field, depth: int) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
+    """Values ``field`` usually accepts, and values it may well refuse (or accept differently)."""
+    if isinstance(field, serializers.Serializer):
+        if depth >= 2:
+            return _JUNK, _JUNK
+        return _body(type(field), depth + 1, odd=False), _body(type(field), depth + 1)
+    if isinstance(field, f.ListField):
+        valid_child, odd_child = _valid_and_odd(field.child, depth + 1)
+        low = field.min_length or 0
+        high = max(low, min(field.max_length if field.max_length is not None else 3, 3))
+        return (st.lists(valid_child, min_size=low, max_size=high),
+                st.one_of(st.lists(st.one_of(valid_child, odd_child, st.none()), max_size=high + 1), _JUNK))
+    if isinstance(field, f.ChoiceField):
+        return (st.sampled_from(list(field.choice_strings_to_values)),
+                st.one_of(st.just(""), st.text(max_size=4), st.integers(0, 3)))
+    if isinstance(field, f.CharField) and not isinstance(field, f.UUIDField):
+        longest = field.max_length or 30
+        around = st.integers(max(0, longest - 2), longest + 2).map(lambda n: "x" * n)
+        return (st.text(_CLEAN, min_size=field.min_length or 0, max_size=min(longest, 12)),
+                st.one_of(_ODD_TEXT, around, st.integers(-5, 5), st.floats(allow_nan=False, width=16)))
+    if isinstance(field, f.IntegerField):
+        low = field.min_value if field.min_value is not None else -50
+        high = field.max_value if field.max_value is not None else 50
+        edges = [v + d for v in (field.min_value, field.max_value) if v is not None for d in (-1, 0, 1)]
+        return (st.integers(low, min(high, low + 100)),
+                st.one_of(st.sampled_from(edges or [0]), st.booleans(), st.just(2.0), st.just("7")))
+    if isinstance(field, f.DateTimeField):
+        return (st.sampled_from(["2026-12-04T10:00:00Z", "2026-12-04T10:00:00.123456+02:00", "2026-12-04T10:00:00"]),
+                st.one_of(st.sampled_from(["2026-12-04", "yesterday", "", "  "]), _JUNK))
+    if isinstance(field, f.UUIDField):
+        return (st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex)),
+                st.one_of(st.just("not-a-uuid"), st.just(""), _JUNK))
+    if isinstance(field, f.BooleanField):
+        return st.booleans(), st.one_of(st.sampled_from(["true", "no", 1, 0, "maybe"]), _JUNK)
+    if isinstance(field, f.DictField):
+        return st.dictionaries(st.text(max_size=3), st.integers(), max_size=3), _JUNK
+    # A field of our own (the log level …): whatever JSON gives.
+    return st.one_of(st.integers(-5, 120), st.text(max_size=8)), _JUNK
+
+
+def _body(cls: type[serializers.Serializer], depth: int = 0, odd: bool = True) -> st.SearchStrategy[Any]:
+    """Bodies for ``cls``: every field valid, then none, one or two of them made absent, null or odd,
+    now and then an unknown key, or not an object at all (``odd=False``: only the valid body)."""
+    fields = {name: _valid_and_odd(field, depth) for name, field in cls().fields.items() if not field.read_only}
+    valid = st.fixed_dictionaries({name: pair[0] for name, pair in fields.items()})
+    if not odd or not fields:
+        return valid
+
+    @st.composite
+    def near_valid(draw: Any) -> Any:
+        body = draw(valid)
+        for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2, unique=True)):
+            change = draw(st.sampled_from(["absent", "null", "odd"]))
+            if change == "absent":
+                body.pop(name)
+            else:
+                body[name] = None if change == "null" else draw(fields[name][1])
+        if draw(st.integers(0, 9)) == 0:
+            body[draw(st.sampled_from(["extra", "workspace"]))] = 1
+        return body
+
+    return st.one_of(near_valid(), near_valid(), near_valid(), _JUNK)
 
 
 def _drf(cls: type[serializers.Serializer], data: Any) -> Any:
