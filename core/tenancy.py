@@ -116,11 +116,20 @@ def _ids(workspace_ids: Iterable[Any]) -> str:
     return ",".join(str(w) for w in workspace_ids)
 
 
-def enter_workspaces(workspace_ids: Iterable[Any]) -> RlsToken:
+def enter_workspaces(workspace_ids: Iterable[Any], *, custom_plans: bool = False) -> RlsToken:
     """Scope the rest of the current transaction to these workspaces for row-level security, with
     the bypass off. Returns what to hand to :func:`restore` when the scope ends. Costs nothing
-    when this transaction is already scoped to exactly these workspaces."""
+    when this transaction is already scoped to exactly these workspaces.
+
+    ``custom_plans``: the rest of the transaction plans each statement for its values (in the same
+    statement). For what people read: lists and pages filter and sort by values whose selectivity
+    varies (a state, a flow), and a prepared statement's generic plan, which assumes the average
+    value and the average workspace, may read a big workspace's whole history for a page of it.
+    The agents' hot path keeps generic plans, which skip planning (its statements are written to be
+    cheap on any plan; tests/orchestration/api/test_hot_path_reads.py)."""
     wanted = {"app.workspace_id": _ids(workspace_ids), "app.rls_bypass": "off"}
+    if custom_plans:
+        wanted["plan_cache_mode"] = "force_custom_plan"
     if settings.IS_POSTGRES and _known() == wanted:
         return wanted["app.workspace_id"], "off"
     previous = _set_configs(wanted)

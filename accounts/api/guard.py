@@ -44,7 +44,9 @@ class WorkspaceAPIView(APIView):
         super().initial(request, *args, **kwargs)  # authentication, DRF permissions, throttles
         self.principal = self.get_principal(request, kwargs["workspace_slug"])
         self.workspace = self.principal.workspace
-        self._rls_token = tenancy.enter_workspaces([self.workspace.pk])
+        # Reads plan each statement for its values (lists filter by selective values); the agents'
+        # writes keep the prepared statements' generic plans (tenancy.enter_workspaces).
+        self._rls_token = tenancy.enter_workspaces([self.workspace.pk], custom_plans=request.method in ("GET", "HEAD"))
         action = self.scope_map.get(request.method or "")
         if action is None and request.method not in ("OPTIONS", "HEAD"):
             # Only said once membership is proven, so it reveals nothing about other workspaces.

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.models import Role, Workspace
 from core.tenancy import rls_bypass
 from orchestration.models import FlowRun, FlowRunState, FlowVersion, IdempotencyRecord, LogEntry, TaskRun, TaskRunState
 from tests.conftest import build_world
@@ -80,6 +80,18 @@ class Measured:
         self.hot = hot
         self.reads: dict[str, dict[str, int]] = {}
 
+    def get(self, label: str, url: str) -> Any:
+        """GET as the developer, in one transaction planned generically; record what it read."""
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            before = _reads_by_table()
+            response = self.hot.developer.get(self.hot.world.url(url))
+            after = _reads_by_table()
+        assert response.status_code == 200, (label, response.content)
+        self.reads[label] = {t: n - before.get(t, 0) for t, n in after.items() if n - before.get(t, 0)}
+        return response.json()
+
     def post(self, label: str, url: str, body: dict[str, Any]) -> Any:
         """POST as the agent (or the developer, for ``create``) in one transaction planned generically;
         record what it read."""
@@ -127,3 +139,51 @@ def test_each_request_of_a_runs_life_reads_a_bounded_number_of_rows():
     with rls_bypass():
         assert set(TaskRun.all_objects.filter(flow_run_id=run["id"]).values_list("state_type", flat=True)) == {
             "COMPLETED", "CRASHED"}
+
+
+def test_what_a_person_reads_of_one_run_is_bounded_by_the_run():
+    """The run page and its tabs (the run, its task runs, states and logs) and a filtered first
+    page of runs read what they show, not the workspace's history."""
+    world = build_world("acme")
+    hot = Hot(world)
+    _history(world, hot)
+    m = Measured(hot)
+    run = m.post("create", "flow-runs/", {"flow": hot.flow["id"], "idempotency_key": str(uuid.uuid4())})
+    [claimed] = m.post("claim", f"agents/{hot.agent['id']}/claim/", {"limit": 1})["results"]
+    base, attempt = f"flow-runs/{run['id']}/", claimed["attempt"]
+    m.post("running", base + "set-state/", {"state": {"type": "RUNNING"}, "attempt": attempt})
+    m.post("task runs", base + "task-runs/", {"attempt": attempt, "reports": [
+        {"task_key": key, "state": {"type": "COMPLETED"}} for key in ("extract", "load")]})
+    m.post("logs", base + "logs/", {"lines": [
+        {"sequence": i, "level": "INFO", "timestamp": "2026-12-04T00:00:00Z", "message": f"line {i}",
+         "task_key": "extract"} for i in range(5)]})
+    m.reads.clear()
+
+    assert m.get("run", base)["id"] == run["id"]
+    assert len(m.get("its task runs", base + "task-runs/")["results"]) == 2
+    assert len(m.get("its states", base + "states/")["results"]) == 3
+    assert len(m.get("its logs", base + "logs/")["results"]) == 5
+    assert [r["id"] for r in m.get("running runs", "flow-runs/?state_type=RUNNING")["results"]] == [run["id"]]
+
+    # the web app's runs page asks GraphQL for the same filtered first page
+    from tests.accounts.test_graphql import gql, login, ok
+
+    browser = login(world.users[Role.DEVELOPER])
+    query = """query { orchestration(workspace: "acme") {
+      flowRuns(first: 20, filter: {stateTypes: ["RUNNING"]}) { edges { node { id } } } } }"""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        before = _reads_by_table()
+        page = ok(gql(browser, query))
+        after = _reads_by_table()
+    assert [e["node"]["id"] for e in page["orchestration"]["flowRuns"]["edges"]] == [run["id"]]
+    m.reads["runs page (GraphQL)"] = {t: n - before.get(t, 0) for t, n in after.items() if n - before.get(t, 0)}
+
+    # What grows with a workspace's history is counted: the orchestration tables. Django's own
+    # (guardian resolving the grants' content types) and the workspace list (301 rows here, read
+    # whole when that is cheapest) are not a workspace's history.
+    totals = {label: sum(n for table, n in reads.items() if table.startswith("orchestration_"))
+              for label, reads in m.reads.items()}
+    too_many = {label: m.reads[label] for label, total in totals.items() if total > BOUND}
+    assert not too_many, too_many
