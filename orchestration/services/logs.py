@@ -154,13 +154,16 @@ def logs_ingest(*, actor: Principal, flow_run: FlowRun, lines: list[dict]) -> in
         for line in cleaned:
             by_sequence.setdefault(line["sequence"], line)
         now = timezone.now()
-        entries = [LogEntry(workspace_id=workspace_id, flow_run=flow_run, created_at=now, **line)
-                   for _, line in sorted(by_sequence.items())]
         if settings.IS_POSTGRES:
             # The unique (run, sequence) skips lines already stored, also those of a concurrent
             # re-send of the same batch (D4); what comes back is what was new.
-            fresh = sorted(rows.insert_many(LogEntry, entries, ignore_conflicts=True, returning="sequence"))
+            fresh = sorted(rows.insert_values(
+                LogEntry, [{**line, "workspace_id": workspace_id, "flow_run_id": flow_run.pk, "created_at": now}
+                           for _, line in sorted(by_sequence.items())],
+                ignore_conflicts=True, returning="sequence"))
         else:
+            entries = [LogEntry(workspace_id=workspace_id, flow_run=flow_run, created_at=now, **line)
+                       for _, line in sorted(by_sequence.items())]
             stored = set(
                 LogEntry.objects.for_workspace(workspace_id)
                 .filter(flow_run=flow_run, sequence__in=list(by_sequence))

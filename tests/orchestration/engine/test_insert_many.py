@@ -142,3 +142,21 @@ def test_update_many_writes_what_bulk_update_writes_and_only_under_its_condition
             f: getattr(read[orm.task_key], f) for f in FIELDS if f != "task_key"}
         assert read[mine.task_key].state_message.startswith("it's \"done\"\n")
     assert read["s"].state_type == "PENDING"  # outside the condition: untouched
+
+
+def test_insert_values_writes_what_insert_many_writes_and_fills_defaults(world_a, version_a):
+    from core.rows import insert_values
+
+    run = FlowRunFactory(flow_version=version_a)
+    at = timezone.now() - timedelta(minutes=3)
+    line = {"workspace_id": run.workspace_id, "flow_run_id": run.pk, "level": 30, "timestamp": at,
+            "logger": "etl", "message": "it's \"quoted\"\n", "task_run_id": None}
+    with workspace_scope([world_a.workspace.pk]):
+        assert insert_values(LogEntry, [{**line, "sequence": 1}], returning="sequence") == [1]
+        insert_many(LogEntry, [LogEntry(**line, sequence=2, created_at=at)])
+        # a row without created_at gets the field's default (now), as a new instance would
+        insert_values(LogEntry, [{**line, "sequence": 3, "created_at": at}, {**line, "sequence": 4}])
+        stored = {e.sequence: e for e in LogEntry.objects.for_workspace(world_a.workspace.pk).filter(flow_run=run)}
+    fields = [f.attname for f in LogEntry._meta.concrete_fields if f.attname not in ("id", "sequence", "created_at")]
+    assert {f: getattr(stored[1], f) for f in fields} == {f: getattr(stored[2], f) for f in fields}
+    assert stored[3].created_at == at and abs(stored[4].created_at - timezone.now()) < timedelta(minutes=1)
