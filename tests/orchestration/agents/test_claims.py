@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import environ
 import pytest
 import time_machine
 from django.db import connection, connections
@@ -19,6 +18,7 @@ from orchestration.models import FlowRun, FlowRunState, StateType
 from orchestration.services.claims import due_runs_sql, flow_runs_claim
 from tests.orchestration.agents.conftest import agent_principal, due_runs
 from tests.orchestration.factories import AgentFactory, FlowRunFactory
+from tests.orchestration.plans import analyze_as_owner, finished_history, generic_plan
 
 
 def _fetch(run: FlowRun) -> FlowRun:
@@ -195,30 +195,12 @@ def test_d6_a_run_due_by_the_skewed_clock_but_not_by_the_database_is_not_claimed
     assert claimed == []
 
 
-def _analyze_as_owner(*tables: str) -> None:
-    """Fresh planner statistics of ``tables`` (the runs by default), as autovacuum leaves them.
-    ANALYZE needs the table's owner (the role the test database was created with); the tests'
-    connections use the app role."""
-    import psycopg
-
-    db = connection.settings_dict
-    owner = environ.Env().db("DATABASE_URL")["USER"]
-    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, dbname=db["NAME"], user=owner,
-                         password=db["PASSWORD"] or None, autocommit=True) as conn:
-        for table in tables or ("orchestration_flowrun",):
-            conn.execute(f"ANALYZE {table}")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_d8_the_claim_query_is_served_by_the_partial_due_index(world_a, agent_a, version_a):
     # given: many historical runs and some due ones, with fresh statistics
-    historical = FlowRunFactory.build_batch(5000, flow_version=version_a, flow=version_a.flow,
-                                            workspace=world_a.workspace, state_type=StateType.COMPLETED,
-                                            scheduled_start=timezone.now() - timedelta(days=1))
-    with rls_bypass():
-        FlowRun.objects.unscoped().bulk_create(historical)
+    finished_history(version_a, 5000)
     due_runs(version_a, 100)
-    _analyze_as_owner()
+    analyze_as_owner()
     # when
     with workspace_scope([world_a.workspace.pk]):
         sql, params = due_runs_sql(agent_a, 1)
@@ -235,27 +217,14 @@ def test_d8_the_claim_query_uses_the_partial_due_index_on_a_generic_plan_too(wor
     """The pool's connections prepare the claim query, and a prepared statement runs on a generic
     plan: one that cannot prove the run's state is the index's could read every run of the
     workspace (it did while the state was a bound parameter)."""
-    from django.db import transaction
-
-    historical = FlowRunFactory.build_batch(3000, flow_version=version_a, flow=version_a.flow,
-                                            workspace=world_a.workspace, state_type=StateType.COMPLETED,
-                                            scheduled_start=timezone.now() - timedelta(days=1))
-    with rls_bypass():
-        FlowRun.objects.unscoped().bulk_create(historical)
+    finished_history(version_a, 3000)
     due_runs(version_a, 10)
-    _analyze_as_owner()
+    analyze_as_owner()
     sql, params = due_runs_sql(agent_a, 1)
-    numbered = sql.replace("%s", "{}").format(*(f"${i + 1}" for i in range(sql.count("%s"))))
     # Each parameter written as a literal of the type PREPARE inferred for it.
-    literals = ", ".join(str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'" for p in params)
-    with workspace_scope([world_a.workspace.pk]), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE fd_claim AS {numbered}")
-        try:
-            cursor.execute(f"EXPLAIN EXECUTE fd_claim({literals})")
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-        finally:
-            cursor.execute("DEALLOCATE fd_claim")
+    literals = [str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'" for p in params]
+    with workspace_scope([world_a.workspace.pk]):
+        plan = generic_plan(sql, literals)
     assert "flow_run_due_idx" in plan, plan
 
 

@@ -22,12 +22,11 @@ from accounts.models import Role, Workspace
 from core.tenancy import rls_bypass
 from orchestration.models import FlowRun, FlowRunState, FlowVersion, IdempotencyRecord, LogEntry, TaskRun, TaskRunState
 from tests.conftest import build_world
-from tests.orchestration.agents.test_claims import _analyze_as_owner
+from tests.orchestration.plans import analyze_as_owner
 
 from .test_hot_path_statements import Hot
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="generic plans and statistics are PostgreSQL's")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 BIG, SMALL = 2000, 300
 # Index entries plus rows read sequentially, all tables together, per request (3–12 today): the
@@ -60,7 +59,7 @@ def _history(world: Any, hot: Hot) -> None:
         IdempotencyRecord.all_objects.bulk_create(
             IdempotencyRecord(workspace=ws, scope="flow-run-set-state", key=str(uuid.uuid4()), request_hash="0",
                               status_code=200, response={}) for ws in owners)
-    _analyze_as_owner("orchestration_flowrun", "orchestration_taskrun", "orchestration_flowrunstate",
+    analyze_as_owner("orchestration_flowrun", "orchestration_taskrun", "orchestration_flowrunstate",
                       "orchestration_taskrunstate", "orchestration_logentry", "orchestration_idempotencyrecord")
 
 
@@ -80,31 +79,29 @@ class Measured:
         self.hot = hot
         self.reads: dict[str, dict[str, int]] = {}
 
-    def get(self, label: str, url: str) -> Any:
-        """GET as the developer, in one transaction planned generically; record what it read."""
+    def measure(self, label: str, send: Any) -> Any:
+        """``send()`` (a request) in one transaction planned generically; record what it read."""
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             before = _reads_by_table()
-            response = self.hot.developer.get(self.hot.world.url(url))
+            answer = send()
             after = _reads_by_table()
-        assert response.status_code == 200, (label, response.content)
         self.reads[label] = {t: n - before.get(t, 0) for t, n in after.items() if n - before.get(t, 0)}
+        return answer
+
+    def get(self, label: str, url: str) -> Any:
+        """GET as the developer."""
+        response = self.measure(label, lambda: self.hot.developer.get(self.hot.world.url(url)))
+        assert response.status_code == 200, (label, response.content)
         return response.json()
 
     def post(self, label: str, url: str, body: dict[str, Any]) -> Any:
-        """POST as the agent (or the developer, for ``create``) in one transaction planned generically;
-        record what it read."""
+        """POST as the agent (or the developer, for ``create``), with an Idempotency-Key."""
         client = self.hot.developer if label == "create" else self.hot.agent_client
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            before = _reads_by_table()
-            response = client.post(self.hot.world.url(url), body, format="json",
-                                   HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
-            after = _reads_by_table()
+        response = self.measure(label, lambda: client.post(self.hot.world.url(url), body, format="json",
+                                                           HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())))
         assert response.status_code in (200, 201), (label, response.content)
-        self.reads[label] = {t: n - before.get(t, 0) for t, n in after.items() if n - before.get(t, 0)}
         return response.json()
 
 
@@ -171,14 +168,8 @@ def test_what_a_person_reads_of_one_run_is_bounded_by_the_run():
     browser = login(world.users[Role.DEVELOPER])
     query = """query { orchestration(workspace: "acme") {
       flowRuns(first: 20, filter: {stateTypes: ["RUNNING"]}) { edges { node { id } } } } }"""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        before = _reads_by_table()
-        page = ok(gql(browser, query))
-        after = _reads_by_table()
+    page = m.measure("runs page (GraphQL)", lambda: ok(gql(browser, query)))
     assert [e["node"]["id"] for e in page["orchestration"]["flowRuns"]["edges"]] == [run["id"]]
-    m.reads["runs page (GraphQL)"] = {t: n - before.get(t, 0) for t, n in after.items() if n - before.get(t, 0)}
 
     # What grows with a workspace's history is counted: the orchestration tables. Django's own
     # (guardian resolving the grants' content types) and the workspace list (301 rows here, read

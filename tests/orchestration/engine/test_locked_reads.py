@@ -107,18 +107,11 @@ def test_the_locked_read_finds_its_runs_by_primary_key_on_a_generic_plan(world_a
     """A prepared statement runs on a generic plan after a few executions (the pool's connections
     prepare the hot statements): that plan must still read each run by its key, not every run of
     the flow (as ``id = ANY(array)`` did), whose number only grows."""
-    from django.db import transaction
-
-    from core.tenancy import rls_bypass
-    from orchestration.models import StateType
-    from tests.orchestration.agents.test_claims import _analyze_as_owner
+    from tests.orchestration.plans import analyze_as_owner, finished_history, generic_plan
 
     # given: a flow with thousands of runs, and fresh planner statistics
-    history = FlowRunFactory.build_batch(3000, flow_version=version_a, flow=version_a.flow,
-                                         workspace=world_a.workspace, state_type=StateType.COMPLETED)
-    with rls_bypass():
-        FlowRun.objects.unscoped().bulk_create(history)
-    _analyze_as_owner()
+    history = finished_history(version_a, 3000)
+    analyze_as_owner()
     wanted = [run.pk for run in history[:count]]
     sent: list[str] = []
 
@@ -131,15 +124,7 @@ def test_the_locked_read_finds_its_runs_by_primary_key_on_a_generic_plan(world_a
             assert {run.pk for run in locked_flow_runs(world_a.workspace.pk, wanted)} == set(wanted)
         # when: the same statement, prepared and planned generically
         (sql,) = sent
-        numbered = sql.replace("%s", "{}").format(*(f"${i + 1}" for i in range(sql.count("%s"))))
         ids = f"'{wanted[0]}'::uuid" if count == 1 else "ARRAY[" + ",".join(f"'{pk}'" for pk in wanted) + "]::uuid[]"
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            cursor.execute(f"PREPARE fd_locked_read AS {numbered}")
-            try:
-                cursor.execute(f"EXPLAIN EXECUTE fd_locked_read('{world_a.workspace.pk}'::uuid, {ids})")
-                plan = "\n".join(row[0] for row in cursor.fetchall())
-            finally:
-                cursor.execute("DEALLOCATE fd_locked_read")
+        plan = generic_plan(sql, [f"'{world_a.workspace.pk}'::uuid", ids])
     # then: the runs are found through the primary key
     assert "orchestration_flowrun_pkey" in plan, plan

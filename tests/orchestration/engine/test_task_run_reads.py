@@ -25,13 +25,12 @@ from orchestration.engine import (
     task_run_set_states,
 )
 from orchestration.models import StateType, TaskRun
-from tests.orchestration.agents.test_claims import _analyze_as_owner
 from tests.orchestration.factories import FlowRunFactory, FlowVersionFactory
+from tests.orchestration.plans import analyze_as_owner
 
 from .conftest import drive
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="generic plans and statistics are PostgreSQL's")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TASKS = 5
 
@@ -57,7 +56,7 @@ def big_workspace_among_small(world_a, world_b, flow_a):
         # Their task runs hang off one run elsewhere: only the workspace column matters to the planner.
         TaskRun.all_objects.bulk_create(TaskRun(workspace=ws, flow_run=other_run, task_key="x", map_index=i)
                                         for i, ws in enumerate(small))
-    _analyze_as_owner("orchestration_taskrun", "orchestration_flowrun", "orchestration_concurrencyslot")
+    analyze_as_owner("orchestration_taskrun", "orchestration_flowrun", "orchestration_concurrencyslot")
     return version
 
 
