@@ -88,6 +88,9 @@ class Principal:
     service_account: ServiceAccount | None = None
     api_key: ApiKey | None = None
     ip_address: str | None = field(default=None, compare=False)
+    # A key taken from the cache whose workspace generation is still to be read
+    # (accounts.services.api_keys.api_key_confirm); None once confirmed, and for every other principal.
+    unconfirmed: Any = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:

@@ -78,6 +78,19 @@ class Workspace(models.Model):
         return self.slug
 
 
+class AuthGeneration(models.Model):
+    """A workspace's access generation: moved by every change that can take access away, in the
+    same transaction as the change (accounts/key_cache.py). Its own table, not a column of
+    Workspace, so that saving a workspace loaded earlier can never write an old value back; and
+    no foreign key, so that deleting a workspace moves it instead of removing it."""
+
+    workspace = models.UUIDField(primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workspace}: {self.value}"
+
+
 class Membership(models.Model):
     """A user's role in a workspace. Not a TenantModel: it is the table tenancy is resolved from
     (a user's workspace list reads it across workspaces), so every query names the user or the

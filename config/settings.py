@@ -420,6 +420,7 @@ LOGGING = {
 # Verified API-key cache (accounts/key_cache.py)
 # A key verified against the database is trusted in process for this many seconds (0 turns the
 # cache off). Any change of access in its workspace (revocation, role, membership, deletion)
-# invalidates it at once in every process through a per-workspace generation counter in Redis.
+# invalidates it at once in every process through a per-workspace generation counter, moved in the
+# database in the same transaction as the change.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
 API_KEY_CACHE_SIZE = env.int("API_KEY_CACHE_SIZE", default=10_000)

@@ -9,7 +9,7 @@ workspace list); on PostgreSQL those places also need :func:`rls_bypass`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -92,21 +92,31 @@ def _remember(before: dict[str, Any], values: dict[str, str]) -> None:
     setattr(connection, _TRACK, record)
 
 
-def _set_configs(values: dict[str, str]) -> list[str]:
-    """Set transaction-local settings in one round trip; return their previous values."""
+def _set_configs(values: dict[str, str], read: tuple[str, Sequence[Any]] | None = None) -> list[Any]:
+    """Set transaction-local settings in one round trip; return their previous values, then the
+    value of ``read`` (an SQL expression and its parameters) when given."""
     if not settings.IS_POSTGRES:
-        return ["" for _ in values]
+        return ["" for _ in values] + ([_read_alone(read)] if read is not None else [])
     columns = ", ".join("coalesce(current_setting(%s, true), ''), set_config(%s, %s, true)" for _ in values)
-    params: list[str] = []
+    params: list[Any] = []
     for name, value in values.items():
         params += [name, name, value]
+    if read is not None:
+        columns += ", " + read[0]
+        params += list(read[1])
     before = _known()
     setattr(connection, _TRACK, None)  # unknown until the statement has run
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns}", params)  # noqa: S608 (only placeholders are interpolated)
         row = cursor.fetchone()
     _remember(before, values)
-    return [row[i * 2] for i in range(len(values))]
+    return [row[i * 2] for i in range(len(values))] + ([row[-1]] if read is not None else [])
+
+
+def _read_alone(read: tuple[str, Sequence[Any]]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {read[0]}", list(read[1]))  # noqa: S608 (the caller's constant SQL)
+        return cursor.fetchone()[0]
 
 
 RlsToken = tuple[str, str]
@@ -127,13 +137,27 @@ def enter_workspaces(workspace_ids: Iterable[Any], *, custom_plans: bool = False
     value and the average workspace, may read a big workspace's whole history for a page of it.
     The agents' hot path keeps generic plans, which skip planning (its statements are written to be
     cheap on any plan; tests/orchestration/api/test_hot_path_reads.py)."""
-    wanted = {"app.workspace_id": _ids(workspace_ids), "app.rls_bypass": "off"}
-    if custom_plans:
-        wanted["plan_cache_mode"] = "force_custom_plan"
+    wanted = _wanted(workspace_ids, custom_plans)
     if settings.IS_POSTGRES and _known() == wanted:
         return wanted["app.workspace_id"], "off"
     previous = _set_configs(wanted)
     return previous[0], previous[1]
+
+
+def enter_workspaces_reading(workspace_ids: Iterable[Any], sql: str, params: Sequence[Any], *,
+                             custom_plans: bool = False) -> tuple[RlsToken, Any]:
+    """:func:`enter_workspaces`, and the value of one SQL expression read in the same statement
+    (always run). The expression must not depend on the settings being made: it may be evaluated
+    before them. Without PostgreSQL the expression is read on its own."""
+    previous = _set_configs(_wanted(workspace_ids, custom_plans), read=(sql, params))
+    return (previous[0], previous[1]), previous[-1]
+
+
+def _wanted(workspace_ids: Iterable[Any], custom_plans: bool) -> dict[str, str]:
+    wanted = {"app.workspace_id": _ids(workspace_ids), "app.rls_bypass": "off"}
+    if custom_plans:
+        wanted["plan_cache_mode"] = "force_custom_plan"
+    return wanted
 
 
 def _transaction_failed() -> bool:

@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.db import connections
 from rest_framework.test import APIClient
 
+from accounts import key_cache
 from accounts.models import Role, ServiceAccount, User, Workspace
 from tests.factories import MembershipFactory, ServiceAccountFactory, UserFactory, WorkspaceFactory, make_key
 
@@ -106,6 +107,7 @@ def one_rate_window():  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def _clean_cache():  # type: ignore[no-untyped-def]
     cache.clear()
+    key_cache.clear()
     yield
 
 

@@ -18,11 +18,16 @@ from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts import key_cache
+from accounts.api.authentication import refused, user_of
 from accounts.authz import OBJECT_GRANTS, NotFound, Principal, authorize, principal_for_user
 from accounts.models import Workspace
+from accounts.services.api_keys import api_key_confirm
 from core import ratelimit, tenancy
+from core.errors import ServiceError
 
-GUARDED = ("initial", "finalize_response", "get_principal")
+GUARDED = ("initial", "perform_authentication", "finalize_response", "get_principal", "confirm_cached_key",
+           "confirms_cached_keys")
 
 
 class WorkspaceAPIView(APIView):
@@ -31,6 +36,9 @@ class WorkspaceAPIView(APIView):
     #: edit it) cannot be refused here, before the object is known: for those the guard checks
     #: membership only and the service, which authorizes on the object, decides.
     scope_map: ClassVar[dict[str, str]] = {}
+    #: Tells ApiKeyAuthentication that a key from the cache may come unconfirmed: initial() reads its
+    #: workspace's generation in the statement that scopes the request, before anything else runs.
+    confirms_cached_keys: ClassVar[bool] = True
     principal: Principal
     workspace: Workspace
 
@@ -44,15 +52,36 @@ class WorkspaceAPIView(APIView):
         super().initial(request, *args, **kwargs)  # authentication, DRF permissions, throttles
         self.principal = self.get_principal(request, kwargs["workspace_slug"])
         self.workspace = self.principal.workspace
-        # Reads plan each statement for its values (lists filter by selective values); the agents'
-        # writes keep the prepared statements' generic plans (tenancy.enter_workspaces).
-        self._rls_token = tenancy.enter_workspaces([self.workspace.pk], custom_plans=request.method in ("GET", "HEAD"))
+        # No statement when confirming a cached key has already scoped the transaction to it.
+        token = tenancy.enter_workspaces([self.workspace.pk], custom_plans=_custom_plans(request))
+        self.__dict__.setdefault("_rls_token", token)
         action = self.scope_map.get(request.method or "")
         if action is None and request.method not in ("OPTIONS", "HEAD"):
             # Only said once membership is proven, so it reveals nothing about other workspaces.
             raise MethodNotAllowed(request.method or "")
         if action and action not in OBJECT_GRANTS:
             authorize(self.principal, action, self.workspace)
+
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        # Before DRF's permissions and throttles look at the principal.
+        self.confirm_cached_key(request)
+
+    def confirm_cached_key(self, request: Request) -> None:
+        """Confirm a key served from the cache: its workspace's generation is read in the statement
+        that scopes the transaction to that workspace (the key's own, the only one it may act in).
+        A key acting on another workspace's URL is refused just after (get_principal)."""
+        principal = request.auth
+        if not isinstance(principal, Principal) or principal.unconfirmed is None:
+            return
+        workspace_id = principal.workspace.pk
+        self._rls_token, generation = tenancy.enter_workspaces_reading(
+            [workspace_id], *key_cache.generation_read(workspace_id), custom_plans=_custom_plans(request))
+        try:
+            confirmed = api_key_confirm(principal, generation)
+        except ServiceError as exc:
+            raise refused(request, exc) from None
+        request.user, request.auth = user_of(confirmed), confirmed
 
     def get_principal(self, request: Request, slug: str) -> Principal:
         principal = request.auth
@@ -71,3 +100,9 @@ class WorkspaceAPIView(APIView):
             # With ATOMIC_REQUESTS the request's transaction, and the setting, end as the view returns.
             tenancy.restore_unless_request_ends(token)
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+def _custom_plans(request: Request) -> bool:
+    # Reads plan each statement for its values (lists filter by selective values); the agents'
+    # writes keep the prepared statements' generic plans (tenancy.enter_workspaces).
+    return request.method in ("GET", "HEAD")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -153,34 +153,81 @@ def api_key_rotate(*, actor: Principal, key: ApiKey, grace_seconds: int = 0) -> 
     return created
 
 
-def api_key_authenticate(secret: str, *, ip_address: str | None = None) -> Principal:
+def api_key_authenticate(secret: str, *, ip_address: str | None = None, defer_confirmation: bool = False) -> Principal:
     """The principal a presented key acts as, or :class:`Unauthenticated` with a precise code.
 
     A malformed key is rejected before any query; the stored hash is compared in constant time. A
-    key verified moments ago comes from :mod:`accounts.key_cache` without any query."""
+    key verified moments ago comes from :mod:`accounts.key_cache`, confirmed with one small query
+    that reads its workspace's generation. With ``defer_confirmation`` that query is left to the
+    caller, who must pass the principal to :func:`api_key_confirm` before acting on it (the
+    workspace guard reads the generation in a statement it makes anyway)."""
     parsed = keys.parse(secret)
     if parsed is None:
         raise Unauthenticated(
             "That is not a valid Flowdeck API key (check for a copy-paste error).", code="api_key_malformed"
         )
-    found = key_cache.lookup(parsed.secret_hash)
+    candidate = key_cache.lookup(parsed.secret_hash)
+    if candidate is not None:
+        if defer_confirmation:
+            return replace(_cached_principal(candidate, ip_address),
+                           unconfirmed=UnconfirmedKey(candidate=candidate, secret=secret))
+        if candidate.confirm(key_cache.generation(candidate.workspace_id)):
+            principal = _cached_principal(candidate, ip_address)
+            _touch_cached(candidate, principal)
+            return principal
+    return _verify(parsed, ip_address)
+
+
+@dataclass(frozen=True)
+class UnconfirmedKey:
+    """Carried by a cached principal whose workspace generation has not been read yet."""
+
+    candidate: key_cache.Candidate
+    secret: str
+
+
+def api_key_confirm(principal: Principal, current_generation: int | None) -> Principal:
+    """A principal from :func:`api_key_authenticate` with ``defer_confirmation``, checked against
+    its workspace's current generation: the same principal, confirmed, when its entry is still
+    valid; else the key verified anew in the database (or :class:`Unauthenticated`)."""
+    pending = principal.unconfirmed
+    if pending is None:
+        return principal
+    if pending.candidate.confirm(current_generation):
+        _touch_cached(pending.candidate, principal)
+        return replace(principal, unconfirmed=None)
+    parsed = keys.parse(pending.secret)
+    assert parsed is not None  # it parsed when the principal was made
+    return _verify(parsed, principal.ip_address)
+
+
+def _cached_principal(candidate: key_cache.Candidate, ip_address: str | None) -> Principal:
+    verified = candidate.verified()
+    if verified.api_key.expires_at is not None and verified.api_key.expires_at <= timezone.now():
+        raise Unauthenticated("This API key has expired; create a new one.", code="api_key_expired")
+    return Principal(
+        workspace=verified.workspace, role=verified.role, user=verified.user,
+        service_account=verified.service_account, api_key=verified.api_key, ip_address=ip_address,
+    )
+
+
+def _touch_cached(candidate: key_cache.Candidate, principal: Principal) -> None:
+    key, now = principal.api_key, timezone.now()
+    assert key is not None
+    if _touch_due(key, now):
+        with workspace_scope([principal.workspace.pk]):
+            _touch(key, now)
+        key_cache.mark_used(candidate.secret_hash, now)
+
+
+def _verify(parsed: keys.ParsedKey, ip_address: str | None) -> Principal:
     now = timezone.now()
-    if found.hit is not None:
-        verified = found.hit
-        if verified.api_key.expires_at is not None and verified.api_key.expires_at <= now:
-            raise Unauthenticated("This API key has expired; create a new one.", code="api_key_expired")
-        if _touch_due(verified.api_key, now):
-            with workspace_scope([verified.workspace.pk]):
-                _touch(verified.api_key, now)
-            key_cache.mark_used(parsed.secret_hash, now)
-        return Principal(
-            workspace=verified.workspace, role=verified.role, user=verified.user,
-            service_account=verified.service_account, api_key=verified.api_key, ip_address=ip_address,
-        )
     with rls_bypass():
         key = (
             ApiKey.objects.unscoped()
             .select_related("workspace", "user", "service_account")
+            # Read with the key, in one statement: what the cache stores the verification under.
+            .annotate(auth_generation=key_cache.generation_of("workspace_id"))
             .filter(lookup_prefix=parsed.lookup_prefix)
             .first()
         )
@@ -194,7 +241,8 @@ def api_key_authenticate(secret: str, *, ip_address: str | None = None) -> Princ
         if _touch_due(key, now):
             _touch(key, now)
             key.last_used_at = now
-    key_cache.store(parsed.secret_hash, key, role, found.generation)
+    generation = key.__dict__.pop("auth_generation")
+    key_cache.store(parsed.secret_hash, key, role, generation)
     return Principal(
         workspace=key.workspace, role=role, user=key.user, service_account=key.service_account, api_key=key,
         ip_address=ip_address,

@@ -1,18 +1,17 @@
-"""The verified-key cache (accounts/key_cache.py): a warm key costs no query, and every change of
-access cuts the very next request off, whichever API made the change.
+"""The verified-key cache (accounts/key_cache.py): a warm key costs no query of its own, and every
+change of access cuts the very next request off, whichever API made the change.
 
-``transactional_db`` throughout: changes commit as in production, so the generation bump after
-commit (Redis) is what each test relies on, besides the in-process one made at once.
+``transactional_db`` throughout: changes commit as in production, and the generation they move
+commits with them.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,7 +20,7 @@ from rest_framework.test import APIClient
 from accounts import key_cache
 from accounts.authz import principal_for_user
 from accounts.models import ApiKey, Membership, Role, User
-from accounts.services import service_accounts
+from accounts.services import api_keys, service_accounts
 from core.tenancy import rls_bypass, workspace_scope
 from tests.conftest import WorkspaceWorld, build_world
 from tests.factories import make_key
@@ -59,8 +58,7 @@ def _key_queries(ctx: CaptureQueriesContext) -> list[str]:
 def warm(client: APIClient, url: str, status: int = 200) -> None:
     """Make the key a cache hit, and prove it is one (no query reads the key). A 403 is
     authenticated too: the Agent role reads no listing at all."""
-    for _ in range(2):  # the first sight records the workspace; the second verifies under its generation
-        assert client.get(url).status_code == status
+    assert client.get(url).status_code == status  # verified in the database, then remembered
     with CaptureQueriesContext(connection) as ctx:
         assert client.get(url).status_code == status
     assert _key_queries(ctx) == [], "the key was not served from the cache"
@@ -287,18 +285,44 @@ def test_zero_seconds_turns_the_cache_off(acme, settings):
         assert [q for q in _key_queries(ctx) if q.startswith("SELECT")] != []
 
 
-def test_without_redis_every_request_verifies_in_the_database_and_one_warning_is_logged(acme, settings, caplog):
+def test_a_hit_on_a_workspace_endpoint_reads_the_generation_in_the_statement_that_scopes_it(acme):
+    client = acme.client(Role.AGENT)
+    warm(client, acme.url("members/"), 403)
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(acme.url("members/")).status_code == 403
+    generation_reads = [q["sql"] for q in ctx.captured_queries if "accounts_authgeneration" in q["sql"]]
+    assert len(generation_reads) == 1
+    assert "set_config" in generation_reads[0]  # no round trip of its own
+    assert _key_queries(ctx) == []
+
+
+def test_a_change_rolled_back_moves_no_generation(acme):
+    client = acme.client(Role.ADMIN, key=True)
+    warm(client, acme.url("members/"))
+    key = _key_row(acme, Role.ADMIN)
+    owner = principal_for_user(acme.users[Role.OWNER], acme.workspace)
+
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), transaction.atomic(), workspace_scope([acme.workspace.pk]):
+        api_keys.api_key_revoke(actor=owner, key=key)
+        raise Abandon
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(acme.url("members/")).status_code == 200
+    assert _key_queries(ctx) == [], "the key was verified again although nothing changed"
+
+
+def test_the_cache_does_not_need_redis(acme, settings):
+    """The generation lives in the database: with Redis unreachable a warm key is still served from
+    the cache, and a revocation still cuts the next request off."""
     client = acme.client(Role.DEVELOPER, key=True)
     warm(client, acme.url("members/"))
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
-    key_cache._last_warning = -key_cache.WARN_EVERY_SECONDS  # as in a fresh process
-    with caplog.at_level(logging.WARNING, logger="accounts.key_cache"):
-        for _ in range(3):
-            with CaptureQueriesContext(connection) as ctx:
-                assert client.get(acme.url("members/")).status_code == 200
-            assert [q for q in _key_queries(ctx) if q.startswith("SELECT")] != []
-        key = _key_row(acme, Role.DEVELOPER)
-        assert acme.client(Role.OWNER).delete(acme.url(f"api-keys/{key.pk}/")).status_code == 204
-        assert client.get(acme.url("members/")).status_code == 401
-    warnings = [r for r in caplog.records if r.name == "accounts.key_cache"]
-    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(acme.url("members/")).status_code == 200
+    assert _key_queries(ctx) == []
+    key = _key_row(acme, Role.DEVELOPER)
+    assert acme.client(Role.OWNER).delete(acme.url(f"api-keys/{key.pk}/")).status_code == 204
+    response = client.get(acme.url("members/"))
+    assert response.status_code == 401 and _error(response) == "api_key_revoked"

@@ -2,8 +2,8 @@
 next request: a real server subprocess (``python -m config.embedded``) on the test database and the
 test Redis, its cache warmed by requests, the change made here through the services.
 
-No sleep and no race: a service's change commits, then (on commit, before the service returns) the
-workspace's generation moves in Redis; the server reads it before trusting its cache.
+No sleep and no race: a service's change commits together with its workspace's generation (the
+same transaction); the server reads the generation before trusting its cache.
 """
 
 from __future__ import annotations
@@ -42,9 +42,8 @@ def _client(server: LiveServer, world: WorkspaceWorld, role: str) -> httpx.Clien
 
 
 def _warm(http: httpx.Client, path: str = "members/", status: int = 200) -> None:
-    # The first request records the key's workspace, the second verifies it under the workspace's
-    # generation, the third is served from the cache.
-    for _ in range(3):
+    # The first request verifies the key in the database, the next ones are served from the cache.
+    for _ in range(2):
         response = http.get(path)
         assert response.status_code == status, response.text
 
