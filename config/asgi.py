@@ -5,7 +5,8 @@ Django's own ASGI handler runs each synchronous request on a thread of its own (
 request), which cost a seventh of the server's CPU and let every request in at once to queue for a
 database connection (docs/performance.md, "Python CPU" and "Wall time"). Here the event loop only
 parses HTTP and carries bytes; ``settings.FLOWDECK_WEB_THREADS`` threads run the requests, each
-through every middleware as under any WSGI server, and further requests wait their turn in order.
+through the middleware as under any WSGI server (a shorter chain for API requests with a key and no
+cookie: :mod:`config.key_lane`), and further requests wait their turn in order.
 An ordinary response comes back from its thread whole, in one hand-over (:mod:`config.wsgi_bridge`);
 streaming responses are sent chunk by chunk as they are produced. A body over the size limit is
 refused on the event loop before any of it is read (:mod:`config.body_limit`).
@@ -18,11 +19,11 @@ import asyncio
 import os
 from typing import Any
 
-from django.core.wsgi import get_wsgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-django_wsgi_app = get_wsgi_application()
+from config.key_lane import FlowdeckWSGIHandler  # noqa: E402
+
+django_wsgi_app = FlowdeckWSGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -14,8 +14,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script (core/security_headers.py).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
-    path("api/v1/", include(("accounts.api.urls", "accounts"), namespace="v1")),
+    # The agents' endpoints are matched first: Django tries the patterns in order, and they are
+    # most of the traffic (no two of these includes share a pattern, so the order changes no match).
     path("api/v1/", include(("orchestration.api.urls", "orchestration"), namespace="orchestration")),
+    path("api/v1/", include(("accounts.api.urls", "accounts"), namespace="v1")),
     path("api/v1/", include(("billing.api.urls", "billing"), namespace="billing")),
     re_path(r"^api/", not_found_json),
     path("graphql", FlowdeckGraphQLView.as_view(), name="graphql"),

@@ -1,6 +1,10 @@
+"""WSGI entry point (``settings.WSGI_APPLICATION``): the same handler the ASGI server runs on its
+request threads (config/asgi.py)."""
+
 import os
 
-from django.core.wsgi import get_wsgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+
+from config.key_lane import FlowdeckWSGIHandler  # noqa: E402
+
+application = FlowdeckWSGIHandler()
