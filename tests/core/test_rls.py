@@ -8,10 +8,11 @@ import pytest
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.utils import ProgrammingError
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Role
 from core.rls import POLICY, tenant_tables
-from core.tenancy import enter_workspaces, restore, rls_bypass, workspace_scope
+from core.tenancy import enter_workspaces, enter_workspaces_reading, restore, rls_bypass, workspace_scope
 
 # Row-level security is a PostgreSQL feature; the suite always runs on PostgreSQL (scripts/test).
 
@@ -109,3 +110,21 @@ def test_scope_is_restored_after_the_request(world_a, world_b):
         world_a.client(Role.OWNER).get(world_a.url("members/"))
         assert _scalar("SELECT current_setting('app.workspace_id', true)") == str(world_b.workspace.pk)
         restore(token)
+
+
+def test_entering_a_scope_can_read_a_value_in_the_same_statement(world_a, world_b):
+    """enter_workspaces_reading: the scope and one value in one statement; entering the same scope
+    right after costs nothing; restoring the token brings the previous scope back."""
+    with transaction.atomic():
+        outer = enter_workspaces([world_b.workspace.pk])
+        with CaptureQueriesContext(connection) as ctx:
+            token, value = enter_workspaces_reading([world_a.workspace.pk], "(SELECT %s::int + 1)", [41])
+            assert enter_workspaces([world_a.workspace.pk]) == (str(world_a.workspace.pk), "off")
+        assert value == 42
+        assert len(ctx.captured_queries) == 1 and "set_config" in ctx.captured_queries[0]["sql"]
+        assert _scalar("SELECT current_setting('app.workspace_id', true)") == str(world_a.workspace.pk)
+        assert {r[0] for r in _rows("SELECT DISTINCT workspace_id::text FROM accounts_apikey")} == {
+            str(world_a.workspace.pk)}
+        restore(token)
+        assert _scalar("SELECT current_setting('app.workspace_id', true)") == str(world_b.workspace.pk)
+        restore(outer)
