@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 
@@ -38,10 +38,11 @@ class Columns:
         if self._converters is None:
             self._converters = _converters(self.fields, self._alias)
         values = list(row[start:start + self.width])
+        conn = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, not one per use of the proxy
         for i, column, converters in self._converters:
             for convert in converters:
-                values[i] = convert(values[i], column, connection)
-        return self.model.from_db(connection.alias, self.attnames, values)
+                values[i] = convert(values[i], column, conn)
+        return self.model.from_db(conn.alias, self.attnames, values)
 
 
 def _converters(fields: list[Any], alias: str) -> list[tuple[int, Any, list[Any]]]:
@@ -78,9 +79,10 @@ def by_field(model: type[Model], workspace: Any, name: str, value: Any, *, relat
     ``value``."""
     columns = _columns(model, "t")
     meta = model._meta
+    conn = connections[DEFAULT_DB_ALIAS]
     params = [
-        meta.get_field("workspace").get_db_prep_value(getattr(workspace, "pk", workspace), connection),  # type: ignore[union-attr]
-        meta.get_field(name).get_db_prep_value(value, connection),  # type: ignore[union-attr]
+        meta.get_field("workspace").get_db_prep_value(getattr(workspace, "pk", workspace), conn),  # type: ignore[union-attr]
+        meta.get_field(name).get_db_prep_value(value, conn),  # type: ignore[union-attr]
     ]
     select, join = columns.sql, ""
     if related is not None:

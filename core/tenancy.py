@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 
 class UnscopedQueryError(RuntimeError):
@@ -69,27 +69,31 @@ def tenant_models() -> list[type[models.Model]]:
 _TRACK = "_flowdeck_rls_tracked"
 
 
-def _track_anchor() -> Any:
-    if not connection.in_atomic_block or not connection.commit_on_exit or connection.needs_rollback:
+# These run several times per request: they look the connection up once (each attribute read
+# through django.db.connection is a thread-local lookup of its own).
+def _track_anchor(conn: Any) -> Any:
+    if not conn.in_atomic_block or not conn.commit_on_exit or conn.needs_rollback:
         return None
-    return connection.run_on_commit
+    return conn.run_on_commit
 
 
 def _known() -> dict[str, Any]:
     """The settings this transaction is known to have now (name -> value); empty when unknown."""
-    tracked = getattr(connection, _TRACK, None)
+    conn = connections[DEFAULT_DB_ALIAS]
+    tracked = getattr(conn, _TRACK, None)
     if tracked is None:
         return {}
     anchor, raw, values = tracked
-    if anchor is not _track_anchor() or raw is not connection.connection:
+    if anchor is not _track_anchor(conn) or raw is not conn.connection:
         return {}
     return values
 
 
 def _remember(before: dict[str, Any], values: dict[str, str]) -> None:
-    anchor = _track_anchor()
-    record = None if anchor is None else (anchor, connection.connection, {**before, **values})
-    setattr(connection, _TRACK, record)
+    conn = connections[DEFAULT_DB_ALIAS]
+    anchor = _track_anchor(conn)
+    record = None if anchor is None else (anchor, conn.connection, {**before, **values})
+    setattr(conn, _TRACK, record)
 
 
 def _set_configs(values: dict[str, str], read: tuple[str, Sequence[Any]] | None = None) -> list[Any]:
@@ -163,12 +167,13 @@ def _wanted(workspace_ids: Iterable[Any], custom_plans: bool) -> dict[str, str]:
 def _transaction_failed() -> bool:
     if not settings.IS_POSTGRES:
         return False
-    raw = connection.connection
+    conn = connections[DEFAULT_DB_ALIAS]
+    raw = conn.connection
     if raw is None:
         return False
     from psycopg.pq import TransactionStatus
 
-    return connection.needs_rollback or raw.info.transaction_status == TransactionStatus.INERROR
+    return conn.needs_rollback or raw.info.transaction_status == TransactionStatus.INERROR
 
 
 def restore(token: RlsToken) -> None:
@@ -183,7 +188,8 @@ def restore(token: RlsToken) -> None:
 def restore_unless_request_ends(token: RlsToken) -> None:
     """:func:`restore`, except when the only open atomic block is the request's own
     (``ATOMIC_REQUESTS``): its transaction ends as the view returns, and the settings with it."""
-    if connection.in_atomic_block and connection.commit_on_exit and len(connection.atomic_blocks) == 1:
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.in_atomic_block and conn.commit_on_exit and len(conn.atomic_blocks) == 1:
         return
     restore(token)
 

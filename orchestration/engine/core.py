@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -571,9 +571,10 @@ def _record(run: FlowRun | TaskRun, context: Context, policy: Policy, history_mo
     model = type(run)
     columns: list[Any] = [model._meta.get_field(name) for name in fields]
     assignments = ", ".join(f'"{f.column}" = %s' for f in columns)
-    values = [f.get_db_prep_save(getattr(run, f.attname), connection) for f in columns]
+    conn = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, not several per value
+    values = [f.get_db_prep_save(getattr(run, f.attname), conn) for f in columns]
     insert, history = _history_insert(history_model, fk)
-    row_values = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in history]
+    row_values = [f.get_db_prep_save(getattr(row, f.attname), conn) for f in history]
     ctes = ", ".join([insert, *(cte for write in writes for cte in write.ctes)])
     params = [run.pk, *row_values, *(param for write in writes for param in write.params)]
     update = f'UPDATE "{model._meta.db_table}" SET {assignments} WHERE "id" = %s'  # noqa: S608

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from orchestration import events
 from orchestration.models import Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
@@ -178,12 +178,13 @@ def insert_scheduled_run(run: FlowRun, *, ignore_conflicts: bool = False) -> boo
     fields = FlowRun._meta.concrete_fields
     columns = ", ".join(f'"{f.column}"' for f in fields)
     values, params = [], []
+    conn = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, not several per value
     for f in fields:
         if f.name in _CLOCK_FIELDS and getattr(run, f.attname) is None:
             values.append("now()")
         else:
             values.append("%s")
-            params.append(f.get_db_prep_save(getattr(run, f.attname), connection))
+            params.append(f.get_db_prep_save(getattr(run, f.attname), conn))
     details_sql = "%s::jsonb"
     if run.scheduled_start is None:  # the database's clock: its ISO form is written by the database too
         details_sql = f"jsonb_build_object('scheduled_start', {_isoformat_sql('r.scheduled_start')}) || {details_sql}"

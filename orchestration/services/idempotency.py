@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Field
 from django.utils import timezone
 
@@ -71,7 +71,7 @@ def _prep(field: str, value: Any) -> Any:
     """``value`` as the database takes it for ``field`` (UUIDs, times and JSON differ by backend)."""
     model_field = IdempotencyRecord._meta.get_field(field)
     assert isinstance(model_field, Field)
-    return model_field.get_db_prep_save(value, connection)
+    return model_field.get_db_prep_save(value, connections[DEFAULT_DB_ALIAS])  # not the proxy: one lookup
 
 
 def idempotent_call(

@@ -14,10 +14,12 @@ import time_machine
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import key_cache
+from accounts.api.guard import WorkspaceAPIView
 from accounts.authz import principal_for_user
 from accounts.models import ApiKey, Membership, Role, User
 from accounts.services import api_keys, service_accounts
@@ -326,3 +328,23 @@ def test_the_cache_does_not_need_redis(acme, settings):
     assert acme.client(Role.OWNER).delete(acme.url(f"api-keys/{key.pk}/")).status_code == 204
     response = client.get(acme.url("members/"))
     assert response.status_code == 401 and _error(response) == "api_key_revoked"
+
+
+def test_only_the_workspace_guard_takes_keys_unconfirmed():
+    """A view that says it confirms cached keys must be one whose guard does (accounts/api/guard.py);
+    any other view gets each key confirmed by the authenticator."""
+
+    def views(patterns):  # type: ignore[no-untyped-def]
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from views(pattern.url_patterns)
+            elif isinstance(pattern, URLPattern):
+                view_class = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
+                if view_class is not None:
+                    yield view_class
+
+    found = list(views(get_resolver().url_patterns))
+    deferring = [v for v in found if getattr(v, "confirms_cached_keys", False)]
+    assert deferring, "no view defers: the guard's fast path is not in use"
+    assert all(issubclass(v, WorkspaceAPIView) for v in deferring)
+    assert any(not getattr(v, "confirms_cached_keys", False) for v in found)
