@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from api_http import REPORT_LOG_LINES, REPORT_TASKS, django_setup, seed, teardown  # noqa: E402 (beside this file)
+
 WARM_UP = 30
-REPORT_TASKS = 5
-REPORT_LOG_LINES = 20
 
 
 def child(env_file: Path, lifecycles: int) -> None:
@@ -121,11 +122,8 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import api_http
-
-    api_http.django_setup(f"postgres://{args.owner_user}@{args.pg}/{args.dbname}")
-    seeded = api_http.seed(1)
+    django_setup(f"postgres://{args.owner_user}@{args.pg}/{args.dbname}")
+    seeded = seed(1)
     out_dir = Path(tempfile.mkdtemp(prefix="fd-instructions-"))
     env_file = out_dir / "seeded.json"
     env_file.write_text(json.dumps({k: v for k, v in seeded.items() if k not in ("workspace", "user")}))
@@ -149,7 +147,7 @@ def main() -> None:
                 raise SystemExit(f"the counted process failed:\n{output[-3000:]}")
             totals[count] = collected(output)
     finally:
-        api_http.teardown(seeded)
+        teardown(seeded)
     per_request = (totals[2 * n] - totals[n]) / (n * 7)
     print(f"user-space instructions per request (mean of the 7 requests of a run's life): {per_request / 1e6:.3f} M")
     print(f"  per run lifecycle: {per_request * 7 / 1e6:.2f} M   (callgrind files in {out_dir})")

@@ -105,16 +105,21 @@ class Measured:
         return response.json()
 
 
-def test_each_request_of_a_runs_life_reads_a_bounded_number_of_rows():
+def _claimed_run() -> tuple[Measured, Hot, dict, str, int]:
+    """A big workspace's history, then a new run created and claimed through the API, measured:
+    the measurements, the run, its URL prefix and its attempt."""
     world = build_world("acme")
     hot = Hot(world)
     _history(world, hot)
     m = Measured(hot)
-
     run = m.post("create", "flow-runs/", {"flow": hot.flow["id"], "idempotency_key": str(uuid.uuid4())})
     [claimed] = m.post("claim", f"agents/{hot.agent['id']}/claim/", {"limit": 1})["results"]
     assert claimed["id"] == run["id"]
-    base, attempt = f"flow-runs/{run['id']}/", claimed["attempt"]
+    return m, hot, run, f"flow-runs/{run['id']}/", claimed["attempt"]
+
+
+def test_each_request_of_a_runs_life_reads_a_bounded_number_of_rows():
+    m, hot, run, base, attempt = _claimed_run()
     m.post("running", base + "set-state/", {"state": {"type": "RUNNING"}, "attempt": attempt})
     m.post("heartbeat", base + "heartbeat/", {"attempt": attempt})
     reports = [{"task_key": key, "state": {"type": "RUNNING"}} for key in ("extract", "load")]
@@ -141,13 +146,7 @@ def test_each_request_of_a_runs_life_reads_a_bounded_number_of_rows():
 def test_what_a_person_reads_of_one_run_is_bounded_by_the_run():
     """The run page and its tabs (the run, its task runs, states and logs) and a filtered first
     page of runs read what they show, not the workspace's history."""
-    world = build_world("acme")
-    hot = Hot(world)
-    _history(world, hot)
-    m = Measured(hot)
-    run = m.post("create", "flow-runs/", {"flow": hot.flow["id"], "idempotency_key": str(uuid.uuid4())})
-    [claimed] = m.post("claim", f"agents/{hot.agent['id']}/claim/", {"limit": 1})["results"]
-    base, attempt = f"flow-runs/{run['id']}/", claimed["attempt"]
+    m, hot, run, base, attempt = _claimed_run()
     m.post("running", base + "set-state/", {"state": {"type": "RUNNING"}, "attempt": attempt})
     m.post("task runs", base + "task-runs/", {"attempt": attempt, "reports": [
         {"task_key": key, "state": {"type": "COMPLETED"}} for key in ("extract", "load")]})
@@ -165,7 +164,7 @@ def test_what_a_person_reads_of_one_run_is_bounded_by_the_run():
     # the web app's runs page asks GraphQL for the same filtered first page
     from tests.accounts.test_graphql import gql, login, ok
 
-    browser = login(world.users[Role.DEVELOPER])
+    browser = login(hot.world.users[Role.DEVELOPER])
     query = """query { orchestration(workspace: "acme") {
       flowRuns(first: 20, filter: {stateTypes: ["RUNNING"]}) { edges { node { id } } } } }"""
     page = m.measure("runs page (GraphQL)", lambda: ok(gql(browser, query)))
