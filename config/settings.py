@@ -325,6 +325,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.FlowdeckContentNegotiation",
     # drf-spectacular's, plus the error responses of each operation (core/openapi.py).
     "DEFAULT_SCHEMA_CLASS": "core.openapi.FlowdeckAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.CreatedCursorPagination",

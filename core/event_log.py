@@ -192,29 +192,36 @@ class RedisEventLog(_Floors):
         super().__init__()
         self.url = url
         self.prefix = prefix
-        # redis.asyncio clients belong to one event loop: one per loop (the server's, the sender's).
+        # redis.asyncio clients belong to one event loop: one per loop (the server's sockets).
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        # The background sender's blocking client (core.events): a third of the asyncio client's CPU
+        # per round trip, and the sender's thread has nothing else to do while it waits.
+        self._blocking: Any = None
+        self._blocking_lock = threading.Lock()
 
     def _client(self) -> Any:
         import redis.asyncio as aredis
         from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
 
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            # Short timeouts: with Redis down, live updates degrade quickly instead of hanging (G3).
-            # A blocking pool: a burst of reconnecting sockets waits for a connection instead of failing.
-            # One immediate retry on a connection error: after Redis restarts, each pooled connection
-            # fails once ("closed by server") before it is replaced, and must not lose an event.
-            pool = aredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=200, timeout=5, socket_connect_timeout=1, socket_timeout=2,
-                retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
-            )
+            pool = aredis.BlockingConnectionPool.from_url(self.url, **_pool_options(Retry))
             client = aredis.Redis(connection_pool=pool)
             self._clients[loop] = client
         return client
+
+    def blocking_client(self) -> Any:
+        """A blocking redis-py client with the same settings as the asyncio ones (thread-safe)."""
+        if self._blocking is None:
+            import redis
+            from redis.retry import Retry
+
+            with self._blocking_lock:
+                if self._blocking is None:
+                    pool = redis.BlockingConnectionPool.from_url(self.url, **_pool_options(Retry))
+                    self._blocking = redis.Redis(connection_pool=pool)
+        return self._blocking
 
     def _keys(self, workspace_id: str) -> tuple[str, str]:
         return f"{self.prefix}:live:seq:{workspace_id}", f"{self.prefix}:live:log:{workspace_id}"
@@ -230,19 +237,38 @@ class RedisEventLog(_Floors):
         ``group_keys`` (their keys in this Redis), those that joined before ``expired_before`` (a
         Unix time) dropped first as channels-redis does: the sender learns which events have
         anyone to go to without two more round trips per event."""
-        client = self._client()
-        now_ms = str(int(time.time() * 1000))
-        async with client.pipeline(transaction=False) as pipe:
-            for workspace_id, event, flow_run_id in items:
-                pipe.eval(
-                    _APPEND, 2, *self._keys(workspace_id),
-                    json.dumps(event, separators=(",", ":")), flow_run_id or "", now_ms,
-                    REPLAY_MAX_EVENTS, REPLAY_MAX_AGE_SECONDS * 1000, SEQ_TTL_SECONDS * 1000,
-                    self.floor(workspace_id),
-                )
-            for key in group_keys:
-                pipe.eval(_GROUP_MEMBERS, 1, key, expired_before)
+        async with self._client().pipeline(transaction=False) as pipe:
+            self._queue_append_and_read(pipe, items, group_keys, expired_before)
             replies = await pipe.execute() if items or group_keys else []
+        return self._appended_and_read(items, group_keys, replies)
+
+    def append_and_read_groups_blocking(
+        self, items: list[tuple[str, dict[str, Any], str | None]], group_keys: list[str], expired_before: int,
+    ) -> tuple[list[int], dict[str, list[str]]]:
+        """:meth:`append_and_read_groups` on :meth:`blocking_client` (the background sender's)."""
+        with self.blocking_client().pipeline(transaction=False) as pipe:
+            self._queue_append_and_read(pipe, items, group_keys, expired_before)
+            replies = pipe.execute() if items or group_keys else []
+        return self._appended_and_read(items, group_keys, replies)
+
+    def _queue_append_and_read(
+        self, pipe: Any, items: list[tuple[str, dict[str, Any], str | None]], group_keys: list[str],
+        expired_before: int,
+    ) -> None:
+        now_ms = str(int(time.time() * 1000))
+        for workspace_id, event, flow_run_id in items:
+            pipe.eval(
+                _APPEND, 2, *self._keys(workspace_id),
+                json.dumps(event, separators=(",", ":")), flow_run_id or "", now_ms,
+                REPLAY_MAX_EVENTS, REPLAY_MAX_AGE_SECONDS * 1000, SEQ_TTL_SECONDS * 1000,
+                self.floor(workspace_id),
+            )
+        for key in group_keys:
+            pipe.eval(_GROUP_MEMBERS, 1, key, expired_before)
+
+    def _appended_and_read(
+        self, items: list[tuple[str, dict[str, Any], str | None]], group_keys: list[str], replies: list[Any],
+    ) -> tuple[list[int], dict[str, list[str]]]:
         seqs = [int(seq) for seq in replies[:len(items)]]
         for (workspace_id, _, _), seq in zip(items, seqs, strict=True):
             self.observe(workspace_id, seq)
@@ -268,6 +294,19 @@ class RedisEventLog(_Floors):
             run = fields.get(b"r", b"").decode() or None
             entries.append((seq, int(fields[b"t"]) / 1000, run, json.loads(fields[b"e"])))
         return _select(entries, after, int(raw_latest or 0), flow_run_id, time.time())
+
+
+def _pool_options(retry: Any) -> dict[str, Any]:
+    """Settings of every client of the log (``retry``: redis-py's Retry class, sync or asyncio).
+    Short timeouts: with Redis down, live updates degrade quickly instead of hanging (G3). A
+    blocking pool: a burst of reconnecting sockets waits for a connection instead of failing. One
+    immediate retry on a connection error: after Redis restarts, each pooled connection fails once
+    ("closed by server") before it is replaced, and must not lose an event."""
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return {"max_connections": 200, "timeout": 5, "socket_connect_timeout": 1, "socket_timeout": 2,
+            "retry": retry(NoBackoff(), 1), "retry_on_error": [RedisConnectionError]}
 
 
 _memory_log = MemoryEventLog()

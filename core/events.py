@@ -140,9 +140,11 @@ def _deliver(item: _Item) -> None:
 
 
 class _BackgroundSender:
-    """One daemon thread per process with its own event loop, sending queued events in order. The
-    queue is bounded: if the channel layer cannot keep up (or is down), newer events are dropped
-    with a warning rather than growing memory; clients fill gaps from REST."""
+    """One daemon thread per process, sending queued events in order with the event log's blocking
+    Redis client (an event loop costs about three times the CPU per round trip; one is made only
+    for a layer that must be reached through its own asyncio API). The queue is bounded: if the
+    channel layer cannot keep up (or is down), newer events are dropped with a warning rather than
+    growing memory; clients fill gaps from REST."""
 
     MAX_QUEUED = 10_000
     BATCH = 500
@@ -151,6 +153,7 @@ class _BackgroundSender:
         self._queue: queue.Queue[tuple[Any, _Item]] = queue.Queue(self.MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, layer: Any, item: _Item) -> None:
         self._ensure_running()
@@ -175,27 +178,24 @@ class _BackgroundSender:
                 self._thread.start()
 
     def _run(self) -> None:
-        loop = _new_loop()
-        asyncio.set_event_loop(loop)
         while True:
             batch = [self._queue.get()]
-            # Whatever queued meanwhile goes out in the same pass of the loop, still in order.
+            # Whatever queued meanwhile goes out in the same pass, still in order.
             while len(batch) < self.BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
-                loop.run_until_complete(self._send_batch(batch))
+                self._send_batch(batch)
             except Exception:  # noqa: BLE001 - the thread must survive anything
                 logger.warning("could not send a batch of %d events", len(batch), exc_info=True)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    @staticmethod
-    async def _send_batch(batch: list[tuple[Any, _Item]]) -> None:
-        seqs, members = await _store_and_look_up(batch)
+    def _send_batch(self, batch: list[tuple[Any, _Item]]) -> None:
+        seqs, members = _store_and_look_up(batch)
         for layer, item in batch:
             if item.message is not None:
                 message = item.plain()
@@ -206,12 +206,20 @@ class _BackgroundSender:
             try:
                 channels = members.get((id(layer), item.group))
                 if channels is None:
-                    await _group_send(layer, item.group, message)
+                    self._loop().run_until_complete(_group_send(layer, item.group, message))
                 elif channels:
-                    await _push(layer, channels, message)
+                    _push(layer, channels, message)
                 # else: no process listens to that group; nothing to send
             except Exception:  # noqa: BLE001 - keep sending the next ones
                 logger.warning("could not publish %s to %s", item.label, item.group, exc_info=True)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The sender thread's event loop, for layers it cannot reach with its blocking Redis
+        client (:func:`_direct`): made the first time one needs it."""
+        if self._event_loop is None:
+            self._event_loop = _new_loop()
+            asyncio.set_event_loop(self._event_loop)
+        return self._event_loop
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -229,13 +237,14 @@ async def _group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
 
 def _direct(layer: Any, log: Any) -> bool:
     """Whether the sender may read ``layer``'s groups from ``log``'s Redis and push to their
-    members itself: a channels-redis layer on one Redis host (the log's)."""
+    members itself, with the log's blocking client: a channels-redis layer on one Redis host (the
+    log's)."""
     from channels_redis.core import RedisChannelLayer
 
     return isinstance(layer, RedisChannelLayer) and layer.ring_size == 1 and isinstance(log, RedisEventLog)
 
 
-async def _store_and_look_up(
+def _store_and_look_up(
     batch: list[tuple[Any, _Item]],
 ) -> tuple[dict[int, int], dict[tuple[int, str], list[str]]]:
     """Store the batch's events and learn who listens, in one pipelined round trip per store
@@ -263,7 +272,7 @@ async def _store_and_look_up(
         try:
             # Not tried twice here: the store's client already retries a broken connection once, and
             # a second try of a batch that did arrive would store its events twice.
-            assigned, found = await log.append_and_read_groups(
+            assigned, found = log.append_and_read_groups_blocking(
                 [(i.workspace_id, i.event or {}, i.run) for i in items], list(groups), expired_before)
         except Exception:  # noqa: BLE001 - Redis down: live updates degrade, writes do not (G3)
             logger.warning("could not store %d events for replay", len(items), exc_info=True)
@@ -293,16 +302,18 @@ return full
 """
 
 
-async def _push(layer: Any, channels: list[str], message: dict[str, Any]) -> None:
-    """``message`` to the queues of ``channels`` (a group's members) of a channels-redis layer,
-    serialized by the layer itself."""
+def _push(layer: Any, channels: list[str], message: dict[str, Any]) -> None:
+    """``message`` to the queues of ``channels`` (a group's members) of a channels-redis layer on
+    one Redis host (:func:`_direct`), serialized by the layer itself, sent with the event log's
+    blocking client to that host."""
+    log = event_log_for(layer)
+    assert isinstance(log, RedisEventLog)
     by_host, payloads, capacities = layer._map_channel_keys_to_connection(channels, message)
-    for index, keys in by_host.items():
+    for keys in by_host.values():
         now = time.time()
         args = [*(payloads[k] for k in keys), *(capacities[k] for k in keys), now, layer.expiry,
                 int(now) - int(layer.expiry)]
-        full = await _attempt(lambda index=index, keys=keys, args=args:
-                              layer.connection(index).eval(_PUSH, len(keys), *keys, *args))
+        full = log.blocking_client().eval(_PUSH, len(keys), *keys, *args)
         if full:
             logger.info("%s of %s channels over capacity", full, len(keys))
 

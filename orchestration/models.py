@@ -29,6 +29,8 @@ class StateType(models.TextChoices):
     PAUSED = "PAUSED"
 
 
+# For membership tests: ``StateType.values`` builds a new list on every use.
+STATE_TYPES: frozenset[str] = frozenset(StateType.values)
 TERMINAL_STATES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
 
 

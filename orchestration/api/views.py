@@ -114,7 +114,8 @@ def _paginated(
 def _idempotent(
     view: WorkspaceAPIView, request: Request, scope: str, compute: Callable[[], tuple[int, dict]]
 ) -> Response:
-    key = request.headers.get("Idempotency-Key")
+    # request.headers would build a dict of every header for this one (request.headers reads META too).
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if not key:
         code, body = compute()
         return Response(body, status=code)

@@ -48,6 +48,7 @@ from core.transactions import in_transaction
 from orchestration import events
 from orchestration.alerts import triggers as alert_triggers
 from orchestration.models import (
+    STATE_TYPES,
     TERMINAL_STATES,
     Agent,
     Flow,
@@ -90,7 +91,7 @@ class ProposedState:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.type not in StateType.values:
+        if self.type not in STATE_TYPES:
             from core.errors import InvalidInput
 
             raise InvalidInput(

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from accounts.models import Role
-from orchestration.models import TERMINAL_STATES, FlowRun, StateType, TaskRun
+from orchestration.models import STATE_TYPES, TERMINAL_STATES, FlowRun, StateType, TaskRun
 
 from .core import (
     Context,
@@ -27,7 +27,7 @@ from .core import (
     stale_attempt_reason,
 )
 
-ALL_STATES: frozenset[str] = frozenset(StateType.values)
+ALL_STATES: frozenset[str] = STATE_TYPES
 TERMINAL: frozenset[str] = frozenset(str(s) for s in TERMINAL_STATES)
 ACTIVE: frozenset[str] = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
 

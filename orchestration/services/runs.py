@@ -33,7 +33,7 @@ from orchestration.engine import (
     new_scheduled_run,
     task_run_set_state,
 )
-from orchestration.models import TERMINAL_STATES, Flow, FlowRun, FlowVersion, Schedule, StateType, TaskRun
+from orchestration.models import STATE_TYPES, TERMINAL_STATES, Flow, FlowRun, FlowVersion, Schedule, StateType, TaskRun
 from orchestration.selectors import FlowRunFilter, flow_version_for_new_run
 from orchestration.services import live
 from orchestration.services.parameters import validate_parameters
@@ -401,7 +401,7 @@ def flow_run_restart(*, actor: Principal, flow_run: FlowRun) -> OrchestrationRes
 def flow_run_mark(*, actor: Principal, flow_run: FlowRun, state_type: str, message: str = "") -> OrchestrationResult:
     """Set a run's state by hand ("mark as"), whatever it was; bookkeeping (times, slots, lease)
     follows the new state."""
-    if state_type not in StateType.values:
+    if state_type not in STATE_TYPES:
         raise InvalidInput(f"'{state_type}' is not a state type; use one of {', '.join(StateType.values)}.",
                            code="invalid_state", details={"state_type": ["Invalid."]})
     with workspace_scope([actor.workspace.pk]):

@@ -13,7 +13,7 @@ from core.errors import InvalidInput
 from core.tenancy import workspace_scope
 from core.transactions import atomic_service
 from orchestration.engine import OrchestrationResult, ProposedState, TaskRunReport, task_run_set_states
-from orchestration.models import FlowRun, StateType
+from orchestration.models import STATE_TYPES, FlowRun, StateType
 
 MAX_REPORTS = 5_000
 MAX_MESSAGE = 10_000
@@ -45,7 +45,7 @@ def _validate(reports: Any) -> list[TaskRunReport]:
         if isinstance(index, bool) or not isinstance(index, int) or index < -1:
             errors[f"{path}.map_index"] = ["Must be an integer ≥ -1."]
         state_type = report.get("state_type")
-        if state_type not in StateType.values:
+        if state_type not in STATE_TYPES:
             errors[f"{path}.state_type"] = [f"Must be one of {', '.join(StateType.values)}."]
         name = report.get("state_name") or ""
         if not isinstance(name, str) or len(name) > 32:

@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import transaction
 
+from core.event_log import get_event_log
 from core.events import flow_run_group, publish, workspace_group
 
 
@@ -198,3 +199,45 @@ def test_an_expired_member_is_dropped_from_the_group_and_gets_nothing():
     assert _receive(live)["event"]["data"] == {"id": "y"}
     assert _receive(stale, timeout=0.2) is None
     assert [m.decode() for m in _redis().zrange(group_key, 0, -1)] == [live]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_layer_on_several_hosts_gets_its_events_through_its_own_group_send(settings):
+    """A channels-redis layer on more than one host shards its groups itself, so the sender cannot
+    push with its blocking client: it sends through the layer's asyncio ``group_send``, on an event
+    loop of the sender's thread, and the events still arrive in order with their seqs."""
+    from channels.layers import channel_layers
+
+    import core.events as events
+
+    hosts = [settings.REDIS_URL, settings.REDIS_URL]  # a ring of two; one server is enough to shard
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": hosts, "prefix": "fd2"}}
+    }
+    channel_layers.backends.pop("default", None)
+
+    def ring():
+        from channels_redis.core import RedisChannelLayer
+
+        return RedisChannelLayer(hosts=hosts, prefix="fd2")
+
+    try:
+        assert not events._direct(channel_layers["default"], get_event_log())
+        ws = uuid.uuid4()
+        channel = f"test-events.{uuid.uuid4().hex}"
+        async_to_sync(lambda: ring().group_add(workspace_group(ws), channel))()
+        for n in range(3):
+            with transaction.atomic():
+                publish(workspace_id=ws, type="flow_run.created", data={"n": n})
+        _flush_sender()
+
+        async def three():
+            layer = ring()
+            return [await asyncio.wait_for(layer.receive(channel), 2) for _ in range(3)]
+
+        got = async_to_sync(three)()
+        assert [m["event"]["data"]["n"] for m in got] == [0, 1, 2]
+        assert got[0]["seq"] < got[1]["seq"] < got[2]["seq"]
+        assert events._sender._event_loop is not None  # made for this layer
+    finally:
+        channel_layers.backends.pop("default", None)
