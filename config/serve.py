@@ -89,8 +89,11 @@ def run_one(
     application is imported, i.e. once Django is set up."""
     import uvicorn
 
+    from config.access_log import log_config
+
     config = uvicorn.Config(app, host=host, port=port, factory=factory, log_level=log_level,
-                            access_log=access_log, proxy_headers=True, forwarded_allow_ips=trusted_proxies(),
+                            log_config=log_config(), access_log=access_log, proxy_headers=True,
+                            forwarded_allow_ips=trusted_proxies(),
                             # Channels' router does not speak the ASGI lifespan protocol.
                             lifespan="off")
     config.load()  # imports the application: Django is set up from here on
