@@ -225,7 +225,11 @@ def test_a_layer_on_several_hosts_gets_its_events_through_its_own_group_send(set
         assert not events._direct(channel_layers["default"], get_event_log())
         ws = uuid.uuid4()
         channel = f"test-events.{uuid.uuid4().hex}"
-        async_to_sync(lambda: ring().group_add(workspace_group(ws), channel))()
+
+        async def join():
+            await ring().group_add(workspace_group(ws), channel)
+
+        async_to_sync(join)()
         for n in range(3):
             with transaction.atomic():
                 publish(workspace_id=ws, type="flow_run.created", data={"n": n})
