@@ -21,7 +21,7 @@ from accounts.graphql.context import GraphQLContext
 from accounts.graphql.mutations import BaseMutation
 from core.errors import Conflict, InvalidInput
 from orchestration import selectors
-from orchestration.models import StateType
+from orchestration.models import STATE_TYPES, StateType
 from orchestration.services import flows as flow_services
 from orchestration.services import projects as project_services
 from orchestration.services import runs as run_services
@@ -147,7 +147,7 @@ class MarkFlowRun(_RunAction):
         cls, context: GraphQLContext, workspace: str, id: str, state_type: str, message: str | None = None
     ) -> MarkFlowRun:
         actor, run = cls._run(context, workspace, id)
-        if state_type not in StateType.values:
+        if state_type not in STATE_TYPES:
             raise InvalidInput(
                 f"'{state_type}' is not a state type; use one of {', '.join(StateType.values)}.",
                 code="invalid_state",

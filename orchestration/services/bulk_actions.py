@@ -43,7 +43,7 @@ from core.errors import InvalidInput, ServiceError
 from core.tenancy import rls_bypass, workspace_scope
 from orchestration import events
 from orchestration.engine import OrchestrationResult, ProposedState, SetStateStatus, flow_run_set_state
-from orchestration.models import TERMINAL_STATES, BulkAction, FlowRun, StateType
+from orchestration.models import STATE_TYPES, TERMINAL_STATES, BulkAction, FlowRun, StateType
 from orchestration.selectors import filter_runs, runs_visible_to
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _selection(actor: Principal, action: str, filters: dict[str, Any]) -> QueryS
 def _validate(action: Any, state_type: Any) -> None:
     if action not in BULK_ACTIONS:
         raise InvalidInput(f"action must be one of {', '.join(BULK_ACTIONS)}.", details={"action": ["Invalid."]})
-    if action == "mark" and state_type not in StateType.values:
+    if action == "mark" and state_type not in STATE_TYPES:
         raise InvalidInput("mark needs a state_type.", code="invalid_state", details={"state_type": ["Invalid."]})
 
 

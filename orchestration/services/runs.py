@@ -456,7 +456,7 @@ def bulk_run_filter(filters: Any) -> FlowRunFilter:
             errors["filters.state_types"] = ["Must be a list."]
         else:
             types += filters["state_types"]
-    bad = [t for t in types if t not in StateType.values]
+    bad = [t for t in types if t not in STATE_TYPES]
     if bad:
         errors["filters.state_type"] = [f"Unknown state types: {', '.join(map(str, bad))}."]
     run_filter = FlowRunFilter(
