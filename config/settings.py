@@ -196,6 +196,10 @@ if REDIS_URL:
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2,
                            "max_connections": env.int("FLOWDECK_CHANNEL_MAX_CONNECTIONS", default=1000)}],
                 "prefix": env("FLOWDECK_CHANNEL_PREFIX", default="fd"),
+                # Messages queued for one process's live hub before more are dropped (and its
+                # sockets told to resync, core.live.hub). channels-redis's 100 is one burst of a
+                # bulk action; a process's hub carries every event its sockets listen to.
+                "capacity": env.int("FLOWDECK_CHANNEL_CAPACITY", default=1000),
             },
         }
     }

@@ -282,8 +282,16 @@ def _store_and_look_up(
     return seqs, members
 
 
+def overflow_marker(channel_key: str) -> str:
+    """The Redis key that says a message to the queue ``channel_key`` was dropped because the queue
+    was full. The process reading that queue (its live hub) takes the marker and tells its sockets
+    that events were lost, as after a Redis outage: dropping is bounded memory, never silent."""
+    return channel_key + ":overflowed"
+
+
 # One channel-layer message to many channels' queues, as channels-redis's group_send stores it
-# (expired messages dropped, a full queue skipped), in one round trip instead of two.
+# (expired messages dropped, a full queue skipped and marked with overflow_marker), in one round
+# trip instead of two.
 # KEYS: the channels' queues; ARGV: their messages, their capacities, now, expiry (s), expired before.
 _PUSH = """
 local n = #KEYS
@@ -295,6 +303,7 @@ for i = 1, n do
         redis.call('ZADD', KEYS[i], now, ARGV[i])
         redis.call('EXPIRE', KEYS[i], expiry)
     else
+        redis.call('SET', KEYS[i] .. '""" + overflow_marker("") + """', '1', 'EX', expiry)
         full = full + 1
     end
 end
@@ -315,7 +324,8 @@ def _push(layer: Any, channels: list[str], message: dict[str, Any]) -> None:
                 int(now) - int(layer.expiry)]
         full = log.blocking_client().eval(_PUSH, len(keys), *keys, *args)
         if full:
-            logger.info("%s of %s channels over capacity", full, len(keys))
+            # Info, not warning: a burst drops many; the hub reading the queue warns once.
+            logger.info("%s of %s channels over capacity; message dropped", full, len(keys))
 
 
 async def _attempt(call: Any) -> Any:

@@ -16,6 +16,10 @@ sentinel (flushed), the hub re-adds every group it has members for. After an out
 its sockets that events may have been lost (``flowdeck.resync``: browsers get ``gap``, agents the
 work waiting for them). Nothing in the hub waits for Redis to be up: a join that cannot reach it is
 repaired by the watcher.
+
+The hub's queue in Redis is bounded (the layer's ``capacity``): a burst that outruns the receive
+loop beyond it is dropped rather than filling Redis. The sender then leaves a marker
+(``core.events.overflow_marker``), and the watcher, finding it, tells the sockets to resync too.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class Hub:
         # False once a join, a receive or a check failed: Redis may have lost our memberships.
         self.healthy = True
         self.resyncs = 0  # times the hub re-joined after Redis was lost (logs, tests)
+        self.overflows = 0  # times it found messages to it dropped from its full queue (logs, tests)
         self._joined_at = time.monotonic()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -166,16 +171,39 @@ class Hub:
     def _sentinel(self) -> str:
         return f"{getattr(self.layer, 'prefix', '')}:live:hub:{self.channel}"
 
+    def _overflow_marker(self) -> str:
+        from core.events import overflow_marker
+
+        assert self.channel is not None
+        return overflow_marker(self.layer.prefix + self.layer.non_local_name(self.channel))
+
+    async def _touch(self, host: Any) -> tuple[bool, bool]:
+        """Refresh the sentinel and take the overflow marker in one round trip: (the sentinel was
+        there, messages to this hub were dropped since the last check)."""
+        async with host.pipeline(transaction=False) as pipe:
+            pipe.expire(self._sentinel(), SENTINEL_TTL_SECONDS)
+            pipe.delete(self._overflow_marker())
+            present, overflowed = await pipe.execute()
+        return bool(present), bool(overflowed)
+
     async def check(self) -> None:
         """Re-join every group when Redis lost them (restart, flush) or the hub could not reach it;
-        refresh them before channels-redis's group expiry. Never raises."""
+        refresh them before channels-redis's group expiry; tell the sockets to resync when messages
+        to this hub were dropped because its queue was full. Never raises."""
         try:
             hosts = self._hosts()
-            present = [bool(await _attempt(partial(host.expire, self._sentinel(), SENTINEL_TTL_SECONDS)))
-                       for host in hosts]
+            touched = [await _attempt(partial(self._touch, host)) for host in hosts]
         except Exception:  # noqa: BLE001 - still unreachable
             self._lost("cannot reach Redis")
             return
+        present = [p for p, _ in touched]
+        overflowed = any(o for _, o in touched)
+        if overflowed:
+            # A burst outran this hub's receive loop and the queue's capacity: what was dropped is
+            # in the event log, and the sockets fetch it (browsers get "gap", agents their work).
+            self.overflows += 1
+            logger.warning("live hub: messages were dropped from its full queue; told its sockets to resync")
+            self._resync()
         if self.healthy and all(present) and time.monotonic() - self._joined_at < REFRESH_SECONDS:
             return
         # Sockets are told only when the hub saw Redis unreachable (a restart always breaks the
@@ -185,7 +213,8 @@ class Hub:
         if await self._rejoin(hosts) and lost:
             self.resyncs += 1
             logger.warning("live hub: Redis is back; re-joined %d groups", len(self.members))
-            self._resync()
+            if not overflowed:  # once is enough
+                self._resync()
 
     async def _rejoin(self, hosts: list[Any]) -> bool:
         async with self._lock:

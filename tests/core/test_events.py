@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from django.db import transaction
 
 from core.event_log import get_event_log
-from core.events import flow_run_group, publish, workspace_group
+from core.events import flow_run_group, overflow_marker, publish, workspace_group
 
 
 def _layer():
@@ -20,7 +20,8 @@ def _layer():
     from channels_redis.core import RedisChannelLayer
     from django.conf import settings
 
-    return RedisChannelLayer(hosts=[settings.REDIS_URL], prefix="fd")
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    return RedisChannelLayer(hosts=[settings.REDIS_URL], prefix=config["prefix"], capacity=config["capacity"])
 
 
 def _subscribe(group: str) -> str:
@@ -171,8 +172,12 @@ def test_a_full_queue_is_skipped_and_the_groups_other_members_still_get_the_even
     ws = uuid.uuid4()
     full, free = _subscribe(workspace_group(ws)), _subscribe(workspace_group(ws))
     layer = _layer()
-    for i in range(layer.get_capacity(full)):
-        async_to_sync(layer.send)(full, {"type": "filler", "i": i})
+
+    async def fill() -> None:
+        for i in range(layer.get_capacity(full)):
+            await layer.send(full, {"type": "filler", "i": i})
+
+    async_to_sync(fill)()
     queue_key = layer.prefix + full
     assert _redis().zcard(queue_key) == layer.get_capacity(full)
     with transaction.atomic():
@@ -182,6 +187,10 @@ def test_a_full_queue_is_skipped_and_the_groups_other_members_still_get_the_even
     assert got is not None and got["event"]["type"] == "flow_run.created"
     assert _redis().zcard(queue_key) == layer.get_capacity(full)  # nothing added to the full one
     assert _receive(full)["type"] == "filler"
+    # The drop is marked for the full queue's reader (its live hub), and only for it.
+    assert _redis().get(overflow_marker(queue_key)) == b"1"
+    assert 0 < _redis().ttl(overflow_marker(queue_key)) <= layer.expiry
+    assert _redis().get(overflow_marker(layer.prefix + free)) is None
 
 
 @pytest.mark.django_db(transaction=True)
