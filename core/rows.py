@@ -147,20 +147,54 @@ def update_many(model: type[Model], objs: Sequence[Model], fields: Sequence[str]
     aliased ``t``."""
     if not objs:
         return
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, fields, where), [_update_rows(model, objs, fields), *params])
+
+
+def insert_many_and_update_many(
+    new: Sequence[Model], changed: Sequence[Model], fields: Sequence[str], *, where: str = "",
+    params: Sequence[Any] = (),
+) -> None:
+    """:func:`insert_many` of ``new`` and :func:`update_many` of ``changed`` (``fields``, ``where``
+    and ``params`` as there) in one statement, one round trip: the insert runs as a CTE of the
+    update. For a change that writes history rows and the rows they belong to together."""
+    if not changed:
+        if new:
+            insert_many(type(new[0]), new)
+        return
+    if not new:
+        update_many(type(changed[0]), changed, fields, where=where, params=params)
+        return
+    inserted = type(new[0])
+    values = [[field.pre_save(obj, True) for field in _insert_fields(inserted)] for obj in new]
+    sql = f"WITH inserted AS ({_insert_sql(inserted, _insert_fields(inserted), False, None)}) " + _update_sql(
+        type(changed[0]), fields, where)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(values, default=_json_scalar, separators=(",", ":")),
+                             _update_rows(type(changed[0]), changed, fields), *params])
+
+
+def _update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]) -> str:
     pk = model._meta.pk
     assert pk is not None
     written: list[Any] = [pk, *(model._meta.get_field(name) for name in fields)]
-    rows = [[getattr(obj, field.attname) for field in written] for obj in objs]
+    return json.dumps([[getattr(obj, field.attname) for field in written] for obj in objs], default=_json_scalar,
+                      separators=(",", ":"))
+
+
+def _update_sql(model: type[Model], fields: Sequence[str], where: str) -> str:
     key = (model, tuple(fields), where)
     sql = _update_sql_of.get(key)
     if sql is None:
+        pk = model._meta.pk
+        assert pk is not None
+        written: list[Any] = [pk, *(model._meta.get_field(name) for name in fields)]
         sets = ", ".join(f'"{f.column}" = {_column_of_row(f, i)}' for i, f in enumerate(written) if i)
         sql = (f'UPDATE "{model._meta.db_table}" AS t SET {sets} '  # noqa: S608 (names from the model)
                f'FROM jsonb_array_elements(%s::jsonb) AS r WHERE t."{pk.column}" = {_column_of_row(pk, 0)}'
                + (f" AND {where}" if where else ""))
         _update_sql_of[key] = sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, default=_json_scalar, separators=(",", ":")), *params])
+    return sql
 
 
 _update_sql_of: dict[tuple[type[Model], tuple[str, ...], str], str] = {}

@@ -5,13 +5,15 @@ steps as :func:`~orchestration.engine.core.task_run_set_state` (core.py), only o
 where one per report would cost a round trip each:
 
 1. lock: the flow run ``FOR SHARE`` (:func:`share_lock_flow_run`: its attempt and state cannot
-   change meanwhile, D2; batches of one run proceed in parallel), then the task runs ``FOR UPDATE``
-   in one query (:func:`lock_task_runs`), created on first sight with one bulk insert;
+   change meanwhile, D2; batches of one run proceed in parallel), read with the database clock and
+   its version's tasks in the same statement, then the task runs ``FOR UPDATE`` in one query
+   (:func:`lock_task_runs`), created on first sight with one bulk insert;
 2. per report, in order (a batch may carry PENDING, RUNNING and COMPLETED of one task): the
    expected-version check (:func:`check_expected_version`), the TaskPolicy's decision
    (:func:`decide`) and, when accepted, the history row and the new state in memory
    (:func:`accept`) and the rules' after hooks;
-3. write: the history rows with one bulk insert and the task runs with one bulk update;
+3. write: the history rows and the task runs' new states in one statement on PostgreSQL (the bulk
+   insert as a CTE of the bulk update);
 4. publish: one ``task_run.states_changed`` event (``orchestration.events``).
 
 Refused as a whole (409, nothing applied; the agent stops the run), like a single proposal: a
@@ -31,10 +33,10 @@ from django.db import connection
 
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
-from core.rows import Columns, insert_many, update_many
+from core.rows import Columns, insert_many, insert_many_and_update_many
 from core.transactions import in_transaction
 from orchestration import events
-from orchestration.models import TERMINAL_STATES, FlowRun, FlowVersion, TaskRun, TaskRunState
+from orchestration.models import TERMINAL_STATES, FlowRun, TaskRun, TaskRunState
 
 from .core import (
     Context,
@@ -79,11 +81,11 @@ def task_run_set_states(
     stale attempt (``stale_attempt``), an ended flow run (``run_not_held``) or a stale expected
     version (``stale_state_version``), ``NotFound`` for no such run. The caller authorizes and
     scopes the transaction to the workspace."""
-    locked = share_lock_flow_run(workspace_id, flow_run_id, "attempt", "flow_version_id", "state_type", "state_name",
-                                 with_now=True)
+    locked = share_lock_flow_run(workspace_id, flow_run_id, "attempt", "state_type", "state_name", with_now=True,
+                                 with_version_tasks=True)
     if locked is None:
         raise NotFound()
-    current_attempt, version_id, flow_run_state, flow_run_state_name, now = locked
+    current_attempt, flow_run_state, flow_run_state_name, now, specs = locked
     if attempt != current_attempt:
         raise Conflict(stale_attempt_reason(attempt, current_attempt), code="stale_attempt",
                        details={"attempt": current_attempt})
@@ -91,7 +93,6 @@ def task_run_set_states(
         raise Conflict(run_not_held_reason(flow_run_state_name), code="run_not_held",
                        details={"attempt": current_attempt, "state_type": flow_run_state,
                                 "state_name": flow_run_state_name})
-    specs = _version_tasks(workspace_id, version_id)
     tasks: dict[str, Any] = {str(t.get("key")): t for t in specs if isinstance(t, dict)}
     runs = _locked_task_runs(workspace_id, flow_run_id, {(r.task_key, r.map_index) for r in reports},
                              tasks=tasks, attempt=current_attempt, now=now)
@@ -112,11 +113,7 @@ def task_run_set_states(
             _after(policy, context)
         results.append(_result(run, context))
     if history:
-        if settings.IS_POSTGRES:
-            insert_many(TaskRunState, history)
-        else:
-            TaskRunState.objects.unscoped().bulk_create(history, batch_size=2 * _WRITE_CHUNK)
-        _bulk_update(list(changed.values()))
+        _write(history, list(changed.values()))
         events.task_run_states_changed(FlowRun(pk=flow_run_id, workspace_id=workspace_id), list(changed.values()))
     return results
 
@@ -166,32 +163,19 @@ def _lock(workspace_id: Any, flow_run_id: Any, keys: set[tuple[str, int]]) -> di
 
 
 _TASK_RUN = Columns(TaskRun, "t")
-_VERSION_TASKS = Columns(FlowVersion, "v", ["tasks"])
 
 
-def _version_tasks(workspace_id: Any, version_id: Any) -> list[Any]:
-    """The version's declared tasks (hand-written: the ORM's compiler cost more than the read)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT {_VERSION_TASKS.sql} FROM "{FlowVersion._meta.db_table}" v '  # noqa: S608 (names from the model)
-            'WHERE v."workspace_id" = %s AND v."id" = %s',
-            [FlowVersion._meta.get_field("workspace").get_db_prep_value(
-                getattr(workspace_id, "pk", workspace_id), connection),
-             FlowVersion._meta.pk.get_db_prep_value(version_id, connection)],
-        )
-        row = cursor.fetchone()
-    return (_VERSION_TASKS.load(row).tasks or []) if row else []
-
-
-def _bulk_update(runs: list[TaskRun]) -> None:
-    """Write the new state of ``runs`` (task runs of one flow run): on PostgreSQL in one statement."""
+def _write(history: list[TaskRunState], runs: list[TaskRun]) -> None:
+    """Insert the history rows and write the new state of ``runs`` (task runs of one flow run): on
+    PostgreSQL in one statement."""
     if not settings.IS_POSTGRES:
+        TaskRunState.objects.unscoped().bulk_create(history, batch_size=2 * _WRITE_CHUNK)
         TaskRun.objects.unscoped().bulk_update(runs, _UPDATE_FIELDS, batch_size=500)
         return
     # The run as well as the workspace: the index on both bounds what a plan may read to the run's
     # task runs (with the workspace alone it could be all of the workspace's).
-    update_many(TaskRun, runs, _UPDATE_FIELDS, where="t.workspace_id = %s AND t.flow_run_id = %s",
-                params=[runs[0].workspace_id, runs[0].flow_run_id])
+    insert_many_and_update_many(history, runs, _UPDATE_FIELDS, where="t.workspace_id = %s AND t.flow_run_id = %s",
+                                params=[runs[0].workspace_id, runs[0].flow_run_id])
 
 
 __all__ = ["TaskRunReport", "task_run_set_states"]

@@ -263,27 +263,49 @@ def db_now() -> dt.datetime:
     return now
 
 
-def share_lock_flow_run(workspace_id: Any, flow_run_id: Any, *fields: str,
-                        with_now: bool = False) -> tuple[Any, ...] | None:
+def share_lock_flow_run(workspace_id: Any, flow_run_id: Any, *fields: str, with_now: bool = False,
+                        with_version_tasks: bool = False) -> tuple[Any, ...] | None:
     """``fields`` of a flow run, its row locked ``FOR SHARE`` until the transaction ends: task-run
     reports of one run proceed in parallel, but the run's own state and attempt cannot change (it
     cannot end, or release its slots, while a task of it takes one). None when there is no such
-    run. ``with_now`` adds :func:`db_now` as the last value, read in the same statement. The ORM
-    has no FOR SHARE, hence the SQL; SQLite locks the whole database anyway."""
+    run. ``with_now`` adds :func:`db_now`, then ``with_version_tasks`` the tasks its version
+    declares (a list), as the last values, read in the same statement. The ORM has no FOR SHARE,
+    hence the SQL; SQLite locks the whole database anyway."""
     if not settings.IS_POSTGRES:
         row: tuple[Any, ...] | None = (
-            FlowRun.objects.for_workspace(workspace_id).filter(pk=flow_run_id).values_list(*fields).first()
+            FlowRun.objects.for_workspace(workspace_id).filter(pk=flow_run_id)
+            .values_list(*fields, *(["flow_version_id"] if with_version_tasks else [])).first()
         )
-        return (*row, db_now()) if row is not None and with_now else row
-    columns = ", ".join([*(f'"{_column(FlowRun, name)}"' for name in fields), *(["now()"] if with_now else [])])
+        if row is None:
+            return None
+        values = list(row[:len(fields)])
+        if with_now:
+            values.append(db_now())
+        if with_version_tasks:
+            version = FlowVersion.objects.for_workspace(workspace_id).filter(pk=row[-1]).values_list("tasks").first()
+            values.append((version[0] if version else None) or [])
+        return tuple(values)
+    table = FlowRun._meta.db_table
+    columns = ", ".join([
+        *(f'"{_column(FlowRun, name)}"' for name in fields), *(["now()"] if with_now else []),
+        *([f'(SELECT v."tasks" FROM "{FlowVersion._meta.db_table}" v '  # noqa: S608 (names from the models)
+           f'WHERE v."id" = "{table}"."flow_version_id" AND v."workspace_id" = "{table}"."workspace_id")']
+          if with_version_tasks else []),
+    ])
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT {columns} FROM "{FlowRun._meta.db_table}" '  # noqa: S608 (names from the model)
+            f'SELECT {columns} FROM "{table}" '  # noqa: S608 (names from the model)
             "WHERE id = %s AND workspace_id = %s FOR SHARE",
             [flow_run_id, workspace_id],
         )
         found = cursor.fetchone()
-    return tuple(found) if found is not None else None
+    if found is None:
+        return None
+    if not with_version_tasks:
+        return tuple(found)
+    # The JSON column arrives as text; the field's own converter reads it, as the ORM would.
+    tasks = _VERSION_TASKS.load(found[-1:]).tasks
+    return (*found[:-1], tasks or [])
 
 
 def _column(model: Any, name: str) -> str:
@@ -380,19 +402,29 @@ def lock_flow_runs(workspace_id: Any, *also: str) -> QuerySet[FlowRun]:
 _RUN = Columns(FlowRun, "r")
 _RUN_AGENT = Columns(Agent, "a", ("id", *_RULES_READ_OF_AGENT))
 _VERSION = Columns(FlowVersion, "v")
+_VERSION_TASKS = Columns(FlowVersion, "v", ["tasks"])
 
 
 def locked_flow_runs(
     workspace_id: Any, run_ids: list[Any], *, flow_fields: tuple[str, ...] = (), version: bool = False,
-    has_task_runs: bool = False,
+    has_task_runs: bool = False, ids_from: tuple[str, list[Any]] | None = None,
 ) -> list[FlowRun]:
     """The runs ``run_ids`` of the workspace, locked ``FOR UPDATE``, oldest scheduled start first,
     as :func:`lock_flow_runs` reads them (what the rules read of the flow and the agent, the
     database clock as ``db_now``); ``flow_fields`` more of the flow, ``version`` the registered
     version, ``has_task_runs`` whether the run has any. The two hot paths (set-state, claims) read
     their runs here: on PostgreSQL in hand-written SQL, whose compilation by the ORM cost more CPU
-    than the statement; elsewhere with :func:`lock_flow_runs`."""
+    than the statement; elsewhere with :func:`lock_flow_runs`.
+
+    ``ids_from`` (PostgreSQL only, instead of ``run_ids``): a statement selecting the runs' ``id``
+    (SQL and parameters), such as the claim's locking query. It runs first, as a materialized CTE
+    of the same statement, and the runs are then read by primary key: one round trip instead of
+    two, and the planner cannot fold the locking query into a join over the flow's whole history
+    (what reading the runs ``WHERE id IN (<the locking query>)`` did)."""
+    assert ids_from is None or settings.IS_POSTGRES, "ids_from is PostgreSQL's"
     ids = [FlowRun._meta.pk.to_python(run_id) for run_id in run_ids]
+    if ids_from is None and not ids:
+        return []
     if not settings.IS_POSTGRES:
         also = [f"flow__{name}" for name in flow_fields]
         if version:
@@ -408,19 +440,30 @@ def locked_flow_runs(
     if has_task_runs:
         parts.append('EXISTS (SELECT 1 FROM "orchestration_taskrun" t '
                      'WHERE t."flow_run_id" = r."id" AND t."workspace_id" = r."workspace_id")')
+    # Each run by its primary key, whatever the plan: a prepared statement runs on a generic plan,
+    # and for "id = ANY(array)" that plan read every run of the flow (docs/performance.md).
+    params: list[Any] = [getattr(workspace_id, "pk", workspace_id)]
+    if ids_from is not None:
+        which = 'r."id" IN (SELECT "id" FROM due) '
+        params[:0] = ids_from[1]  # the CTE's parameters come first in the text
+    elif len(ids) == 1:
+        which = 'r."id" = %s '
+        params.append(ids[0])
+    else:
+        which = 'r."id" IN (SELECT unnest(%s::uuid[])) '
+        params.append(ids)
+    # The names come from the models; the CTE is the caller's own SQL.
+    cte = f"WITH due AS MATERIALIZED ({ids_from[0]}) " if ids_from is not None else ""
     sql = (
-        f'SELECT {", ".join(parts)} FROM "orchestration_flowrun" r '  # noqa: S608 (names from the models)
+        cte + f'SELECT {", ".join(parts)} FROM "orchestration_flowrun" r '  # noqa: S608
         'JOIN "orchestration_flow" f ON f."id" = r."flow_id" '
         'LEFT JOIN "orchestration_agent" a ON a."id" = r."agent_id" '
         + ('JOIN "orchestration_flowversion" v ON v."id" = r."flow_version_id" ' if version else "")
-        # Each run by its primary key, whatever the plan: a prepared statement runs on a generic plan,
-        # and for "id = ANY(array)" that plan read every run of the flow (docs/performance.md).
-        + 'WHERE r."workspace_id" = %s AND '
-        + ('r."id" = %s ' if len(ids) == 1 else 'r."id" IN (SELECT unnest(%s::uuid[])) ')
+        + 'WHERE r."workspace_id" = %s AND ' + which
         + 'ORDER BY r."scheduled_start" FOR UPDATE OF r'
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [getattr(workspace_id, "pk", workspace_id), ids[0] if len(ids) == 1 else ids])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     runs: list[FlowRun] = []
     for row in rows:

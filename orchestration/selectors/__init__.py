@@ -4,7 +4,9 @@ it?" has its answer here, once.
 - Which projects may a principal see: :func:`projects.visible_projects_q` (and
   :func:`projects_visible_to`); every list of flows and runs is filtered through it.
 - Which version does a new run use: :func:`flow_version_for_new_run` (for many flows at once:
-  :func:`flow_versions_for_new_runs`; both are built on one rule in ``flows.py``).
+  :func:`flow_versions_for_new_runs`; with a create's idempotency key, together with the run
+  already made with it: :func:`keyed_run_and_version_for_new_run`; all built on one rule in
+  ``flows.py``).
 - Which runs match a filter: :class:`FlowRunFilter` with :func:`filter_runs` (REST, GraphQL, bulk
   actions).
 - May the principal touch this object: the ``access_*`` functions, which answer NotFound alike for
@@ -24,6 +26,7 @@ from .flows import (
     flow_versions,
     flow_versions_for_new_runs,
     flows_visible_to,
+    keyed_run_and_version_for_new_run,
 )
 from .projects import (
     access_project,
@@ -79,6 +82,7 @@ __all__ = [
     "flow_run_states",
     "flow_schedules",
     "flow_version_for_new_run",
+    "keyed_run_and_version_for_new_run",
     "flow_versions",
     "flow_versions_for_new_runs",
     "flows_visible_to",

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 
 from accounts.authz import NotFound, Principal, authorize
 from core import rows
-from orchestration.models import Flow, FlowVersion, Schedule
+from orchestration.models import Flow, FlowRun, FlowVersion, Schedule
 
 from .projects import parse_id, visible_projects_q
 
@@ -59,6 +59,13 @@ def _versions_for_new_runs(flow_ids: Collection[Any]) -> QuerySet[FlowVersion]:
 
 
 _VERSION = rows.Columns(FlowVersion, "v")
+# The id of the version a new run of a flow uses (the flow's id twice): the pinned one, else the
+# newest unarchived one.
+_NEW_RUN_VERSION_ID = (
+    'COALESCE((SELECT f."pinned_version_id" FROM "orchestration_flow" f WHERE f."id" = %s), '
+    '(SELECT n."id" FROM "orchestration_flowversion" n WHERE n."flow_id" = %s AND NOT n."is_archived" '
+    'ORDER BY n."version" DESC LIMIT 1))'
+)
 
 
 def flow_version_for_new_run(flow: Flow) -> FlowVersion | None:
@@ -70,14 +77,36 @@ def flow_version_for_new_run(flow: Flow) -> FlowVersion | None:
     flow_id = Flow._meta.pk.get_db_prep_value(flow.pk, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT {_VERSION.sql} FROM "orchestration_flowversion" v WHERE v."id" = COALESCE('  # noqa: S608
-            '(SELECT f."pinned_version_id" FROM "orchestration_flow" f WHERE f."id" = %s), '
-            '(SELECT n."id" FROM "orchestration_flowversion" n WHERE n."flow_id" = %s AND NOT n."is_archived" '
-            'ORDER BY n."version" DESC LIMIT 1))',
+            f'SELECT {_VERSION.sql} FROM "orchestration_flowversion" v WHERE v."id" = {_NEW_RUN_VERSION_ID}',  # noqa: S608
             [flow_id, flow_id],
         )
         row = cursor.fetchone()
     return None if row is None else _VERSION.load(row)
+
+
+_KEYED_RUN = rows.Columns(FlowRun, "r")
+_KEYED_RUN_ID = _KEYED_RUN.attnames.index("id")
+_VERSION_ID = _VERSION.attnames.index("id")
+
+
+def keyed_run_and_version_for_new_run(flow: Flow, key: str) -> tuple[FlowRun | None, FlowVersion | None]:
+    """For a run creation with an idempotency key, in one statement: the run of the flow's
+    workspace created earlier with ``key`` (a replay answers with it), and the version a new run
+    of ``flow`` would use (:func:`flow_version_for_new_run`); each None when there is none."""
+    flow_id = Flow._meta.pk.get_db_prep_value(flow.pk, connection)
+    workspace_id = FlowRun._meta.get_field("workspace").get_db_prep_value(flow.workspace_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_KEYED_RUN.sql}, {_VERSION.sql} FROM (SELECT 1 AS one) x "  # noqa: S608 (names from the models)
+            'LEFT JOIN "orchestration_flowrun" r ON r."workspace_id" = %s AND r."idempotency_key" = %s '
+            f'LEFT JOIN "orchestration_flowversion" v ON v."id" = {_NEW_RUN_VERSION_ID}',
+            [workspace_id, key, flow_id, flow_id],
+        )
+        row = cursor.fetchone()
+    assert row is not None  # one row, whatever the joins find
+    run = None if row[_KEYED_RUN_ID] is None else _KEYED_RUN.load(row)
+    version = None if row[_KEYED_RUN.width + _VERSION_ID] is None else _VERSION.load(row, _KEYED_RUN.width)
+    return run, version
 
 
 def flow_versions_for_new_runs(flows: Iterable[Flow], *, only: Sequence[str] = ()) -> dict[Any, FlowVersion]:

@@ -34,7 +34,7 @@ from orchestration.engine import (
     task_run_set_state,
 )
 from orchestration.models import STATE_TYPES, TERMINAL_STATES, Flow, FlowRun, FlowVersion, Schedule, StateType, TaskRun
-from orchestration.selectors import FlowRunFilter, flow_version_for_new_run
+from orchestration.selectors import FlowRunFilter, flow_version_for_new_run, keyed_run_and_version_for_new_run
 from orchestration.services import live
 from orchestration.services.parameters import validate_parameters
 
@@ -215,14 +215,19 @@ def flow_run_create(
         if created_by_kind not in FlowRun.CreatedBy.values:
             raise InvalidInput(f"created_by_kind must be one of {', '.join(FlowRun.CreatedBy.values)}.",
                                details={"created_by_kind": ["Invalid."]})
+        version = flow_version
         if idempotency_key is not None:
-            # Read by hand: every create with a key asks (core/rows.py).
-            existing = rows.by_field(FlowRun, actor.workspace, "idempotency_key", idempotency_key.strip())
+            # Read by hand: every create with a key asks (core/rows.py). Without a version given,
+            # the one a new run uses is read in the same statement.
+            if flow_version is None:
+                existing, version = keyed_run_and_version_for_new_run(flow, idempotency_key.strip())
+            else:
+                existing = rows.by_field(FlowRun, actor.workspace, "idempotency_key", idempotency_key.strip())
             if existing is not None:
                 return existing, False
         if flow_version is not None and flow_version.flow_id != flow.pk:
             raise InvalidInput("That version belongs to another flow.", details={"flow_version": ["Invalid."]})
-        version = flow_version or _version_for_new_run(flow)
+        version = version or _version_for_new_run(flow)  # none found: the refusal says why
         errors: dict[str, list[str]] = {}
         prepared = _prepare(flow, version, {
             "parameters": parameters, "labels": labels, "scheduled_start": scheduled_start,

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Bounds on the whole request, RLS set-up and key authentication included (they shrink as those
 # do; BEGIN and COMMIT are counted too).
-TOTAL = {"create": 14, "claim": 18, "set-state": 13}
+TOTAL = {"create": 13, "claim": 17, "set-state": 13}
 
 
 class Statements:
@@ -120,13 +120,14 @@ def hot() -> Hot:
     return Hot(build_world("acme"))
 
 
-def test_create_is_four_statements_of_its_own(hot):
+def test_create_is_three_statements_of_its_own(hot):
     response, statements = hot.create()
     assert response.status_code == 201, response.content
-    # The flow (access check), the run with the same idempotency key (a replay returns it), the
-    # version a new run uses, then the run and its first history row in one statement (the
-    # database clock stamps them: no SELECT now(), no re-select, no savepoint).
-    assert statements.own_kinds() == ["SELECT flow", "SELECT flowrun", "SELECT flowversion", "WITH flowrun"], statements
+    # The flow (access check), the run with the same idempotency key (a replay returns it) with the
+    # version a new run uses in one statement, then the run and its first history row in one
+    # statement (the database clock stamps them: no SELECT now(), no re-select, no savepoint).
+    assert statements.own_kinds() == ["SELECT flow", "SELECT flowrun", "WITH flowrun"], statements
+    assert '"orchestration_flowversion"' in statements.own[1], statements
     assert len(statements.all) <= TOTAL["create"], statements
     run = response.json()
     with rls_bypass():
@@ -138,25 +139,25 @@ def test_create_is_four_statements_of_its_own(hot):
     assert run["scheduled_start"] == stored.scheduled_start.isoformat().replace("+00:00", "Z")
 
 
-def test_claim_of_one_run_is_six_statements_of_its_own_and_seven_with_the_poll_stamp(hot):
+def test_claim_of_one_run_is_five_statements_of_its_own_and_six_with_the_poll_stamp(hot):
     assert hot.create()[0].status_code == 201
     response, statements = hot.claim()
     assert response.status_code == 200, response.content
     [run] = response.json()["results"]
-    # The agent (access check), the idempotency record, the due run's id locked with SKIP LOCKED,
-    # the run read whole by that id (its flow's late-run policy, its version, whether it has task
-    # runs), PENDING with the agent and the lease in one statement, the poll stamp (at most once a
-    # second), the stored response. No flow-version or task-run query: the claim read them.
+    # The agent (access check), the idempotency record, the due run locked with SKIP LOCKED and
+    # read whole by its id in one statement (its flow's late-run policy, its version, whether it
+    # has task runs), PENDING with the agent and the lease in one statement, the poll stamp (at
+    # most once a second), the stored response. No flow-version or task-run query: the claim read
+    # them.
     assert statements.own_kinds() == [
-        "SELECT agent", "INSERT idempotencyrecord", "SELECT flowrun", "SELECT flowrun", "WITH flowrunstate",
-        "UPDATE agent", "UPDATE idempotencyrecord",
+        "SELECT agent", "INSERT idempotencyrecord", "WITH flowrun", "WITH flowrunstate", "UPDATE agent",
+        "UPDATE idempotencyrecord",
     ], statements
-    # The whole run is read by primary key, not through the locking query as a subquery (whose
-    # plan may join the flow's whole history first).
-    ids, whole = [sql for sql, kind in zip(statements.own, statements.own_kinds(), strict=True)
-                  if kind == "SELECT flowrun"]
-    assert "SKIP LOCKED" in ids and "SKIP LOCKED" not in whole
-    assert 'r."id" = \'' in whole and "ANY((SELECT" not in whole.replace(" ", "")  # one run: its key
+    # The locking query runs first, as a materialized CTE, and the run is read by its primary key
+    # from it (not through the locking query as a subquery, whose plan may join the flow's whole
+    # history first: tests/orchestration/agents/test_claims.py checks the plan).
+    [locked] = [sql for sql in statements.own if "SKIP LOCKED" in sql]
+    assert locked.startswith("WITH due AS MATERIALIZED (") and 'r."id" IN (SELECT "id" FROM due)' in locked
     assert len(statements.all) <= TOTAL["claim"], statements
     assert (run["state_type"], run["agent"], run["task_runs"]) == ("PENDING", hot.agent["id"], [])
     assert run["version"]["storage"] == METADATA["storage"]
@@ -172,7 +173,7 @@ def test_claim_of_one_run_is_six_statements_of_its_own_and_seven_with_the_poll_s
     assert hot.create()[0].status_code == 201
     response, statements = hot.claim()
     assert len(response.json()["results"]) == 1
-    assert "UPDATE agent" not in statements.own_kinds() and len(statements.own) == 6, statements
+    assert "UPDATE agent" not in statements.own_kinds() and len(statements.own) == 5, statements
 
 
 def test_an_empty_claim_is_five_statements_of_its_own(hot):
@@ -181,7 +182,7 @@ def test_an_empty_claim_is_five_statements_of_its_own(hot):
     # Without a due run there is no database clock to compare the stamp with: the conditional
     # UPDATE decides (it stamps at most once a second).
     assert statements.own_kinds() == [
-        "SELECT agent", "INSERT idempotencyrecord", "SELECT flowrun", "UPDATE agent", "UPDATE idempotencyrecord",
+        "SELECT agent", "INSERT idempotencyrecord", "WITH flowrun", "UPDATE agent", "UPDATE idempotencyrecord",
     ], statements
 
 
@@ -302,3 +303,16 @@ def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
                                 "UPDATE idempotencyrecord"], beat
     assert logs.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT taskrun", "INSERT logentry",
                                 "UPDATE idempotencyrecord"], logs
+    # the access check, the idempotency record, the run locked FOR SHARE with the clock and its
+    # version's tasks, the task run locked (created on first sight, then locked), the limit on its
+    # tag (``db``: the concurrency rule), its history row and new state in one statement, the
+    # stored reply
+    assert tasks.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
+                                 "INSERT taskrun", "SELECT taskrun", "SELECT concurrencylimit", "WITH taskrunstate",
+                                 "UPDATE idempotencyrecord"], tasks
+    # a second report on the same task run finds it: no insert
+    response, again = _post(hot.agent_client, hot.world.url(base + "task-runs/"), {
+        "attempt": run["attempt"], "reports": [{"task_key": "extract", "state": {"type": "COMPLETED"}}]})
+    assert response.status_code == 200 and response.json()["results"][0]["status"] == "ACCEPT", response.content
+    assert again.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
+                                 "SELECT concurrencylimit", "WITH taskrunstate", "UPDATE idempotencyrecord"], again

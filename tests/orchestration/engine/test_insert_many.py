@@ -144,6 +144,42 @@ def test_update_many_writes_what_bulk_update_writes_and_only_under_its_condition
     assert read["s"].state_type == "PENDING"  # outside the condition: untouched
 
 
+def test_insert_and_update_in_one_statement_write_what_the_two_write_apart(world_a, version_a):
+    from django.test.utils import CaptureQueriesContext
+
+    from core.rows import insert_many_and_update_many, update_many
+    from orchestration.models import TaskRunState
+
+    run = FlowRunFactory(flow_version=version_a)
+    now = timezone.now()
+    fields = ["state_type", "state_name", "state_message", "end_time"]
+    with workspace_scope([world_a.workspace.pk]):
+        together, apart = _task_runs(run, ["a", "b"], now), _task_runs(run, ["x", "y"], now)
+        insert_many(TaskRun, together + apart)
+        history = {}
+        for task in together + apart:
+            task.state_type, task.state_name, task.state_message = "COMPLETED", "Done", f"{task.task_key} it's done"
+            task.end_time = now + timedelta(microseconds=7)
+            history[task.task_key] = TaskRunState(workspace_id=run.workspace_id, task_run=task, type="COMPLETED",
+                                                  name="Done", message=task.state_message, timestamp=now)
+        # when: the first pair's history and states in one statement, the second pair's in two
+        with CaptureQueriesContext(connection) as one:
+            insert_many_and_update_many([history["a"], history["b"]], together, fields,
+                                        where="t.flow_run_id = %s", params=[run.pk])
+        insert_many(TaskRunState, [history["x"], history["y"]])
+        update_many(TaskRun, apart, fields, where="t.flow_run_id = %s", params=[run.pk])
+        read = {t.task_key: t for t in TaskRun.objects.for_workspace(world_a.workspace.pk)}
+        states = {s.task_run.task_key: s for s in TaskRunState.objects.for_workspace(world_a.workspace.pk)
+                  .select_related("task_run")}
+    assert len(one.captured_queries) == 1, one.captured_queries
+    for mine, other in (("a", "x"), ("b", "y")):
+        assert {f: getattr(read[mine], f) for f in FIELDS if f not in ("task_key", "state_message")} == {
+            f: getattr(read[other], f) for f in FIELDS if f not in ("task_key", "state_message")}
+        assert read[mine].state_message == f"{mine} it's done"
+        assert (states[mine].type, states[mine].message, states[mine].timestamp) == (
+            states[other].type, f"{mine} it's done", states[other].timestamp)
+
+
 def test_insert_values_writes_what_insert_many_writes_and_fills_defaults(world_a, version_a):
     from core.rows import insert_values
 

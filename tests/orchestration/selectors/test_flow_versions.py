@@ -6,8 +6,13 @@ import pytest
 
 from core.tenancy import rls_bypass
 from orchestration.models import Flow
-from orchestration.selectors import flow_version_for_new_run, flow_versions, flow_versions_for_new_runs
-from tests.orchestration.factories import FlowVersionFactory, ProjectFactory
+from orchestration.selectors import (
+    flow_version_for_new_run,
+    flow_versions,
+    flow_versions_for_new_runs,
+    keyed_run_and_version_for_new_run,
+)
+from tests.orchestration.factories import FlowRunFactory, FlowVersionFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +39,10 @@ def _flow(flow: Flow) -> Flow:
 
 def _pick(flow: Flow):  # type: ignore[no-untyped-def]
     with rls_bypass():
-        return flow_version_for_new_run(_flow(flow))
+        chosen = flow_version_for_new_run(_flow(flow))
+        # A create with an idempotency key reads the version with the keyed run: the same answer.
+        assert keyed_run_and_version_for_new_run(_flow(flow), "no-run-has-this-key") == (None, chosen)
+    return chosen
 
 
 def test_the_newest_unarchived_version_by_default(versions):
@@ -77,3 +85,21 @@ def test_the_many_flows_form_answers_as_the_single_one_in_one_query(versions, dj
     assert chosen == {flow.pk: _pick(flow) for flow in flows if _pick(flow) is not None}
     assert chosen == {v1.flow_id: v1, newest_archived.flow_id: newest_archived}
     assert v3 not in chosen.values()
+
+
+def test_a_create_key_finds_the_run_made_with_it_in_the_flows_workspace_only(versions, world_b):
+    v1, _v2, v3 = versions
+    with rls_bypass():
+        made = FlowRunFactory(flow_version=v1, idempotency_key="nightly-2026-12-05")
+        # the same key in another workspace is another run
+        FlowRunFactory(flow_version=FlowVersionFactory(flow__project=ProjectFactory(workspace=world_b.workspace),
+                                                       flow__workspace=world_b.workspace),
+                       idempotency_key="nightly-2026-12-05")
+        found, version = keyed_run_and_version_for_new_run(_flow(v1.flow), "nightly-2026-12-05")
+        assert (found.pk, found.idempotency_key, found.flow_version_id) == (made.pk, made.idempotency_key, v1.pk)
+        assert version == v3
+        for version_ in versions:
+            _set(version_, is_archived=True)
+        # no version to run any more: the keyed run is still found (a replay answers with it)
+        found, version = keyed_run_and_version_for_new_run(_flow(v1.flow), "nightly-2026-12-05")
+        assert (found.pk, version) == (made.pk, None)
