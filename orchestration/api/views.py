@@ -697,9 +697,11 @@ class FlowRunHeartbeatView(WorkspaceAPIView):
                    summary="Flow-run heartbeat: extends the lease; the reply says if cancellation was requested")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         data = _valid(s.FlowRunHeartbeatIn, request)
-        run = access_flow_run(self.principal, flow_run_id, action="flow_run:report_state")
-        return _replayable(self, request, f"flow_run:{run.pk}:heartbeat", lambda: heartbeats.flow_run_heartbeat(
-            actor=self.principal, flow_run=run, attempt=data["attempt"], lease_seconds=data["lease_seconds"],
+        # The lease's UPDATE finds the run: a missing run or another workspace's is its 404 (the
+        # request, idempotency record included, then rolls back).
+        run_id = agent_flow_run_id(self.principal, flow_run_id, "flow_run:report_state")
+        return _replayable(self, request, f"flow_run:{run_id}:heartbeat", lambda: heartbeats.flow_run_heartbeat(
+            actor=self.principal, flow_run_id=run_id, attempt=data["attempt"], lease_seconds=data["lease_seconds"],
         ))
 
 

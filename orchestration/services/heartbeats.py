@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from accounts.authz import Principal, authorize
+from accounts.authz import NotFound, Principal, authorize
 from core.errors import Conflict, InvalidInput
 from core.tenancy import workspace_scope
 from core.transactions import atomic_service
@@ -34,23 +34,28 @@ class StaleAttempt(Conflict):
 
 @atomic_service
 def flow_run_heartbeat(
-    *, actor: Principal, flow_run: FlowRun, attempt: int, lease_seconds: int = HEARTBEAT_LEASE_SECONDS
+    *, actor: Principal, flow_run_id: Any, attempt: int, lease_seconds: int = HEARTBEAT_LEASE_SECONDS
 ) -> dict[str, Any]:
-    """Extend the run's lease for ``attempt``. Returns ``{"cancellation_requested",
-    "lease_expires_at", "state_type", "attempt"}``; a stale attempt or a run that is no longer
-    held (``run_not_held``) → 409, and the agent stops the run."""
-    authorize(actor, "flow_run:report_state", flow_run)
+    """Extend the lease of the run ``flow_run_id`` (of the actor's workspace) for ``attempt``.
+    Returns ``{"cancellation_requested", "lease_expires_at", "state_type", "attempt"}``; a stale
+    attempt or a run that is no longer held (``run_not_held``) → 409, and the agent stops the run;
+    no such run in the workspace → 404. The run is not read first: the lease's UPDATE finds it (a
+    heartbeat is one statement), and only a refusal reads it, to say why."""
+    authorize(actor, "flow_run:report_state", actor.workspace)  # an agent action: not per project
     if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int) or not (
         MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS
     ):
         raise InvalidInput(f"lease_seconds must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}.",
                            details={"lease_seconds": ["Invalid."]})
-    with workspace_scope([flow_run.workspace_id]):
-        extended = _extend_lease(flow_run, attempt, lease_seconds) if settings.IS_POSTGRES else None
+    workspace_id = actor.workspace.pk
+    with workspace_scope([workspace_id]):
+        extended = _extend_lease(workspace_id, flow_run_id, attempt, lease_seconds) if settings.IS_POSTGRES else None
         if extended is not None:
             return extended
         # Refused, or not on PostgreSQL: read the run under its lock to say why (or extend it here).
-        run = FlowRun.objects.for_workspace(flow_run.workspace_id).select_for_update().get(pk=flow_run.pk)
+        run = FlowRun.objects.for_workspace(workspace_id).select_for_update().filter(pk=flow_run_id).first()
+        if run is None:
+            raise NotFound()
         if attempt != run.attempt:
             raise StaleAttempt(
                 stale_attempt_reason(attempt, run.attempt),  # the state rule's wording: they race
@@ -79,7 +84,7 @@ def _reply(lease_expires_at: Any, cancellation_requested: bool, state_type: str,
     }
 
 
-def _extend_lease(flow_run: FlowRun, attempt: int, lease_seconds: int) -> dict[str, Any] | None:
+def _extend_lease(workspace_id: Any, flow_run_id: Any, attempt: int, lease_seconds: int) -> dict[str, Any] | None:
     """The heartbeat of a run held for ``attempt`` as one statement (the run's row locked by the
     UPDATE as by a locked read); None when the run is not (another attempt, no longer held, gone):
     the caller then reads it to say why."""
@@ -88,7 +93,7 @@ def _extend_lease(flow_run: FlowRun, attempt: int, lease_seconds: int) -> dict[s
             'UPDATE "orchestration_flowrun" SET "lease_expires_at" = statement_timestamp() '
             '+ make_interval(secs => %s) WHERE "workspace_id" = %s AND "id" = %s AND "attempt" = %s '
             'AND "state_type" = ANY(%s) RETURNING "lease_expires_at", "cancellation_requested", "state_type"',
-            [lease_seconds, flow_run.workspace_id, flow_run.pk, attempt, [str(s) for s in LEASED_STATES]],
+            [lease_seconds, workspace_id, flow_run_id, attempt, [str(s) for s in LEASED_STATES]],
         )
         row = cursor.fetchone()
     if row is None:

@@ -69,7 +69,7 @@ def flow_run_report(
         beat = None
         if lease_seconds is not None:
             beat = _part("heartbeat", lambda: heartbeats.flow_run_heartbeat(
-                actor=actor, flow_run=flow_run, attempt=attempt, lease_seconds=lease_seconds))
+                actor=actor, flow_run_id=flow_run.pk, attempt=attempt, lease_seconds=lease_seconds))
         results = None
         if task_run_reports is not None:
             reports = task_run_reports

@@ -5,6 +5,7 @@ concurrency slots in the same transaction (D5)."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ import time_machine
 from django.db import connections
 from django.utils import timezone
 
-from accounts.authz import principal_for_user
+from accounts.authz import NotFound, principal_for_user
 from accounts.models import Role
 from core.errors import Conflict, InvalidInput
 from core.tenancy import rls_bypass, workspace_scope
@@ -56,7 +57,7 @@ def test_a_heartbeat_extends_the_lease_from_the_db_clock(actor_a, agent_a, versi
     _start(actor_a, run)
     # when
     with time_machine.travel(timezone.now() - timedelta(days=1)):
-        reply = flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1)
+        reply = flow_run_heartbeat(actor=actor_a, flow_run_id=run.pk, attempt=1)
     # then
     stored = _fetch(run)
     with rls_bypass():
@@ -73,14 +74,14 @@ def test_a_heartbeat_may_ask_for_a_shorter_or_longer_lease_within_bounds(actor_a
     (run,) = flow_runs_claim(actor=actor_a, agent=agent_a, lease_seconds=10)
     _start(actor_a, run)
     # when
-    flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1, lease_seconds=15)
+    flow_run_heartbeat(actor=actor_a, flow_run_id=run.pk, attempt=1, lease_seconds=15)
     # then
     with rls_bypass():
         now = db_now()
     assert abs(_fetch(run).lease_expires_at - now - timedelta(seconds=15)) < timedelta(seconds=3)
     for bad in (9, 3601, True, "60"):
         with pytest.raises(InvalidInput):
-            flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1, lease_seconds=bad)
+            flow_run_heartbeat(actor=actor_a, flow_run_id=run.pk, attempt=1, lease_seconds=bad)
 
 
 @pytest.mark.django_db
@@ -92,7 +93,7 @@ def test_the_heartbeat_reply_says_when_cancellation_was_requested(world_a, actor
     developer = principal_for_user(world_a.users[Role.DEVELOPER], world_a.workspace)
     flow_run_cancel(actor=developer, flow_run=_fetch(run))
     # when
-    reply = flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1)
+    reply = flow_run_heartbeat(actor=actor_a, flow_run_id=run.pk, attempt=1)
     # then
     assert reply["cancellation_requested"] is True
     assert reply["state_type"] == StateType.CANCELLING
@@ -109,7 +110,7 @@ def test_d2_a_heartbeat_for_a_stale_attempt_is_409_and_changes_nothing(actor_a, 
     assert (before.attempt, before.state_name) == (2, "AwaitingRetry")
     # when: attempt 1's process, still alive, heartbeats
     with pytest.raises(Conflict) as excinfo:
-        flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1)
+        flow_run_heartbeat(actor=actor_a, flow_run_id=run.pk, attempt=1)
     # then: 409 stale_attempt (the agent stops the process), and the run is untouched
     assert excinfo.value.status_code == 409
     assert excinfo.value.code == "stale_attempt"
@@ -117,6 +118,22 @@ def test_d2_a_heartbeat_for_a_stale_attempt_is_409_and_changes_nothing(actor_a, 
     after = _fetch(run)
     assert (after.state_version, after.lease_expires_at, after.attempt) == (
         before.state_version, before.lease_expires_at, before.attempt)
+
+
+@pytest.mark.django_db
+def test_a_heartbeat_for_another_workspaces_run_or_no_run_is_not_found_and_changes_nothing(
+        actor_a, actor_b, agent_a, version_a):
+    due_runs(version_a, 1)
+    (run,) = flow_runs_claim(actor=actor_a, agent=agent_a)
+    _start(actor_a, run)
+    before = _fetch(run)
+    # when: workspace b's key names a's run, and a's key names a run that does not exist
+    for actor, run_id in ((actor_b, run.pk), (actor_a, uuid.uuid4())):
+        with pytest.raises(NotFound):
+            flow_run_heartbeat(actor=actor, flow_run_id=run_id, attempt=1)
+    # then: a's run is untouched
+    after = _fetch(run)
+    assert (after.lease_expires_at, after.state_version) == (before.lease_expires_at, before.state_version)
 
 
 @pytest.mark.django_db
@@ -147,7 +164,7 @@ def test_a_heartbeat_for_a_finished_run_is_409_run_not_held(actor_a, agent_a, ve
                            workspace_id=run.workspace_id, attempt=1)
     # when / then
     with pytest.raises(Conflict) as excinfo:
-        flow_run_heartbeat(actor=actor_a, flow_run=run, attempt=1)
+        flow_run_heartbeat(actor=actor_a, flow_run_id=run.pk, attempt=1)
     assert excinfo.value.code == "run_not_held"
 
 
@@ -225,7 +242,7 @@ def test_the_reaper_leaves_runs_whose_lease_is_alive_alone(actor_a, agent_a, ver
     runs = flow_runs_claim(actor=actor_a, agent=agent_a, limit=2, lease_seconds=10)
     for run in runs:
         _start(actor_a, run)
-    flow_run_heartbeat(actor=actor_a, flow_run=runs[0], attempt=1)
+    flow_run_heartbeat(actor=actor_a, flow_run_id=runs[0].pk, attempt=1)
     # when: a reaper tick just after the claim lease but before the heartbeat's lease ends
     with rls_bypass():
         cutoff = _fetch(runs[1]).lease_expires_at + timedelta(seconds=1)

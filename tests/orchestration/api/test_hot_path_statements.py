@@ -279,6 +279,22 @@ def test_set_state_on_another_workspaces_run_or_no_run_is_404_and_stores_nothing
         assert FlowRun.objects.unscoped().get(pk=theirs["id"]).state_type == "PENDING"
 
 
+def test_a_heartbeat_on_another_workspaces_run_or_no_run_is_404_and_stores_nothing(hot):
+    other = build_world("globex")
+    theirs = Hot(other).claimed()
+    for run_id in (theirs["id"], str(uuid.uuid4()), "not-a-uuid"):
+        key = str(uuid.uuid4())
+        response, _ = _post(hot.agent_client, hot.world.url(f"flow-runs/{run_id}/heartbeat/"), {"attempt": 1}, key)
+        assert response.status_code == 404, response.content
+        assert response.json()["error"]["code"] == "not_found"
+        with rls_bypass():
+            assert not IdempotencyRecord.objects.unscoped().filter(key=key).exists()
+    with rls_bypass():
+        stored = FlowRun.objects.unscoped().get(pk=theirs["id"])
+    assert (stored.state_type, stored.lease_expires_at.isoformat().replace("+00:00", "Z")) == (
+        "PENDING", theirs["lease_expires_at"])
+
+
 def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
     """Inside an idempotent request any error rolls the whole request back, so the services need
     no savepoint of their own: a pair would be two more round trips on every report (called
@@ -298,9 +314,10 @@ def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
     assert not [sql for sql in beat.all + logs.all + tasks.all if "SAVEPOINT" in sql], beat.all + logs.all + tasks.all
     # The batch reads the database clock with the run's FOR SHARE lock, not in a statement of its own.
     assert not [sql for sql in tasks.all if sql.strip().lower() == "select now()"], tasks.all
-    # the run's access check, the idempotency record, the work, the stored reply
-    assert beat.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "UPDATE flowrun",
-                                "UPDATE idempotencyrecord"], beat
+    # the idempotency record, the lease extended (the UPDATE is the access check too: no read of
+    # the run first), the stored reply; the log batch: the run's access check, the record, the
+    # task runs its lines name, the lines, the stored reply
+    assert beat.own_kinds() == ["INSERT idempotencyrecord", "UPDATE flowrun", "UPDATE idempotencyrecord"], beat
     assert logs.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT taskrun", "INSERT logentry",
                                 "UPDATE idempotencyrecord"], logs
     # the access check, the idempotency record, the run locked FOR SHARE with the clock and its
