@@ -187,8 +187,13 @@ class FlowRun(TenantModel):
         SCHEDULE = "schedule"
         API = "api"
 
+    # Every state change writes an entry into each index of this table: a foreign key whose column
+    # already leads a composite index (listed in Meta) gets no index of its own. The workspace's
+    # leads flow_run_ws_created_idx and flow_run_ws_state_idx, the flow's flow_run_flow_idx, the
+    # schedule's flow_run_unique_schedule_start (partial, where set: a lookup by a schedule implies it).
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs", db_index=False)
     flow_version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT, related_name="runs")
     name = models.CharField(max_length=200)
     parameters = models.JSONField(default=dict)
@@ -198,7 +203,8 @@ class FlowRun(TenantModel):
     created_by_user = models.ForeignKey(
         "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    schedule = models.ForeignKey(Schedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    schedule = models.ForeignKey(Schedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+                                 db_index=False)
     scheduled_start = models.DateTimeField(default=now)
     # Current state, denormalised from the newest FlowRunState row.
     state_type = models.CharField(max_length=16, choices=StateType.choices, default=StateType.SCHEDULED)
@@ -392,6 +398,9 @@ class IdempotencyRecord(TenantModel):
     """The stored response of an agent POST, keyed by its idempotency key (D4): a replay returns
     it; the same key with a different body is refused."""
 
+    # Every agent POST inserts a record: the workspace's column leads idempotency_unique_key, so
+    # it gets no index of its own.
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
     id = models.BigAutoField(primary_key=True)
     key = models.CharField(max_length=200)
     scope = models.CharField(max_length=100)

@@ -407,24 +407,15 @@ _VERSION_TASKS = Columns(FlowVersion, "v", ["tasks"])
 
 def locked_flow_runs(
     workspace_id: Any, run_ids: list[Any], *, flow_fields: tuple[str, ...] = (), version: bool = False,
-    has_task_runs: bool = False, ids_from: tuple[str, list[Any]] | None = None,
+    has_task_runs: bool = False,
 ) -> list[FlowRun]:
     """The runs ``run_ids`` of the workspace, locked ``FOR UPDATE``, oldest scheduled start first,
     as :func:`lock_flow_runs` reads them (what the rules read of the flow and the agent, the
     database clock as ``db_now``); ``flow_fields`` more of the flow, ``version`` the registered
     version, ``has_task_runs`` whether the run has any. The two hot paths (set-state, claims) read
     their runs here: on PostgreSQL in hand-written SQL, whose compilation by the ORM cost more CPU
-    than the statement; elsewhere with :func:`lock_flow_runs`.
-
-    ``ids_from`` (PostgreSQL only, instead of ``run_ids``): a statement selecting the runs' ``id``
-    (SQL and parameters), such as the claim's locking query. It runs first, as a materialized CTE
-    of the same statement, and the runs are then read by primary key: one round trip instead of
-    two, and the planner cannot fold the locking query into a join over the flow's whole history
-    (what reading the runs ``WHERE id IN (<the locking query>)`` did)."""
-    assert ids_from is None or settings.IS_POSTGRES, "ids_from is PostgreSQL's"
+    than the statement; elsewhere with :func:`lock_flow_runs`."""
     ids = [FlowRun._meta.pk.to_python(run_id) for run_id in run_ids]
-    if ids_from is None and not ids:
-        return []
     if not settings.IS_POSTGRES:
         also = [f"flow__{name}" for name in flow_fields]
         if version:
@@ -440,30 +431,19 @@ def locked_flow_runs(
     if has_task_runs:
         parts.append('EXISTS (SELECT 1 FROM "orchestration_taskrun" t '
                      'WHERE t."flow_run_id" = r."id" AND t."workspace_id" = r."workspace_id")')
-    # Each run by its primary key, whatever the plan: a prepared statement runs on a generic plan,
-    # and for "id = ANY(array)" that plan read every run of the flow (docs/performance.md).
-    params: list[Any] = [getattr(workspace_id, "pk", workspace_id)]
-    if ids_from is not None:
-        which = 'r."id" IN (SELECT "id" FROM due) '
-        params[:0] = ids_from[1]  # the CTE's parameters come first in the text
-    elif len(ids) == 1:
-        which = 'r."id" = %s '
-        params.append(ids[0])
-    else:
-        which = 'r."id" IN (SELECT unnest(%s::uuid[])) '
-        params.append(ids)
-    # The names come from the models; the CTE is the caller's own SQL.
-    cte = f"WITH due AS MATERIALIZED ({ids_from[0]}) " if ids_from is not None else ""
     sql = (
-        cte + f'SELECT {", ".join(parts)} FROM "orchestration_flowrun" r '  # noqa: S608
+        f'SELECT {", ".join(parts)} FROM "orchestration_flowrun" r '  # noqa: S608 (names from the models)
         'JOIN "orchestration_flow" f ON f."id" = r."flow_id" '
         'LEFT JOIN "orchestration_agent" a ON a."id" = r."agent_id" '
         + ('JOIN "orchestration_flowversion" v ON v."id" = r."flow_version_id" ' if version else "")
-        + 'WHERE r."workspace_id" = %s AND ' + which
+        # Each run by its primary key, whatever the plan: a prepared statement runs on a generic plan,
+        # and for "id = ANY(array)" that plan read every run of the flow (docs/performance.md).
+        + 'WHERE r."workspace_id" = %s AND '
+        + ('r."id" = %s ' if len(ids) == 1 else 'r."id" IN (SELECT unnest(%s::uuid[])) ')
         + 'ORDER BY r."scheduled_start" FOR UPDATE OF r'
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [getattr(workspace_id, "pk", workspace_id), ids[0] if len(ids) == 1 else ids])
         rows = cursor.fetchall()
     runs: list[FlowRun] = []
     for row in rows:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connection, connections, transaction
+from django.db import connection, connections
 from django.utils import timezone
 
 from core.errors import InvalidInput
@@ -226,36 +226,6 @@ def test_d8_the_claim_query_uses_the_partial_due_index_on_a_generic_plan_too(wor
     with workspace_scope([world_a.workspace.pk]):
         plan = generic_plan(sql, literals)
     assert "flow_run_due_idx" in plan, plan
-
-
-@pytest.mark.django_db(transaction=True)
-def test_d8_the_claims_one_statement_locks_by_the_due_index_then_reads_each_run_by_its_key(
-        world_a, actor_a, agent_a, version_a):
-    """The claim locks its due runs and reads them whole in one statement: the locking query as a
-    materialized CTE, then each run by its primary key. On a generic plan too, no part of it may
-    read the flow's history (an ``id IN (<locking query>)`` subquery once joined every run of the
-    flow before filtering)."""
-    finished_history(version_a, 3000)
-    due_runs(version_a, 10)
-    analyze_as_owner()
-    sent: list[tuple[str, list]] = []
-
-    def capture(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        sent.append((sql, list(params or [])))
-        return execute(sql, params, many, context)
-
-    with transaction.atomic(), connection.execute_wrapper(capture):
-        [claimed] = flow_runs_claim(actor=actor_a, agent=agent_a, limit=1)
-        transaction.set_rollback(True)
-    [(sql, params)] = [(sql, params) for sql, params in sent if "SKIP LOCKED" in sql]
-    assert sql.startswith("WITH due AS MATERIALIZED (") and 'r."id" IN (SELECT "id" FROM due)' in sql, sql
-    literals = [str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'" for p in params]
-    with workspace_scope([world_a.workspace.pk]):
-        plan = generic_plan(sql, literals)
-    assert "flow_run_due_idx" in plan and "Seq Scan" not in plan, plan
-    # Every other read of the runs' table is by its primary key.
-    reads = [line for line in plan.splitlines() if " on orchestration_flowrun " in line]
-    assert reads and all("flow_run_due_idx" in line or "orchestration_flowrun_pkey" in line for line in reads), plan
 
 
 @pytest.mark.django_db(transaction=True)
