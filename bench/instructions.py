@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,9 @@ from api_http import REPORT_LOG_LINES, REPORT_TASKS, django_setup, seed, teardow
 WARM_UP = 30
 
 
-def child(env_file: Path, lifecycles: int) -> None:
-    """Runs under callgrind: warm up, then ``lifecycles`` run lifecycles through the handler."""
+def child(env_file: Path, lifecycles: int, around: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+    """Runs under callgrind: warm up, then ``lifecycles`` run lifecycles through the handler
+    (inside ``around()``, for a caller that measures them another way: bench/statement_time.py)."""
     seeded = json.loads(env_file.read_text())
     sys.path.insert(0, str(ROOT))
     from django.core.signals import request_started
@@ -88,8 +91,11 @@ def child(env_file: Path, lifecycles: int) -> None:
             for i in range(REPORT_LOG_LINES)]}, agent)
         post(base + "/set-state/", {"state": {"type": "COMPLETED"}, "attempt": attempt}, agent)
 
-    for _ in range(WARM_UP + lifecycles):
+    for _ in range(WARM_UP):
         lifecycle()
+    with around():
+        for _ in range(lifecycles):
+            lifecycle()
 
 
 def counted(env_file: Path, lifecycles: int, out_dir: Path, server_env: dict[str, str]) -> subprocess.Popen[str]:
@@ -106,15 +112,32 @@ def collected(output: str) -> int:
     return int(match.group(1))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--lifecycles", type=int, default=40, help="N: the two processes run N and 2N")
+def database_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--pg", default="127.0.0.1:5432")
     ap.add_argument("--dbname", default="flowdeck_bench")
     ap.add_argument("--owner-user", default="flowdeck_owner")
     ap.add_argument("--app-user", default="flowdeck_app")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+
+
+def child_env(args: argparse.Namespace, out_dir: Path) -> dict[str, str]:
+    """The measured process's environment: production settings, the application role (RLS on)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWDECK_", "DATABASE_"))}
+    env.update(
+        DATABASE_URL=f"postgres://{args.app_user}@{args.pg}/{args.dbname}", REDIS_URL=args.redis_url,
+        DJANGO_SETTINGS_MODULE="config.settings", FLOWDECK_PRODUCTION="true", SECRET_KEY=uuid.uuid4().hex * 2,
+        FLOWDECK_INPROCESS_PERIODIC="false", FLOWDECK_DB_APP_ROLE=args.app_user,
+        FLOWDECK_VAR_DIR=str(out_dir / "var"), FLOWDECK_CACHE_PREFIX="instructions",
+        FLOWDECK_CHANNEL_PREFIX="instructions", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--lifecycles", type=int, default=40, help="N: the two processes run N and 2N")
+    database_arguments(ap)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.lifecycles)
@@ -127,14 +150,7 @@ def main() -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="fd-instructions-"))
     env_file = out_dir / "seeded.json"
     env_file.write_text(json.dumps({k: v for k, v in seeded.items() if k not in ("workspace", "user")}))
-    server_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWDECK_", "DATABASE_"))}
-    server_env.update(
-        DATABASE_URL=f"postgres://{args.app_user}@{args.pg}/{args.dbname}", REDIS_URL=args.redis_url,
-        DJANGO_SETTINGS_MODULE="config.settings", FLOWDECK_PRODUCTION="true", SECRET_KEY=uuid.uuid4().hex * 2,
-        FLOWDECK_INPROCESS_PERIODIC="false", FLOWDECK_DB_APP_ROLE=args.app_user,
-        FLOWDECK_VAR_DIR=str(out_dir / "var"), FLOWDECK_CACHE_PREFIX="instructions",
-        FLOWDECK_CHANNEL_PREFIX="instructions", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
-    )
+    server_env = child_env(args, out_dir)
     n = args.lifecycles
     print(f"callgrind: {WARM_UP} warm-up lifecycles, then {n} and {2 * n}, in two processes (a few minutes)",
           flush=True)
