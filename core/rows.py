@@ -115,9 +115,13 @@ def insert_many(model: type[Model], objs: Sequence[Model], *, ignore_conflicts: 
     C call, where a parameter per column made the driver adapt every value of every array in
     Python (a fifth of a log batch's CPU). ``ignore_conflicts`` skips rows that conflict;
     ``returning`` names a field whose values, for the rows inserted, are returned."""
+    return _insert(model, _insert_rows(model, objs), ignore_conflicts, returning)
+
+
+def _insert_rows(model: type[Model], objs: Sequence[Model]) -> list[list[Any]]:
+    """Each object's values for the insert, as ``bulk_create`` takes them (defaults, ``pre_save``)."""
     fields = _insert_fields(model)
-    return _insert(model, [[field.pre_save(obj, True) for field in fields] for obj in objs], ignore_conflicts,
-                   returning)
+    return [[field.pre_save(obj, True) for field in fields] for obj in objs]
 
 
 def insert_values(model: type[Model], rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False,
@@ -135,7 +139,7 @@ def _insert(model: type[Model], values: list[list[Any]], ignore_conflicts: bool,
         return []
     sql = _insert_sql(model, _insert_fields(model), ignore_conflicts, returning)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(values, default=_json_scalar, separators=(",", ":"))])
+        cursor.execute(sql, [_as_json(values)])
         return [row[0] for row in cursor.fetchall()] if returning else []
 
 
@@ -165,21 +169,23 @@ def insert_many_and_update_many(
     if not new:
         update_many(type(changed[0]), changed, fields, where=where, params=params)
         return
-    inserted = type(new[0])
-    values = [[field.pre_save(obj, True) for field in _insert_fields(inserted)] for obj in new]
-    sql = f"WITH inserted AS ({_insert_sql(inserted, _insert_fields(inserted), False, None)}) " + _update_sql(
-        type(changed[0]), fields, where)
+    inserted, updated = type(new[0]), type(changed[0])
+    sql = (f"WITH inserted AS ({_insert_sql(inserted, _insert_fields(inserted), False, None)}) "
+           + _update_sql(updated, fields, where))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(values, default=_json_scalar, separators=(",", ":")),
-                             _update_rows(type(changed[0]), changed, fields), *params])
+        cursor.execute(sql, [_as_json(_insert_rows(inserted, new)), _update_rows(updated, changed, fields), *params])
 
 
 def _update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]) -> str:
     pk = model._meta.pk
     assert pk is not None
     written: list[Any] = [pk, *(model._meta.get_field(name) for name in fields)]
-    return json.dumps([[getattr(obj, field.attname) for field in written] for obj in objs], default=_json_scalar,
-                      separators=(",", ":"))
+    return _as_json([[getattr(obj, field.attname) for field in written] for obj in objs])
+
+
+def _as_json(rows: list[list[Any]]) -> str:
+    """Rows as the one JSON parameter the statements take apart (:func:`_column_of_row`)."""
+    return json.dumps(rows, default=_json_scalar, separators=(",", ":"))
 
 
 def _update_sql(model: type[Model], fields: Sequence[str], where: str) -> str:
