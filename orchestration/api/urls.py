@@ -7,6 +7,18 @@ flow = ws + "flows/<uuid:flow_id>/"
 run = ws + "flow-runs/<uuid:flow_run_id>/"
 
 urlpatterns = [
+    # The agents' hot path first: Django tries the patterns in order (one regular expression each),
+    # and these are most of the traffic. No two patterns here match the same path, so the order
+    # changes no match (tests/test_url_order.py).
+    path(ws + "flow-runs/", views.FlowRunListView.as_view(), name="flow-run-list"),
+    path(run + "set-state/", views.FlowRunSetStateView.as_view(), name="flow-run-set-state"),
+    path(run + "heartbeat/", views.FlowRunHeartbeatView.as_view(), name="flow-run-heartbeat"),
+    path(run + "task-runs/", views.FlowRunTaskRunsView.as_view(), name="flow-run-task-runs"),
+    path(run + "logs/", views.FlowRunLogsView.as_view(), name="flow-run-logs"),
+    path(run + "report/", agent_reports.FlowRunReportView.as_view(), name="flow-run-report"),
+    path(ws + "agents/<uuid:agent_id>/heartbeat/", views.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
+    path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
+    # The rest.
     path(ws + "projects/", views.ProjectListView.as_view(), name="project-list"),
     path(ws + "projects/<uuid:project_id>/", views.ProjectDetailView.as_view(), name="project-detail"),
     path(ws + "flows/", views.FlowListView.as_view(), name="flow-list"),
@@ -19,25 +31,17 @@ urlpatterns = [
     path(flow + "schedules/", views.ScheduleListView.as_view(), name="schedule-list"),
     path(flow + "schedules/<uuid:schedule_id>/", views.ScheduleDetailView.as_view(), name="schedule-detail"),
     path(flow + "schedules/<uuid:schedule_id>/pause/", views.SchedulePauseView.as_view(), name="schedule-pause"),
-    path(ws + "flow-runs/", views.FlowRunListView.as_view(), name="flow-run-list"),
     path(ws + "flow-runs/bulk/", views.FlowRunBulkCreateView.as_view(), name="flow-run-bulk-create"),
     path(ws + "flow-runs/bulk-action/", views.FlowRunBulkActionView.as_view(), name="flow-run-bulk-action"),
     path(ws + "bulk-actions/<uuid:bulk_action_id>/", views.BulkActionDetailView.as_view(), name="bulk-action-detail"),
     path(run, views.FlowRunDetailView.as_view(), name="flow-run-detail"),
-    path(run + "set-state/", views.FlowRunSetStateView.as_view(), name="flow-run-set-state"),
     path(run + "cancel/", views.FlowRunCancelView.as_view(), name="flow-run-cancel"),
     path(run + "restart/", views.FlowRunRestartView.as_view(), name="flow-run-restart"),
     path(run + "mark/", views.FlowRunMarkView.as_view(), name="flow-run-mark"),
-    path(run + "task-runs/", views.FlowRunTaskRunsView.as_view(), name="flow-run-task-runs"),
-    path(run + "logs/", views.FlowRunLogsView.as_view(), name="flow-run-logs"),
     path(run + "logs/download/", views.FlowRunLogsDownloadView.as_view(), name="flow-run-logs-download"),
     path(run + "states/", views.FlowRunStatesView.as_view(), name="flow-run-states"),
-    path(run + "heartbeat/", views.FlowRunHeartbeatView.as_view(), name="flow-run-heartbeat"),
-    path(run + "report/", agent_reports.FlowRunReportView.as_view(), name="flow-run-report"),
     path(ws + "agents/", views.AgentListView.as_view(), name="agent-list"),
-    path(ws + "agents/<uuid:agent_id>/heartbeat/", views.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
     path(ws + "agents/<uuid:agent_id>/stop/", views.AgentStopView.as_view(), name="agent-stop"),
-    path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
     path(ws + "concurrency-limits/", views.ConcurrencyLimitView.as_view(), name="concurrency-limits"),
 ]
 
