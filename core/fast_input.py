@@ -7,8 +7,11 @@ of its request's CPU there. For a serializer made of plain fields, :func:`fast_v
 function that gives exactly DRF's validated data for the bodies DRF accepts, checking the common
 cases directly (a string where a string is expected, an int where an int is …), and gives up
 (``None``) on anything else: the serializer then validates as before and words the errors. The
-serializers stay the one statement of what a body may hold; serializers with ``validate``
-methods, validators of their own, sources or partial updates get no fast path.
+serializers stay the one statement of what a body may hold. A serializer's ``validate`` method
+(a rule across its fields: the combined report needs at least one part) is called with the
+fields' values as DRF calls it, and a refusal there also lets DRF decide, so it must read nothing
+but those values; serializers with validators of their own, ``validate_<field>`` methods, sources
+or partial updates get no fast path.
 tests/core/test_fast_input.py checks the two agree on generated bodies, valid and not."""
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinLengthValidator, MinValueValidator
 from rest_framework import fields as f
 from rest_framework import serializers
@@ -59,7 +63,7 @@ def _run(check: Check) -> Callable[[Any], Any]:
     def validate(data: Any) -> Any:
         try:
             return check(data)
-        except (_Defer, serializers.ValidationError, f.SkipField):
+        except (_Defer, serializers.ValidationError, DjangoValidationError, f.SkipField):
             return None
     return validate
 
@@ -70,7 +74,7 @@ def _serializer(serializer: serializers.Serializer) -> Check | None:
     cls = type(serializer)
     strict = isinstance(serializer, StrictInputSerializer)
     base: Any = StrictInputSerializer if strict else serializers.Serializer
-    if (cls.validate is not serializers.Serializer.validate or serializer.get_validators()
+    if (serializer.get_validators()
             or cls.to_internal_value is not base.to_internal_value
             or cls.run_validation is not serializers.Serializer.run_validation
             or any(hasattr(cls, "validate_" + name) for name in serializer.fields)):
@@ -86,6 +90,8 @@ def _serializer(serializer: serializers.Serializer) -> Check | None:
             return None
         plan.append((name, field, check))
     known = frozenset(serializer.fields)
+    # Its own validate(), else none: DRF's default returns the values as they are.
+    across = serializer.validate if cls.validate is not serializers.Serializer.validate else None
 
     def check_object(data: Any) -> dict[str, Any]:
         if type(data) is not dict or (strict and not known.issuperset(data)):
@@ -111,6 +117,9 @@ def _serializer(serializer: serializers.Serializer) -> Check | None:
                 out[name] = None
             else:
                 out[name] = check(value)
+        if across is not None:
+            out = across(out)
+            assert out is not None, ".validate() should return the validated data"  # as DRF asserts
         return out
 
     return check_object

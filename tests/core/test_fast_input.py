@@ -167,6 +167,11 @@ LOG_LINE = {"sequence": 7, "level": "INFO", "timestamp": "2026-12-04T10:00:00.5Z
     ("SetStateIn", {"state": {"type": "COMPLETED", "message": "ok"}, "attempt": 1}),
     ("FlowRunHeartbeatIn", {"attempt": 2, "lease_seconds": 90}),
     ("ClaimIn", {"limit": 1}),
+    # The combined report the SDK's reporter sends (its own validate(): at least one part).
+    ("FlowRunReportIn", {"attempt": 1, "heartbeat": {}, "task_runs": [
+        {"task_key": "extract", "state": {"type": "COMPLETED", "result_ref": "s3://x"}}],
+        "logs": [LOG_LINE], "state": {"type": "COMPLETED"}, "expected_version": 3}),
+    ("FlowRunReportIn", {"attempt": 4, "logs": [LOG_LINE, {**LOG_LINE, "sequence": 8}]}),
 ])
 def test_the_bodies_agents_send_take_the_fast_path_with_drfs_answer(name, body):
     cls = next(c for c in FAST if c.__name__ == name)
@@ -175,6 +180,21 @@ def test_the_bodies_agents_send_take_the_fast_path_with_drfs_answer(name, body):
     assert _same(fast, _drf(cls, body)) and _same(validated(cls, body), fast)
     if name == "LogBatchIn":  # a message keeps its spaces; a logger is trimmed; defaults filled in
         assert fast["lines"][0]["message"] == "  loaded 1,200 rows\n" and fast["lines"][1]["logger"] == "flowdeck.task"
+    if name == "FlowRunReportIn" and "heartbeat" in body:  # nested defaults filled in
+        assert fast["heartbeat"] == {"lease_seconds": 60} and fast["task_runs"][0]["map_index"] == -1
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"attempt": 1}, "Send at least one of heartbeat, task_runs, logs, state."),
+    ({"attempt": 1, "logs": [LOG_LINE], "expected_version": 2}, "Only with a state."),
+])
+def test_a_body_its_validate_method_refuses_gets_drfs_errors(body, error):
+    from orchestration.api.serializers import FlowRunReportIn
+
+    assert fast_validator(FlowRunReportIn)(body) is None  # type: ignore[misc]  (DRF decides)
+    with pytest.raises(serializers.ValidationError) as raised:
+        validated(FlowRunReportIn, body)
+    assert error in str(raised.value.detail)
 
 
 def test_an_invalid_body_gets_drfs_errors():
