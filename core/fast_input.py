@@ -23,8 +23,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinLengthValidator, MinValueValidator
+from django.utils.dateparse import parse_datetime
+from rest_framework import ISO_8601, serializers
 from rest_framework import fields as f
-from rest_framework import serializers
+from rest_framework.settings import api_settings
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 Check = Callable[[Any], Any]
@@ -139,6 +141,8 @@ def _field(field: f.Field) -> Check | None:
         return _integer(field)
     if _plain(field, f.ChoiceField) and not field.validators:
         return _choice(field)
+    if _plain(field, f.DateTimeField) and not field.validators and _iso_8601_only(field):
+        return _datetime(field)
     if isinstance(field, (f.ListField, f.FileField, f.HiddenField, f.SerializerMethodField, f.ReadOnlyField)):
         return None
     # Any other field (a date, a UUID, a dict …): its own run_validation, so DRF's rules exactly
@@ -200,6 +204,29 @@ def _choice(field: f.ChoiceField) -> Check:
             return choices[value]
         except KeyError:
             raise _Defer from None
+
+    return check
+
+
+def _iso_8601_only(field: f.DateTimeField) -> bool:
+    formats = getattr(field, "input_formats", api_settings.DATETIME_INPUT_FORMATS)
+    return [str(fmt).lower() for fmt in formats] == [ISO_8601]
+
+
+def _datetime(field: f.DateTimeField) -> Check:
+    """An ISO 8601 string, parsed as DRF parses it (Django's ``parse_datetime``) and put in the
+    field's time zone by the field itself; anything else (a date alone, a format error) DRF words."""
+
+    def check(value: Any) -> Any:
+        if type(value) is not str:
+            raise _Defer
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:  # well formed but no such date
+            raise _Defer from None
+        if parsed is None:
+            raise _Defer
+        return field.enforce_timezone(parsed)
 
     return check
 
