@@ -166,8 +166,8 @@ def test_cancelling_a_running_run_kills_its_process(live_server_url, live_world,
     marker = tmp_path / "sleeper.pid"
     try:
         run = client.create_flow_run(flows["sleepy"], parameters={"seconds": 60, "marker": str(marker)})
-        wait_for(marker.exists, 30, "the task to start")
-        pid = int(marker.read_text())
+        # The file exists a moment before its text is written: wait for the pid itself.
+        pid = int(wait_for(lambda: marker.exists() and marker.read_text().strip(), 30, "the task to write its pid"))
         # when
         started = time.monotonic()
         client.cancel_flow_run(run["id"])
