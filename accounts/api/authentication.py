@@ -21,7 +21,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
+        # The header itself, not DRF's get_authorization_header: that builds request.headers, a
+        # dict of every header, for this one.
+        header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, secret = header.partition(" ")
