@@ -91,8 +91,9 @@ def _valid_and_odd(field: f.Field, depth: int) -> tuple[st.SearchStrategy[Any], 
                 st.one_of(st.sampled_from(edges or [0]), st.booleans(), st.just(2.0), st.just("7")))
     if isinstance(field, f.DateTimeField):
         return (st.sampled_from(["2026-12-04T10:00:00Z", "2026-12-04T10:00:00.123456+02:00", "2026-12-04T10:00:00"]),
-                st.one_of(st.sampled_from(["2026-12-04", "yesterday", "", "  ", "2026-02-30T10:00:00Z", " 2026-12-04T10:00:00Z",
-                                   "2026-12-04T10:00:00+14:30", "2026-12-04 10:00", "20261204T100000Z"]), _JUNK))
+                st.one_of(st.sampled_from(["2026-12-04", "yesterday", "", "  ", "2026-02-30T10:00:00Z",
+                                           " 2026-12-04T10:00:00Z", "2026-12-04T10:00:00+14:30", "2026-12-04 10:00",
+                                           "20261204T100000Z"]), _JUNK))
     if isinstance(field, f.UUIDField):
         return (st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex)),
                 st.one_of(st.just("not-a-uuid"), st.just(""), _JUNK))
