@@ -121,6 +121,9 @@ FLOWDECK_WEB_THREADS = int(env("FLOWDECK_WEB_THREADS", default="") or (4 if IS_S
 # Threads of a server process that use the database besides those: the SLA trigger, the web-tier
 # beat, the websocket consumers' database thread and (embedded) the periodic loop.
 BACKGROUND_DB_THREADS = 4
+# The agents' plain POSTs skip DRF's dispatch (orchestration/api/agent_lane.py); off: every request
+# goes through the DRF views, as before.
+FLOWDECK_AGENT_LANE = env.bool("FLOWDECK_AGENT_LANE", default=True)
 # A database that cannot be reached must fail a request within seconds, not hang it (G2): the
 # request then answers 503 with Retry-After (core.middleware.DatabaseUnavailableMiddleware).
 DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", default=5)

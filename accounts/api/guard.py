@@ -52,15 +52,8 @@ class WorkspaceAPIView(APIView):
         super().initial(request, *args, **kwargs)  # authentication, DRF permissions, throttles
         self.principal = self.get_principal(request, kwargs["workspace_slug"])
         self.workspace = self.principal.workspace
-        # No statement when confirming a cached key has already scoped the transaction to it.
-        token = tenancy.enter_workspaces([self.workspace.pk], custom_plans=_custom_plans(request))
+        token = admit(self.principal, type(self).scope_map, request.method or "", custom_plans=_custom_plans(request))
         self.__dict__.setdefault("_rls_token", token)
-        action = self.scope_map.get(request.method or "")
-        if action is None and request.method not in ("OPTIONS", "HEAD"):
-            # Only said once membership is proven, so it reveals nothing about other workspaces.
-            raise MethodNotAllowed(request.method or "")
-        if action and action not in OBJECT_GRANTS:
-            authorize(self.principal, action, self.workspace)
 
     def perform_authentication(self, request: Request) -> None:
         super().perform_authentication(request)
@@ -74,11 +67,8 @@ class WorkspaceAPIView(APIView):
         principal = request.auth
         if not isinstance(principal, Principal) or principal.unconfirmed is None:
             return
-        workspace_id = principal.workspace.pk
-        self._rls_token, generation = tenancy.enter_workspaces_reading(
-            [workspace_id], *key_cache.generation_read(workspace_id), custom_plans=_custom_plans(request))
         try:
-            confirmed = api_key_confirm(principal, generation)
+            self._rls_token, confirmed = scope_to_key(principal, custom_plans=_custom_plans(request))
         except ServiceError as exc:
             raise refused(request, exc) from None
         request.user, request.auth = user_of(confirmed), confirmed
@@ -100,6 +90,31 @@ class WorkspaceAPIView(APIView):
             # With ATOMIC_REQUESTS the request's transaction, and the setting, end as the view returns.
             tenancy.restore_unless_request_ends(token)
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+def scope_to_key(principal: Principal, *, custom_plans: bool) -> tuple[tenancy.RlsToken, Principal]:
+    """Scope the transaction to the workspace of a key served from the cache, reading that
+    workspace's generation in the same statement, and confirm the key with it (a ServiceError when
+    the key no longer holds)."""
+    workspace_id = principal.workspace.pk
+    token, generation = tenancy.enter_workspaces_reading(
+        [workspace_id], *key_cache.generation_read(workspace_id), custom_plans=custom_plans)
+    return token, api_key_confirm(principal, generation)
+
+
+def admit(principal: Principal, scope_map: dict[str, str], method: str, *, custom_plans: bool) -> tenancy.RlsToken:
+    """The guard's checks once the principal is known to belong to the URL's workspace: the
+    transaction scoped to it (no statement when confirming a cached key has already done so), and
+    the method's action on the workspace. Returns what restores the previous scope."""
+    workspace = principal.workspace
+    token = tenancy.enter_workspaces([workspace.pk], custom_plans=custom_plans)
+    action = scope_map.get(method)
+    if action is None and method not in ("OPTIONS", "HEAD"):
+        # Only said once membership is proven, so it reveals nothing about other workspaces.
+        raise MethodNotAllowed(method)
+    if action and action not in OBJECT_GRANTS:
+        authorize(principal, action, workspace)
+    return token
 
 
 def _custom_plans(request: Request) -> bool:

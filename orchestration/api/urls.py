@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import agent_reports, alerts, channels, views
+from .agent_lane import lean
 
 ws = "workspaces/<slug:workspace_slug>/"
 flow = ws + "flows/<uuid:flow_id>/"
@@ -9,15 +10,16 @@ run = ws + "flow-runs/<uuid:flow_run_id>/"
 urlpatterns = [
     # The agents' hot path first: Django tries the patterns in order (one regular expression each),
     # and these are most of the traffic. No two patterns here match the same path, so the order
-    # changes no match (tests/test_url_order.py).
+    # changes no match (tests/test_url_order.py). lean(): the plain agent request skips DRF's
+    # dispatch (agent_lane.py).
     path(ws + "flow-runs/", views.FlowRunListView.as_view(), name="flow-run-list"),
-    path(run + "set-state/", views.FlowRunSetStateView.as_view(), name="flow-run-set-state"),
-    path(run + "heartbeat/", views.FlowRunHeartbeatView.as_view(), name="flow-run-heartbeat"),
-    path(run + "task-runs/", views.FlowRunTaskRunsView.as_view(), name="flow-run-task-runs"),
-    path(run + "logs/", views.FlowRunLogsView.as_view(), name="flow-run-logs"),
-    path(run + "report/", agent_reports.FlowRunReportView.as_view(), name="flow-run-report"),
-    path(ws + "agents/<uuid:agent_id>/heartbeat/", views.AgentHeartbeatView.as_view(), name="agent-heartbeat"),
-    path(ws + "agents/<uuid:agent_id>/claim/", views.AgentClaimView.as_view(), name="agent-claim"),
+    path(run + "set-state/", lean(views.FlowRunSetStateView), name="flow-run-set-state"),
+    path(run + "heartbeat/", lean(views.FlowRunHeartbeatView), name="flow-run-heartbeat"),
+    path(run + "task-runs/", lean(views.FlowRunTaskRunsView), name="flow-run-task-runs"),
+    path(run + "logs/", lean(views.FlowRunLogsView), name="flow-run-logs"),
+    path(run + "report/", lean(agent_reports.FlowRunReportView), name="flow-run-report"),
+    path(ws + "agents/<uuid:agent_id>/heartbeat/", lean(views.AgentHeartbeatView), name="agent-heartbeat"),
+    path(ws + "agents/<uuid:agent_id>/claim/", lean(views.AgentClaimView), name="agent-claim"),
     # The rest.
     path(ws + "projects/", views.ProjectListView.as_view(), name="project-list"),
     path(ws + "projects/<uuid:project_id>/", views.ProjectDetailView.as_view(), name="project-detail"),
