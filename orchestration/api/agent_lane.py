@@ -35,10 +35,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from accounts import key_cache, keys
+from accounts.api.authentication import user_of
 from accounts.api.guard import WorkspaceAPIView, admit, scope_to_key
 from accounts.authz import NotFound, PermissionDenied
 from accounts.services.api_keys import api_key_authenticate
-from core import ratelimit
+from core import ratelimit, tenancy
 from core.errors import ServiceError
 
 _JSON = "application/json"
@@ -89,7 +90,8 @@ def _no_constants(name: str) -> Any:
 def _serve(view_class: type[WorkspaceAPIView], allow: str, request: HttpRequest, secret: str,
            kwargs: dict[str, Any]) -> HttpResponse:
     try:
-        data = json.loads(request.body, parse_constant=_no_constants)
+        # UTF-8 only, as DRF's parser reads it (json.loads would also take UTF-16 and UTF-32 bytes).
+        data = json.loads(request.body.decode("utf-8"), parse_constant=_no_constants)
     except ValueError:
         raise _Declined from None
     if type(data) is not dict:
@@ -97,14 +99,18 @@ def _serve(view_class: type[WorkspaceAPIView], allow: str, request: HttpRequest,
     principal = api_key_authenticate(secret, ip_address=ratelimit.client_ip(request), defer_confirmation=True)
     if principal.workspace.slug != kwargs["workspace_slug"]:
         raise _Declined  # the DRF view says 404, as for any key on another workspace's URL
-    _, principal = scope_to_key(principal, custom_plans=False)
+    token, principal = scope_to_key(principal, custom_plans=False)
     admit(principal, view_class.scope_map, "POST", custom_plans=False)
+    # As DRF's authentication sets them on the request, for whatever reads them after the view.
+    request.user = user_of(principal)
+    request.auth = principal  # type: ignore[attr-defined]
     view = view_class()
     view.principal, view.workspace = principal, principal.workspace
     view.kwargs = kwargs
     reply = view.post(LeanRequest(request, data), **kwargs)
     if not isinstance(reply, Response) or reply.exception:
         raise _Declined
+    tenancy.restore_unless_request_ends(token)  # as the guard's finalize_response
     response = HttpResponse(_RENDERER.render(reply.data, _JSON, {}), status=reply.status_code, content_type=_JSON)
     for name, value in reply.items():
         if name.lower() != "content-type":

@@ -9,6 +9,7 @@ with only the database clock's instants masked (the two sends are a moment apart
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from typing import Any
@@ -162,6 +163,10 @@ def test_refusals_and_requests_not_plain_are_the_drf_views_answers(agent, monkey
         (lambda: agent.post(f"agents/{uuid.uuid4()}/claim/", {"limit": 1}), 404),
         (lambda: agent.post(base + "/report/", {"attempt": run["attempt"]}), 400),  # no part
         (lambda: agent.post(base + "/heartbeat/", {"attempt": run["attempt"]}, HTTP_ACCEPT="text/html"), 406),
+        # JSON in UTF-16: DRF's parser reads UTF-8 only (Python's json would take it)
+        (lambda: agent.client.post(agent.world.url(base + "/heartbeat/"),
+                                   json.dumps({"attempt": run["attempt"]}).encode("utf-16"),
+                                   content_type="application/json"), 400),
         # not refusals, but not the plain case: a cookie (a browser's), a query string
         (lambda: agent.post(base + "/heartbeat/", {"attempt": run["attempt"]}, HTTP_COOKIE="flowdeck_session=x"),
          200),
