@@ -1,4 +1,5 @@
-"""The agents' endpoints served without DRF's dispatch when the request is the plain case.
+"""The agents' endpoints (and creating a run) served without DRF's dispatch when the request is
+the plain case.
 
 On a flow-run heartbeat, DRF's dispatch and the guard's hooks around the same work (its request
 wrapper, content negotiation, the authentication loop, permissions, rendering) cost 0.26 ms of the

@@ -12,7 +12,7 @@ urlpatterns = [
     # and these are most of the traffic. No two patterns here match the same path, so the order
     # changes no match (tests/test_url_order.py). lean(): the plain agent request skips DRF's
     # dispatch (agent_lane.py).
-    path(ws + "flow-runs/", views.FlowRunListView.as_view(), name="flow-run-list"),
+    path(ws + "flow-runs/", lean(views.FlowRunListView), name="flow-run-list"),
     path(run + "set-state/", lean(views.FlowRunSetStateView), name="flow-run-set-state"),
     path(run + "heartbeat/", lean(views.FlowRunHeartbeatView), name="flow-run-heartbeat"),
     path(run + "task-runs/", lean(views.FlowRunTaskRunsView), name="flow-run-task-runs"),
