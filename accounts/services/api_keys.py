@@ -169,13 +169,26 @@ def api_key_authenticate(secret: str, *, ip_address: str | None = None, defer_co
     candidate = key_cache.lookup(parsed.secret_hash)
     if candidate is not None:
         if defer_confirmation:
-            return replace(_cached_principal(candidate, ip_address),
-                           unconfirmed=UnconfirmedKey(candidate=candidate, secret=secret))
+            return _unconfirmed(candidate, secret, ip_address)
         if candidate.confirm(key_cache.generation(candidate.workspace_id)):
             principal = _cached_principal(candidate, ip_address)
             _touch_cached(candidate, principal)
             return principal
     return _verify(parsed, ip_address)
+
+
+def api_key_from_cache(secret: str, *, ip_address: str | None = None) -> Principal | None:
+    """The principal of a key verified moments ago, as :func:`api_key_authenticate` gives it with
+    ``defer_confirmation`` (to be confirmed with :func:`api_key_confirm`); None when the key is not
+    in the cache, or not a key at all, without touching the database."""
+    parsed = keys.parse(secret)
+    candidate = None if parsed is None else key_cache.lookup(parsed.secret_hash)
+    return None if candidate is None else _unconfirmed(candidate, secret, ip_address)
+
+
+def _unconfirmed(candidate: key_cache.Candidate, secret: str, ip_address: str | None) -> Principal:
+    return replace(_cached_principal(candidate, ip_address),
+                   unconfirmed=UnconfirmedKey(candidate=candidate, secret=secret))
 
 
 @dataclass(frozen=True)

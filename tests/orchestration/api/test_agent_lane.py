@@ -191,6 +191,8 @@ def test_refusals_and_requests_not_plain_are_the_drf_views_answers(agent, monkey
         (lambda: agent.post(base + "/heartbeat/", {"attempt": run["attempt"]}, HTTP_COOKIE="flowdeck_session=x"),
          200),
         (lambda: agent.post(base + "/heartbeat/?verbose=1", {"attempt": run["attempt"]}), 200),
+        # a role without the action: a developer's key may create runs, not claim them
+        (lambda: agent.post(f"agents/{agent.agent['id']}/claim/", {"limit": 1}, client=agent.developer), 403),
         # another workspace's key on this workspace's run: 404, as for every key on another's URL
         (lambda: agent.post(base + "/heartbeat/", {"attempt": run["attempt"]}, client=elsewhere), 404),
     ]
