@@ -37,7 +37,8 @@ from orchestration.services.web_tier import start_web_tier_beat  # noqa: E402
 
 # The pool's threads are named WSGI_0 … WSGI_{n-1}; they start on demand and live as long as the
 # process.
-http_application = ThreadedWSGI(django_wsgi_app, workers=settings.FLOWDECK_WEB_THREADS)
+http_application = ThreadedWSGI(django_wsgi_app, workers=settings.FLOWDECK_WEB_THREADS,
+                                active=settings.FLOWDECK_WEB_ACTIVE)
 _loop_bound = False
 
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from core.secret_key import INSECURE_DEFAULT_SECRET_KEY, embedded_secret_key
 
@@ -118,6 +119,17 @@ SECRET_KEY = env("SECRET_KEY", default="") or (
 # (config/asgi.py; docs/operations.md, "Serving"). SQLite runs one write transaction at a time, and
 # every request is one (ATOMIC_REQUESTS), so a few threads there are enough.
 FLOWDECK_WEB_THREADS = int(env("FLOWDECK_WEB_THREADS", default="") or (4 if IS_SQLITE else 8))
+# Of those threads, how many run a request at once; the others wait their turn in order of arrival
+# (config/wsgi_bridge.py). A process runs Python on one core at a time (the GIL), and a request here
+# is mostly that CPU with short waits on the database: a few at once keep the core busy, while more
+# only make them take the GIL from one another, which costs CPU and stretches the slowest requests
+# (docs/performance.md, "Tenth round"). A response that streams leaves its place while it is sent, so
+# a slow download holds a thread but not a place. Raise it when the database is far away (each
+# request waits on about seven round trips to it).
+_web_active = env("FLOWDECK_WEB_ACTIVE", default="") or "3"
+if not _web_active.isdigit() or int(_web_active) < 1:
+    raise ImproperlyConfigured(f"FLOWDECK_WEB_ACTIVE must be a whole number of 1 or more, not {_web_active!r}.")
+FLOWDECK_WEB_ACTIVE = min(FLOWDECK_WEB_THREADS, int(_web_active))
 # Threads of a server process that use the database besides those: the SLA trigger, the web-tier
 # beat, the websocket consumers' database thread and (embedded) the periodic loop.
 BACKGROUND_DB_THREADS = 4

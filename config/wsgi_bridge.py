@@ -15,7 +15,12 @@ tenth of a server process's CPU (docs/performance.md, "Fourth round"). Here:
   chunk as the thread produces it, each chunk waiting until the event loop has taken it, so a slow
   client holds back the producer instead of filling memory.
 
-Requests beyond the pool's threads wait their turn in order (``ThreadPoolExecutor``'s queue).
+At most ``active`` requests run at once (``FLOWDECK_WEB_ACTIVE``); the others wait on the event loop,
+in order of arrival (asyncio's semaphore lets no late comer pass a waiting one). A process runs
+Python on one core at a time: a few requests at once keep it busy while one waits on the database,
+and more only take the GIL from one another, which costs CPU and stretches the slowest requests. A
+streaming response gives its place to the next request once it starts sending, since it then waits
+on its client; the pool's threads beyond ``active`` are for those.
 """
 
 from __future__ import annotations
@@ -100,10 +105,18 @@ async def _sent(send: Send, message: Message) -> None:
 class _Call:
     """One request on its thread."""
 
-    def __init__(self, app: WSGIApp, environ: dict[str, Any], loop: asyncio.AbstractEventLoop, send: Send) -> None:
-        self.app, self.environ, self.loop, self.send = app, environ, loop, send
+    def __init__(self, app: WSGIApp, environ: dict[str, Any], loop: asyncio.AbstractEventLoop, send: Send,
+                 gate: asyncio.Semaphore) -> None:
+        self.app, self.environ, self.loop, self.send, self.gate = app, environ, loop, send, gate
+        self.left_gate = False
         self.status = 500
         self.headers: list[tuple[bytes, bytes]] = []
+
+    def leave_gate(self) -> None:
+        """Give the request's place in the gate to the next one (on the event loop; once)."""
+        if not self.left_gate:
+            self.left_gate = True
+            self.gate.release()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -122,6 +135,8 @@ class _Call:
         iterable = self.app(self.environ, self.start_response)
         try:
             if getattr(iterable, "streaming", False):
+                # Sending a stream waits on the client, not the CPU: its place goes to the next request.
+                self.loop.call_soon_threadsafe(self.leave_gate)
                 self._stream(iterable)
                 return None
             return self.status, self.headers, b"".join(iterable)
@@ -145,9 +160,11 @@ class ThreadedWSGI:
     """An ASGI application for HTTP that runs a WSGI application on ``workers`` reused threads,
     named ``WSGI_0`` … (module docstring)."""
 
-    def __init__(self, app: WSGIApp, workers: int) -> None:
+    def __init__(self, app: WSGIApp, workers: int, active: int | None = None) -> None:
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="WSGI")
+        self.active = min(active or workers, workers)
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http", scope["type"]
@@ -156,9 +173,24 @@ class ThreadedWSGI:
         except ClientGone:
             return
         loop = asyncio.get_running_loop()
-        call = _Call(self.app, build_environ(scope, body), loop, send)
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = loop, asyncio.Semaphore(self.active)
+        gate = self._gate[1]
+        call = _Call(self.app, build_environ(scope, body), loop, send, gate)
+        await gate.acquire()
         # Each request runs in a copy of the server's context, as on a thread of its own.
-        whole = await loop.run_in_executor(self.executor, contextvars.copy_context().run, call.run)
+        running = self.executor.submit(contextvars.copy_context().run, call.run)
+        try:
+            whole = await asyncio.wrap_future(running, loop=loop)
+        except asyncio.CancelledError:
+            # The server gave up on the request, but its thread may still be running it: its place
+            # in the gate is given back when the thread is done.
+            running.add_done_callback(lambda _: loop.call_soon_threadsafe(call.leave_gate))
+            raise
+        except BaseException:
+            call.leave_gate()
+            raise
+        call.leave_gate()
         if whole is None:
             return  # streamed from the thread
         status, headers, content = whole

@@ -208,7 +208,8 @@ def test_web_workers_and_threads_come_from_values(values: dict[str, Any]) -> Non
     # Set from values, never from os.cpu_count(), which sees the node's CPUs, not the pod's.
     assert "name: FLOWDECK_WEB_WORKERS\n              value: {{ .Values.web.workers | quote }}" in web
     assert "name: FLOWDECK_WEB_THREADS\n              value: {{ .Values.web.threads | quote }}" in web
-    assert values["web"]["workers"] >= 1 and values["web"]["threads"] >= 1
+    assert "name: FLOWDECK_WEB_ACTIVE\n              value: {{ .Values.web.active | quote }}" in web
+    assert values["web"]["workers"] >= 1 and values["web"]["threads"] >= values["web"]["active"] >= 1
 
 
 def test_compose_web_runs_config_serve_with_the_workers_setting(compose: dict[str, Any]) -> None:
@@ -217,8 +218,10 @@ def test_compose_web_runs_config_serve_with_the_workers_setting(compose: dict[st
     # Passed through from infra/.env; empty means the default (one per CPU, 8 threads).
     assert web["environment"]["FLOWDECK_WEB_WORKERS"] == "${FLOWDECK_WEB_WORKERS:-}"
     assert web["environment"]["FLOWDECK_WEB_THREADS"] == "${FLOWDECK_WEB_THREADS:-}"
+    assert web["environment"]["FLOWDECK_WEB_ACTIVE"] == "${FLOWDECK_WEB_ACTIVE:-}"
     example = (INFRA / ".env.example").read_text()
     assert re.search(r"^FLOWDECK_WEB_WORKERS=", example, re.M)
+    assert re.search(r"^FLOWDECK_WEB_ACTIVE=", example, re.M)
 
 
 # --- proxies and the body limit (docs/operations.md, "Proxies") -----------------------------------

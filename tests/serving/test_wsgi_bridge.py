@@ -184,3 +184,163 @@ def test_requests_beyond_the_pool_wait_their_turn_on_its_threads():
     assert asyncio.run(many()) == [b"ok"] * 20
     bridge.executor.shutdown(wait=True)
     assert len(names) == 20 and set(names) <= {"WSGI_0", "WSGI_1"}
+
+
+# --- the gate: how many requests run at once, of the pool's threads ------------------------------
+
+
+async def _receive_empty() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _request(bridge: ThreadedWSGI, path: str) -> Any:
+    """One GET of ``path`` through ``bridge``; returns the coroutine and the list it sends into."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    return bridge(_scope(method="GET", path=path), _receive_empty, send), sent
+
+
+def _gated(active: int, n: int) -> tuple[list[str], int]:
+    """``n`` requests, each arriving after the one before reached the gate, through a gate of
+    ``active`` on eight threads; returns the order they went in and how many ran at once at most."""
+    running = 0
+    most = 0
+    entered: list[str] = []
+    lock = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            entered.append(environ["PATH_INFO"])
+        threading.Event().wait(0.02)  # long enough for the others to pile up behind the gate
+        with lock:
+            running -= 1
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    bridge = ThreadedWSGI(app, workers=8, active=active)
+
+    async def many() -> None:
+        tasks = []
+        for i in range(n):
+            coro, _ = _request(bridge, f"/r{i}/")
+            tasks.append(asyncio.ensure_future(coro))
+            await asyncio.sleep(0)  # this request reaches the gate before the next one arrives
+        await asyncio.gather(*tasks)
+
+    asyncio.run(many())
+    bridge.executor.shutdown(wait=True)
+    return entered, most
+
+
+def test_no_more_requests_run_at_once_than_the_gate_lets_in():
+    entered, most = _gated(active=2, n=12)
+    assert len(entered) == 12 and most == 2
+
+
+def test_requests_behind_the_gate_go_in_in_order_of_arrival():
+    entered, most = _gated(active=1, n=8)
+    assert entered == [f"/r{i}/" for i in range(8)] and most == 1
+
+
+def test_a_streaming_response_gives_its_place_to_the_next_request_while_it_streams():
+    second_done = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        if environ["PATH_INFO"] == "/stream/":
+            return _Waiting(second_done)
+        return [b"quick"]
+
+    bridge = ThreadedWSGI(app, workers=2, active=1)
+
+    async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        streaming, stream_sent = _request(bridge, "/stream/")
+        quick, quick_sent = _request(bridge, "/quick/")
+        first = asyncio.ensure_future(streaming)
+        await asyncio.sleep(0.05)
+        # With the stream holding the only place, this request would wait for ever (the stream
+        # waits for it): the timeout fails the test instead.
+        await asyncio.wait_for(quick, timeout=5)
+        second_done.set()
+        await asyncio.wait_for(first, timeout=5)
+        return stream_sent, quick_sent
+
+    stream_sent, quick_sent = asyncio.run(both())
+    bridge.executor.shutdown(wait=True)
+    assert quick_sent[1]["body"] == b"quick"
+    assert b"".join(m.get("body", b"") for m in stream_sent[1:]) == b"before;after;"
+
+
+class _Waiting:
+    """A streaming body whose second chunk waits for ``event``."""
+
+    streaming = True
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"before;"
+        assert self.event.wait(5)
+        yield b"after;"
+
+
+def test_a_failed_request_gives_its_place_back():
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/boom/":
+            raise RuntimeError("boom")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    bridge = ThreadedWSGI(app, workers=2, active=1)
+
+    async def run() -> list[dict[str, Any]]:
+        failing, _ = _request(bridge, "/boom/")
+        with pytest.raises(RuntimeError, match="boom"):
+            await failing
+        fine, sent = _request(bridge, "/fine/")
+        await asyncio.wait_for(fine, timeout=5)
+        return sent
+
+    sent = asyncio.run(run())
+    bridge.executor.shutdown(wait=True)
+    assert sent[1]["body"] == b"ok"
+
+
+def test_a_request_the_server_gave_up_on_keeps_its_place_until_its_thread_is_done():
+    release = threading.Event()
+    entered: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        entered.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/slow/":
+            assert release.wait(5)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    bridge = ThreadedWSGI(app, workers=2, active=1)
+
+    async def run() -> list[dict[str, Any]]:
+        slow_coro, _ = _request(bridge, "/slow/")
+        slow = asyncio.ensure_future(slow_coro)
+        await asyncio.sleep(0.05)
+        slow.cancel()
+        next_coro, sent = _request(bridge, "/next/")
+        following = asyncio.ensure_future(next_coro)
+        await asyncio.sleep(0.1)
+        # The slow request's thread still runs: the next one has not gone in.
+        assert entered == ["/slow/"]
+        release.set()
+        await asyncio.wait_for(following, timeout=5)
+        return sent
+
+    sent = asyncio.run(run())
+    bridge.executor.shutdown(wait=True)
+    assert entered == ["/slow/", "/next/"]
+    assert sent[1]["body"] == b"ok"
