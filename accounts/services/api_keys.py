@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -230,7 +231,7 @@ def _touch_cached(candidate: key_cache.Candidate, principal: Principal) -> None:
     if _touch_due(key, now):
         with workspace_scope([principal.workspace.pk]):
             _touch(key, now)
-        key_cache.mark_used(candidate.secret_hash, now)
+        _mark_used_on_commit(candidate.secret_hash, now)
 
 
 def _verify(parsed: keys.ParsedKey, ip_address: str | None) -> Principal:
@@ -251,11 +252,14 @@ def _verify(parsed: keys.ParsedKey, ip_address: str | None) -> Principal:
         if key.expires_at is not None and key.expires_at <= now:
             raise Unauthenticated("This API key has expired; create a new one.", code="api_key_expired")
         role = _effective_role(key)
-        if _touch_due(key, now):
+        touched = _touch_due(key, now)
+        if touched:
             _touch(key, now)
-            key.last_used_at = now
     generation = key.__dict__.pop("auth_generation")
     key_cache.store(parsed.secret_hash, key, role, generation)
+    if touched:
+        key.last_used_at = now
+        _mark_used_on_commit(parsed.secret_hash, now)
     return Principal(
         workspace=key.workspace, role=role, user=key.user, service_account=key.service_account, api_key=key,
         ip_address=ip_address,
@@ -279,6 +283,13 @@ def _effective_role(key: ApiKey) -> str:
 def _touch_due(key: ApiKey, now: datetime) -> bool:
     threshold = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
     return key.last_used_at is None or key.last_used_at < threshold
+
+
+def _mark_used_on_commit(secret_hash: str, at: datetime) -> None:
+    """Tell the key cache the stamp is written once it is: a request that rolls back (one the
+    agents' lane hands to the DRF view, a failed one) leaves the cache saying the stamp is due, so
+    the next request writes it instead of the window passing without one."""
+    transaction.on_commit(partial(key_cache.mark_used, secret_hash, at))
 
 
 def _touch(key: ApiKey, now: datetime) -> None:

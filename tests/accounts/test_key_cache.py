@@ -268,6 +268,30 @@ def test_last_use_is_still_stamped_on_hits_once_per_window(acme, settings):
         assert _key_queries(ctx) == []  # once per window
 
 
+class _RolledBack(Exception):
+    pass
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache hit", "verified in the database"])
+def test_a_stamp_rolled_back_with_its_request_is_written_by_the_next_one(acme, settings, cached):
+    """A request that rolls back (one the agents' lane hands on to the DRF view, a failed one)
+    takes its stamp with it; the cache must not think the window's stamp is written."""
+    client = acme.client(Role.VIEWER, key=True)
+    before = _key_row(acme, Role.VIEWER).last_used_at
+    at = timezone.now()
+    if cached:
+        warm(client, acme.url("members/"))
+        before = _key_row(acme, Role.VIEWER).last_used_at
+        at = timezone.now() + timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS + 5)
+    with time_machine.travel(at, tick=False):
+        with pytest.raises(_RolledBack), transaction.atomic():
+            api_keys.api_key_authenticate(acme.keys[Role.VIEWER])
+            raise _RolledBack
+        assert _key_row(acme, Role.VIEWER).last_used_at == before
+        assert client.get(acme.url("members/")).status_code == 200
+        assert _key_row(acme, Role.VIEWER).last_used_at == at
+
+
 def test_the_cache_is_bounded(acme, settings):
     settings.API_KEY_CACHE_SIZE = 1
     first, second = acme.client(Role.VIEWER, key=True), acme.client(Role.DEVELOPER, key=True)
