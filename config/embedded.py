@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--workers", default="1",
         help="Server processes, or 'auto' for FLOWDECK_WEB_WORKERS (one per CPU with PostgreSQL and Redis "
-             "and the periodic services in Celery beat; otherwise one).",
+             "and the periodic services in Celery beat, less one for a database on this host; otherwise one).",
     )
     parser.add_argument("--no-periodic", action="store_true", help="Serve without the periodic loop.")
     parser.add_argument("--once", action="store_true", help="Run every periodic service once and exit.")

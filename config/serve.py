@@ -4,7 +4,8 @@ periodic loop beside it.
 
 Each server process is uvicorn serving :mod:`config.asgi` (HTTP on a bounded pool of reused
 threads, websockets on the event loop). With ``--workers`` N > 1 (default
-``settings.FLOWDECK_WEB_WORKERS``: one per CPU with PostgreSQL and Redis) this process only starts,
+``settings.FLOWDECK_WEB_WORKERS``: one per CPU with PostgreSQL and Redis, less one when PostgreSQL is
+on this host) this process only starts,
 watches and stops N server processes; it never imports the application. Each of them binds the port
 with its own ``SO_REUSEPORT`` socket, so the kernel spreads new connections over them evenly: with
 one shared socket the process that wakes first accepts a whole burst of connections, and keep-alive
@@ -176,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m config.serve", description=(__doc__ or "").split("\n\n")[0])
     add_server_arguments(parser)
     parser.add_argument("--workers", type=int, default=None,
-                        help="Server processes (default: FLOWDECK_WEB_WORKERS, else one per CPU with "
-                             "PostgreSQL and Redis, one without).")
+                        help="Server processes (default: FLOWDECK_WEB_WORKERS, else one per CPU with PostgreSQL "
+                             "and Redis, less one for a database on this host; one without).")
     parser.add_argument("--app", default=APP, help=argparse.SUPPRESS)  # benchmarks wrap the application
     parser.add_argument("--factory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker

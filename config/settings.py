@@ -5,8 +5,10 @@ the local-memory cache and the periodic services on an in-process loop. Setting 
 and ``REDIS_URL`` switches to PostgreSQL and Redis (production and the test suite).
 """
 
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -420,11 +422,29 @@ FLOWDECK_INPROCESS_PERIODIC = env.bool("FLOWDECK_INPROCESS_PERIODIC", default=no
 FLOWDECK_WEB_TIER_BEAT = env.bool("FLOWDECK_WEB_TIER_BEAT", default=True)
 # Server processes per host or container (config/serve.py). Several need what crosses processes
 # (Redis for the channel layer and the cache, Celery beat for the periodic services) and a
-# database that takes concurrent writers: one by default in embedded mode, else one per CPU.
-# Unset or empty: the default (compose passes an empty value through).
+# database that takes concurrent writers: one by default in embedded mode, else one per CPU, less
+# one when PostgreSQL runs on this host (localhost or a Unix socket): each process keeps a core
+# busy, and every request's round trips then wait for PostgreSQL to get one (on 2 cores, two
+# processes gave a p99 of 240-260 ms where one gave 77-104 ms, for less throughput:
+# docs/performance.md, "Ninth round" and "Tenth round"). Unset or empty: the default (compose
+# passes an empty value through).
+def _on_this_host(host: str) -> bool:
+    """A database host that is this machine: none or a directory (a Unix socket), localhost, or a
+    loopback address."""
+    host = unquote(host or "")
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+DATABASE_ON_THIS_HOST = IS_POSTGRES and _on_this_host(DATABASES["default"].get("HOST", ""))
 FLOWDECK_WEB_WORKERS = int(
     env("FLOWDECK_WEB_WORKERS", default="")
-    or (1 if not REDIS_URL or FLOWDECK_INPROCESS_PERIODIC or IS_SQLITE else len(os.sched_getaffinity(0)))
+    or (1 if not REDIS_URL or FLOWDECK_INPROCESS_PERIODIC or IS_SQLITE
+        else max(1, len(os.sched_getaffinity(0)) - DATABASE_ON_THIS_HOST))
 )
 # API key last-used timestamps are written at most this often (B2).
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=300)

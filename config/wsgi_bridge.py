@@ -178,8 +178,12 @@ class ThreadedWSGI:
         gate = self._gate[1]
         call = _Call(self.app, build_environ(scope, body), loop, send, gate)
         await gate.acquire()
-        # Each request runs in a copy of the server's context, as on a thread of its own.
-        running = self.executor.submit(contextvars.copy_context().run, call.run)
+        try:
+            # Each request runs in a copy of the server's context, as on a thread of its own.
+            running = self.executor.submit(contextvars.copy_context().run, call.run)
+        except BaseException:  # the pool is shut down: the process is stopping
+            call.leave_gate()
+            raise
         try:
             whole = await asyncio.wrap_future(running, loop=loop)
         except asyncio.CancelledError:
