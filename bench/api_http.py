@@ -598,6 +598,24 @@ def print_rep(label: str, conc: int, i: int, rep: dict[str, Any]) -> None:
           f"empty_claims={rep.get('empty_claims', '-')}", flush=True)
 
 
+def calibration_ms() -> float:
+    """CPU milliseconds of a fixed piece of pure-Python work (best of 5), printed beside each
+    concurrency's figures: sittings on a shared machine differ in speed, and this says by how much
+    (the same code's server CPU per request moves with it)."""
+    def work() -> int:
+        table: dict[int, int] = {}
+        for i in range(200_000):
+            table[i & 1023] = table.get(i & 1023, 0) + i * i
+        return len(table)
+
+    best = float("inf")
+    for _ in range(5):
+        started = time.thread_time()
+        work()
+        best = min(best, time.thread_time() - started)
+    return 1000 * best
+
+
 def print_summary(conc: int, reps: list[dict[str, Any]]) -> None:
     print(f"Flowdeck, {conc} client(s), median of {len(reps)} [min–max]:")
     print(f"  runs/s {med(reps, 'runs_per_s')}   transitions/s {med(reps, 'transitions_per_s')}   "
@@ -917,6 +935,8 @@ def main() -> None:
                 print(f"SQL of one {kind} request ({len(statements)} statements; BEGIN/COMMIT/pool check not shown):")
                 print("\n".join(f"  {i + 1:2}. {q[:160]}" for i, q in enumerate(statements)))
         for conc in concs:
+            print(f"machine speed before {conc} client(s): the calibration loop took {calibration_ms():.1f} ms "
+                  "of CPU (lower is faster)", flush=True)
             if args.peer_url:
                 results["peer"][str(conc)] = run_peer(args, conc, out_dir)
             reps = []
@@ -933,6 +953,7 @@ def main() -> None:
                     print(f"  vs Prefect 3 at {conc}: {key} Flowdeck {f:.1f} / Prefect {p:.1f} = {f / p:.2f}×")
                 pcpu = statistics.median(r["server_cpu_s"] / (4 * r["completed_runs"] or 1) for r in peer)
                 print(f"  Prefect 3 server CPU per request {1000 * pcpu:.2f} ms")
+        print(f"machine speed at the end: the calibration loop took {calibration_ms():.1f} ms of CPU", flush=True)
         if args.profile:
             profile_rep(server, env, max(concs), args, Path(args.profile))
         if args.out:
