@@ -47,8 +47,10 @@ at the highest concurrency under ``py-spy record`` (``--py-spy`` path; ``pip ins
 
 ``--peer-url http://127.0.0.1:PORT/api --peer-pid PID`` also runs the peer harness (with
 ``--peer-python``, a venv that has prefect's httpx/psutil) with the same N, concurrencies and
-repeats, alternating peer and Flowdeck per concurrency, and prints the ratios
-(Flowdeck / Prefect 3). The peers' own instructions (beside this checkout) say how to start Prefect 3 on PostgreSQL.
+repeats, alternating one peer repeat and one Flowdeck repeat (so a slow spell of a shared machine
+falls on both), and prints the ratios (Flowdeck / Prefect 3). Before each concurrency and at the end
+it prints the machine's speed (:func:`calibration`). The peers' own instructions (beside this
+checkout) say how to start Prefect 3 on PostgreSQL.
 
     createdb -h 127.0.0.1 -U postgres -O flowdeck_owner flowdeck_bench
     DATABASE_URL=postgres://flowdeck_owner@127.0.0.1:5432/flowdeck_bench .venv/bin/python manage.py migrate
@@ -74,6 +76,7 @@ never lower throughput; 1 client p50 < 10 ms per request; server CPU < 3 ms per 
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import json
 import os
@@ -598,22 +601,39 @@ def print_rep(label: str, conc: int, i: int, rep: dict[str, Any]) -> None:
           f"empty_claims={rep.get('empty_claims', '-')}", flush=True)
 
 
-def calibration_ms() -> float:
-    """CPU milliseconds of a fixed piece of pure-Python work (best of 5), printed beside each
-    concurrency's figures: sittings on a shared machine differ in speed, and this says by how much
-    (the same code's server CPU per request moves with it)."""
-    def work() -> int:
+_walk_table: list[array.array[int]] = []  # made on first use: the server imports this module (the shim)
+
+
+def calibration() -> str:
+    """CPU milliseconds of two fixed pieces of pure-Python work (best of 5 each), printed beside
+    each concurrency's figures: sittings on a shared machine differ in speed, and these say by how
+    much. The loop stays in the caches; the walk jumps about 64 MB, so it slows when other tenants
+    of the host fill the shared cache or the memory bus, as a server's large working set does."""
+    def loop() -> int:
         table: dict[int, int] = {}
         for i in range(200_000):
             table[i & 1023] = table.get(i & 1023, 0) + i * i
         return len(table)
 
-    best = float("inf")
-    for _ in range(5):
-        started = time.thread_time()
-        work()
-        best = min(best, time.thread_time() - started)
-    return 1000 * best
+    if not _walk_table:
+        _walk_table.append(array.array("I", bytes(4 * 16 * 1024 * 1024)))  # 64 MB, far beyond the caches
+
+    def walk() -> int:
+        table = _walk_table[0]
+        i, mask = 0, len(table) - 1
+        for _ in range(300_000):
+            i = (i * 1103515245 + 12345 + table[i]) & mask
+        return i
+
+    times = []
+    for work in (loop, walk):
+        best = float("inf")
+        for _ in range(5):
+            started = time.thread_time()
+            work()
+            best = min(best, time.thread_time() - started)
+        times.append(1000 * best)
+    return f"the loop took {times[0]:.1f} ms of CPU, the memory walk {times[1]:.1f} ms (lower is faster)"
 
 
 def print_summary(conc: int, reps: list[dict[str, Any]]) -> None:
@@ -661,11 +681,13 @@ def print_summary(conc: int, reps: list[dict[str, Any]]) -> None:
 # --- the peer -----------------------------------------------------------------------------------
 
 
-def run_peer(args: argparse.Namespace, conc: int, out_dir: Path) -> list[dict[str, Any]]:
-    out = out_dir / f"peer-c{conc}.json"
+def run_peer(args: argparse.Namespace, conc: int, out_dir: Path, rep: int) -> list[dict[str, Any]]:
+    """One repeat of the peer's harness (it warms up first, unreported): the bench alternates a
+    peer repeat with a Flowdeck one, so a slow spell of a shared machine falls on both."""
+    out = out_dir / f"peer-c{conc}-{rep}.json"
     cmd = [args.peer_python, args.peer_bench, "--api", args.peer_url,
            "--server-pid", str(args.peer_pid), "--n", str(args.runs), "--concurrency", str(conc),
-           "--reps", str(args.reps), "--label", "prefect3", "--db-proc-name", "postgres", "--out", str(out)]
+           "--reps", "1", "--label", "prefect3", "--db-proc-name", "postgres", "--out", str(out)]
     subprocess.run(cmd, check=True)
     result = json.loads(out.read_text())
     return result["runs"][str(conc)]["reps"]
@@ -935,12 +957,12 @@ def main() -> None:
                 print(f"SQL of one {kind} request ({len(statements)} statements; BEGIN/COMMIT/pool check not shown):")
                 print("\n".join(f"  {i + 1:2}. {q[:160]}" for i, q in enumerate(statements)))
         for conc in concs:
-            print(f"machine speed before {conc} client(s): the calibration loop took {calibration_ms():.1f} ms "
-                  "of CPU (lower is faster)", flush=True)
-            if args.peer_url:
-                results["peer"][str(conc)] = run_peer(args, conc, out_dir)
-            reps = []
+            print(f"machine speed before {conc} client(s): {calibration()}", flush=True)
+            reps, peer_reps = [], []
+            results["peer"][str(conc)] = peer_reps
             for i in range(args.reps):
+                if args.peer_url:
+                    peer_reps += run_peer(args, conc, out_dir, i)
                 rep = measured_rep(server, env, args.runs, conc, args)
                 print_rep("flowdeck", conc, i, rep)
                 reps.append(rep)
@@ -953,7 +975,7 @@ def main() -> None:
                     print(f"  vs Prefect 3 at {conc}: {key} Flowdeck {f:.1f} / Prefect {p:.1f} = {f / p:.2f}×")
                 pcpu = statistics.median(r["server_cpu_s"] / (4 * r["completed_runs"] or 1) for r in peer)
                 print(f"  Prefect 3 server CPU per request {1000 * pcpu:.2f} ms")
-        print(f"machine speed at the end: the calibration loop took {calibration_ms():.1f} ms of CPU", flush=True)
+        print(f"machine speed at the end: {calibration()}", flush=True)
         if args.profile:
             profile_rep(server, env, max(concs), args, Path(args.profile))
         if args.out:
