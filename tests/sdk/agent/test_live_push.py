@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ class FakeAgentSocketServer:
         self.handshakes: list[float] = []  # monotonic times of connection attempts
         self.conns: list[ServerConnection] = []
         self.received: list[dict[str, Any]] = []
+        # When set, a handshake that arrives waits until it is set (see ``arrived``).
+        self.hold: threading.Event | None = None
+        self.arrived = threading.Event()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -89,6 +93,9 @@ class FakeAgentSocketServer:
             self.handshakes.append(time.monotonic())
             self.paths.append(request.path)
             self.auth.append(request.headers.get("Authorization"))
+            self.arrived.set()
+            if self.hold is not None:
+                self.hold.wait(10)
             if request.headers.get("Authorization") != f"Bearer {KEY}":
                 return conn.respond(403, "Forbidden\n")
             return None
@@ -312,6 +319,27 @@ def test_close_stops_the_thread_promptly_even_while_backing_off():
     conn.close()
     assert time.monotonic() - began < 1
     assert conn._thread is not None and not conn._thread.is_alive()
+
+
+def test_close_during_the_handshake_closes_the_new_socket_without_a_deprecation_warning(socket_server):
+    # websockets (17.1 on) warns when a connection it returned is used without ``with``; a later
+    # release will make ``connect()`` reconnect by itself. Here the socket opens only after
+    # close() was called, the path where the connection is closed before it is read from.
+    socket_server.hold = threading.Event()
+    conn = LiveConnection(websocket_url(socket_server.url, WORKSPACE, AGENT_ID), KEY)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        conn.start()
+        assert socket_server.arrived.wait(10)
+        closer = threading.Thread(target=conn.close)
+        closer.start()
+        wait_for(conn._stop.is_set, timeout=5, what="close() to begin")
+        socket_server.hold.set()  # the handshake completes after close() began
+        closer.join(10)
+    assert conn._thread is not None and not conn._thread.is_alive()
+    assert conn.connections == 0 and conn.state == LiveState(False, "closed")
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == []
+    wait_for(lambda: not socket_server.conns, timeout=5, what="the server to see the socket closed")
 
 
 # --- the claim loop, woken by the socket -------------------------------------------------------------------

@@ -249,19 +249,19 @@ class LiveConnection:
         while not self._stop.is_set():
             opened_at: float | None = None
             try:
-                sock = connect(
+                # Used with ``with`` from the moment it opens (websockets deprecates anything
+                # else), so leaving the block, a ``break`` included, closes it.
+                with connect(
                     self.url, additional_headers={"Authorization": f"Bearer {self.api_key}"},
                     user_agent_header=f"flowdeck-agent/{__version__}", open_timeout=self.open_timeout,
                     ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, close_timeout=2,
-                )
-                with self._lock:
-                    self._socket = sock
-                if self._stop.is_set():  # close() ran while we connected
-                    sock.close()
-                    break
-                opened_at = time.monotonic()
-                self.connections += 1
-                with sock:
+                ) as sock:
+                    with self._lock:
+                        self._socket = sock
+                    if self._stop.is_set():  # close() ran while we connected
+                        break
+                    opened_at = time.monotonic()
+                    self.connections += 1
                     for raw in sock:
                         # Connected once the server speaks (its hello): a socket it accepts and
                         # closes at once (a refused key) never counts as connected.
