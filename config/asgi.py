@@ -6,7 +6,8 @@ request), which cost a seventh of the server's CPU and let every request in at o
 database connection (docs/performance.md, "Python CPU" and "Wall time"). Here the event loop only
 parses HTTP and carries bytes; ``settings.FLOWDECK_WEB_THREADS`` threads run the requests, each
 through the middleware as under any WSGI server (a shorter chain for API requests with a key and no
-cookie: :mod:`config.key_lane`), and further requests wait their turn in order.
+cookie: :mod:`config.key_lane`), at most ``FLOWDECK_WEB_ACTIVE`` at once (one place kept for
+requests with a key), and further requests wait their turn in order.
 An ordinary response comes back from its thread whole, in one hand-over (:mod:`config.wsgi_bridge`);
 streaming responses are sent chunk by chunk as they are produced. A body over the size limit is
 refused on the event loop before any of it is read (:mod:`config.body_limit`).
@@ -21,7 +22,7 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from config.key_lane import FlowdeckWSGIHandler  # noqa: E402
+from config.key_lane import FlowdeckWSGIHandler, is_key_request  # noqa: E402
 
 django_wsgi_app = FlowdeckWSGIHandler()
 
@@ -36,9 +37,10 @@ from core.events import bind_server_loop  # noqa: E402
 from orchestration.services.web_tier import start_web_tier_beat  # noqa: E402
 
 # The pool's threads are named WSGI_0 … WSGI_{n-1}; they start on demand and live as long as the
-# process.
+# process. FLOWDECK_WEB_ACTIVE of them run requests at once, one place of which is kept for requests
+# that carry a key (agents among them), so browsers' requests can never hold every place.
 http_application = ThreadedWSGI(django_wsgi_app, workers=settings.FLOWDECK_WEB_THREADS,
-                                active=settings.FLOWDECK_WEB_ACTIVE)
+                                active=settings.FLOWDECK_WEB_ACTIVE, reserve_for=is_key_request)
 _loop_bound = False
 
 

@@ -21,6 +21,11 @@ Python on one core at a time: a few requests at once keep it busy while one wait
 and more only take the GIL from one another, which costs CPU and stretches the slowest requests. A
 streaming response gives its place to the next request once it starts sending, since it then waits
 on its client; the pool's threads beyond ``active`` are for those.
+
+One of the places can be kept for some requests (``reserve_for``; the server keeps it for requests
+that carry a key: agents, the SDK, scripts): the others hold at most ``active - 1`` places, so slow
+pages or GraphQL queries from browsers can never hold every place while agents' claims and state
+reports wait behind them.
 """
 
 from __future__ import annotations
@@ -105,18 +110,29 @@ async def _sent(send: Send, message: Message) -> None:
 class _Call:
     """One request on its thread."""
 
-    def __init__(self, app: WSGIApp, environ: dict[str, Any], loop: asyncio.AbstractEventLoop, send: Send,
-                 gate: asyncio.Semaphore) -> None:
-        self.app, self.environ, self.loop, self.send, self.gate = app, environ, loop, send, gate
+    def __init__(self, app: WSGIApp, environ: dict[str, Any], loop: asyncio.AbstractEventLoop, send: Send) -> None:
+        self.app, self.environ, self.loop, self.send = app, environ, loop, send
+        self.places: list[asyncio.Semaphore] = []  # the gates this request holds a place in
         self.left_gate = False
         self.status = 500
         self.headers: list[tuple[bytes, bytes]] = []
 
+    async def enter_gate(self, gates: list[asyncio.Semaphore]) -> None:
+        """Take a place in each of ``gates``, in turn (on the event loop)."""
+        try:
+            for gate in gates:
+                await gate.acquire()
+                self.places.append(gate)
+        except BaseException:  # cancelled while waiting: the places taken so far go back
+            self.leave_gate()
+            raise
+
     def leave_gate(self) -> None:
-        """Give the request's place in the gate to the next one (on the event loop; once)."""
+        """Give the request's places to the next ones (on the event loop; once)."""
         if not self.left_gate:
             self.left_gate = True
-            self.gate.release()
+            for gate in reversed(self.places):
+                gate.release()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -160,11 +176,24 @@ class ThreadedWSGI:
     """An ASGI application for HTTP that runs a WSGI application on ``workers`` reused threads,
     named ``WSGI_0`` … (module docstring)."""
 
-    def __init__(self, app: WSGIApp, workers: int, active: int | None = None) -> None:
+    def __init__(self, app: WSGIApp, workers: int, active: int | None = None,
+                 reserve_for: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="WSGI")
         self.active = min(active or workers, workers)
-        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # With one place kept (module docstring), the requests ``reserve_for`` does not pick pass
+        # a gate of ``active - 1`` first; with a single place there is nothing to keep.
+        self.reserve_for = reserve_for if self.active > 1 else None
+        self._gates: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore, asyncio.Semaphore] | None = None
+
+    def gates_for(self, environ: dict[str, Any], loop: asyncio.AbstractEventLoop) -> list[asyncio.Semaphore]:
+        """The gates a request passes, in order (made on the loop that serves)."""
+        if self._gates is None or self._gates[0] is not loop:
+            self._gates = loop, asyncio.Semaphore(self.active), asyncio.Semaphore(max(self.active - 1, 1))
+        _, gate, unreserved = self._gates
+        if self.reserve_for is None or self.reserve_for(environ):
+            return [gate]
+        return [unreserved, gate]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http", scope["type"]
@@ -173,11 +202,9 @@ class ThreadedWSGI:
         except ClientGone:
             return
         loop = asyncio.get_running_loop()
-        if self._gate is None or self._gate[0] is not loop:
-            self._gate = loop, asyncio.Semaphore(self.active)
-        gate = self._gate[1]
-        call = _Call(self.app, build_environ(scope, body), loop, send, gate)
-        await gate.acquire()
+        environ = build_environ(scope, body)
+        call = _Call(self.app, environ, loop, send)
+        await call.enter_gate(self.gates_for(environ, loop))
         try:
             # Each request runs in a copy of the server's context, as on a thread of its own.
             running = self.executor.submit(contextvars.copy_context().run, call.run)

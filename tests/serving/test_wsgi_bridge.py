@@ -344,3 +344,118 @@ def test_a_request_the_server_gave_up_on_keeps_its_place_until_its_thread_is_don
     bridge.executor.shutdown(wait=True)
     assert entered == ["/slow/", "/next/"]
     assert sent[1]["body"] == b"ok"
+
+
+# --- a place kept for requests with a key -------------------------------------------------------
+
+
+def _held_app(release: threading.Event, entered: list[str]) -> Any:
+    """A WSGI application whose requests to ``…/slow/`` hold their thread until ``release`` is set."""
+    lock = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with lock:
+            entered.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"].endswith("/slow/"):
+            assert release.wait(5)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    return app
+
+
+def _is_agent(environ: dict[str, Any]) -> bool:
+    """Stands for the server's rule (a key on /api/, no cookie): paths under /agent."""
+    return environ["PATH_INFO"].startswith("/agent")
+
+
+def test_other_requests_never_hold_the_place_kept_for_requests_with_a_key():
+    release = threading.Event()
+    entered: list[str] = []
+    bridge = ThreadedWSGI(_held_app(release, entered), workers=8, active=3, reserve_for=_is_agent)
+
+    async def run() -> list[dict[str, Any]]:
+        pages = []
+        for i in range(4):
+            pages.append(asyncio.ensure_future(_request(bridge, f"/page{i}/slow/")[0]))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+        # Slow pages hold two of the three places; the others wait for one of those two.
+        assert sorted(entered) == ["/page0/slow/", "/page1/slow/"]
+        agent, sent = _request(bridge, "/agent/claim/")
+        # Without the kept place the agent would wait behind the pages (the timeout fails the test).
+        await asyncio.wait_for(agent, timeout=5)
+        assert entered[2:] == ["/agent/claim/"]
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*pages), timeout=5)
+        return sent
+
+    sent = asyncio.run(run())
+    bridge.executor.shutdown(wait=True)
+    assert sent[1]["body"] == b"ok"
+    assert sorted(entered) == ["/agent/claim/", *(f"/page{i}/slow/" for i in range(4))]
+
+
+def test_requests_with_a_key_may_take_every_place():
+    release = threading.Event()
+    entered: list[str] = []
+    bridge = ThreadedWSGI(_held_app(release, entered), workers=8, active=3, reserve_for=_is_agent)
+
+    async def run() -> None:
+        agents = []
+        for i in range(4):
+            agents.append(asyncio.ensure_future(_request(bridge, f"/agent{i}/slow/")[0]))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+        assert entered == ["/agent0/slow/", "/agent1/slow/", "/agent2/slow/"]  # the fourth waits
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*agents), timeout=5)
+
+    asyncio.run(run())
+    bridge.executor.shutdown(wait=True)
+    assert len(entered) == 4
+
+
+def test_with_a_single_place_nothing_is_kept_and_other_requests_still_run():
+    bridge = ThreadedWSGI(echo, workers=2, active=1, reserve_for=_is_agent)
+
+    async def run() -> list[dict[str, Any]]:
+        page, sent = _request(bridge, "/page/")
+        await asyncio.wait_for(page, timeout=5)
+        return sent
+
+    sent = asyncio.run(run())
+    bridge.executor.shutdown(wait=True)
+    assert sent[0]["status"] == 201
+
+
+def test_a_request_given_up_while_waiting_gives_back_the_places_it_took():
+    release = threading.Event()
+    entered: list[str] = []
+    bridge = ThreadedWSGI(_held_app(release, entered), workers=8, active=2, reserve_for=_is_agent)
+
+    async def run() -> None:
+        # Two slow agents hold both places …
+        held = [asyncio.ensure_future(_request(bridge, f"/agent{i}/slow/")[0]) for i in range(2)]
+        await asyncio.sleep(0.1)
+        # … so a page takes the only place open to it and waits at the gate, until given up.
+        waiting = asyncio.ensure_future(_request(bridge, "/page-a/")[0])
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*held), timeout=5)
+        # Had the page given up kept its place, this one would wait for ever (the timeout fails).
+        await asyncio.wait_for(_request(bridge, "/page-b/")[0], timeout=5)
+
+    asyncio.run(run())
+    bridge.executor.shutdown(wait=True)
+    assert sorted(entered) == ["/agent0/slow/", "/agent1/slow/", "/page-b/"]
+
+
+def test_the_server_keeps_the_place_for_requests_with_a_key():
+    from config.asgi import http_application
+    from config.key_lane import is_key_request
+
+    assert http_application.reserve_for is is_key_request
