@@ -476,7 +476,10 @@ class Server:
 
 
 async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, shared_agent: bool,
-                  create_only: bool = False, agent_reports: bool = False) -> dict[str, Any]:
+                  create_only: bool = False, agent_reports: bool = False, browser_load: int = 0) -> dict[str, Any]:
+    """``n`` lifecycles over ``conc`` clients; with ``browser_load``, that many more clients
+    meanwhile ask for pages of 200 runs again and again, with a cookie (so the server takes them
+    for a browser's: the whole middleware chain, no place kept for them in its gate), timed apart."""
     import httpx
 
     api = f"{server_url}/api/v1/workspaces/{env['slug']}"
@@ -565,9 +568,32 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 next_i += 1
                 await lifecycle(agent_id)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(conc)))
-        wall = time.perf_counter() - t0
+        done = asyncio.Event()
+        browser_lat: list[float] = []
+        browser_limits = httpx.Limits(max_connections=max(browser_load, 1))
+
+        async def browser(page: httpx.AsyncClient) -> None:
+            # A key authenticates the request and the cookie is ignored (B7), but its presence
+            # sends the request down the browsers' path.
+            headers = {**dev, "Cookie": "fd_bench_browser=1"}
+            while not done.is_set():
+                t = time.perf_counter()
+                r = await page.get("/flow-runs/", params={"limit": 200}, headers=headers)
+                browser_lat.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    http_errors.append(f"browser:{r.status_code}:{r.text[:200]}")
+                    return
+
+        async def lifecycles() -> None:
+            try:
+                await asyncio.gather(*(worker(i) for i in range(conc)))
+            finally:
+                done.set()
+
+        async with httpx.AsyncClient(base_url=api, limits=browser_limits, timeout=60.0) as page:
+            t0 = time.perf_counter()
+            await asyncio.gather(lifecycles(), *(browser(page) for _ in range(browser_load)))
+            wall = time.perf_counter() - t0
 
     all_lat = [x for v in lat.values() for x in v]
     ok_runs = len(lat["completed"]) - counters["non_accept"]
@@ -582,6 +608,8 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
         "per_kind_ms": {k: {"p50": 1000 * (pct(v, 50) or 0), "p99": 1000 * (pct(v, 99) or 0), "count": len(v)}
                         for k, v in lat.items() if v},
         **counters, "http_errors": len(http_errors), "http_error_samples": http_errors[:3],
+        "browser": {"requests": len(browser_lat), "p50_ms": 1000 * (pct(browser_lat, 50) or 0),
+                    "p99_ms": 1000 * (pct(browser_lat, 99) or 0)} if browser_load else None,
     }
 
 
@@ -594,7 +622,7 @@ def measured_rep(server: Server, env: dict[str, Any], n: int, conc: int, args: a
     s0, d0, b0, c0 = tree_cpu_s(pid), backends_cpu_s(args.dbname), box_busy_cpu_s(), time.process_time()
     with own_full_collections() as pauses:
         rep = asyncio.run(one_rep(server.url, env, n, conc, args.agents == "shared",
-                                  agent_reports=args.agent_reports))
+                                  agent_reports=args.agent_reports, browser_load=args.browser_load))
     rep["load_generator_gc_ms"] = pauses
     rep["server_cpu_s"] = tree_cpu_s(pid) - s0
     rep["db_cpu_s"] = backends_cpu_s(args.dbname) - d0
@@ -659,7 +687,9 @@ def print_rep(label: str, conc: int, i: int, rep: dict[str, Any]) -> None:
           f"dbCPU/req={rep.get('db_cpu_ms_per_req', 0):.2f}ms errors={rep['http_errors']} "
           f"retries={rep.get('retries', rep.get('retryable_status_total', 0))} "
           f"empty_claims={rep.get('empty_claims', '-')} "
-          f"load-generator-gc-ms={rep.get('load_generator_gc_ms', '-')}", flush=True)
+          f"load-generator-gc-ms={rep.get('load_generator_gc_ms', '-')}"
+          + (f" browser-pages={b['requests']} p50/p99={b['p50_ms']:.1f}/{b['p99_ms']:.1f}ms"
+             if (b := rep.get("browser")) else ""), flush=True)
 
 
 _walk_table: list[array.array[int]] = []  # made on first use: the server imports this module (the shim)
@@ -714,6 +744,10 @@ def print_summary(conc: int, reps: list[dict[str, Any]]) -> None:
     pg = {k: statistics.median(r["pg_per_req"][k] for r in reps) for k in reps[0]["pg_per_req"]}
     print(f"  pg_stat_database per request: transactions {pg['xacts']:.2f}, rows returned {pg['tup_returned']:.0f}, "
           f"fetched {pg['tup_fetched']:.1f}, written {pg['tup_written']:.2f}")
+    if reps[0].get("browser"):
+        pages, p50, p99 = (statistics.median(r["browser"][k] for r in reps) for k in ("requests", "p50_ms", "p99_ms"))
+        print(f"  browser pages beside them (200 runs each): {pages:.0f} per repeat, p50 {p50:.1f} ms, "
+              f"p99 {p99:.1f} ms")
     errors = sum(r["http_errors"] for r in reps)
     print(f"  errors {errors}  retries {sum(r['retries'] for r in reps)}  empty claims "
           f"{sum(r['empty_claims'] for r in reps)}  non-ACCEPT {sum(r['non_accept'] for r in reps)}")
@@ -952,6 +986,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn --workers (production runs 1 per replica)")
     ap.add_argument("--agents", choices=("per-client", "shared"), default="per-client")
+    ap.add_argument("--browser-load", type=int, default=0, metavar="N",
+                    help="N more clients asking for pages of 200 runs with a cookie during the timed repeats "
+                         "(a browser's requests beside the agents'; their latency is printed apart)")
     ap.add_argument("--agent-reports", action="store_true",
                     help="between RUNNING and COMPLETED also send a flow-run heartbeat, a task-run batch "
                          f"({REPORT_TASKS} tasks) and a log batch ({REPORT_LOG_LINES} lines); "
