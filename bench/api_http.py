@@ -988,7 +988,8 @@ def main() -> None:
     ap.add_argument("--agents", choices=("per-client", "shared"), default="per-client")
     ap.add_argument("--browser-load", type=int, default=0, metavar="N",
                     help="N more clients asking for pages of 200 runs with a cookie during the timed repeats "
-                         "(a browser's requests beside the agents'; their latency is printed apart)")
+                         "(a browser's requests beside the agents'; their latency is printed apart, and the "
+                         "server CPU per request then counts their CPU against the agents' requests)")
     ap.add_argument("--agent-reports", action="store_true",
                     help="between RUNNING and COMPLETED also send a flow-run heartbeat, a task-run batch "
                          f"({REPORT_TASKS} tasks) and a log batch ({REPORT_LOG_LINES} lines); "
