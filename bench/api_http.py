@@ -140,7 +140,7 @@ def instrumented_application() -> Any:
     stats: dict[str, dict[str, float]] = {}
     sql_of: contextvars.ContextVar[list | None] = contextvars.ContextVar("bench_sql", default=None)
     last_sql: dict[str, list[str]] = {}  # the statements of the latest request of each kind
-    counting = [False]
+    counting = False  # the wrappers below are in place (count)
 
     def bump(kind: str, name: str, value: float) -> None:
         with lock:
@@ -189,7 +189,8 @@ def instrumented_application() -> Any:
 
     def count(on: bool) -> None:
         """Put the counting wrappers in place, or the originals back."""
-        counting[0] = on
+        nonlocal counting
+        counting = on
         psycopg.Connection.wait = wait if on else real_wait  # type: ignore[method-assign]
         wrapper_class._execute, wrapper_class._executemany = \
             (_execute, _executemany) if on else (real_execute, real_executemany)
@@ -209,7 +210,7 @@ def instrumented_application() -> Any:
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return None
-        if not counting[0] or scope["type"] != "http":
+        if not counting or scope["type"] != "http":
             return await application(scope, receive, send)
         kind = endpoint_kind(scope["method"], scope["path"])
         token, statements = current.set(kind), list[str]()
