@@ -7,7 +7,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core plumbing"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the security checklist's system checks
+        from . import checks, db_checks  # noqa: F401 - register the system checks
         from .rls import on_post_migrate
 
         # Infrastructure, not domain logic: keep grants and RLS policies in step with the schema.
