@@ -383,6 +383,80 @@ def teardown(env: dict[str, Any]) -> None:
         env["user"].delete()
 
 
+HISTORY_SLUG = "bench-history"
+
+
+def seed_history(n: int) -> int:
+    """A workspace of ``n`` finished runs (each with its four states), made once per database and
+    kept: a service in use has history, and the planner picks a hot statement's plan from the
+    tables' statistics. On near-empty tables, PostgreSQL priced a run's lookup by id through the
+    workspace's created-at index as dear as through its primary key, chose the former, and then
+    read every run of the workspace for each state change (docs/performance.md, "Twelfth round").
+    Returns how many runs the history holds."""
+    from django.db import connection
+
+    from accounts.models import Workspace
+    from core.tenancy import rls_bypass
+    from orchestration.models import Flow, FlowRun, FlowVersion, Project
+
+    with rls_bypass():
+        workspace = Workspace.objects.filter(slug=HISTORY_SLUG).first()
+        if workspace is None:
+            workspace = Workspace.objects.create(name="Bench history", slug=HISTORY_SLUG)
+            project = Project.all_objects.create(workspace=workspace, name="history")
+            flow = Flow.all_objects.create(workspace=workspace, project=project, name="history")
+            FlowVersion.all_objects.create(workspace=workspace, flow=flow, version=1, content_hash="0" * 64,
+                                           tasks=[{"key": "t", "name": "t", "tags": [], "retries": 0}])
+        have = FlowRun.all_objects.filter(workspace=workspace).count()
+        if have >= n:
+            return have
+        flow = Flow.all_objects.get(workspace=workspace)
+        version = FlowVersion.all_objects.get(flow=flow)
+        with connection.cursor() as cursor:
+            # Finished runs spread over the last 30 days, then their four states (one statement each).
+            cursor.execute(
+                "WITH r AS (INSERT INTO orchestration_flowrun (workspace_id, id, flow_id, flow_version_id, name, "
+                "parameters, labels, created_by_kind, scheduled_start, state_type, state_name, state_message, "
+                "state_timestamp, state_version, attempt, run_count, start_time, end_time, "
+                "cancellation_requested, created_at) "
+                "SELECT %s, gen_random_uuid(), %s, %s, 'history-' || g, '{}', '[]', 'api', t, 'COMPLETED', "
+                "'Completed', '', t + interval '3 s', 4, 1, 1, t + interval '1 s', t + interval '3 s', false, t "
+                "FROM generate_series(1, %s) g, LATERAL (SELECT now() - g * interval '30 days' / %s AS t) x "
+                "RETURNING id, workspace_id, created_at) "
+                "INSERT INTO orchestration_flowrunstate (flow_run_id, workspace_id, type, name, message, "
+                "result_ref, details, timestamp) "
+                "SELECT r.id, r.workspace_id, s.type, s.name, '', '', '{}', r.created_at + s.k * interval '1 s' "
+                "FROM r, (VALUES (0, 'SCHEDULED', 'Scheduled'), (1, 'PENDING', 'Pending'), "
+                "(2, 'RUNNING', 'Running'), (3, 'COMPLETED', 'Completed')) s(k, type, name)",
+                [workspace.pk, flow.pk, version.pk, n - have, n],
+            )
+    return n
+
+
+def maintain(url: str) -> None:
+    """What autovacuum does in production, between repeats: ``VACUUM (ANALYZE)`` every table the
+    connecting role owns, so no repeat runs on stale statistics or on the dead rows of the one
+    before. This machine's PostgreSQL has autovacuum off; in the bench's two databases (ours and,
+    with ``--peer-db-url``, the peer's) nothing else would do it."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+            "AND (tableowner = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))")]
+        if tables:
+            conn.execute(f"VACUUM (ANALYZE) {', '.join(tables)}")
+
+
+def autovacuum_setting(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+    return str(row[0]) if row else "?"
+
+
 def pg_counters(dbname: str) -> dict[str, int]:
     from django.db import connection
 
@@ -1006,6 +1080,11 @@ def main() -> None:
     ap.add_argument("--peer-bench", default=str(PEER_BENCH),
                     help="the peer's harness (default: shared/peers/prefect3/bench_api.py beside this checkout)")
     ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "python3"))
+    ap.add_argument("--peer-db-url", help="the peer's database as a superuser, e.g. "
+                    "postgres://postgres@127.0.0.1:5432/prefect_bench: vacuumed and analyzed before each peer "
+                    "repeat, as ours is before each of ours")
+    ap.add_argument("--history", type=int, default=20000, metavar="N",
+                    help="finished runs kept in a history workspace of the bench database (made once)")
     ap.add_argument("--out", help="write every repeat as JSON here")
     ap.add_argument("--server-env", action="append", default=[], metavar="K=V",
                     help="extra server environment, e.g. DATABASE_POOL_MAX_SIZE=20 (repeatable)")
@@ -1034,6 +1113,7 @@ def main() -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="fd-api-http-"))
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
+    history = seed_history(args.history)
     env = seed(max(concs + [4]))  # the warm-up uses 4 clients
     server = Server(args, app_url, out_dir)
     results: dict[str, Any] = {"config": {}, "flowdeck": {}, "peer": {}}
@@ -1045,6 +1125,9 @@ def main() -> None:
                   f"  PostgreSQL {args.pg}/{args.dbname} as {args.app_user} (RLS), pool max {pool_max}, "
                   f"Redis {args.redis_url}; Django {django.get_version()}, uvicorn {uvicorn.__version__}, "
                   f"Python {sys.version.split()[0]}\n"
+                  f"  database: {history} finished runs of history; autovacuum {autovacuum_setting(owner_url)}, "
+                  f"so the bench runs VACUUM (ANALYZE) before each repeat "
+                  f"({'both databases' if args.peer_db_url else 'ours only'})\n"
                   f"  load: {args.runs} lifecycles × {args.reps} repeats per concurrency {concs}, "
                   f"agents {args.agents}, httpx async in this process (1 core at most); "
                   f"machine: {os.cpu_count()} cores; "
@@ -1073,7 +1156,10 @@ def main() -> None:
             results["peer"][str(conc)] = peer_reps
             for i in range(args.reps):
                 if args.peer_url:
+                    if args.peer_db_url:
+                        maintain(args.peer_db_url)
                     peer_reps += run_peer(args, conc, out_dir, i)
+                maintain(owner_url)
                 rep = measured_rep(server, env, args.runs, conc, args)
                 print_rep("flowdeck", conc, i, rep)
                 reps.append(rep)
