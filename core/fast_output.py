@@ -130,15 +130,18 @@ def build(serializer: serializers.Serializer) -> ManyRenderer:
 
 
 _lock = threading.Lock()
-_built: dict[int, ManyRenderer] = {}
+# Keyed by the serializer itself (which it keeps alive), not by id(): a serializer collected after
+# use could leave its id to another.
+_built: dict[serializers.BaseSerializer, ManyRenderer] = {}
 
 
 def fast_renderer(serializer: serializers.Serializer) -> ManyRenderer:
-    """The renderer of a shared serializer instance, built on first use."""
-    render = _built.get(id(serializer))
+    """The renderer of a serializer instance shared for the process (``represent``'s), built on
+    first use."""
+    render = _built.get(serializer)
     if render is None:
         with _lock:
-            render = _built.get(id(serializer))
+            render = _built.get(serializer)
             if render is None:
-                render = _built[id(serializer)] = build(serializer)
+                render = _built[serializer] = build(serializer)
     return render
