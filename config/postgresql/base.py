@@ -7,16 +7,31 @@ pooled connection is dead. A server that ends a connection (a restart, a crash o
 ``pg_terminate_backend``) sends its reason and closes the socket, so the socket of a dead pooled
 connection has something to read; that of a healthy idle one has nothing. :func:`check_connection`
 looks at the socket (a local ``poll``, no round trip) and asks the server only when it is readable,
-closed or not idle, so a dead connection is still replaced before a request gets it."""
+closed or not idle, so a dead connection is still replaced before a request gets it.
+
+While the database is down, every request waits the pool's whole timeout for a connection that will
+not come, holding one of the server's few places to run a request meanwhile (``FLOWDECK_WEB_ACTIVE``):
+with agents still reporting, a request could queue behind several such waits before its own, and
+answer its 503 after twice the timeout or more. :class:`FailFastGetconn` waits briefly instead once a
+request has found the database down, until a connection is had again (G2)."""
 
 from __future__ import annotations
 
+import logging
 import select
+import time
 from typing import Any
 
 from django.db.backends.postgresql import base
 from psycopg import pq
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+logger = logging.getLogger(__name__)
+
+#: How long a request waits for a connection once the database is known to be down. Long enough for
+#: a connection the pool is opening as the database comes back; short enough that requests queued
+#: behind one another still answer their 503 within a few seconds.
+OUTAGE_WAIT_SECONDS = 0.25
 
 
 def looks_dead(conn: Any) -> bool:
@@ -36,11 +51,47 @@ def check_connection(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
+class FailFastGetconn:
+    """A pool's ``getconn`` that waits the pool's whole timeout only while the database answers.
+
+    The pool times out only when it could not open a connection (or, rarely, when every connection
+    is in use): the database is then taken as down, and each request waits
+    :data:`OUTAGE_WAIT_SECONDS` at most, until one gets a connection. The pool keeps trying to
+    reconnect in the background meanwhile, so the first request after the database is back gets the
+    connection it opened."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        # The class's own method: two threads that wrap the pool at once must not wrap a wrapper.
+        self.getconn = type(pool).getconn.__get__(pool)
+        self.timeout = pool.timeout
+        self.down_since: float | None = None  # monotonic time of the first timeout of the outage
+
+    def __call__(self, timeout: float | None = None) -> Any:
+        if timeout is None:
+            timeout = self.timeout if self.down_since is None else min(self.timeout, OUTAGE_WAIT_SECONDS)
+        try:
+            conn = self.getconn(timeout)
+        except PoolTimeout:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                logger.warning("No database connection within %.1f s: until one is had, requests wait %.2f s for "
+                               "a connection before answering 503", timeout, OUTAGE_WAIT_SECONDS)
+            raise
+        if self.down_since is not None:
+            logger.warning("Database connections again after %.1f s", time.monotonic() - self.down_since)
+            self.down_since = None
+        return conn
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> Any:
         pool = super().pool
-        # Django hands the pool its own check and takes no other; psycopg_pool keeps it in _check.
-        if pool is not None and self.settings_dict["CONN_HEALTH_CHECKS"] and pool._check is not check_connection:
-            pool._check = check_connection
+        if pool is not None and not isinstance(pool.getconn, FailFastGetconn):
+            # Django creates the pool and calls its getconn() without a timeout; both hooks are set
+            # once per pool, as the first thread to use it finds it. psycopg_pool keeps the check,
+            # which Django passes as its own stock one, in _check.
+            if self.settings_dict["CONN_HEALTH_CHECKS"]:
+                pool._check = check_connection
+            pool.getconn = FailFastGetconn(pool)
         return pool

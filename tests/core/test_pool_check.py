@@ -1,7 +1,11 @@
 """config/postgresql: a pooled connection is handed out without a round trip when it is healthy, and a
 connection the server ended (as after a restart) is still replaced before anyone gets it. Against
 the real PostgreSQL; backends are ended with pg_terminate_backend, which closes them the way a
-restart does (the server sends its reason and closes the socket)."""
+restart does (the server sends its reason and closes the socket).
+
+Once the pool could not give a connection in time, requests wait only briefly for one until one is
+had again (G2: during an outage requests queue behind one another's waits); the fault suite's
+``test_db_outage.py`` shows it over HTTP with a real PostgreSQL stopped and started."""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection, connections
+from psycopg_pool import PoolTimeout
 
-from config.postgresql.base import DatabaseWrapper, check_connection, looks_dead
+from config.postgresql.base import OUTAGE_WAIT_SECONDS, DatabaseWrapper, FailFastGetconn, check_connection, looks_dead
+from tests.sdk.conftest import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,3 +91,52 @@ def test_after_the_server_ends_a_pooled_connection_the_next_request_gets_a_worki
     second = _backend_pid(pooled)
     # then: it works, on a new backend: the dead one was found by the check and replaced
     assert second != first
+
+
+def _timed_getconn(getconn: FailFastGetconn) -> float:
+    started = time.monotonic()
+    with pytest.raises(PoolTimeout):
+        getconn()
+    return time.monotonic() - started
+
+
+def test_once_no_connection_came_in_time_each_request_waits_briefly():
+    # given: a pool whose database cannot be reached (nothing listens on its port)
+    settings_dict = {**connections["default"].settings_dict, "PORT": str(free_port()),
+                     "OPTIONS": {"pool": {"min_size": 1, "max_size": 2, "timeout": 1.5}}}
+    unreachable = DatabaseWrapper(settings_dict, alias="outage-for-test")
+    unreachable.pool.open()
+    try:
+        getconn = unreachable.pool.getconn
+        assert isinstance(getconn, FailFastGetconn) and getconn.down_since is None
+        # when: the first request asks, it waits the pool's whole timeout, and the database is taken as down
+        assert _timed_getconn(getconn) >= 1.5
+        assert getconn.down_since is not None
+        # then: the next ones wait briefly
+        for _ in range(3):
+            assert _timed_getconn(getconn) < OUTAGE_WAIT_SECONDS + 0.2
+    finally:
+        unreachable.close_pool()
+
+
+def test_the_first_connection_had_again_restores_the_whole_wait():
+    # given: a pool of one connection on the real database, taken
+    settings_dict = {**connections["default"].settings_dict,
+                     "OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 1.0}}}
+    wrapper = DatabaseWrapper(settings_dict, alias="outage-over-for-test")
+    wrapper.pool.open()
+    try:
+        getconn = wrapper.pool.getconn
+        taken = getconn()
+        assert _timed_getconn(getconn) >= 1.0
+        assert _timed_getconn(getconn) < OUTAGE_WAIT_SECONDS + 0.2
+        # when: a connection is had again
+        wrapper.pool.putconn(taken)
+        again = getconn()
+        assert again.execute("SELECT 1").fetchone() == (1,)
+        # then: the outage is over, and the next wait is the pool's whole timeout again
+        assert getconn.down_since is None
+        assert _timed_getconn(getconn) >= 1.0
+        wrapper.pool.putconn(again)
+    finally:
+        wrapper.close_pool()

@@ -2,16 +2,17 @@
 
 Runs execute under a real agent on the fault stack. The stack's PostgreSQL is stopped while their
 tasks are executing. Meanwhile the API answers quickly and truthfully: REST with a key, GraphQL and
-``/readyz`` answer 503 with ``Retry-After`` within 3 s each, and ``/healthz`` (liveness) answers
-200. The tasks finish during the outage, so everything the flow-run processes report — task
-states, log lines, the final state — has to wait in the agent's spool. PostgreSQL comes back: the
-server is ready again, every run COMPLETES on its first attempt, and nothing is lost (every task
-run COMPLETED, every log line there, each task executed exactly once).
+``/readyz`` answer 503 with ``Retry-After`` within 3 s each, twelve requests sent at once too, and
+``/healthz`` (liveness) answers 200. The tasks finish during the outage, so everything the flow-run
+processes report — task states, log lines, the final state — has to wait in the agent's spool.
+PostgreSQL comes back: the server is ready again, every run COMPLETES on its first attempt, and
+nothing is lost (every task run COMPLETED, every log line there, each task executed exactly once).
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ RUNS = 2
 LINES = 20
 #: G2: a request that cannot reach the database answers within this many seconds.
 ANSWER_SECONDS = 3.0
+#: Requests sent at once during the outage: waiting the pool's whole timeout (2 s) each, three at a
+#: time, the last would answer after 8 s.
+BURST = 12
 
 FLOW = '''
 import logging
@@ -104,6 +108,13 @@ def test_a_database_outage_answers_503_quickly_and_loses_nothing(
         error = _assert_unavailable(*_timed("GET", f"{base}/api/v1/workspaces/{fault_world.slug}/flow-runs/",
                                             headers=key))
         assert "retry" in error["message"].lower()
+        # and so do many at once: each waits briefly for a connection now that the database is
+        # known down, so none queues behind the others' waits for long (3 run at once per process)
+        with ThreadPoolExecutor(BURST) as pool:
+            burst = list(pool.map(lambda _: _timed("GET", f"{base}/api/v1/workspaces/{fault_world.slug}/flows/",
+                                                   headers=key), range(BURST)))
+        for answer in burst:
+            _assert_unavailable(*answer)
         _assert_unavailable(*_timed("GET", f"{base}/api/v1/workspaces/{fault_world.slug}/flow-runs/{run_ids[0]}/",
                                     headers=key))
         _assert_unavailable(*_timed("POST", f"{base}/api/v1/workspaces/{fault_world.slug}/flow-runs/",
