@@ -3,6 +3,7 @@ actions and services all use :func:`filter_runs`), single-run access and the das
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -272,17 +273,20 @@ def claimed_runs(runs: list[FlowRun]) -> list[FlowRun]:
         if getattr(run, "has_task_runs", True):
             with_task_runs.append(run)
         else:  # what the prefetch would have found: nothing, without asking
-            cache = run.__dict__.setdefault("_prefetched_objects_cache", {})
-            cache["task_runs"] = _evaluated_empty(TaskRun.objects.for_workspace(workspace_id).none())
+            run.__dict__.setdefault("_prefetched_objects_cache", {})["task_runs"] = _no_task_runs()
     if with_task_runs:
         prefetch_related_objects(
             with_task_runs, Prefetch("task_runs", queryset=TaskRun.objects.for_workspace(workspace_id)))
     return runs
 
 
-def _evaluated_empty(queryset: QuerySet) -> QuerySet:
-    """An empty queryset already evaluated, as a prefetch leaves it: iterating it (the reply's
-    serializer does) compiles no SQL, which even ``.none()`` does."""
+@functools.cache
+def _no_task_runs() -> QuerySet:
+    """An empty queryset of task runs already evaluated, as a prefetch leaves it: iterating it (the
+    reply's serializer does) compiles no SQL, which even ``.none()`` does. One is shared by every
+    claimed run without task runs: it can never hold or fetch a row (``.none()``, so no workspace
+    to scope it to), and building one per run was 2 % of a busy server's CPU."""
+    queryset = TaskRun.all_objects.none()
     queryset._result_cache = []
     queryset._prefetch_done = True  # type: ignore[attr-defined]
     return queryset
