@@ -563,6 +563,9 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
     lat: dict[str, list[float]] = {k: [] for k in KINDS}
     counters = {"retries": 0, "transport_errors": 0, "empty_claims": 0, "non_accept": 0}
     http_errors: list[str] = []
+    # Each request's (start, seconds, kind), starts from the repeat's start: where the tail falls in time.
+    timeline: list[tuple[float, float, str]] = []
+    origin = time.perf_counter()
     next_i = 0
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60.0) as client:
@@ -585,6 +588,7 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 counters["retries"] += 1
                 await asyncio.sleep(2**try_count * random.uniform(0.8, 1.2))
             lat[kind].append(time.perf_counter() - t0)
+            timeline.append((t0 - origin, lat[kind][-1], kind))
             if r is None or r.status_code >= 400:
                 if r is not None:
                     http_errors.append(f"{kind}:{r.status_code}:{r.text[:200]}")
@@ -666,7 +670,7 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 done.set()
 
         async with httpx.AsyncClient(base_url=api, limits=browser_limits, timeout=60.0) as page:
-            t0 = time.perf_counter()
+            t0 = origin = time.perf_counter()
             await asyncio.gather(lifecycles(), *(browser(page) for _ in range(browser_load)))
             wall = time.perf_counter() - t0
 
@@ -682,10 +686,26 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
         "max_ms": 1000 * max(all_lat, default=0),
         "per_kind_ms": {k: {"p50": 1000 * (pct(v, 50) or 0), "p99": 1000 * (pct(v, 99) or 0), "count": len(v)}
                         for k, v in lat.items() if v},
+        "tail": tail_shape(timeline),
         **counters, "http_errors": len(http_errors), "http_error_samples": http_errors[:3],
         "browser": {"requests": len(browser_lat), "p50_ms": 1000 * (pct(browser_lat, 50) or 0),
                     "p99_ms": 1000 * (pct(browser_lat, 99) or 0)} if browser_load else None,
     }
+
+
+def tail_shape(timeline: list[tuple[float, float, str]]) -> dict[str, Any]:
+    """Where the slowest 1 % of requests fall in time. Few windows of 250 ms holding them all is a
+    stall (something stopped everything in flight at once); many is a slope of queueing. With the
+    slowest few requests, as (start s, ms, kind)."""
+    if not timeline:
+        return {"windows": 0, "slow": 0, "slowest": []}
+    cut = sorted(d for _, d, _ in timeline)[int(0.99 * (len(timeline) - 1))]
+    slow = [(start, d, kind) for start, d, kind in timeline if d >= cut]
+    # A request is in flight over [start, start + d]: the window it ended in is where it was held up.
+    windows = {int((start + d) / 0.25) for start, d, _ in slow}
+    slowest = sorted(slow, key=lambda item: -item[1])[:5]
+    return {"windows": len(windows), "slow": len(slow),
+            "slowest": [(round(start, 2), round(1000 * d, 1), kind) for start, d, kind in slowest]}
 
 
 def measured_rep(server: Server, env: dict[str, Any], n: int, conc: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -763,6 +783,8 @@ def print_rep(label: str, conc: int, i: int, rep: dict[str, Any]) -> None:
           f"retries={rep.get('retries', rep.get('retryable_status_total', 0))} "
           f"empty_claims={rep.get('empty_claims', '-')} "
           f"load-generator-gc-ms={rep.get('load_generator_gc_ms', '-')}"
+          + (f" tail: {t['slow']} slowest in {t['windows']} windows of 250 ms, e.g. {t['slowest'][:3]}"
+             if (t := rep.get("tail")) else "")
           + (f" browser-pages={b['requests']} p50/p99={b['p50_ms']:.1f}/{b['p99_ms']:.1f}ms"
              if (b := rep.get("browser")) else ""), flush=True)
 
