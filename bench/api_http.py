@@ -10,9 +10,12 @@ One lifecycle = 4 HTTP requests and 3 state transitions, the same shape as the p
   POST flow-runs/{id}/set-state/       COMPLETED
 
 Every POST carries a fresh ``Idempotency-Key`` (and the create its ``idempotency_key`` field), as the
-SDK's client sends them. N lifecycles per repeat are spread over C async workers sharing one
-``httpx.AsyncClient`` (at most C connections), exactly like the peer harness; a 429/502/503 or a
-transient transport error is retried like the peer's client (5 times, 2**try s backoff). A worker
+SDK's client sends them. N lifecycles per repeat are spread over C async workers, each with an
+``httpx.AsyncClient`` and a connection of its own, as each agent has. The peer harness shares one
+client of C connections among its workers (``--shared-pool`` does the same here): under load that
+pool's hand-over races hold a few requests 100-400 ms before they are sent, which shows in the p99
+and max though the server answered in time (docs/performance.md, "Thirteenth round"). A 429/502/503
+or a transient transport error is retried like the peer's client (5 times, 2**try s backoff). A worker
 claims whatever due run the server hands it (not necessarily the one it created, as with real
 agents); each worker claims as an agent of its own (``--agents per-client``, 16 agents for 16
 clients, one service account) or all as one agent (``--agents shared``). An empty claim is retried
@@ -551,10 +554,19 @@ class Server:
 
 
 async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, shared_agent: bool,
-                  create_only: bool = False, agent_reports: bool = False, browser_load: int = 0) -> dict[str, Any]:
+                  create_only: bool = False, agent_reports: bool = False, browser_load: int = 0,
+                  own_clients: bool = False) -> dict[str, Any]:
     """``n`` lifecycles over ``conc`` clients; with ``browser_load``, that many more clients
     meanwhile ask for pages of 200 runs again and again, with a cookie (so the server takes them
-    for a browser's: the whole middleware chain, no place kept for them in its gate), timed apart."""
+    for a browser's: the whole middleware chain, no place kept for them in its gate), timed apart.
+
+    With ``own_clients`` (the default of the command line) each client has its own
+    ``httpx.AsyncClient`` and connection, as agents have; else they share one of ``conc``
+    connections, as the peer's harness does (``--shared-pool``). A shared
+    pool hands a freed connection to every request waiting for one, all but one then find it taken
+    and wait again (httpcore's ``ConnectionNotAvailable`` retry), so under load a few requests
+    wait 100-400 ms in the load generator before they are even sent (docs/performance.md,
+    "Thirteenth round")."""
     import httpx
 
     api = f"{server_url}/api/v1/workspaces/{env['slug']}"
@@ -568,9 +580,16 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
     origin = time.perf_counter()
     next_i = 0
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60.0) as client:
+    # Made before the clock starts: making a client builds its TLS context (tens of milliseconds).
+    own = [httpx.AsyncClient(base_url=api, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                             timeout=60.0) for _ in range(conc if own_clients else 0)]
+    async with contextlib.AsyncExitStack() as stack, \
+            httpx.AsyncClient(base_url=api, limits=limits, timeout=60.0) as shared:
+        for client in own:
+            await stack.enter_async_context(client)
 
-        async def timed(kind: str, path: str, body: dict, headers: dict) -> httpx.Response | None:
+        async def timed(client: httpx.AsyncClient, kind: str, path: str, body: dict,
+                        headers: dict) -> httpx.Response | None:
             headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}  # the same key on each retry
             t0 = time.perf_counter()
             r = None
@@ -595,13 +614,14 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 return None
             return r
 
-        async def lifecycle(agent_id: str) -> None:
-            r = await timed("create", "/flow-runs/", {"flow": env["flow_id"], "idempotency_key": str(uuid.uuid4())},
-                            dev)
+        async def lifecycle(client: httpx.AsyncClient, agent_id: str) -> None:
+            r = await timed(client, "create", "/flow-runs/",
+                            {"flow": env["flow_id"], "idempotency_key": str(uuid.uuid4())}, dev)
             if r is None or create_only:
                 return
             for _ in range(200):
-                r = await timed("claim", f"/agents/{agent_id}/claim/", {"limit": 1, "lease_seconds": 60}, agent_h)
+                r = await timed(client, "claim", f"/agents/{agent_id}/claim/", {"limit": 1, "lease_seconds": 60},
+                                agent_h)
                 if r is None:
                     return
                 results = r.json()["results"]
@@ -613,9 +633,9 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                 return
             run = results[0]
             for kind, st in (("running", "RUNNING"), ("completed", "COMPLETED")):
-                if kind == "completed" and agent_reports and not await reports(run):
+                if kind == "completed" and agent_reports and not await reports(client, run):
                     return
-                r = await timed(kind, f"/flow-runs/{run['id']}/set-state/",
+                r = await timed(client, kind, f"/flow-runs/{run['id']}/set-state/",
                                 {"state": {"type": st}, "attempt": run["attempt"]}, agent_h)
                 if r is None:
                     return
@@ -623,7 +643,7 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                     counters["non_accept"] += 1
                     return
 
-        async def reports(run: dict[str, Any]) -> bool:
+        async def reports(client: httpx.AsyncClient, run: dict[str, Any]) -> bool:
             """A flow-run heartbeat, one task-run batch (REPORT_TASKS tasks COMPLETED) and one log
             batch (REPORT_LOG_LINES lines), as the SDK's reporter sends them."""
             base, attempt = f"/flow-runs/{run['id']}", run["attempt"]
@@ -636,16 +656,17 @@ async def one_rep(server_url: str, env: dict[str, Any], n: int, conc: int, share
                     {"sequence": i, "level": "INFO", "timestamp": now, "message": f"line {i} of the bench flow"}
                     for i in range(REPORT_LOG_LINES)]}),
             ):
-                if await timed(kind, base + path, body, agent_h) is None:
+                if await timed(client, kind, base + path, body, agent_h) is None:
                     return False
             return True
 
         async def worker(index: int) -> None:
             nonlocal next_i
             agent_id = env["agent_ids"][0 if shared_agent else index]
+            client = own[index] if own_clients else shared
             while next_i < n:
                 next_i += 1
-                await lifecycle(agent_id)
+                await lifecycle(client, agent_id)
 
         done = asyncio.Event()
         browser_lat: list[float] = []
@@ -714,10 +735,15 @@ def measured_rep(server: Server, env: dict[str, Any], n: int, conc: int, args: a
     pid = server.proc.pid
     time.sleep(1.1)  # PostgreSQL backends report their counters at most once a second
     pg0 = pg_counters(args.dbname)
+    # What the earlier repeats left (their timings, the seeding) is frozen too: a full pass of this
+    # process's collector mid-repeat then walks only what this repeat made (it took 72 ms otherwise).
+    gc.collect()
+    gc.freeze()
     s0, d0, b0, c0 = tree_cpu_s(pid), backends_cpu_s(args.dbname), box_busy_cpu_s(), time.process_time()
     with own_full_collections() as pauses:
         rep = asyncio.run(one_rep(server.url, env, n, conc, args.agents == "shared",
-                                  agent_reports=args.agent_reports, browser_load=args.browser_load))
+                                  agent_reports=args.agent_reports, browser_load=args.browser_load,
+                                  own_clients=not args.shared_pool))
     rep["load_generator_gc_ms"] = pauses
     rep["server_cpu_s"] = tree_cpu_s(pid) - s0
     rep["db_cpu_s"] = backends_cpu_s(args.dbname) - d0
@@ -974,7 +1000,7 @@ def profile_rep(server: Server, env: dict[str, Any], conc: int, args: argparse.N
                                 "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.5)
         rep = asyncio.run(one_rep(server.url, env, args.runs, conc, args.agents == "shared",
-                                  agent_reports=args.agent_reports))
+                                  agent_reports=args.agent_reports, own_clients=not args.shared_pool))
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
         print_rep(f"profiled {mode}", conc, 0, rep)
@@ -1039,7 +1065,8 @@ def run_embedded(args: argparse.Namespace, concs: list[int]) -> None:
             for i in range(args.reps):
                 s0, c0 = tree_cpu_s(proc.pid), time.process_time()
                 rep = asyncio.run(one_rep(url, env, args.runs, conc, args.agents == "shared",
-                                          create_only=args.embedded == "create", agent_reports=args.agent_reports))
+                                          create_only=args.embedded == "create", agent_reports=args.agent_reports,
+                                          own_clients=not args.shared_pool))
                 rep["server_cpu_s"] = tree_cpu_s(proc.pid) - s0
                 rep["client_cpu_s"] = time.process_time() - c0
                 rep["server_cpu_ms_per_req"] = 1000 * rep["server_cpu_s"] / max(rep["requests"], 1)
@@ -1087,6 +1114,10 @@ def main() -> None:
                     help="N more clients asking for pages of 200 runs with a cookie during the timed repeats "
                          "(a browser's requests beside the agents'; their latency is printed apart, and the "
                          "server CPU per request then counts their CPU against the agents' requests)")
+    ap.add_argument("--shared-pool", action="store_true",
+                    help="the clients share one pool of connections, as the peer's harness does, instead of a "
+                         "connection each, as agents have (a shared pool's hand-over races add 100-400 ms to a "
+                         "few requests under load; docs/performance.md, \"Thirteenth round\")")
     ap.add_argument("--agent-reports", action="store_true",
                     help="between RUNNING and COMPLETED also send a flow-run heartbeat, a task-run batch "
                          f"({REPORT_TASKS} tasks) and a log batch ({REPORT_LOG_LINES} lines); "
@@ -1151,7 +1182,9 @@ def main() -> None:
                   f"{autovacuum_setting(owner_url)}; VACUUM (ANALYZE) before each repeat, "
                   f"{'both databases' if args.peer_db_url else 'ours only (no --peer-db-url)'}\n"
                   f"  load: {args.runs} lifecycles × {args.reps} repeats per concurrency {concs}, "
-                  f"agents {args.agents}, httpx async in this process (1 core at most); "
+                  f"agents {args.agents}, httpx async in this process (1 core at most), "
+                  f"{'one shared pool of connections, as the peer' if args.shared_pool else 'a connection per client'}"
+                  f"{'' if args.shared_pool or not args.peer_url else ' (the peer: one shared pool)'}; "
                   f"machine: {os.cpu_count()} cores; "
                   f"shim {'absent' if args.plain else 'counting only in an untimed repeat'}; "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
