@@ -190,20 +190,22 @@ def instrumented_application() -> Any:
         finally:
             bump(current.get(), "thread_cpu_s", time.thread_time() - started)
 
-    def count(on: bool) -> None:
-        """Put the counting wrappers in place, or the originals back."""
+    def count(mode: str) -> None:
+        """Put the counting wrappers in place ("1"), only the thread-CPU one ("cpu": a request's
+        CPU without the per-round-trip wrappers' cost), or the originals back ("0")."""
         nonlocal counting
-        counting = on
+        counting = mode in ("1", "cpu")
+        on = mode == "1"
         psycopg.Connection.wait = wait if on else real_wait  # type: ignore[method-assign]
         wrapper_class._execute, wrapper_class._executemany = \
             (_execute, _executemany) if on else (real_execute, real_executemany)
-        wsgi_bridge._Call.run = run if on else real_run  # type: ignore[method-assign]
+        wsgi_bridge._Call.run = run if counting else real_run  # type: ignore[method-assign]
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/__bench__/stats":
             query = scope.get("query_string", b"").decode()
             if "counting=" in query:
-                count("counting=1" in query)
+                count(query.split("counting=", 1)[1].split("&", 1)[0])
             if "reset=1" in query:
                 with lock:
                     stats.clear()
@@ -535,9 +537,10 @@ class Server:
             self.proc.wait()
         self.proc = None
 
-    def shim(self, reset: bool = False, sql: bool = False, counting: bool | None = None) -> dict[str, Any] | None:
-        """The shim's counts (None without it); ``counting`` switches it on or off first, ``reset``
-        clears the counts first."""
+    def shim(self, reset: bool = False, sql: bool = False,
+             counting: bool | str | None = None) -> dict[str, Any] | None:
+        """The shim's counts (None without it); ``counting`` switches it on, off, or to "cpu" only
+        first, ``reset`` clears the counts first."""
         import httpx
 
         if self.plain or self.workers > 1:
@@ -546,7 +549,7 @@ class Server:
         if sql:
             params["sql"] = "1"
         if counting is not None:
-            params["counting"] = "1" if counting else "0"
+            params["counting"] = counting if isinstance(counting, str) else "1" if counting else "0"
         return httpx.get(self.url + "/__bench__/stats", params=params, timeout=10).json()
 
 
@@ -761,15 +764,25 @@ def measured_rep(server: Server, env: dict[str, Any], n: int, conc: int, args: a
 
 def counted_rep(server: Server, env: dict[str, Any], conc: int, args: argparse.Namespace) -> dict[str, Any] | None:
     """One more repeat with the shim counting (not timed: counting costs the server CPU), for its
-    per-endpoint statements, round trips and waits. None without the shim."""
-    if server.shim(reset=True, counting=True) is None:
-        return None
-    try:
-        asyncio.run(one_rep(server.url, env, min(args.runs, COUNTED_RUNS), conc, args.agents == "shared",
-                            agent_reports=args.agent_reports))
-        return server.shim()
-    finally:
-        server.shim(counting=False)
+    per-endpoint statements, round trips and waits; then one with only each request thread's CPU
+    clock read (``light_cpu_s``: the counting's wrappers inflate a request's CPU by about a third).
+    None without the shim."""
+    def untimed(mode: bool | str) -> dict[str, Any] | None:
+        if server.shim(reset=True, counting=mode) is None:
+            return None
+        try:
+            asyncio.run(one_rep(server.url, env, min(args.runs, COUNTED_RUNS), conc, args.agents == "shared",
+                                agent_reports=args.agent_reports, own_clients=not args.shared_pool))
+            return server.shim()
+        finally:
+            server.shim(counting=False)
+
+    counts, light = untimed(True), untimed("cpu")
+    if counts is not None and light is not None:
+        for kind, row in counts.items():
+            if not kind.startswith("_") and kind in light:
+                row["light_cpu_s"] = light[kind]["thread_cpu_s"] * row["requests"] / max(light[kind]["requests"], 1)
+    return counts
 
 
 def med(reps: list[dict], key: str) -> str:
@@ -880,10 +893,10 @@ def print_summary(conc: int, reps: list[dict[str, Any]]) -> None:
 
 
 def print_counts(conc: int, shim: dict[str, Any]) -> None:
-    print(f"  server side, per request (the shim, counting in one more repeat at {conc} client(s); "
-          "not in the figures above):")
+    print(f"  server side, per request (the shim, counting in one more repeat at {conc} client(s), then only "
+          "reading each request thread's CPU clock in another, \"(light)\"; not in the figures above):")
     print(f"    {'endpoint':<12}{'requests':>9}{'statements':>12}{'round trips':>13}{'DB wait ms':>12}"
-          f"{'server ms':>11}{'DB wait %':>11}{'thread CPU ms':>15}")
+          f"{'server ms':>11}{'DB wait %':>11}{'thread CPU ms':>15}{'(light)':>9}")
     for kind, row in sorted(shim.items(), key=lambda kv: -kv[1]["requests"]):
         if kind.startswith("_"):
             continue
@@ -891,7 +904,7 @@ def print_counts(conc: int, shim: dict[str, Any]) -> None:
         share = 100 * row["db_wait_s"] / row["server_s"] if row["server_s"] else 0
         print(f"    {kind:<12}{row['requests']:>9.0f}{row['statements'] / n:>12.1f}{row['round_trips'] / n:>13.1f}"
               f"{1000 * row['db_wait_s'] / n:>12.2f}{1000 * row['server_s'] / n:>11.2f}{share:>10.0f}%"
-              f"{1000 * row.get('thread_cpu_s', 0) / n:>15.2f}")
+              f"{1000 * row.get('thread_cpu_s', 0) / n:>15.2f}{1000 * row.get('light_cpu_s', 0) / n:>9.2f}")
         gens = {k[3:]: v / n for k, v in row.items() if k.startswith("rt ")}
         if gens and row["requests"]:
             print("      round trips by driver call: " + ", ".join(
