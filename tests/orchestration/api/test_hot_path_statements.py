@@ -321,11 +321,11 @@ def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
     assert logs.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT taskrun", "INSERT logentry",
                                 "UPDATE idempotencyrecord"], logs
     # the access check, the idempotency record, the run locked FOR SHARE with the clock and its
-    # version's tasks, the task run locked (created on first sight, then locked), the limit on its
-    # tag (``db``: the concurrency rule), its history row and new state in one statement, the
-    # stored reply
+    # version's tasks, the task run locked (created on first sight: the row it inserts is its own,
+    # not read back), the limit on its tag (``db``: the concurrency rule), its history row and new
+    # state in one statement, the stored reply
     assert tasks.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
-                                 "INSERT taskrun", "SELECT taskrun", "SELECT concurrencylimit", "WITH taskrunstate",
+                                 "INSERT taskrun", "SELECT concurrencylimit", "WITH taskrunstate",
                                  "UPDATE idempotencyrecord"], tasks
     # a second report on the same task run finds it: no insert
     response, again = _post(hot.agent_client, hot.world.url(base + "task-runs/"), {

@@ -3,9 +3,12 @@ version as a single proposal, and the same history rows and events as one call p
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 
 from core.errors import Conflict
 from core.tenancy import rls_bypass, workspace_scope
@@ -130,3 +133,56 @@ def test_the_engine_batch_entry_point_takes_typed_reports(agent, version):
     assert (task.map_index, task.state_type, task.state_version) == (3, "RUNNING", 1)
     with rls_bypass():
         assert TaskRunState.objects.for_workspace(run.workspace_id).filter(task_run=task).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_run_a_concurrent_batch_creates_first_is_read_locked_and_reported_on(agent, version):
+    """Two batches report a task run neither has seen. The second's insert waits on the first's
+    uncommitted one, skips it once the first commits, and reads the row locked: one task run, both
+    reports applied in turn (a batch reads back only the rows another created)."""
+    run = running_run(version)
+    inserted, release = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+                    {"task_key": "load", "state_type": "RUNNING"}])
+                inserted.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            results["second"] = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+                {"task_key": "load", "state_type": "COMPLETED"}])
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert inserted.wait(30)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    # the second batch is blocked on the first's uncommitted row before the first commits
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0] > 0:
+                break
+            assert time.monotonic() < deadline and waiter.is_alive(), "the second batch never waited"
+            time.sleep(0.01)
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+
+    assert [(r.status, r.state_type, r.state_version) for r in results["first"]] == \
+        [(SetStateStatus.ACCEPT, "RUNNING", 1)]
+    assert [(r.status, r.state_type, r.state_version) for r in results["second"]] == \
+        [(SetStateStatus.ACCEPT, "COMPLETED", 2)]
+    (task,) = task_runs_of(run).values()
+    assert (task.task_key, task.state_type, task.state_version) == ("load", "COMPLETED", 2)
+    assert [h.type for h in history(task)] == ["RUNNING", "COMPLETED"]
