@@ -9,6 +9,11 @@ connection has something to read; that of a healthy idle one has nothing. :func:
 looks at the socket (a local ``poll``, no round trip) and asks the server only when it is readable,
 closed or not idle, so a dead connection is still replaced before a request gets it.
 
+The check runs in :class:`FailFastGetconn`, not in the pool: psycopg_pool's own loop sleeps 1 s,
+then 2 s… before each further connection that fails its check, and after a restart every idle one
+has; with three idle connections a request answered 503 after the pool's whole timeout though the
+database was back. Here a dead connection is closed and handed back at once, and the next one tried.
+
 While the database is down, every request waits the pool's whole timeout for a connection that will
 not come, holding one of the server's few places to run a request meanwhile (``FLOWDECK_WEB_ACTIVE``):
 with agents still reporting, a request could queue behind several such waits before its own, and
@@ -52,17 +57,21 @@ def check_connection(conn: Any) -> None:
 
 
 class FailFastGetconn:
-    """A pool's ``getconn`` that waits the pool's whole timeout only while the database answers.
+    """A pool's ``getconn`` that checks each connection (``check``: :func:`check_connection`) and
+    waits the pool's whole timeout only while the database answers (module docstring).
 
-    The pool times out only when it could not open a connection (or, rarely, when every connection
-    is in use): the database is then taken as down, and each request waits
-    :data:`OUTAGE_WAIT_SECONDS` at most, until one gets a connection. The pool keeps trying to
+    A connection that fails its check is closed and handed back, so the pool replaces it, and the
+    next one is tried at once. The pool times out only when it could not open a connection (or,
+    rarely, when every connection is in use): the database is then taken as down, and each request
+    waits :data:`OUTAGE_WAIT_SECONDS` at most, until one gets a connection. The pool keeps trying to
     reconnect in the background meanwhile, so the first request after the database is back gets the
     connection it opened."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, check: bool) -> None:
         # The class's own method: two threads that wrap the pool at once must not wrap a wrapper.
         self.getconn = type(pool).getconn.__get__(pool)
+        self.pool = pool
+        self.check = check
         self.timeout = pool.timeout
         self.down_since: float | None = None  # monotonic time of the first timeout of the outage
 
@@ -70,7 +79,7 @@ class FailFastGetconn:
         if timeout is None:
             timeout = self.timeout if self.down_since is None else min(self.timeout, OUTAGE_WAIT_SECONDS)
         try:
-            conn = self.getconn(timeout)
+            conn = self._checked(time.monotonic() + timeout)
         except PoolTimeout:
             if self.down_since is None:
                 self.down_since = time.monotonic()
@@ -82,16 +91,32 @@ class FailFastGetconn:
             self.down_since = None
         return conn
 
+    def _checked(self, deadline: float) -> Any:
+        """A connection that passed the check, before ``deadline`` (else the pool's PoolTimeout)."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PoolTimeout(f"couldn't get a working connection after {self.timeout:.2f} sec")
+            conn = self.getconn(left)
+            if not self.check:
+                return conn
+            try:
+                check_connection(conn)
+            except Exception:
+                conn.close()  # closed: the pool discards it and opens another in the background
+                self.pool.putconn(conn)
+                continue
+            return conn
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> Any:
         pool = super().pool
         if pool is not None and not isinstance(pool.getconn, FailFastGetconn):
-            # Django creates the pool and calls its getconn() without a timeout; both hooks are set
-            # once per pool, as the first thread to use it finds it. psycopg_pool keeps the check,
-            # which Django passes as its own stock one, in _check.
-            if self.settings_dict["CONN_HEALTH_CHECKS"]:
-                pool._check = check_connection
-            pool.getconn = FailFastGetconn(pool)
+            # Django creates the pool and calls its getconn() without a timeout, set once per pool,
+            # as the first thread to use it finds it. Django passes its own stock check to the pool,
+            # which keeps it in _check; the wrapper checks instead (module docstring).
+            pool._check = None
+            pool.getconn = FailFastGetconn(pool, check=bool(self.settings_dict["CONN_HEALTH_CHECKS"]))
         return pool

@@ -80,7 +80,8 @@ def _backend_pid(wrapper: DatabaseWrapper) -> int:
 
 
 def test_after_the_server_ends_a_pooled_connection_the_next_request_gets_a_working_one(pooled: DatabaseWrapper):
-    assert pooled.pool._check is check_connection
+    getconn = pooled.pool.getconn
+    assert isinstance(getconn, FailFastGetconn) and getconn.check and pooled.pool._check is None
     first = _backend_pid(pooled)
     assert _backend_pid(pooled) == first  # the same pooled connection, reused
 
@@ -91,6 +92,38 @@ def test_after_the_server_ends_a_pooled_connection_the_next_request_gets_a_worki
     second = _backend_pid(pooled)
     # then: it works, on a new backend: the dead one was found by the check and replaced
     assert second != first
+
+
+def test_after_a_restart_ends_every_idle_connection_the_next_request_gets_a_working_one_at_once():
+    """After a restart every idle pooled connection is dead. psycopg_pool's own check loop slept 1 s,
+    then 2 s… before each further dead one, and with three the request timed out (503) though the
+    database was back; each dead one is now handed back at once and the next tried."""
+    settings_dict = {**connections["default"].settings_dict, "CONN_HEALTH_CHECKS": True,
+                     "OPTIONS": {"pool": {"min_size": 1, "max_size": 8, "timeout": 2}}}
+    wrapper = DatabaseWrapper(settings_dict, alias="restart-for-test")
+    pool = wrapper.pool
+    pool.open(wait=True)
+    try:
+        # given: six idle pooled connections, all ended by the server
+        taken = [pool.getconn() for _ in range(6)]
+        pids = {conn.info.backend_pid for conn in taken}
+        for conn in taken:
+            pool.putconn(conn)
+        _terminate(*pids)
+        idle = list(pool._pool)
+        assert len(idle) == 6
+        for conn in idle:
+            _until(lambda conn=conn: looks_dead(conn))
+        # when: a request takes a connection
+        started = time.monotonic()
+        conn = pool.getconn()
+        took = time.monotonic() - started
+        # then: a working one, on a new backend, well within a second
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] not in pids
+        assert took < 0.5, took
+        pool.putconn(conn)
+    finally:
+        wrapper.close_pool()
 
 
 def _timed_getconn(getconn: FailFastGetconn) -> float:
