@@ -68,8 +68,6 @@ class FailFastGetconn:
     connection it opened."""
 
     def __init__(self, pool: ConnectionPool, check: bool) -> None:
-        # The class's own method: two threads that wrap the pool at once must not wrap a wrapper.
-        self.getconn = type(pool).getconn.__get__(pool)
         self.pool = pool
         self.check = check
         self.timeout = pool.timeout
@@ -79,7 +77,7 @@ class FailFastGetconn:
         if timeout is None:
             timeout = self.timeout if self.down_since is None else min(self.timeout, OUTAGE_WAIT_SECONDS)
         try:
-            conn = self._checked(time.monotonic() + timeout)
+            conn = self._checked(timeout)
         except PoolTimeout:
             if self.down_since is None:
                 self.down_since = time.monotonic()
@@ -91,13 +89,15 @@ class FailFastGetconn:
             self.down_since = None
         return conn
 
-    def _checked(self, deadline: float) -> Any:
-        """A connection that passed the check, before ``deadline`` (else the pool's PoolTimeout)."""
+    def _checked(self, timeout: float) -> Any:
+        """A connection that passed the check, within ``timeout`` seconds (else PoolTimeout)."""
+        deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise PoolTimeout(f"couldn't get a working connection after {self.timeout:.2f} sec")
-            conn = self.getconn(left)
+                raise PoolTimeout(f"couldn't get a working connection after {timeout:.2f} sec")
+            # The class's own method: the instance's is this wrapper.
+            conn = type(self.pool).getconn(self.pool, left)
             if not self.check:
                 return conn
             try:
