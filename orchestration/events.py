@@ -241,12 +241,12 @@ def task_run_state_changed(run: TaskRun) -> None:
                {"flow_run_id": str(run.flow_run_id), **_task_summary(run)})
 
 
-def task_run_states_changed(flow_run: FlowRun, task_runs: Sequence[TaskRun]) -> None:
-    """Several task runs of ``flow_run`` changed state in one commit (a batch report, the close of
-    a finished run). Each needs ``pk``, ``task_key``, ``map_index``, ``state_type``, ``state_name``:
-    unsaved ``TaskRun(pk=…, …)`` instances will do."""
-    _run_event(flow_run.workspace_id, flow_run.pk, "task_run.states_changed", {
-        "flow_run_id": str(flow_run.pk),
+def task_run_states_changed(workspace_id: Any, flow_run_id: Any, task_runs: Sequence[TaskRun]) -> None:
+    """Several task runs of the flow run ``flow_run_id`` changed state in one commit (a batch
+    report, the close of a finished run). Each needs ``pk``, ``task_key``, ``map_index``,
+    ``state_type``, ``state_name``: unsaved ``TaskRun(pk=…, …)`` instances will do."""
+    _run_event(workspace_id, flow_run_id, "task_run.states_changed", {
+        "flow_run_id": str(flow_run_id),
         "task_runs": [_task_summary(run) for run in task_runs[:TASK_RUNS_LISTED]],
     })
 

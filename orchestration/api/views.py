@@ -594,7 +594,9 @@ class FlowRunTaskRunsView(WorkspaceAPIView):
                    summary="Report a batch of task-run states (agent); idempotent with Idempotency-Key")
     def post(self, request: Request, workspace_slug: str, flow_run_id: str) -> Response:
         data = _valid(s.TaskRunBatchIn, request)
-        run = access_flow_run(self.principal, flow_run_id, action="flow_run:report_state")
+        # The engine reads the run once, under its lock: a missing run or another workspace's is
+        # its 404 (the request, idempotency record included, then rolls back).
+        run_id = agent_flow_run_id(self.principal, flow_run_id, "flow_run:report_state")
         reports = [
             {"task_key": r["task_key"], "map_index": r["map_index"], "state_type": r["state"]["type"],
              "state_name": r["state"]["name"], "message": r["state"]["message"],
@@ -604,11 +606,11 @@ class FlowRunTaskRunsView(WorkspaceAPIView):
 
         def compute() -> tuple[int, dict]:
             results = task_runs.task_run_report_batch(
-                actor=self.principal, flow_run=run, attempt=data["attempt"], reports=reports
+                actor=self.principal, flow_run_id=run_id, attempt=data["attempt"], reports=reports
             )
             return status.HTTP_200_OK, {"results": [_result_body(r) for r in results]}
 
-        return _idempotent(self, request, f"flow_run:{run.pk}:task_runs", compute)
+        return _idempotent(self, request, f"flow_run:{run_id}:task_runs", compute)
 
 
 class FlowRunLogsView(WorkspaceAPIView):

@@ -33,10 +33,10 @@ from django.db import DEFAULT_DB_ALIAS, connection
 
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
-from core.rows import Columns, insert_many, insert_many_and_update_many
+from core.rows import Columns, insert_many, insert_many_and_update_many, new
 from core.transactions import in_transaction
 from orchestration import events
-from orchestration.models import TERMINAL_STATES, FlowRun, TaskRun, TaskRunState
+from orchestration.models import TERMINAL_STATES, TaskRun, TaskRunState
 
 from .core import (
     Context,
@@ -114,7 +114,7 @@ def task_run_set_states(
         results.append(_result(run, context))
     if history:
         _write(history, list(changed.values()))
-        events.task_run_states_changed(FlowRun(pk=flow_run_id, workspace_id=workspace_id), list(changed.values()))
+        events.task_run_states_changed(workspace_id, flow_run_id, list(changed.values()))
     return results
 
 
@@ -126,10 +126,10 @@ def _locked_task_runs(
     runs = _lock(workspace_id, flow_run_id, keys)
     missing = keys - set(runs)
     if missing:
-        new = [
-            TaskRun(workspace_id=workspace_id, flow_run_id=flow_run_id, task_key=key, map_index=index,
-                    tags=[t for t in tasks.get(key, {}).get("tags", []) if isinstance(t, str)],
-                    flow_run_attempt=attempt, state_timestamp=now, created_at=now)
+        created = [
+            new(TaskRun, workspace_id=workspace_id, flow_run_id=flow_run_id, task_key=key, map_index=index,
+                tags=[t for t in tasks.get(key, {}).get("tags", []) if isinstance(t, str)],
+                flow_run_attempt=attempt, state_timestamp=now, created_at=now)
             for key, index in sorted(missing)
         ]
         # ignore_conflicts: a concurrent batch may create the same task run
@@ -137,14 +137,14 @@ def _locked_task_runs(
             # A row this statement inserts is this transaction's alone until it commits, as a locked
             # one is, and holds what the instance holds: only the rows a concurrent batch created
             # first are read and locked (a first report: one statement less, nothing read back).
-            inserted = set(insert_many(TaskRun, new, ignore_conflicts=True, returning="id"))
-            for run in new:
+            inserted = set(insert_many(TaskRun, created, ignore_conflicts=True, returning="id"))
+            for run in created:
                 if run.pk in inserted:
                     run._state.adding, run._state.db = False, DEFAULT_DB_ALIAS  # as if read
                     runs[(run.task_key, run.map_index)] = run
-            missing = {(run.task_key, run.map_index) for run in new if run.pk not in inserted}
+            missing = {(run.task_key, run.map_index) for run in created if run.pk not in inserted}
         else:
-            TaskRun.objects.unscoped().bulk_create(new, ignore_conflicts=True)
+            TaskRun.objects.unscoped().bulk_create(created, ignore_conflicts=True)
         if missing:
             runs.update(_lock(workspace_id, flow_run_id, missing))
     return runs

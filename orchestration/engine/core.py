@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from accounts.authz import NotFound, Principal
 from core.errors import Conflict
-from core.rows import Columns
+from core.rows import Columns, new
 from core.transactions import in_transaction
 from orchestration import events
 from orchestration.alerts import triggers as alert_triggers
@@ -535,8 +535,8 @@ STATE_FIELDS = ["state_type", "state_name", "state_message", "state_timestamp", 
 
 
 def history_row(run: FlowRun | TaskRun, state: ProposedState, history_model: Any, fk: str, at: dt.datetime) -> Any:
-    return history_model(
-        workspace_id=run.workspace_id, type=state.type, name=state.name[:32], message=state.message,
+    return new(
+        history_model, workspace_id=run.workspace_id, type=state.type, name=state.name[:32], message=state.message,
         result_ref=state.result_ref[:1000], details=state.details, timestamp=at, **{f"{fk}_id": run.pk},
     )
 
@@ -645,7 +645,7 @@ def close_open_task_runs(context: Context, *, flow_run: FlowRun, state: Proposed
 
     def announce(closed: list[tuple[Any, ...]]) -> None:
         if closed:
-            events.task_run_states_changed(flow_run, [
+            events.task_run_states_changed(flow_run.workspace_id, flow_run.pk, [
                 TaskRun(pk=pk, task_key=key, map_index=index, state_type=state.type, state_name=name)
                 for pk, key, index in closed[:events.TASK_RUNS_LISTED]
             ])

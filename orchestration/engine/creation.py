@@ -37,6 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
+from core.rows import new
 from orchestration import events
 from orchestration.models import Flow, FlowRun, FlowRunState, FlowVersion, Schedule, StateType
 from orchestration.services import live
@@ -73,18 +74,15 @@ def new_scheduled_run(
     which stamps it with the database clock as it inserts it."""
     # The clock fields stay None for insert_scheduled_run, which has the database fill them.
     clock: dict[str, Any] = {"scheduled_start": scheduled_start or now, "state_timestamp": now, "created_at": now}
-    return FlowRun(
+    run = new(
+        FlowRun,
         id=uuid.uuid4(),
         workspace_id=flow.workspace_id,
-        flow=flow,
-        flow_version=flow_version,
         name=name,
         parameters=parameters if parameters is not None else {},
         labels=labels if labels is not None else list(flow_version.labels or []),
         idempotency_key=idempotency_key,
         created_by_kind=created_by_kind,
-        created_by_user=created_by_user,
-        schedule=schedule,
         parent_flow_run_id=parent_flow_run_id,
         parent_task_run_id=parent_task_run_id,
         state_type=StateType.SCHEDULED,
@@ -92,6 +90,12 @@ def new_scheduled_run(
         state_version=1,  # the first state; its history row is written by insert_scheduled_runs
         **clock,
     )
+    # As FlowRun(flow=…) would: the id and the object kept on the run (the events read them).
+    for field, related in (("flow", flow), ("flow_version", flow_version), ("created_by_user", created_by_user),
+                           ("schedule", schedule)):
+        if related is not None:
+            setattr(run, field, related)
+    return run
 
 
 def _first_state_details(run: FlowRun) -> dict[str, Any]:
@@ -109,8 +113,8 @@ def first_state_row(run: FlowRun) -> FlowRunState:
     message = ""
     if run.created_by_kind == FlowRun.CreatedBy.SCHEDULE:
         message = SCHEDULED_BY_SCHEDULE
-    return FlowRunState(
-        workspace_id=run.workspace_id, flow_run_id=run.pk, type=StateType.SCHEDULED, name="Scheduled",
+    return new(
+        FlowRunState, workspace_id=run.workspace_id, flow_run_id=run.pk, type=StateType.SCHEDULED, name="Scheduled",
         message=message, timestamp=run.state_timestamp, details=details,
     )
 

@@ -74,7 +74,7 @@ def flow_run_report(
         if task_run_reports is not None:
             reports = task_run_reports
             results = _part("task_runs", lambda: task_runs.task_run_report_batch(
-                actor=actor, flow_run=flow_run, attempt=attempt, reports=reports))
+                actor=actor, flow_run_id=flow_run.pk, attempt=attempt, reports=reports))
         count = None
         if log_lines is not None:
             lines = log_lines

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from accounts.authz import NotFound, Principal, authorize
+from accounts.authz import Principal, authorize
 from core.errors import InvalidInput
 from core.tenancy import workspace_scope
 from core.transactions import atomic_service
 from orchestration.engine import OrchestrationResult, ProposedState, TaskRunReport, task_run_set_states
-from orchestration.models import STATE_TYPES, FlowRun, StateType
+from orchestration.models import STATE_TYPES, StateType
 
 MAX_REPORTS = 5_000
 MAX_MESSAGE = 10_000
@@ -72,18 +72,19 @@ def _validate(reports: Any) -> list[TaskRunReport]:
 
 @atomic_service  # a refused batch (409) rolls back whatever it wrote before the refusal
 def task_run_report_batch(
-    *, actor: Principal, flow_run: FlowRun, attempt: int, reports: list[dict[str, Any]]
+    *, actor: Principal, flow_run_id: Any, attempt: int, reports: list[dict[str, Any]]
 ) -> list[OrchestrationResult]:
-    """Apply task-run state reports of ``flow_run``'s ``attempt`` in order; one result per report
-    (ACCEPT, or REJECT/WAIT with a reason). Refused whole with 409, changing nothing (D2, D3): a
-    stale ``attempt`` (``stale_attempt``), a run that has ended (``run_not_held``) or a stale
-    ``expected_version`` in any report (``stale_state_version``)."""
-    if flow_run.workspace_id != actor.workspace.pk:
-        raise NotFound()
+    """Apply task-run state reports of the flow run ``flow_run_id``'s ``attempt`` in order; one
+    result per report (ACCEPT, or REJECT/WAIT with a reason). Refused whole with 409, changing
+    nothing (D2, D3): a stale ``attempt`` (``stale_attempt``), a run that has ended
+    (``run_not_held``) or a stale ``expected_version`` in any report (``stale_state_version``).
+    A run that is not the actor's workspace's is not found (the engine reads it in that workspace
+    only, under its lock)."""
     if isinstance(attempt, bool) or not isinstance(attempt, int):
         raise InvalidInput("attempt must be an integer.", details={"attempt": ["Invalid."]})
     clean = _validate(reports)
     with workspace_scope([actor.workspace.pk]):
-        authorize(actor, "flow_run:report_state", flow_run)
-        return task_run_set_states(actor=actor, workspace_id=actor.workspace.pk, flow_run_id=flow_run.pk,
+        # A run is not a restricted object: reporting for it is the actor's role in the workspace.
+        authorize(actor, "flow_run:report_state", actor.workspace)
+        return task_run_set_states(actor=actor, workspace_id=actor.workspace.pk, flow_run_id=flow_run_id,
                                    attempt=attempt, reports=clean)

@@ -156,7 +156,7 @@ def test_events_inside_a_run_go_to_the_runs_group_only(flow_a, sent, django_capt
 
     _publish(django_capture_on_commit_callbacks, lambda: (
         events.task_run_state_changed(task),
-        events.task_run_states_changed(flow_run, [task, closed]),
+        events.task_run_states_changed(flow_run.workspace_id, flow_run.pk, [task, closed]),
         events.logs_appended(flow_run, count=3, first_sequence=7, last_sequence=9),
     ))
     assert [(e["type"], e["data"]) for e in sent] == [
@@ -176,7 +176,8 @@ def test_task_run_states_changed_lists_at_most_500(flow_a, sent, django_capture_
     flow_run = FlowRunFactory(flow_version=_version_of(flow_a))
     many = [TaskRun(pk=i, task_key=f"t{i}", map_index=-1, state_type="COMPLETED", state_name="Completed")
             for i in range(events.TASK_RUNS_LISTED + 1)]
-    _publish(django_capture_on_commit_callbacks, lambda: events.task_run_states_changed(flow_run, many))
+    _publish(django_capture_on_commit_callbacks,
+             lambda: events.task_run_states_changed(flow_run.workspace_id, flow_run.pk, many))
     assert len(_only(sent, "task_run.states_changed")["data"]["task_runs"]) == events.TASK_RUNS_LISTED
 
 

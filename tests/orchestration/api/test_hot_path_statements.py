@@ -295,6 +295,21 @@ def test_a_heartbeat_on_another_workspaces_run_or_no_run_is_404_and_stores_nothi
         "PENDING", theirs["lease_expires_at"])
 
 
+def test_a_task_run_batch_on_another_workspaces_run_or_no_run_is_404_and_stores_nothing(hot):
+    other = build_world("globex")
+    theirs = Hot(other).claimed()
+    for run_id in (theirs["id"], str(uuid.uuid4()), "not-a-uuid"):
+        key = str(uuid.uuid4())
+        response, _ = _post(hot.agent_client, hot.world.url(f"flow-runs/{run_id}/task-runs/"), {
+            "attempt": 1, "reports": [{"task_key": "extract", "state": {"type": "RUNNING"}}]}, key)
+        assert response.status_code == 404, response.content
+        assert response.json()["error"]["code"] == "not_found"
+        with rls_bypass():
+            assert not IdempotencyRecord.objects.unscoped().filter(key=key).exists()
+    with rls_bypass():
+        assert not TaskRun.objects.unscoped().filter(flow_run_id=theirs["id"]).exists()
+
+
 def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
     """Inside an idempotent request any error rolls the whole request back, so the services need
     no savepoint of their own: a pair would be two more round trips on every report (called
@@ -320,16 +335,16 @@ def test_a_heartbeat_a_task_run_batch_and_a_log_batch_take_no_savepoint(hot):
     assert beat.own_kinds() == ["INSERT idempotencyrecord", "UPDATE flowrun", "UPDATE idempotencyrecord"], beat
     assert logs.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT taskrun", "INSERT logentry",
                                 "UPDATE idempotencyrecord"], logs
-    # the access check, the idempotency record, the run locked FOR SHARE with the clock and its
-    # version's tasks, the task run locked (created on first sight: the row it inserts is its own,
-    # not read back), the limit on its tag (``db``: the concurrency rule), its history row and new
-    # state in one statement, the stored reply
-    assert tasks.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
+    # the idempotency record, the run locked FOR SHARE with the clock and its version's tasks (the
+    # access check too: no read of the run first), the task run locked (created on first sight: the
+    # row it inserts is its own, not read back), the limit on its tag (``db``: the concurrency rule),
+    # its history row and new state in one statement, the stored reply
+    assert tasks.own_kinds() == ["INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
                                  "INSERT taskrun", "SELECT concurrencylimit", "WITH taskrunstate",
                                  "UPDATE idempotencyrecord"], tasks
     # a second report on the same task run finds it: no insert
     response, again = _post(hot.agent_client, hot.world.url(base + "task-runs/"), {
         "attempt": run["attempt"], "reports": [{"task_key": "extract", "state": {"type": "COMPLETED"}}]})
     assert response.status_code == 200 and response.json()["results"][0]["status"] == "ACCEPT", response.content
-    assert again.own_kinds() == ["SELECT flowrun", "INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
+    assert again.own_kinds() == ["INSERT idempotencyrecord", "SELECT flowrun", "SELECT taskrun",
                                  "SELECT concurrencylimit", "WITH taskrunstate", "UPDATE idempotencyrecord"], again

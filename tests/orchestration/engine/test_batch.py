@@ -65,7 +65,7 @@ def test_a_stale_version_gets_the_same_answer_from_a_batch_and_from_a_single_pro
         task_run_set_state(actor=agent, task_run_id=task.pk, workspace_id=run.workspace_id, expected_version=0,
                            state=ProposedState(type="COMPLETED"), policy=TaskPolicy())
     with pytest.raises(Conflict) as batch:
-        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+        task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
             {"task_key": "load", "map_index": -1, "state_type": "COMPLETED", "expected_version": 0}])
 
     assert single.value.code == batch.value.code == "stale_state_version"
@@ -78,7 +78,7 @@ def test_a_stale_version_gets_the_same_answer_from_a_batch_and_from_a_single_pro
 
 def test_a_right_expected_version_is_accepted_in_a_batch_report_by_report(agent, version):
     run = running_run(version)
-    results = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+    results = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
         {"task_key": "load", "state_type": "RUNNING", "expected_version": 0},
         {"task_key": "load", "state_type": "COMPLETED", "expected_version": 1},
     ])
@@ -100,7 +100,7 @@ def test_a_batch_writes_the_history_rows_and_the_states_of_one_call_per_report(
     sent.clear()
     # the single path starts from existing task runs (SCHEDULED, version 0), the batch creates them
     with django_capture_on_commit_callbacks(execute=True):
-        results = task_run_report_batch(actor=agent, flow_run=batched, attempt=1, reports=[
+        results = task_run_report_batch(actor=agent, flow_run_id=batched.pk, attempt=1, reports=[
             {"task_key": key, "state_type": state} for key, state in SEQUENCE])
 
     assert [(r.status, r.state_type, r.state_version) for r in results] == \
@@ -147,7 +147,7 @@ def test_a_task_run_a_concurrent_batch_creates_first_is_read_locked_and_reported
     def first() -> None:
         try:
             with transaction.atomic():
-                results["first"] = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+                results["first"] = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
                     {"task_key": "load", "state_type": "RUNNING"}])
                 inserted.set()
                 release.wait(30)
@@ -156,7 +156,7 @@ def test_a_task_run_a_concurrent_batch_creates_first_is_read_locked_and_reported
 
     def second() -> None:
         try:
-            results["second"] = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+            results["second"] = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
                 {"task_key": "load", "state_type": "COMPLETED"}])
         finally:
             connection.close()

@@ -68,7 +68,7 @@ def run(version, agent_a):
 
 
 def _report(actor, run, attempt, *reports):  # type: ignore[no-untyped-def]
-    return task_run_report_batch(actor=actor, flow_run=run, attempt=attempt, reports=[
+    return task_run_report_batch(actor=actor, flow_run_id=run.pk, attempt=attempt, reports=[
         {"task_key": key, "map_index": index, "state_type": state, **({"state_name": name} if name else {})}
         for key, index, state, name in reports
     ])

@@ -127,14 +127,14 @@ def test_a_failure_without_a_slot_is_refused_not_turned_into_a_retry(run):
 
 def test_a_batch_that_runs_a_task_without_its_slot_is_refused_and_the_slot_stays_with_its_holder(world_a, run):
     agent = principal(world_a, Role.AGENT)
-    first = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+    first = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
         report("query", "RUNNING", 0), report("query", "RUNNING", 1), report("query", "COMPLETED", 1, "Success"),
     ])
     assert [r.status for r in first] == [SetStateStatus.ACCEPT, SetStateStatus.WAIT, SetStateStatus.REJECT]
     assert first[2].details["code"] == "no_concurrency_slot"
     assert slots(run) == [("query", 0)]
 
-    second = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+    second = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
         report("query", "COMPLETED", 0, "Success"), report("query", "RUNNING", 1),
         report("query", "COMPLETED", 1, "Success"),
     ])

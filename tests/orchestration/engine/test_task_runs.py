@@ -42,7 +42,7 @@ def task_runs(run) -> dict[tuple[str, int], TaskRun]:
 
 
 def test_a_batch_creates_task_runs_on_first_sight_and_applies_reports_in_order(agent, run):
-    results = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+    results = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
         report("load", "PENDING"), report("load", "RUNNING"), report("load", "COMPLETED", result_ref="s3://b/k"),
         *[report("extract", "RUNNING", i) for i in range(3)],
     ])
@@ -58,17 +58,17 @@ def test_a_batch_creates_task_runs_on_first_sight_and_applies_reports_in_order(a
 
 
 def test_a_failed_task_with_retries_left_awaits_a_retry_then_fails(agent, run):
-    task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("extract", "RUNNING")])
-    first = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("extract", "FAILED")])
+    task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("extract", "RUNNING")])
+    first = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("extract", "FAILED")])
     assert (first[0].state_type, first[0].state_name, first[0].attempt) == ("SCHEDULED", "AwaitingRetry", 2)
-    task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("extract", "RUNNING")])
-    second = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("extract", "FAILED")])
+    task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("extract", "RUNNING")])
+    second = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("extract", "FAILED")])
     assert second[0].state_type == "FAILED"
 
 
 def test_a_stale_attempt_refuses_the_batch_and_changes_nothing(agent, run):
     with pytest.raises(Conflict) as error:
-        task_run_report_batch(actor=agent, flow_run=run, attempt=2, reports=[report("load", "RUNNING")])
+        task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=2, reports=[report("load", "RUNNING")])
     assert (error.value.code, error.value.details) == ("stale_attempt", {"attempt": 1})
     assert task_runs(run) == {}
 
@@ -76,9 +76,9 @@ def test_a_stale_attempt_refuses_the_batch_and_changes_nothing(agent, run):
 def test_a_stale_expected_version_refuses_the_batch_like_a_single_proposal(agent, run):
     """One answer for a stale version (D3), whichever entry point: 409 ``stale_state_version`` with
     the current state, and nothing of the call applied."""
-    task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("load", "RUNNING")])
+    task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("load", "RUNNING")])
     with pytest.raises(Conflict) as error:
-        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+        task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
             report("extract", "RUNNING", expected_version=0), report("load", "COMPLETED", expected_version=0)])
     assert error.value.code == "stale_state_version"
     assert error.value.details == {"task_key": "load", "map_index": -1, "state_type": "RUNNING",
@@ -89,28 +89,28 @@ def test_a_stale_expected_version_refuses_the_batch_like_a_single_proposal(agent
 
 def test_terminal_task_runs_refuse_reports_and_tag_limits_make_tasks_wait(agent, run):
     ConcurrencyLimitFactory(workspace=run.workspace, tag="db", limit=2)
-    results = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[
+    results = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[
         report("load", "COMPLETED"), report("load", "RUNNING"),
         *[report("extract", "RUNNING", i) for i in range(3)],
     ])
     assert [r.status for r in results] == ["ACCEPT", "REJECT", "ACCEPT", "ACCEPT", "WAIT"]
     with rls_bypass():
         assert ConcurrencySlot.objects.for_workspace(run.workspace_id).count() == 2
-    task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("extract", "COMPLETED", 0)])
+    task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("extract", "COMPLETED", 0)])
     with rls_bypass():
         assert ConcurrencySlot.objects.for_workspace(run.workspace_id).count() == 1
 
 
 def test_tasks_of_a_cancelling_flow_run_cannot_start(agent, run):
     drive(run, "CANCELLING")
-    results = task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("load", "RUNNING")])
+    results = task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("load", "RUNNING")])
     assert results[0].status is SetStateStatus.REJECT and results[0].details["code"] == "flow_run_ended"
 
 
 def test_reports_for_a_finished_flow_run_are_refused_whole(agent, run):
     drive(run, "CANCELLED")
     with pytest.raises(Conflict) as error:
-        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=[report("load", "RUNNING")])
+        task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=[report("load", "RUNNING")])
     assert error.value.code == "run_not_held"
     assert task_runs(run) == {}
 
@@ -118,7 +118,7 @@ def test_reports_for_a_finished_flow_run_are_refused_whole(agent, run):
 def test_a_batch_costs_a_fixed_number_of_queries(agent, run):
     reports = [report("load", "RUNNING", i) for i in range(200)]
     with CaptureQueriesContext(connection) as queries:
-        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=reports)
+        task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=reports)
     assert len(queries) <= 12, [q["sql"][:80] for q in queries]
 
 
@@ -132,11 +132,13 @@ def test_a_batch_costs_a_fixed_number_of_queries(agent, run):
 ])
 def test_bad_reports_are_refused(agent, run, reports, field):
     with pytest.raises(InvalidInput) as error:
-        task_run_report_batch(actor=agent, flow_run=run, attempt=1, reports=reports)
+        task_run_report_batch(actor=agent, flow_run_id=run.pk, attempt=1, reports=reports)
     assert field in error.value.details
 
 
 def test_another_workspaces_run_does_not_exist(world_b, run):
     with pytest.raises(NotFound):
-        task_run_report_batch(actor=principal(world_b, Role.AGENT), flow_run=run, attempt=1,
+        task_run_report_batch(actor=principal(world_b, Role.AGENT), flow_run_id=run.pk, attempt=1,
                               reports=[report("load", "RUNNING")])
+    with rls_bypass():
+        assert not TaskRun.objects.unscoped().filter(flow_run_id=run.pk).exists()  # nothing written
