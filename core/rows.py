@@ -100,27 +100,35 @@ def _converters(fields: list[Any], alias: str) -> list[tuple[int, Any, list[Any]
     return found
 
 
-_all: dict[tuple[type[Model], str], Columns] = {}
+_all: dict[tuple[type[Model], str, tuple[str, ...] | None], Columns] = {}
 
 
-def _columns(model: type[Model], alias: str) -> Columns:
-    key = (model, alias)
-    return _all.get(key) or _all.setdefault(key, Columns(model, alias))
+def _columns(model: type[Model], alias: str, only: tuple[str, ...] | None = None) -> Columns:
+    key = (model, alias, only)
+    found = _all.get(key)
+    if found is None:
+        # The primary key is always read, as .only() reads it.
+        names = None if only is None else (model._meta.pk.name, *only)
+        found = _all.setdefault(key, Columns(model, alias, names))
+    return found
 
 
-def by_id(model: type[Model], workspace: Any, pk: Any, *, related: str | None = None) -> Any:
+def by_id(model: type[Model], workspace: Any, pk: Any, *, related: str | None = None,
+          only: tuple[str, ...] | None = None) -> Any:
     """The row ``pk`` of a tenant model in ``workspace`` (an instance or its id), every column, or
     None: what ``model.objects.for_workspace(workspace).filter(pk=pk).first()`` returns, without
     compiling a query. ``related`` names a (non-null) foreign key whose row is read in the same
-    statement and cached on the instance, as ``select_related(related)`` does. An id that is not
-    one raises ``ValidationError`` as the ORM does."""
-    return by_field(model, workspace, model._meta.pk.name, pk, related=related)
+    statement and cached on the instance, as ``select_related(related)`` does. ``only`` names the
+    fields read, as ``.only(...)`` does (the others are deferred: read from the database if used).
+    An id that is not one raises ``ValidationError`` as the ORM does."""
+    return by_field(model, workspace, model._meta.pk.name, pk, related=related, only=only)
 
 
-def by_field(model: type[Model], workspace: Any, name: str, value: Any, *, related: str | None = None) -> Any:
+def by_field(model: type[Model], workspace: Any, name: str, value: Any, *, related: str | None = None,
+             only: tuple[str, ...] | None = None) -> Any:
     """As :func:`by_id`, the row whose unique field ``name`` (unique within the workspace) is
     ``value``."""
-    columns = _columns(model, "t")
+    columns = _columns(model, "t", only)
     meta = model._meta
     conn = connections[DEFAULT_DB_ALIAS]
     params = [

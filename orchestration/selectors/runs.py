@@ -179,7 +179,9 @@ def access_flow_run(principal: Principal, flow_run_id: Any, action: str = "proje
     the role in the workspace only, as agents run restricted projects' runs too."""
     if action in AGENT_ACTIONS:
         authorize(principal, action, principal.workspace)
-        run = by_id(FlowRun, principal.workspace, parse_id(flow_run_id))
+        # The agents' services lock and read what they change themselves: this read is the access
+        # check, and its run the id and workspace (the rest deferred, read if ever used).
+        run = by_id(FlowRun, principal.workspace, parse_id(flow_run_id), only=("workspace",))
         if run is None:
             raise NotFound()
         return run

@@ -101,6 +101,18 @@ def test_by_id_with_a_related_row_loads_it_as_select_related_does(world_a, world
         assert by_id(Flow, world_b.workspace, flow.pk, related="project") is None
 
 
+def test_by_id_with_only_reads_those_fields_and_defers_the_rest_as_only_does(world_a, world_b, runs):
+    old, _ = runs
+    with workspace_scope([world_a.workspace.pk]), CaptureQueriesContext(connection) as queries:
+        run = by_id(FlowRun, world_a.workspace, old.pk, only=("workspace",))
+    assert len(queries) == 1 and '"parameters"' not in queries[0]["sql"]
+    assert (run.pk, run.workspace_id) == (old.pk, old.workspace_id)
+    assert run.get_deferred_fields() == {a for a in CONCRETE if a not in ("id", "workspace_id")}
+    with workspace_scope([world_a.workspace.pk]):
+        assert run.parameters == old.parameters  # a deferred field is read when used, as with .only()
+        assert by_id(FlowRun, world_b.workspace, old.pk, only=("workspace",)) is None
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("count", [1, 3])
 def test_the_locked_read_finds_its_runs_by_primary_key_on_a_generic_plan(world_a, version_a, count):
