@@ -196,3 +196,24 @@ def test_insert_values_writes_what_insert_many_writes_and_fills_defaults(world_a
     fields = [f.attname for f in LogEntry._meta.concrete_fields if f.attname not in ("id", "sequence", "created_at")]
     assert {f: getattr(stored[1], f) for f in fields} == {f: getattr(stored[2], f) for f in fields}
     assert stored[3].created_at == at and abs(stored[4].created_at - timezone.now()) < timedelta(minutes=1)
+
+
+def test_json_columns_and_text_read_back_as_written_past_what_orjson_writes(world_a, version_a):
+    from orchestration.models import TaskRunState
+
+    run = FlowRunFactory(flow_version=version_a)
+    now = timezone.now()
+    plain = {"city": "Zürich ☃", "n": [1, 2.5, None, True], "nested": {"deep": ["ok"]}}
+    huge = {"id": 2**70, "neg": -(2**65)}  # past 64 bits: orjson refuses, the standard library writes it
+    with workspace_scope([world_a.workspace.pk]):
+        [task] = _task_runs(run, ["é-task ✓"], now)
+        insert_many(TaskRun, [task])
+        rows = [TaskRunState(workspace_id=run.workspace_id, task_run=task, type="RUNNING", name="Running",
+                             message="naïve “quotes” \\ and\ttabs", details=details, timestamp=now)
+                for details in (plain, huge)]
+        insert_many(TaskRunState, rows)
+        stored = list(TaskRunState.objects.for_workspace(world_a.workspace.pk).filter(task_run=task).order_by("id"))
+        assert TaskRun.objects.for_workspace(world_a.workspace.pk).get(pk=task.pk).task_key == "é-task ✓"
+    assert [s.details for s in stored] == [plain, huge]
+    assert {s.message for s in stored} == {"naïve “quotes” \\ and\ttabs"}
+    assert stored[0].timestamp == now
