@@ -19,10 +19,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinLengthValidator, MinValueValidator
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import ISO_8601, serializers
 from rest_framework import fields as f
@@ -61,12 +64,20 @@ def fast_validator(serializer_class: type[serializers.Serializer]) -> Callable[[
     return _built[serializer_class]
 
 
+# The current time zone, looked up once per body: Django keeps it in a context-local whose lookup
+# cost a log line 5-10 µs, a twentieth of a batch's CPU (one lookup per line's timestamp).
+_zone: ContextVar[Any] = ContextVar("fast_input_zone", default=None)
+
+
 def _run(check: Check) -> Callable[[Any], Any]:
     def validate(data: Any) -> Any:
+        token = _zone.set(None)
         try:
             return check(data)
         except (_Defer, serializers.ValidationError, DjangoValidationError, f.SkipField):
             return None
+        finally:
+            _zone.reset(token)
     return validate
 
 
@@ -215,7 +226,10 @@ def _iso_8601_only(field: f.DateTimeField) -> bool:
 
 def _datetime(field: f.DateTimeField) -> Check:
     """An ISO 8601 string, parsed as DRF parses it (Django's ``parse_datetime``) and put in the
-    field's time zone by the field itself; anything else (a date alone, a format error) DRF words."""
+    field's time zone as the field's ``enforce_timezone`` puts it (a time with an offset: converted
+    to the current zone, found once per body); anything else (a date alone, a format error) DRF
+    words."""
+    own_zone = hasattr(field, "timezone")
 
     def check(value: Any) -> Any:
         if type(value) is not str:
@@ -226,7 +240,16 @@ def _datetime(field: f.DateTimeField) -> Check:
             raise _Defer from None
         if parsed is None:
             raise _Defer
-        return field.enforce_timezone(parsed)
+        if own_zone or parsed.tzinfo is None or not settings.USE_TZ:
+            return field.enforce_timezone(parsed)
+        zone = _zone.get()
+        if zone is None:
+            zone = timezone.get_current_timezone()
+            _zone.set(zone)
+        try:
+            return parsed.astimezone(zone)
+        except OverflowError:
+            raise _Defer from None
 
     return check
 

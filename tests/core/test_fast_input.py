@@ -205,3 +205,24 @@ def test_an_invalid_body_gets_drfs_errors():
     with pytest.raises(serializers.ValidationError) as raised:
         validated(LogBatchIn, {"lines": [{**LOG_LINE, "message": "bad \x00"}]})
     assert "Null characters are not allowed." in str(raised.value.detail)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/St_Johns"])
+def test_times_come_in_the_current_zone_as_drf_puts_them(zone):
+    from django.utils import timezone
+
+    from orchestration.api.serializers import LogBatchIn
+
+    body = {"lines": [{**LOG_LINE, "sequence": i, "timestamp": stamp} for i, stamp in enumerate(
+        ["2026-12-04T10:00:00.5Z", "2026-07-01T23:30:00+05:30", "2026-03-29T01:30:00"])]}
+    with timezone.override(zone):
+        fast = fast_validator(LogBatchIn)(body)  # type: ignore[misc]
+        drf = _drf(LogBatchIn, body)
+    assert fast is not None and _same(fast, drf)
+    # equal instants may still be in different zones: the zone each time is given in is DRF's too
+    assert [line["timestamp"].tzinfo for line in fast["lines"]] == [line["timestamp"].tzinfo for line in drf["lines"]]
+    assert {str(line["timestamp"].tzinfo) for line in fast["lines"]} == {zone}
+    # and the zone looked up for one body is not kept for the next
+    with timezone.override("Asia/Tokyo"):
+        again = fast_validator(LogBatchIn)(body)  # type: ignore[misc]
+    assert str(again["lines"][0]["timestamp"].tzinfo) == "Asia/Tokyo"
